@@ -1,0 +1,3 @@
+from kon_ray.run import cli
+
+cli()

@@ -1,0 +1,37 @@
+"""Starting (or joining) the local Ray that a `cluster=local` run uses."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+from kon_ray.cluster.config import ClusterConfig
+
+log = logging.getLogger(__name__)
+
+
+def init_local_ray(cluster: ClusterConfig) -> None:
+    """Start a Ray for this run, or join one named by cluster.address / $RAY_ADDRESS (as tests and jobs do)."""
+    if ray.is_initialized():
+        return
+    address = cluster.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        log.info("joined Ray at %s (%s CPUs)", address, ray.cluster_resources().get("CPU"))
+        return
+    num_cpus = (cluster.num_cpus or os.cpu_count() or 1) + cluster.data_cpu_reserve
+    object_store = int(cluster.object_store_gb * 1024**3) if cluster.object_store_gb else None
+    ray.init(
+        num_cpus=num_cpus,
+        object_store_memory=object_store,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    log.info("started a local Ray: %d logical CPUs, object store %s", num_cpus, _gb(object_store))
+
+
+def _gb(size: int | None) -> str:
+    return "Ray's default" if size is None else f"{size / 1024**3:.1f} GiB"

@@ -1,0 +1,141 @@
+"""The run's configuration: frozen dataclass schemas registered in Hydra's ConfigStore, and their validation.
+
+Each stage owns the schema of its own group (`kon_ray/<stage>/config.py`); this module assembles them into
+`KonConfig`. YAML under `conf/` holds only values. `load_config` turns a composed DictConfig into the frozen
+dataclasses, so a bad value fails here, before Ray starts, with a `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List
+
+from hydra.core.config_store import ConfigStore
+import omegaconf.dictconfig
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from kon_ray.cluster.config import ClusterConfig
+from kon_ray.drift.config import DriftConfig
+from kon_ray.errors import ConfigError
+from kon_ray.features.config import FeatureConfig, SplitConfig
+from kon_ray.segment.config import SegmentConfig
+from kon_ray.synth.config import SynthConfig
+from kon_ray.tracking.config import TrackingConfig
+from kon_ray.train.config import ModelConfig
+
+# OmegaConf marks a frozen dataclass's node read-only, which would stop YAML files and command-line overrides
+# from composing onto the schema at all. Composition needs writable nodes; the result is still type-checked
+# against the schema, and `load_config` turns it into the frozen dataclass instances the code uses.
+omegaconf.dictconfig.is_structured_config_frozen = lambda _obj: False  # type: ignore[attr-defined]
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+# The pipeline's stages in the only order they run. `stages=[...]` picks a subset; order is always this one.
+STAGE_ORDER = ("ingest", "preprocess", "drift", "segment", "train", "infer")
+
+# Declared raw column types (conf/dataset/*.yaml `columns:`), checked against the Parquet schema at ingest.
+COLUMN_TYPES = ("int64", "float64", "string", "bool", "date")
+
+POPULATIONS = ("domestic", "industrial")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str = MISSING
+    path: str = MISSING  # Parquet file or folder of parts, local or s3://
+    sample_rows: int = 20_000  # rows the generator writes by default (make run)
+    full_rows: int = 1_000_000  # rows of the full-scale dataset
+    id_column: str = "customer_id"
+    date_column: str = "record_date"
+    target_column: str = "segment"
+    population_column: str = "tariff_type"
+    industrial_values: List[str] = field(default_factory=list)  # population_column values that are industrial
+    columns: Dict[str, str] = field(default_factory=dict)  # the declared raw schema: column -> type
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+
+    def __post_init__(self) -> None:
+        for column, kind in self.columns.items():
+            if kind not in COLUMN_TYPES:
+                raise ConfigError(
+                    f"dataset.columns.{column}: unknown type {kind!r}; expected one of {', '.join(COLUMN_TYPES)}"
+                )
+        for key in ("id_column", "date_column", "target_column", "population_column"):
+            column = getattr(self, key)
+            if self.columns and column not in self.columns:
+                raise ConfigError(f"dataset.{key}: column {column!r} is not declared in dataset.columns")
+        for key in ("sample_rows", "full_rows"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"dataset.{key} must be >= 1, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class KonConfig:
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    cluster: ClusterConfig = MISSING
+    drift: DriftConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    split: SplitConfig = field(default_factory=SplitConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    stages: List[str] = field(default_factory=lambda: list(STAGE_ORDER))
+    output_dir: str = MISSING  # the run folder: Hydra's run dir by default, or an s3:// prefix
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        unknown = [stage for stage in self.stages if stage not in STAGE_ORDER]
+        if unknown:
+            raise ConfigError(f"stages: unknown stage {unknown[0]!r}; known stages: {', '.join(STAGE_ORDER)}")
+        if not self.stages:
+            raise ConfigError(f"stages is empty; pick from {', '.join(STAGE_ORDER)}")
+
+
+def register_configs() -> None:
+    """Make the schemas known to Hydra, so that `defaults: [base_<group>]` in a YAML file validates its values."""
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=_schema(KonConfig))
+    store.store(group="dataset", name="base_dataset", node=_schema(DatasetConfig))
+    store.store(group="model", name="base_model", node=_schema(ModelConfig))
+    store.store(group="cluster", name="base_cluster", node=_schema(ClusterConfig))
+    store.store(group="drift", name="base_drift", node=_schema(DriftConfig))
+    store.store(group="tracking", name="base_tracking", node=_schema(TrackingConfig))
+
+
+def _schema(dataclass_type: type) -> DictConfig:
+    return OmegaConf.structured(dataclass_type)
+
+
+def dataset_choices() -> List[str]:
+    return sorted(path.stem for path in (CONF_DIR / "dataset").glob("*.yaml"))
+
+
+def load_config(cfg: DictConfig) -> KonConfig:
+    """Validate a composed config and return it as frozen dataclasses; raise ConfigError naming the bad key."""
+    if "dataset" not in cfg or OmegaConf.is_missing(cfg, "dataset"):
+        raise ConfigError(
+            f"no dataset chosen: add +dataset=NAME, one of {', '.join(dataset_choices())}"
+            " (e.g. python -m kon_ray.run +dataset=POLA)"
+        )
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"config key {missing[0]} has no value; set it with {missing[0]}=...")
+    try:
+        config = OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except OmegaConfBaseException as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        key = getattr(exc, "full_key", None)
+        raise ConfigError(f"config key {key}: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+    if not isinstance(config, KonConfig):
+        raise ConfigError("the composed config does not follow the KonConfig schema (conf/config.yaml)")
+    return config
+
+
+def to_plain(cfg: DictConfig) -> Dict[str, Any]:
+    """The only form of the config that crosses into Ray: plain, resolved containers."""
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,52 @@
+"""What a stage is given: the validated config and the run folder it reads from and publishes to.
+
+A stage is a module with `run(ctx: RunContext) -> dict` (small metrics). It reads earlier stages' published
+folders with `ctx.input_dir(stage)` and writes its own outputs under `ctx.output_dir`, a staging folder that the
+pipeline publishes in one step after the stage returns, so a failed or interrupted stage never leaves a folder
+that looks complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict
+
+from kon_ray import storage
+from kon_ray.config import KonConfig
+
+# Each stage's folder in the run folder.
+STAGE_FOLDERS = {
+    "ingest": "ingest",
+    "preprocess": "features",
+    "drift": "drift",
+    "segment": "segment",
+    "train": "models",
+    "infer": "reports",
+}
+
+
+@dataclass(frozen=True)
+class RunContext:
+    config: KonConfig
+    plain: Dict[str, Any]  # the resolved config as plain containers: the only form that crosses into Ray
+    run_dir: str  # the run folder, local or s3://
+    output_dir: str = ""  # this stage's staging folder, set by the pipeline for each stage
+    shared: Dict[str, Any] = field(default_factory=dict)  # small in-memory results handed between stages
+
+    def stage_dir(self, stage: str) -> str:
+        """Where `stage` publishes its outputs in this run."""
+        return storage.join(self.run_dir, STAGE_FOLDERS[stage])
+
+    def input_dir(self, stage: str) -> str:
+        """An earlier stage's published folder; a clear error if that stage has not run in this run folder."""
+        path = self.stage_dir(stage)
+        if not storage.exists(path):
+            from kon_ray.errors import ConfigError
+
+            raise ConfigError(
+                f"stage output {path} is missing: run the {stage!r} stage first (include it in stages=[...])"
+            )
+        return path
+
+    def out(self, *parts: str) -> str:
+        return storage.join(self.output_dir, *parts)

@@ -1,0 +1,39 @@
+"""Config schema for DriftCheck."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+from kon_ray.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    psi_bins: int = 10
+    psi_epsilon: float = 1e-4
+    psi_moderate: float = 0.1  # PSI >= this (and p < p_value) is MODERATE, below it NONE
+    psi_high: float = 0.25  # PSI > this is HIGH
+    p_value: float = 0.05
+    drift_share: float = 0.1  # overall flag when more than this share of features drifted
+    fail_on_drift: bool = False
+    column_types: Dict[str, str] = field(default_factory=dict)  # override: column -> numeric | categorical
+    exclude: List[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.psi_bins < 2:
+            raise ConfigError(f"drift.psi_bins must be >= 2, got {self.psi_bins}")
+        if not 0.0 < self.psi_epsilon < 1.0:
+            raise ConfigError(f"drift.psi_epsilon must be in (0, 1), got {self.psi_epsilon}")
+        if not 0.0 <= self.psi_moderate <= self.psi_high:
+            raise ConfigError(
+                f"drift thresholds out of order: need 0 <= drift.psi_moderate ({self.psi_moderate})"
+                f" <= drift.psi_high ({self.psi_high})"
+            )
+        if not 0.0 < self.p_value < 1.0:
+            raise ConfigError(f"drift.p_value must be in (0, 1), got {self.p_value}")
+        if not 0.0 <= self.drift_share <= 1.0:
+            raise ConfigError(f"drift.drift_share must be in [0, 1], got {self.drift_share}")
+        for column, kind in self.column_types.items():
+            if kind not in ("numeric", "categorical"):
+                raise ConfigError(f"drift.column_types.{column} must be numeric or categorical, got {kind!r}")

@@ -1,0 +1,47 @@
+"""The errors a user can cause, each with its documented exit code.
+
+`kon_ray.run.main` maps these to one line on stderr and the exit code below; anything else is a bug and exits 1
+with the traceback kept in the run's log file.
+
+| code | meaning                                                       |
+|------|---------------------------------------------------------------|
+| 0    | success                                                       |
+| 1    | unexpected failure (a bug, or an infrastructure fault)        |
+| 2    | configuration error (bad key or value, missing dataset)       |
+| 3    | data error (unreadable file, schema mismatch, empty, dups)    |
+| 4    | stopped by the drift gate (`drift.fail_on_drift=true`)        |
+| 5    | cluster / job submission error (remote job failed or refused) |
+| 130  | interrupted (Ctrl-C)                                          |
+"""
+
+from __future__ import annotations
+
+
+class KonError(Exception):
+    """Base class for errors caused by the user's config, data or environment."""
+
+    exit_code = 1
+    kind = "error"
+
+    def __str__(self) -> str:  # one line, always
+        return " ".join(super().__str__().split())
+
+
+class ConfigError(KonError):
+    exit_code = 2
+    kind = "config error"
+
+
+class DataError(KonError):
+    exit_code = 3
+    kind = "data error"
+
+
+class DriftGateError(KonError):
+    exit_code = 4
+    kind = "drift gate"
+
+
+class ClusterError(KonError):
+    exit_code = 5
+    kind = "cluster error"

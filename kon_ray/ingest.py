@@ -1,0 +1,140 @@
+"""Ingest: find the dataset's Parquet files, check them against the declared schema, fingerprint them.
+
+Nothing is computed before the data passes these checks: every file is readable Parquet, every declared column
+is there with its declared type and no undeclared one, there is at least one row, ids are unique. Each problem is
+a `DataError` naming the file and column. The stage publishes `ingest/ingest.json` (files, rows, schema hash,
+fingerprint) that later stages read instead of listing the folder again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Dict, List, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kon_ray import storage
+from kon_ray.context import RunContext
+from kon_ray.errors import DataError
+
+
+def type_matches(declared: str, actual: pa.DataType) -> bool:
+    """Whether a Parquet column's arrow type satisfies a declared column type."""
+    if pa.types.is_dictionary(actual):
+        actual = actual.value_type
+    if declared == "int64":
+        return pa.types.is_integer(actual)
+    if declared == "float64":
+        return pa.types.is_floating(actual)
+    if declared == "string":
+        return pa.types.is_string(actual) or pa.types.is_large_string(actual)
+    if declared == "bool":
+        return pa.types.is_boolean(actual)
+    if declared == "date":
+        return pa.types.is_date(actual) or pa.types.is_timestamp(actual)
+    return False
+
+
+def schema_problems(file: str, schema: pa.Schema, declared: Dict[str, str]) -> List[str]:
+    """One line per mismatch between a file's schema and the declared columns (empty when they agree)."""
+    problems = []
+    present = {name: schema.field(name).type for name in schema.names}
+    for column, kind in declared.items():
+        if column not in present:
+            problems.append(f"{file}: column {column!r} is missing (declared as {kind})")
+        elif not type_matches(kind, present[column]):
+            problems.append(f"{file}: column {column!r} has type {present[column]}, declared {kind}")
+    for column in present:
+        if column not in declared:
+            problems.append(f"{file}: column {column!r} is not declared in the dataset's columns")
+    return problems
+
+
+def schema_hash(declared: Dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(sorted(declared.items())).encode()).hexdigest()[:16]
+
+
+def read_metadata(path: str) -> tuple[pa.Schema, int, int]:
+    """(schema, rows, size in bytes) of one Parquet file, or a DataError naming it."""
+    fs, fs_path = storage.filesystem(path)
+    try:
+        size = fs.get_file_info(fs_path).size or 0
+        with fs.open_input_file(fs_path) as handle:
+            metadata = pq.ParquetFile(handle).metadata
+            return metadata.schema.to_arrow_schema(), metadata.num_rows, size
+    except (pa.ArrowInvalid, OSError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise DataError(f"{path}: not a readable Parquet file ({reason})") from None
+
+
+def find_files(path: str) -> List[str]:
+    files = storage.list_files(path)
+    if not files:
+        if not storage.exists(path):
+            raise DataError(f"{path}: no such file or folder (dataset.path)")
+        raise DataError(f"{path}: no .parquet files found")
+    prefix = "s3://" if storage.is_s3(path) else ""
+    return [prefix + f for f in files]
+
+
+def check_unique_ids(path: str, files: Sequence[str], id_column: str) -> None:
+    """Ids must be unique across all files; the id column alone is small enough to read on the driver."""
+    ids = []
+    for file in files:
+        fs, fs_path = storage.filesystem(file)
+        with fs.open_input_file(fs_path) as handle:
+            ids.append(pq.read_table(handle, columns=[id_column]).column(0).to_numpy(zero_copy_only=False))
+    values = np.concatenate(ids) if ids else np.array([])
+    unique, counts = np.unique(values, return_counts=True)
+    if unique.size < values.size:
+        example = unique[counts > 1][0]
+        raise DataError(f"{path}: column {id_column!r} has {values.size - unique.size} duplicate ids (e.g. {example})")
+
+
+def validate(path: str, declared: Dict[str, str], id_column: str) -> dict:
+    """Check the dataset at `path` and return its summary; raise DataError at the first problem."""
+    files = find_files(path)
+    total_rows, fingerprint = 0, hashlib.sha256()
+    for file in files:
+        schema, rows, size = read_metadata(file)
+        problems = schema_problems(file, schema, declared) if declared else []
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise DataError(problems[0] + more)
+        total_rows += rows
+        fingerprint.update(f"{file}:{size}:{rows};".encode())
+    if total_rows == 0:
+        raise DataError(f"{path}: the dataset has no rows")
+    check_unique_ids(path, files, id_column)
+    fingerprint.update(schema_hash(declared).encode())
+    return {
+        "path": path,
+        "files": files,
+        "rows": total_rows,
+        "schema_hash": schema_hash(declared),
+        "fingerprint": fingerprint.hexdigest()[:16],
+    }
+
+
+def run(ctx: RunContext) -> dict:
+    dataset = ctx.config.dataset
+    summary = validate(dataset.path, dict(dataset.columns), dataset.id_column)
+    storage.write_json(ctx.out("ingest.json"), summary)
+    return {"rows": summary["rows"], "files": len(summary["files"])}
+
+
+def read_ingested(ctx: RunContext) -> dict:
+    """The published ingest summary of this run."""
+    return storage.read_json(storage.join(ctx.input_dir("ingest"), "ingest.json"))
+
+
+def read_dataset(files: Sequence[str], columns: Sequence[str] | None = None):
+    """The ingested files as a Ray Dataset (streamed, sharded by file and row group)."""
+    import ray.data
+
+    fs, _ = storage.filesystem(files[0])
+    paths = [storage.filesystem(f)[1] for f in files]
+    return ray.data.read_parquet(paths, filesystem=fs, columns=list(columns) if columns else None)

@@ -1,0 +1,110 @@
+"""`python -m kon_ray.run +dataset=POLA [overrides]`: run the Kon pipeline.
+
+A thin edge: compose and validate the config (before Ray starts), start or join Ray, run the pipeline, and turn
+user errors into one line and a documented exit code (kon_ray/errors.py). Tests call `main(cfg)` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from typing import Any, Dict
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from kon_ray.config import CONF_DIR, KonConfig, load_config, register_configs, to_plain
+from kon_ray.context import RunContext
+from kon_ray.errors import ConfigError, KonError
+
+log = logging.getLogger("kon_ray")
+
+_task_started = False  # set once Hydra has composed the config and handed it to us
+
+
+def run(config: KonConfig, plain: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Run the pipeline on an already started Ray; return each stage's metrics."""
+    from kon_ray.pipeline import run_pipeline
+
+    ctx = RunContext(config=config, plain=plain, run_dir=config.output_dir)
+    results = run_pipeline(ctx)
+    log.info("run finished: outputs in %s", config.output_dir)
+    return results
+
+
+def main(cfg: DictConfig) -> int:
+    """Validate, start Ray, run; return the exit code."""
+    try:
+        config = load_config(cfg)
+        plain = to_plain(cfg)
+        if config.cluster.kind != "local":
+            from kon_ray.cluster.remote import submit
+
+            return submit(config, plain, _overrides())
+        from kon_ray.cluster.local import init_local_ray
+
+        init_local_ray(config.cluster)
+        run(config, plain)
+        return 0
+    except KonError as exc:
+        log.error("%s: %s", exc.kind, exc)
+        _keep_traceback_in_log_file()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as exc:  # a bug or an infrastructure fault: one line here, the traceback in the log file
+        log.error("unexpected error: %s: %s (traceback in %s)", type(exc).__name__, exc, _log_file() or "the log")
+        _keep_traceback_in_log_file()
+        return 1
+
+
+def _overrides() -> list[str]:
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+def _log_file() -> str | None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return None
+
+
+def _keep_traceback_in_log_file() -> None:
+    """The traceback goes to the run's log file only; the terminal gets the one line logged above."""
+    path = _log_file()
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(traceback.format_exc())
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
+def _hydra_entry(cfg: DictConfig) -> None:
+    global _task_started
+    _task_started = True
+    code = main(cfg)
+    if code:
+        sys.exit(code)
+
+
+def cli() -> None:
+    register_configs()
+    try:
+        _hydra_entry()
+    except SystemExit as exit_:
+        # Hydra reports a composition error (unknown key, bad override) itself and exits 1 before our task
+        # runs; those are configuration errors, exit code 2 like every other.
+        if exit_.code == 1 and not _task_started:
+            sys.exit(ConfigError.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    cli()

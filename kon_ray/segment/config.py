@@ -1,0 +1,28 @@
+"""Config schema for segmentation: estrato rules and k-means cluster grouping (declared per dataset)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List
+
+from kon_ray.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    estrato_column: str = ""  # the raw column estrato is assigned from
+    estrato_thresholds: List[float] = field(default_factory=list)  # 5 ascending cut points -> estrato 1..6
+    cluster_features: List[str] = field(default_factory=list)
+    clusters: int = 4
+    kmeans_iterations: int = 20
+    kmeans_tolerance: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.estrato_thresholds and len(self.estrato_thresholds) != 5:
+            raise ConfigError(f"segment.estrato_thresholds needs 5 cut points, got {len(self.estrato_thresholds)}")
+        if list(self.estrato_thresholds) != sorted(self.estrato_thresholds):
+            raise ConfigError("segment.estrato_thresholds must be ascending")
+        if self.clusters < 1:
+            raise ConfigError(f"segment.clusters must be >= 1, got {self.clusters}")
+        if self.kmeans_iterations < 1:
+            raise ConfigError(f"segment.kmeans_iterations must be >= 1, got {self.kmeans_iterations}")

@@ -1,0 +1,136 @@
+"""Where files live: local paths and s3:// URIs through pyarrow filesystems, and publishing in one step.
+
+Credentials come only from the standard AWS chain (environment, profile, instance role); they are never read
+from the config. An S3-compatible store is reached with the standard `AWS_ENDPOINT_URL_S3` or
+`AWS_ENDPOINT_URL` environment variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from typing import Any, List, Tuple
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+
+def is_s3(path: str) -> bool:
+    return path.startswith("s3://")
+
+
+def s3_endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def filesystem(path: str) -> Tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem for `path` and the path as that filesystem names it."""
+    if is_s3(path):
+        parsed = urlparse(path)
+        endpoint = s3_endpoint()
+        kwargs: dict[str, Any] = {"region": os.environ.get("AWS_DEFAULT_REGION", "eu-west-1")}
+        if endpoint:
+            kwargs["endpoint_override"] = endpoint
+            kwargs["scheme"] = urlparse(endpoint).scheme or "https"
+        return pafs.S3FileSystem(**kwargs), f"{parsed.netloc}{parsed.path}".rstrip("/")
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def join(base: str, *parts: str) -> str:
+    if is_s3(base):
+        return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+    return os.path.join(base, *parts)
+
+
+def exists(path: str) -> bool:
+    fs, fs_path = filesystem(path)
+    return fs.get_file_info(fs_path).type != pafs.FileType.NotFound
+
+
+def list_files(path: str, suffix: str = ".parquet") -> List[str]:
+    """The files under `path` (or `path` itself if it is a file) ending in `suffix`, sorted, as fs paths."""
+    fs, fs_path = filesystem(path)
+    info = fs.get_file_info(fs_path)
+    if info.type == pafs.FileType.File:
+        return [fs_path]
+    if info.type == pafs.FileType.NotFound:
+        return []
+    selector = pafs.FileSelector(fs_path, recursive=True)
+    return sorted(
+        f.path
+        for f in fs.get_file_info(selector)
+        if f.type == pafs.FileType.File and f.path.endswith(suffix) and "/_tmp" not in f.path
+    )
+
+
+def write_text(path: str, text: str) -> None:
+    """Write a whole file at once: a local temp file renamed into place, or one S3 PUT (atomic per object)."""
+    fs, fs_path = filesystem(path)
+    if is_s3(path):
+        with fs.open_output_stream(fs_path) as out:
+            out.write(text.encode())
+        return
+    os.makedirs(os.path.dirname(fs_path) or ".", exist_ok=True)
+    tmp = f"{fs_path}.{uuid.uuid4().hex}.tmp"
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(tmp, fs_path)
+
+
+def read_text(path: str) -> str:
+    fs, fs_path = filesystem(path)
+    with fs.open_input_stream(fs_path) as stream:
+        return stream.read().decode()
+
+
+def write_json(path: str, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path: str) -> Any:
+    return json.loads(read_text(path))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def staging_dir(final: str) -> str:
+    """A sibling temp location for a stage's outputs, published later by `publish`."""
+    return f"{final.rstrip('/')}._tmp-{uuid.uuid4().hex[:8]}"
+
+
+def remove(path: str) -> None:
+    fs, fs_path = filesystem(path)
+    info = fs.get_file_info(fs_path)
+    if info.type == pafs.FileType.Directory:
+        fs.delete_dir(fs_path)
+    elif info.type == pafs.FileType.File:
+        fs.delete_file(fs_path)
+
+
+def publish(staged: str, final: str) -> None:
+    """Move a fully written staging folder to its final place in one step.
+
+    Locally this is one rename, so readers see all of the folder or none of it. S3 has no rename; there the
+    objects are copied and the stage's manifest, written after the copy, is what marks the folder complete.
+    """
+    fs, staged_path = filesystem(staged)
+    _, final_path = filesystem(final)
+    if fs.get_file_info(final_path).type != pafs.FileType.NotFound:
+        remove(final)
+    if is_s3(final):
+        pafs.copy_files(staged_path, final_path, source_filesystem=fs, destination_filesystem=fs)
+        fs.delete_dir(staged_path)
+        return
+    os.makedirs(os.path.dirname(final_path) or ".", exist_ok=True)
+    if fs.get_file_info(staged_path).type == pafs.FileType.NotFound:
+        os.makedirs(final_path, exist_ok=True)
+        return
+    shutil.move(staged_path, final_path)
