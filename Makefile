@@ -1,0 +1,56 @@
+# Two commands for a new user (see README):
+#   make run   - create .venv, generate the POLA sample if missing, run the pipeline on a local Ray
+#   make test  - create .venv (and the lint tools venv), run the whole test suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS := .venv-tools
+DATASET ?= POLA
+# Python 3.12 (3.11 works too): the first that exists of pyenv's 3.12, python3.12, python3.
+PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.12*/bin/python3.12 python3.12 python3; do \
+	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then echo $$p; break; fi; done)
+UV_VERSION := 0.13.9
+
+.PHONY: help venv tools data run test test-fast lint clean
+
+help:
+	@echo "make run    # install, generate data/$(DATASET) if missing, run python -m kon_ray.run +dataset=$(DATASET)"
+	@echo "make test   # install, run the test suite (what CI runs)"
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -n "$(PYTHON)" || { echo "make: need Python >= 3.11 (python3.12 preferred)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip sync --quiet --python $(PY) requirements.lock
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(TOOLS)/.installed: requirements-tools.lock
+	@test -n "$(PYTHON)" || { echo "make: need Python >= 3.11"; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(TOOLS)/bin/uv pip sync --quiet --python $(TOOLS)/bin/python requirements-tools.lock
+	touch $@
+
+tools: $(TOOLS)/.installed
+
+data/$(DATASET): | venv
+	RAY_AUTH_MODE=disabled $(PY) -m kon_ray.synth +dataset=$(DATASET)
+
+data: data/$(DATASET)
+
+run: venv data/$(DATASET)
+	RAY_AUTH_MODE=disabled $(PY) -m kon_ray.run +dataset=$(DATASET)
+
+test: venv tools
+	RAY_AUTH_MODE=disabled $(PY) -m pytest -q
+
+test-fast: venv
+	RAY_AUTH_MODE=disabled $(PY) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf outputs multirun mlflow.db mlruns .pytest_cache

@@ -1,0 +1,92 @@
+"""Config composition and validation: every group option composes, and bad values fail naming the key."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+
+import pytest
+
+from kon_ray.config import CONF_DIR, KonConfig, dataset_choices, load_config
+from kon_ray.errors import ConfigError
+from tests.conftest import REPO, compose_config
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def test_the_three_datasets_are_declared():
+    assert dataset_choices() == ["CLIE", "HFAC", "POLA"]
+
+
+@pytest.mark.parametrize("dataset", ["CLIE", "HFAC", "POLA"])
+def test_every_option_of_every_group_composes(dataset, tmp_path):
+    groups = {group: _options(group) for group in ("model", "cluster", "drift", "tracking")}
+    for choice in itertools.product(*groups.values()):
+        overrides = [f"+dataset={dataset}"] + [f"{g}={c}" for g, c in zip(groups, choice)]
+        config = load_config(compose_config(overrides, tmp_path))
+        assert isinstance(config, KonConfig)
+        assert config.dataset.name == dataset
+
+
+def test_config_is_frozen(tmp_path):
+    config = load_config(compose_config(["+dataset=POLA"], tmp_path))
+    with pytest.raises(Exception):
+        config.seed = 1  # type: ignore[misc]
+
+
+def test_missing_dataset_lists_the_choices(tmp_path):
+    with pytest.raises(ConfigError, match=r"\+dataset=.*CLIE, HFAC, POLA"):
+        load_config(compose_config([], tmp_path))
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("model.max_depth=0", "model.max_depth"),
+        ("model.eta=-0.1", "model.eta"),
+        ("drift.psi_moderate=0.3", "drift.psi_moderate"),
+        ("drift.psi_bins=1", "drift.psi_bins"),
+        ("split.test_fraction=1.5", "split.test_fraction"),
+        ("split.train_per_class=-500", "split.train_per_class"),
+        ("cluster.train_workers=0", "cluster.train_workers"),
+        ("stages=[ingest,trian]", "trian"),
+    ],
+)
+def test_bad_values_name_the_key(override, key, tmp_path):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(compose_config(["+dataset=POLA", override], tmp_path))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "kon_ray.run", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_without_dataset_says_what_to_add():
+    result = _cli("hydra.run.dir=/tmp/kon_ray_test_cli")
+    assert result.returncode == 2
+    assert "+dataset=" in result.stderr and "CLIE, HFAC, POLA" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_unknown_key_is_a_config_error():
+    result = _cli("+dataset=POLA", "model.depth=3", "hydra.run.dir=/tmp/kon_ray_test_cli")
+    assert result.returncode == 2
+    assert "model.depth" in result.stderr
+
+
+def test_cli_bad_value_is_one_line_naming_the_key():
+    result = _cli("+dataset=POLA", "drift.psi_high=0.05", "hydra.run.dir=/tmp/kon_ray_test_cli")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "config error" in line]
+    assert len(errors) == 1 and "drift.psi_high" in errors[0]
+
+
+def test_cli_prints_the_composed_config():
+    result = _cli("+dataset=POLA", "--cfg", "job")
+    assert result.returncode == 0
+    assert "name: POLA" in result.stdout and "max_depth:" in result.stdout
