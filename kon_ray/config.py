@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 import omegaconf.dictconfig
@@ -82,6 +82,10 @@ class KonConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
     stages: List[str] = field(default_factory=lambda: list(STAGE_ORDER))
     output_dir: str = MISSING  # the run folder: Hydra's run dir by default, or an s3:// prefix
+    # Where stage outputs are kept by key (kon_ray/manifest.py) for reuse; null = `.cache` beside the run folder
+    # (so runs of one dataset, and the jobs of one sweep, share it). `reuse=false` recomputes every stage.
+    cache_dir: Optional[str] = None
+    reuse: bool = True
     seed: int = 42
 
     def __post_init__(self) -> None:

@@ -31,16 +31,19 @@ class RunContext:
     plain: Dict[str, Any]  # the resolved config as plain containers: the only form that crosses into Ray
     run_dir: str  # the run folder, local or s3://
     output_dir: str = ""  # this stage's staging folder, set by the pipeline for each stage
-    shared: Dict[str, Any] = field(default_factory=dict)  # small in-memory results handed between stages
+    stage_paths: Dict[str, str] = field(default_factory=dict)  # where each stage publishes (set by the pipeline)
+    stage_keys: Dict[str, str] = field(default_factory=dict)  # each stage's key (kon_ray/manifest.py)
 
     def stage_dir(self, stage: str) -> str:
-        """Where `stage` publishes its outputs in this run."""
-        return storage.join(self.run_dir, STAGE_FOLDERS[stage])
+        """Where `stage` publishes its outputs for this config and data."""
+        return self.stage_paths.get(stage) or storage.join(self.run_dir, STAGE_FOLDERS[stage])
 
     def input_dir(self, stage: str) -> str:
         """An earlier stage's published folder; a clear error if that stage has not run in this run folder."""
         path = self.stage_dir(stage)
-        if not storage.exists(path):
+        # planned by the pipeline, a stage is complete only once its manifest is written (kon_ray/manifest.py)
+        marker = storage.join(path, "_manifest.json") if self.stage_keys else path
+        if not storage.exists(marker):
             from kon_ray.errors import ConfigError
 
             raise ConfigError(

@@ -1,16 +1,23 @@
-"""The only place that knows the order of the stages: run each chosen stage, time it, publish its folder."""
+"""The only place that knows the order of the stages: run each chosen stage, time it, publish its folder.
+
+Every stage publishes to a folder named by its key (kon_ray/manifest.py) in the cache beside the run folder, in
+one step, and writes its manifest last; the run folder links to it (a symlink locally, a pointer file on S3). A
+stage whose folder and manifest already exist is reused, not recomputed: that is how an interrupted run resumes
+and how the jobs of a sweep share ingest, preprocess and drift.
+"""
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import time
 from dataclasses import replace
 from typing import Any, Callable, Dict, Optional, Protocol
 
-from kon_ray import storage
+from kon_ray import manifest, storage
 from kon_ray.config import STAGE_ORDER
-from kon_ray.context import RunContext
+from kon_ray.context import STAGE_FOLDERS, RunContext
 from kon_ray.errors import DriftGateError
 
 log = logging.getLogger("kon_ray")
@@ -36,28 +43,77 @@ def stage_function(stage: str) -> Callable[[RunContext], Dict[str, Any]]:
     return importlib.import_module(STAGE_MODULES[stage]).run
 
 
+def cache_root(ctx: RunContext) -> str:
+    if ctx.config.cache_dir:
+        return ctx.config.cache_dir
+    parent = ctx.run_dir.rstrip("/").rsplit("/", 1)[0] if storage.is_s3(ctx.run_dir) else os.path.dirname(
+        os.path.abspath(ctx.run_dir)
+    )
+    return storage.join(parent, ".cache")
+
+
+def plan(ctx: RunContext) -> RunContext:
+    """Resolve where every stage's outputs live for this config and data (its keyed cache folder)."""
+    keys = manifest.stage_keys(ctx.plain, manifest.data_fingerprint(ctx.config.dataset.path))
+    root = cache_root(ctx)
+    paths = {stage: storage.join(root, f"{stage}-{key}") for stage, key in keys.items()}
+    return replace(ctx, stage_paths=paths, stage_keys=keys)
+
+
 def run_pipeline(ctx: RunContext, observer: Optional[StageObserver] = None) -> Dict[str, Dict[str, Any]]:
     """Run the configured stages in order; return each stage's metrics."""
+    ctx = plan(ctx)
     chosen = [stage for stage in STAGE_ORDER if stage in ctx.config.stages]
     results: Dict[str, Dict[str, Any]] = {}
     for stage in chosen:
         final = ctx.stage_dir(stage)
-        staged = storage.staging_dir(final)
-        log.info("stage %s: started", stage)
-        start = time.perf_counter()
-        try:
-            metrics = stage_function(stage)(replace(ctx, output_dir=staged)) or {}
-        except DriftGateError:
-            storage.publish(staged, final)  # the gate stops the run only after its report is published
-            raise
-        except BaseException:
-            storage.remove(staged)
-            raise
-        seconds = time.perf_counter() - start
-        storage.publish(staged, final)
+        previous = manifest.read_manifest(final) if ctx.config.reuse else None
+        if previous is not None and previous.get("key") == ctx.stage_keys[stage]:
+            metrics, seconds = dict(previous.get("metrics", {}), cached=1), 0.0
+            log.info("stage %s: reused (key %s) from %s", stage, ctx.stage_keys[stage], final)
+        else:
+            metrics, seconds = _run_stage(ctx, stage, final)
+        _link_into_run_folder(ctx, stage, final)
         results[stage] = metrics
-        rows = f", {metrics['rows']:,} rows" if "rows" in metrics else ""
-        log.info("stage %s: finished in %.1f s%s -> %s", stage, seconds, rows, final)
         if observer is not None:
             observer.stage_finished(stage, seconds, metrics, final)
     return results
+
+
+def _run_stage(ctx: RunContext, stage: str, final: str) -> tuple[Dict[str, Any], float]:
+    staged = storage.staging_dir(final)
+    log.info("stage %s: started", stage)
+    start = time.perf_counter()
+    try:
+        metrics = stage_function(stage)(replace(ctx, output_dir=staged)) or {}
+    except DriftGateError:
+        # the gate stops the run only after its report is published (without a manifest: it is not reused)
+        storage.publish(staged, final)
+        _link_into_run_folder(ctx, stage, final)
+        raise
+    except BaseException:
+        storage.remove(staged)
+        raise
+    seconds = time.perf_counter() - start
+    storage.publish(staged, final)
+    storage.write_json(
+        storage.join(final, manifest.MANIFEST),
+        {"stage": stage, "key": ctx.stage_keys[stage], "seconds": round(seconds, 3), "metrics": metrics},
+    )
+    rows = f", {metrics['rows']:,} rows" if isinstance(metrics.get("rows"), int) else ""
+    log.info("stage %s: finished in %.1f s%s -> %s", stage, seconds, rows, final)
+    return metrics, seconds
+
+
+def _link_into_run_folder(ctx: RunContext, stage: str, final: str) -> None:
+    """Make the stage's outputs visible under the run folder's own name for it (features/, drift/, ...)."""
+    link = storage.join(ctx.run_dir, STAGE_FOLDERS[stage])
+    if storage.is_s3(ctx.run_dir):
+        storage.write_json(f"{link}.json", {"stage": stage, "location": final})
+        return
+    os.makedirs(ctx.run_dir, exist_ok=True)
+    if os.path.islink(link) or os.path.exists(link):
+        if os.path.realpath(link) == os.path.realpath(final):
+            return
+        os.remove(link) if os.path.islink(link) else None
+    os.symlink(os.path.relpath(final, ctx.run_dir), link)

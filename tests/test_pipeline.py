@@ -1,0 +1,127 @@
+"""The pipeline's publishing and reuse contract, with stand-in stages (no Ray): a failed stage publishes nothing,
+a re-run reuses exactly the stages whose keys match, and a changed config redoes exactly the stages it affects."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kon_ray import manifest, pipeline
+from kon_ray.config import STAGE_ORDER, load_config, to_plain
+from kon_ray.context import RunContext
+from kon_ray.errors import DriftGateError
+from tests.conftest import compose_config
+
+
+@pytest.fixture
+def fake_stages(monkeypatch):
+    """Each stand-in stage writes one file and counts its calls; `fail` makes a stage raise mid-way."""
+    calls = {stage: 0 for stage in STAGE_ORDER}
+    fail: dict[str, BaseException] = {}
+
+    def make(stage):
+        def run(ctx: RunContext):
+            calls[stage] += 1
+            Path(ctx.output_dir).mkdir(parents=True, exist_ok=True)
+            Path(ctx.out("out.txt")).write_text(f"{stage} {ctx.stage_keys[stage]}")
+            if stage in fail:
+                raise fail[stage]
+            return {"rows": 3}
+
+        return run
+
+    monkeypatch.setattr(pipeline, "stage_function", lambda stage: make(stage))
+    return calls, fail
+
+
+def _ctx(tmp_path: Path, run: str, *overrides: str) -> RunContext:
+    data = tmp_path / "data"
+    if not data.exists():
+        data.mkdir()
+        pq.write_table(pa.table({"x": [1, 2, 3]}), data / "part-0.parquet")
+    cfg = compose_config(["+dataset=POLA", f"dataset.path={data}", *overrides], tmp_path)
+    cfg.output_dir = str(tmp_path / "runs" / run)
+    config = load_config(cfg)
+    return RunContext(config=config, plain=to_plain(cfg), run_dir=config.output_dir)
+
+
+def test_a_run_publishes_every_stage_with_a_manifest_and_links_it(tmp_path, fake_stages):
+    calls, _ = fake_stages
+    ctx = _ctx(tmp_path, "a")
+    results = pipeline.run_pipeline(ctx)
+    assert list(results) == list(STAGE_ORDER) and all(c == 1 for c in calls.values())
+    features = tmp_path / "runs" / "a" / "features"
+    assert features.is_symlink() and (features / "out.txt").read_text().startswith("preprocess ")
+    written = json.loads((features / "_manifest.json").read_text())
+    assert written["stage"] == "preprocess" and written["metrics"] == {"rows": 3}
+    assert not list((tmp_path / "runs" / ".cache").glob("*._tmp-*"))
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, fake_stages):
+    calls, fail = fake_stages
+    fail["segment"] = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_pipeline(_ctx(tmp_path, "a"))
+    cache = tmp_path / "runs" / ".cache"
+    assert not list(cache.glob("segment-*")), "the interrupted stage left a folder behind"
+    del fail["segment"]
+    results = pipeline.run_pipeline(_ctx(tmp_path, "b"))
+    assert calls == {"ingest": 1, "preprocess": 1, "drift": 1, "segment": 2, "train": 1, "infer": 1}
+    assert results["preprocess"]["cached"] == 1 and "cached" not in results["train"]
+
+
+def test_a_changed_model_redoes_only_train_and_infer(tmp_path, fake_stages):
+    calls, _ = fake_stages
+    pipeline.run_pipeline(_ctx(tmp_path, "a"))
+    pipeline.run_pipeline(_ctx(tmp_path, "b", "model.max_depth=3"))
+    assert calls == {"ingest": 1, "preprocess": 1, "drift": 1, "segment": 1, "train": 2, "infer": 2}
+
+
+def test_a_changed_split_redoes_everything_downstream_of_preprocess(tmp_path, fake_stages):
+    calls, _ = fake_stages
+    pipeline.run_pipeline(_ctx(tmp_path, "a"))
+    pipeline.run_pipeline(_ctx(tmp_path, "b", "split.test_fraction=0.3"))
+    assert calls == {"ingest": 1, "preprocess": 2, "drift": 2, "segment": 2, "train": 2, "infer": 2}
+
+
+def test_changed_input_data_redoes_everything(tmp_path, fake_stages):
+    calls, _ = fake_stages
+    pipeline.run_pipeline(_ctx(tmp_path, "a"))
+    pq.write_table(pa.table({"x": [1, 2, 3, 4]}), tmp_path / "data" / "part-1.parquet")
+    pipeline.run_pipeline(_ctx(tmp_path, "b"))
+    assert all(count == 2 for count in calls.values())
+
+
+def test_reuse_false_recomputes(tmp_path, fake_stages):
+    calls, _ = fake_stages
+    pipeline.run_pipeline(_ctx(tmp_path, "a"))
+    pipeline.run_pipeline(_ctx(tmp_path, "b", "reuse=false"))
+    assert all(count == 2 for count in calls.values())
+
+
+def test_the_drift_gate_publishes_its_report_but_is_never_reused(tmp_path, fake_stages):
+    calls, fail = fake_stages
+    fail["drift"] = DriftGateError("drift gate: 5 of 10 features drifted")
+    with pytest.raises(DriftGateError):
+        pipeline.run_pipeline(_ctx(tmp_path, "a"))
+    report = tmp_path / "runs" / "a" / "drift" / "out.txt"
+    assert report.exists() and not (report.parent / "_manifest.json").exists()
+    with pytest.raises(DriftGateError):
+        pipeline.run_pipeline(_ctx(tmp_path, "b"))
+    assert calls["drift"] == 2 and calls["segment"] == 0
+
+
+def test_stage_keys_depend_only_on_their_config_sections():
+    plain = {"dataset": {"path": "p", "columns": {}, "id_column": "id", "segment": {}}, "split": {}, "seed": 1,
+             "drift": {"psi_bins": 10}, "model": {"max_depth": 6}, "cluster": {"train_workers": 2}}
+    base = manifest.stage_keys(plain, "fp")
+    deeper = manifest.stage_keys({**plain, "model": {"max_depth": 8}}, "fp")
+    assert [s for s in base if base[s] != deeper[s]] == ["train", "infer"]
+    binned = manifest.stage_keys({**plain, "drift": {"psi_bins": 20}}, "fp")
+    assert [s for s in base if base[s] != binned[s]] == ["drift", "infer"]
+    assert all(base[s] != v for s, v in manifest.stage_keys(plain, "other").items())
