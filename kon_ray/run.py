@@ -14,11 +14,12 @@ from typing import Any, Dict
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from kon_ray.config import CONF_DIR, KonConfig, load_config, register_configs, to_plain
 from kon_ray.context import RunContext
 from kon_ray.errors import ConfigError, KonError
+from kon_ray.secrets import MASK, install_log_redaction, redact, redact_text, secret_values
 
 log = logging.getLogger("kon_ray")
 
@@ -40,6 +41,8 @@ def main(cfg: DictConfig) -> int:
     try:
         config = load_config(cfg)
         plain = to_plain(cfg)
+        install_log_redaction(plain)
+        _redact_hydra_dumps(plain)
         if config.cluster.kind != "local":
             from kon_ray.cluster.remote import submit
 
@@ -60,6 +63,30 @@ def main(cfg: DictConfig) -> int:
         log.error("unexpected error: %s: %s (traceback in %s)", type(exc).__name__, exc, _log_file() or "the log")
         _keep_traceback_in_log_file()
         return 1
+
+
+def _redact_hydra_dumps(plain: Dict[str, Any]) -> None:
+    """Hydra writes the composed config and overrides to <run>/.hydra/ verbatim; mask secrets in them."""
+    try:
+        hydra_dir = os.path.join(HydraConfig.get().runtime.output_dir, ".hydra")
+    except ValueError:
+        return  # not running under Hydra (tests call main directly)
+    values = secret_values(plain)
+    for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
+        path = os.path.join(hydra_dir, name)
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        if name == "config.yaml":
+            clean = OmegaConf.to_yaml(OmegaConf.create(redact(plain)))
+        else:
+            clean = redact_text(text)
+            for value in values:
+                clean = clean.replace(value, MASK)
+        if clean != text:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(clean)
 
 
 def _overrides() -> list[str]:
