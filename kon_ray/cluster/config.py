@@ -1,7 +1,12 @@
-"""Config schema for where Ray runs (conf/cluster/)."""
+"""Config schema for where Ray runs (conf/cluster/).
+
+One schema for every kind, so that any `cluster.*` key composes under any `cluster=` choice; each kind checks
+only the keys it uses (`_check_<kind>`), and every error names the key and what to set.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -9,17 +14,58 @@ from kon_ray.errors import ConfigError
 
 CLUSTER_KINDS = ("local", "ray", "ec2", "sagemaker")
 
+# arn:aws:iam::123456789012:role/path/name (also the aws-cn / aws-us-gov partitions)
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+INSTANCE_PROFILE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]{1,512}$")
+REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+# SageMaker training job names: 1-63 chars, alphanumerics and hyphens, starting alphanumeric
+JOB_NAME_PREFIX = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,39}$")
+
 
 @dataclass(frozen=True)
 class ClusterConfig:
     kind: str = "local"
-    address: Optional[str] = None  # local: connect to this Ray instead of starting one; ray/ec2: http://HEAD:8265
+    # local: connect to this Ray instead of starting one ("auto" inside a Ray Job);
+    # ray: the head's dashboard / Jobs API, http://HEAD:8265; ec2: optional, found with `ray get-head-ip` if null
+    address: Optional[str] = None
     num_cpus: Optional[int] = None  # local Ray's CPUs (None = all cores)
     object_store_gb: Optional[float] = None  # local Ray's object store (None = Ray's default, 30% of memory)
     train_workers: int = 2
     cpus_per_train_worker: int = 1
     data_cpu_reserve: int = 1  # logical CPUs kept free for Ray Data while Ray Train runs
     storage_path: Optional[str] = None  # Ray Train checkpoints; must be shared (s3://) on multi-node clusters
+
+    # --- ray / ec2: submitting a Ray Job ---
+    runtime_env_pip: bool = False  # true: the job installs requirements.lock (slow); false: the image has the deps
+    job_timeout_s: Optional[int] = None  # stop the job after this many seconds (None = no limit)
+    nodes: Optional[int] = None  # ray: the cluster's node count if known (>1 requires s3:// storage)
+
+    # --- ec2: a Ray cluster launched by `ray up` ---
+    cluster_yaml: str = "cluster/ec2.yaml"  # the cluster-launcher template, rendered with the values below
+    cluster_name: str = "kon-ray"
+    region: Optional[str] = None  # AWS region (None = $AWS_DEFAULT_REGION / the profile's)
+    image: Optional[str] = None  # the project image, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/kon-ray:TAG
+    head_instance_type: str = "m5.2xlarge"
+    instance_type: str = "m5.4xlarge"  # ec2: worker instance type; sagemaker: ml.* instance type
+    min_workers: int = 0
+    max_workers: int = 4
+    spot_workers: bool = False
+    instance_profile_arn: Optional[str] = None  # terraform output -raw ray_node_instance_profile_arn
+    security_group_id: Optional[str] = None  # terraform output -raw ray_security_group_id
+    subnet_id: Optional[str] = None  # terraform output -raw ray_subnet_id (None = the default VPC's)
+    ssh_user: str = "ubuntu"
+    port_forward: bool = False  # true: reach the dashboard through `ray dashboard` (SSH); false: HEAD_IP:8265
+
+    # --- sagemaker: a training job running Ray across its instances ---
+    instance_count: int = 1
+    role_arn: Optional[str] = None  # the SageMaker execution role (terraform output -raw sagemaker_role_arn)
+    s3_input: Optional[str] = None  # the data channel (None = dataset.path when it is s3://)
+    s3_output: Optional[str] = None  # s3:// prefix; the run folder is <s3_output>/<job name>/run
+    job_name_prefix: str = "kon-ray"
+    volume_size_gb: int = 100
+    max_runtime_s: int = 24 * 3600
+    max_wait_s: Optional[int] = None  # with spot_workers: managed spot training, the total wait (>= max_runtime_s)
+    poll_s: float = 15.0  # the first status poll interval; backs off up to 4x
 
     def __post_init__(self) -> None:
         if self.kind not in CLUSTER_KINDS:
@@ -34,3 +80,129 @@ class ClusterConfig:
             raise ConfigError(f"cluster.cpus_per_train_worker must be >= 1, got {self.cpus_per_train_worker}")
         if self.data_cpu_reserve < 0:
             raise ConfigError(f"cluster.data_cpu_reserve must be >= 0, got {self.data_cpu_reserve}")
+        if self.storage_path is not None and not str(self.storage_path).strip():
+            raise ConfigError("cluster.storage_path is empty; set an s3:// prefix or null")
+        if self.job_timeout_s is not None and self.job_timeout_s < 1:
+            raise ConfigError(f"cluster.job_timeout_s must be >= 1, got {self.job_timeout_s}")
+        if self.nodes is not None and self.nodes < 1:
+            raise ConfigError(f"cluster.nodes must be >= 1, got {self.nodes}")
+        if self.region is not None and not REGION.match(self.region):
+            raise ConfigError(f"cluster.region {self.region!r} is not an AWS region name (e.g. eu-west-1)")
+        getattr(self, f"_check_{self.kind}")()
+
+    def _check_local(self) -> None:
+        pass
+
+    def _check_ray(self) -> None:
+        if not self.address:
+            raise ConfigError(
+                "cluster.address is required with cluster=ray: the head's Jobs API, e.g."
+                " cluster.address=http://HEAD:8265"
+            )
+        _check_http_address(self.address)
+
+    def _check_ec2(self) -> None:
+        if self.address:
+            _check_http_address(self.address)
+        if not self.image:
+            raise ConfigError(
+                "cluster.image is required with cluster=ec2: the project image in ECR, e.g."
+                " cluster.image=123456789012.dkr.ecr.eu-west-1.amazonaws.com/kon-ray:0.1.0"
+            )
+        if self.min_workers < 0:
+            raise ConfigError(f"cluster.min_workers must be >= 0, got {self.min_workers}")
+        if self.max_workers < self.min_workers:
+            raise ConfigError(
+                f"cluster.max_workers ({self.max_workers}) must be >= cluster.min_workers ({self.min_workers})"
+            )
+        if self.instance_profile_arn is not None and not INSTANCE_PROFILE_ARN.match(self.instance_profile_arn):
+            raise ConfigError(
+                f"cluster.instance_profile_arn {self.instance_profile_arn!r} is not an instance-profile ARN;"
+                " take it from `terraform output -raw ray_node_instance_profile_arn`"
+            )
+        if self.security_group_id is not None and not re.match(r"^sg-[0-9a-f]{8,17}$", self.security_group_id):
+            raise ConfigError(f"cluster.security_group_id {self.security_group_id!r} is not a security group id (sg-...)")
+        if self.subnet_id is not None and not re.match(r"^subnet-[0-9a-f]{8,17}$", self.subnet_id):
+            raise ConfigError(f"cluster.subnet_id {self.subnet_id!r} is not a subnet id (subnet-...)")
+
+    def _check_sagemaker(self) -> None:
+        if not self.image:
+            raise ConfigError(
+                "cluster.image is required with cluster=sagemaker: the project image in ECR, e.g."
+                " cluster.image=123456789012.dkr.ecr.eu-west-1.amazonaws.com/kon-ray:0.1.0"
+            )
+        if not self.role_arn:
+            raise ConfigError(
+                "cluster.role_arn is required with cluster=sagemaker: the SageMaker execution role,"
+                " from `terraform output -raw sagemaker_role_arn`"
+            )
+        if not ROLE_ARN.match(self.role_arn):
+            raise ConfigError(
+                f"cluster.role_arn {self.role_arn!r} is not an IAM role ARN"
+                " (arn:aws:iam::<12-digit account>:role/<name>)"
+            )
+        if not self.instance_type.startswith("ml."):
+            raise ConfigError(
+                f"cluster.instance_type {self.instance_type!r} is not a SageMaker instance type (e.g. ml.m5.4xlarge)"
+            )
+        if self.instance_count < 1:
+            raise ConfigError(f"cluster.instance_count must be >= 1, got {self.instance_count}")
+        if not self.s3_output or not self.s3_output.startswith("s3://"):
+            raise ConfigError(
+                f"cluster.s3_output must be an s3:// prefix with cluster=sagemaker, got {self.s3_output!r};"
+                " e.g. cluster.s3_output=s3://BUCKET/kon-ray"
+            )
+        if self.s3_input is not None and not self.s3_input.startswith("s3://"):
+            raise ConfigError(f"cluster.s3_input must be an s3:// prefix, got {self.s3_input!r}")
+        if not JOB_NAME_PREFIX.match(self.job_name_prefix):
+            raise ConfigError(
+                f"cluster.job_name_prefix {self.job_name_prefix!r}: use 1-40 letters, digits and hyphens"
+            )
+        if self.volume_size_gb < 1:
+            raise ConfigError(f"cluster.volume_size_gb must be >= 1, got {self.volume_size_gb}")
+        if self.max_runtime_s < 1:
+            raise ConfigError(f"cluster.max_runtime_s must be >= 1, got {self.max_runtime_s}")
+        if self.max_wait_s is not None:
+            if not self.spot_workers:
+                raise ConfigError("cluster.max_wait_s applies only to spot training: set cluster.spot_workers=true")
+            if self.max_wait_s < self.max_runtime_s:
+                raise ConfigError(
+                    f"cluster.max_wait_s ({self.max_wait_s}) must be >= cluster.max_runtime_s ({self.max_runtime_s})"
+                )
+        if self.poll_s <= 0:
+            raise ConfigError(f"cluster.poll_s must be > 0, got {self.poll_s}")
+
+    def node_count(self) -> Optional[int]:
+        """How many Ray nodes this cluster may have (None when unknown)."""
+        if self.kind == "local":
+            return 1
+        if self.kind == "ec2":
+            return 1 + self.max_workers
+        if self.kind == "sagemaker":
+            return self.instance_count
+        return self.nodes
+
+
+def _check_http_address(address: str) -> None:
+    if not re.match(r"^https?://[^/\s:]+(:\d+)?/?$", address):
+        raise ConfigError(
+            f"cluster.address {address!r} is not the Jobs API address; use http://HEAD:8265"
+            " (the dashboard port; ray:// is Ray Client, not the Jobs API)"
+        )
+
+
+def check_shared_storage(cluster: ClusterConfig, run_dir: str) -> None:
+    """Ray Train checkpoints must be on shared storage when the run may use more than one node.
+
+    `cluster.storage_path` null means <run folder>/ray_train, shared only when the run folder is s3://.
+    """
+    nodes = cluster.node_count()
+    if nodes is None or nodes <= 1:
+        return
+    path = cluster.storage_path or run_dir
+    if not str(path).startswith("s3://"):
+        key = "cluster.storage_path" if cluster.storage_path else "cluster.storage_path (null: the run folder)"
+        raise ConfigError(
+            f"{key} is {path!r}, a local path, but cluster={cluster.kind} may run on {nodes} nodes: Ray Train"
+            " checkpoints need shared storage; set cluster.storage_path=s3://BUCKET/PREFIX"
+        )

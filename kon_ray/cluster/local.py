@@ -8,6 +8,7 @@ import os
 import ray
 
 from kon_ray.cluster.config import ClusterConfig
+from kon_ray.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,9 @@ def init_local_ray(cluster: ClusterConfig) -> None:
     address = cluster.address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
-        log.info("joined Ray at %s (%s CPUs)", address, ray.cluster_resources().get("CPU"))
+        nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+        log.info("joined Ray at %s (%d nodes, %s CPUs)", address, nodes, ray.cluster_resources().get("CPU"))
+        check_joined_storage(cluster, nodes)
         return
     num_cpus = (cluster.num_cpus or os.cpu_count() or 1) + cluster.data_cpu_reserve
     object_store = int(cluster.object_store_gb * 1024**3) if cluster.object_store_gb else None
@@ -35,3 +38,18 @@ def init_local_ray(cluster: ClusterConfig) -> None:
 
 def _gb(size: int | None) -> str:
     return "Ray's default" if size is None else f"{size / 1024**3:.1f} GiB"
+
+
+def check_joined_storage(cluster: ClusterConfig, nodes: int) -> None:
+    """On a multi-node Ray, Ray Train checkpoints need shared storage: fail before any stage runs.
+
+    A submitted job always carries an explicit cluster.storage_path (kon_ray/cluster/jobs.py), so this catches a
+    cluster=ray run whose node count was not known when it was submitted.
+    """
+    path = cluster.storage_path
+    if nodes > 1 and path and not path.startswith("s3://"):
+        raise ConfigError(
+            f"cluster.storage_path is {path!r}, a local path, but this Ray cluster has {nodes} nodes: Ray Train"
+            " checkpoints need shared storage; set cluster.storage_path=s3://BUCKET/PREFIX"
+            " (or output_dir=s3://... when storage_path is null)"
+        )

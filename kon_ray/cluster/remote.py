@@ -1,0 +1,37 @@
+"""Running beyond this machine: `kon_ray.run.main` calls `submit` when cluster.kind is not local.
+
+| cluster.kind | what happens                                                                          |
+|--------------|---------------------------------------------------------------------------------------|
+| ray          | submit the run as a Ray Job to cluster.address (kon_ray/cluster/jobs.py)               |
+| ec2          | `ray up` the cluster from cluster/ec2.yaml if it is not up, then submit as for ray     |
+|              | (kon_ray/cluster/ec2.py)                                                               |
+| sagemaker    | a SageMaker training job running Ray across its instances (kon_ray/cluster/sagemaker.py)|
+
+Each returns the run's exit code; misconfiguration raises ConfigError (2), cluster failures ClusterError (5).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Sequence
+
+from kon_ray.cluster.config import check_shared_storage
+from kon_ray.config import KonConfig
+
+
+def submit(config: KonConfig, plain: Dict[str, Any], overrides: Sequence[str]) -> int:
+    cluster = config.cluster
+    if cluster.kind == "ray":
+        from kon_ray.cluster.jobs import submit_run
+
+        check_shared_storage(cluster, config.output_dir)
+        return submit_run(config, overrides, cluster.address or "")
+    if cluster.kind == "ec2":
+        from kon_ray.cluster.ec2 import submit_ec2
+
+        check_shared_storage(cluster, config.output_dir)
+        return submit_ec2(config, overrides)
+    if cluster.kind == "sagemaker":
+        from kon_ray.cluster.sagemaker import submit_sagemaker
+
+        return submit_sagemaker(config, overrides)
+    raise AssertionError(f"submit called for cluster.kind={cluster.kind!r}")  # run.main handles local
