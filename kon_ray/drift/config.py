@@ -19,6 +19,13 @@ class DriftConfig:
     fail_on_drift: bool = False
     column_types: Dict[str, str] = field(default_factory=dict)  # override: column -> numeric | categorical
     exclude: List[str] = field(default_factory=list)
+    # KS from per-shard counts: reference bins whose edges are sampled reference values (every distinct value
+    # when there are at most ks_bins of them). D is exact to within the largest reference mass strictly inside
+    # one bin, about 1/ks_bins; the report states the bound per feature.
+    ks_bins: int = 2048
+    ks_tolerance: float = 1e-3  # the report flags a feature whose KS bound is wider than this
+    sample_rows: int = 200_000  # reference rows sampled to place the KS bins (never used for a statistic)
+    plots: int = 8  # distribution plots in drift_report.html, for the most drifted features
 
     def __post_init__(self) -> None:
         if self.psi_bins < 2:
@@ -34,6 +41,14 @@ class DriftConfig:
             raise ConfigError(f"drift.p_value must be in (0, 1), got {self.p_value}")
         if not 0.0 <= self.drift_share <= 1.0:
             raise ConfigError(f"drift.drift_share must be in [0, 1], got {self.drift_share}")
+        if self.ks_bins < 16:
+            raise ConfigError(f"drift.ks_bins must be >= 16, got {self.ks_bins}")
+        if not 0.0 < self.ks_tolerance < 1.0:
+            raise ConfigError(f"drift.ks_tolerance must be in (0, 1), got {self.ks_tolerance}")
+        if self.sample_rows < 1000:
+            raise ConfigError(f"drift.sample_rows must be >= 1000, got {self.sample_rows}")
+        if self.plots < 0:
+            raise ConfigError(f"drift.plots must be >= 0, got {self.plots}")
         for column, kind in self.column_types.items():
             if kind not in ("numeric", "categorical"):
                 raise ConfigError(f"drift.column_types.{column} must be numeric or categorical, got {kind!r}")

@@ -1,0 +1,131 @@
+"""From the merged reference and current counts to one result per feature and the run's summary (pure).
+
+Each feature gets PSI, its test (KS for numeric, chi-squared for categorical), the raw and Benjamini-Hochberg
+adjusted p-values, an effect size (numeric: the KS statistic D itself, the largest gap between the two CDFs;
+categorical: Cramer's V) and a severity (kon_ray.drift.severity).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from kon_ray.drift.chi2 import chi2_homogeneity
+from kon_ray.drift.config import DriftConfig
+from kon_ray.drift.ks import ks_from_slots, ks_pvalue
+from kon_ray.drift.psi import psi
+from kon_ray.drift.reference import ReferenceSummary
+from kon_ray.drift.severity import DRIFTED, SEVERITIES, adjust_pvalues, overall_flag, severity
+
+MAX_CATEGORIES_IN_REPORT = 50  # the statistics use every category; the JSON lists the largest ones
+TOP_DRIFTED = 10
+
+
+def _num(value: float) -> Optional[float]:
+    """JSON-safe float: NaN (undefined) becomes null."""
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def numeric_feature(name: str, ref, cur_slots: np.ndarray, cur_psi: np.ndarray, cfg: DriftConfig) -> Dict[str, Any]:
+    d_low, d_up = ks_from_slots(ref.ks_slots, cur_slots)
+    n, m = int(ref.ks_slots[:-1].sum()), int(cur_slots[:-1].sum())
+    p_value = ks_pvalue(d_low, n, m)
+    psi_value = psi(ref.psi_counts, cur_psi, cfg.psi_epsilon)
+    return {
+        "name": name,
+        "type": "numeric",
+        "psi": psi_value,
+        "test": "ks",
+        "statistic": _num(d_low),
+        "p_value": _num(p_value),
+        "p_value_adjusted": None,
+        "severity": severity(psi_value, p_value, cfg),
+        "effect_size": _num(d_low),
+        "effect_size_name": "ks_d",
+        "ks_upper": _num(d_up),  # the exact D lies in [statistic, ks_upper]
+        "ks_exact": bool(np.isfinite(d_low) and d_up == d_low),
+        "reference_rows": int(ref.ks_slots.sum()),
+        "current_rows": int(cur_slots.sum()),
+        "reference_missing": int(ref.ks_slots[-1]),
+        "current_missing": int(cur_slots[-1]),
+        "bins": {
+            "edges": ref.psi_edges.tolist(),  # interior edges; bins (-inf, e0], (e0, e1], ..., (e_last, inf), missing
+            "reference": ref.psi_counts.tolist(),
+            "current": cur_psi.tolist(),
+        },
+    }
+
+
+def categorical_feature(name: str, ref_counts: Dict, cur_counts: Dict, cfg: DriftConfig) -> Dict[str, Any]:
+    keys = sorted(set(ref_counts) | set(cur_counts), key=lambda k: (k is None, str(k)))
+    ref = np.array([ref_counts.get(k, 0) for k in keys], dtype=np.int64)
+    cur = np.array([cur_counts.get(k, 0) for k in keys], dtype=np.int64)
+    present = (ref + cur) > 0
+    keys = [k for k, keep in zip(keys, present) if keep]
+    ref, cur = ref[present], cur[present]
+    stat, p_value, dof, cramers_v = chi2_homogeneity(ref, cur)
+    psi_value = psi(ref, cur, cfg.psi_epsilon)
+    order = np.argsort(-(ref + cur), kind="stable")[:MAX_CATEGORIES_IN_REPORT]
+    return {
+        "name": name,
+        "type": "categorical",
+        "psi": psi_value,
+        "test": "chi2",
+        "statistic": _num(stat),
+        "p_value": _num(p_value),
+        "p_value_adjusted": None,
+        "severity": severity(psi_value, p_value, cfg),
+        "effect_size": _num(cramers_v),
+        "effect_size_name": "cramers_v",
+        "dof": dof,
+        "reference_rows": int(ref.sum()),
+        "current_rows": int(cur.sum()),
+        "reference_missing": int(ref_counts.get(None, 0)),
+        "current_missing": int(cur_counts.get(None, 0)),
+        "categories": {
+            "count": len(keys),
+            "labels": [keys[i] for i in order],  # null = missing
+            "reference": ref[order].tolist(),
+            "current": cur[order].tolist(),
+        },
+    }
+
+
+def compare(reference: ReferenceSummary, current: dict, cfg: DriftConfig) -> List[Dict[str, Any]]:
+    """One result per analysed feature, in the reference's column order, with BH-adjusted p-values."""
+    features = [
+        numeric_feature(name, ref, current["slots"][name], current["psi"][name], cfg)
+        for name, ref in reference.numeric.items()
+    ] + [
+        categorical_feature(name, counts, current["categories"][name], cfg)
+        for name, counts in reference.categorical.items()
+    ]
+    adjusted = adjust_pvalues([np.nan if f["p_value"] is None else f["p_value"] for f in features])
+    for feature, p_adj in zip(features, adjusted):
+        feature["p_value_adjusted"] = _num(p_adj)
+    return features
+
+
+def summarise(features: List[Dict[str, Any]], cfg: DriftConfig, prediction: Dict[str, Any]) -> Dict[str, Any]:
+    """The report's `summary`: counts per severity, the top drifted features, prediction drift, the flag."""
+    drifted = [f for f in features if f["severity"] in DRIFTED]
+    rank = sorted(drifted, key=lambda f: (-SEVERITIES.index(f["severity"]), -f["psi"], f["name"]))
+    share = len(drifted) / len(features) if features else 0.0
+    loose = [f["name"] for f in features if f["type"] == "numeric" and f["ks_upper"] is not None
+             and f["ks_upper"] - f["statistic"] > cfg.ks_tolerance]
+    flag = overall_flag(len(drifted), len(features), prediction.get("severity"), cfg)
+    return {
+        "features": len(features),
+        "drifted": len(drifted),
+        "drifted_share": share,
+        "severity_counts": {s: sum(f["severity"] == s for f in features) for s in SEVERITIES},
+        "top_drifted": [{"name": f["name"], "severity": f["severity"], "psi": f["psi"]} for f in rank[:TOP_DRIFTED]],
+        "prediction_drift": prediction,
+        "ks_bound_max": max((f["ks_upper"] - f["statistic"] for f in features
+                             if f["type"] == "numeric" and f["ks_upper"] is not None), default=0.0),
+        "ks_bound_exceeded": loose,
+        "drift_flag": bool(flag),
+        "thresholds": {"psi_moderate": cfg.psi_moderate, "psi_high": cfg.psi_high, "p_value": cfg.p_value,
+                       "drift_share": cfg.drift_share},
+    }
