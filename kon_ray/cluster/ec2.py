@@ -1,0 +1,220 @@
+"""cluster=ec2: a Ray cluster on EC2 from Ray's cluster launcher, then the run as a Ray Job on it.
+
+1. Render cluster/ec2.yaml (cluster.cluster_yaml) with the conf/cluster/ec2.yaml values and check it against
+   Ray's own schema (ray/autoscaler/ray-schema.json), before anything touches AWS.
+2. `ray get-head-ip <rendered>`; when no head answers, `ray up -y <rendered>` (minutes), then ask again.
+3. Reach the Jobs API: cluster.address if set; else through `ray dashboard` (an SSH tunnel to localhost) with
+   cluster.port_forward=true; else http://HEAD_IP:8265 (the security group must let you reach 8265).
+4. Submit as for cluster=ray; the data and the run folder must be s3:// (the nodes are other machines).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import yaml
+
+from kon_ray.cluster.config import ClusterConfig
+from kon_ray.config import CONF_DIR, KonConfig
+from kon_ray.errors import ClusterError, ConfigError
+
+log = logging.getLogger("kon_ray")
+
+PROJECT_DIR = CONF_DIR.parent
+HEAD_TYPE = "ray.head.default"
+WORKER_TYPE = "ray.worker.default"
+RENDERED_DIR = Path("outputs") / "cluster"
+
+Runner = Callable[..., subprocess.CompletedProcess]
+
+
+def load_template(path: str) -> Dict[str, Any]:
+    template = Path(path) if os.path.isabs(path) else PROJECT_DIR / path
+    if not template.is_file():
+        raise ConfigError(f"cluster.cluster_yaml: {template} does not exist; point it at a Ray cluster-launcher YAML")
+    try:
+        return yaml.safe_load(template.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cluster.cluster_yaml: {template} is not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def ecr_registry(image: str) -> Optional[str]:
+    """The ECR registry host of an image (ACCOUNT.dkr.ecr.REGION.amazonaws.com/repo:tag), None if not ECR."""
+    host = image.split("/", 1)[0]
+    return host if ".dkr.ecr." in host and host.endswith(".amazonaws.com") else None
+
+
+def render(cluster: ClusterConfig, template: Dict[str, Any]) -> Dict[str, Any]:
+    """The template with the config's values in place; unset optional values remove the template's placeholders."""
+    cfg = copy.deepcopy(template)
+    region = cluster.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigError("cluster.region is not set (nor AWS_DEFAULT_REGION): set cluster.region=eu-west-1")
+    cfg["cluster_name"] = cluster.cluster_name
+    cfg["max_workers"] = cluster.max_workers
+    cfg.setdefault("provider", {})["region"] = region
+    cfg["provider"].pop("availability_zone", None)
+    cfg.setdefault("auth", {})["ssh_user"] = cluster.ssh_user
+    docker = cfg.setdefault("docker", {})
+    docker["image"] = cluster.image
+    docker.setdefault("container_name", "kon_ray")
+    docker["pull_before_run"] = True
+    registry = ecr_registry(cluster.image or "")
+    cfg["initialization_commands"] = (
+        [
+            f"aws ecr get-login-password --region {region} | docker login --username AWS --password-stdin {registry}"
+        ]
+        if registry
+        else []
+    )
+    types = cfg.get("available_node_types", {})
+    if HEAD_TYPE not in types or WORKER_TYPE not in types:
+        raise ConfigError(
+            f"cluster.cluster_yaml must define available_node_types {HEAD_TYPE} and {WORKER_TYPE}"
+        )
+    cfg["head_node_type"] = HEAD_TYPE
+    head, worker = types[HEAD_TYPE], types[WORKER_TYPE]
+    head["node_config"]["InstanceType"] = cluster.head_instance_type
+    worker["node_config"]["InstanceType"] = cluster.instance_type
+    worker["min_workers"] = cluster.min_workers
+    worker["max_workers"] = cluster.max_workers
+    for node in (head["node_config"], worker["node_config"]):
+        _set_or_drop(node, "IamInstanceProfile", {"Arn": cluster.instance_profile_arn} if cluster.instance_profile_arn else None)
+        _set_or_drop(node, "SecurityGroupIds", [cluster.security_group_id] if cluster.security_group_id else None)
+        _set_or_drop(node, "SubnetIds", [cluster.subnet_id] if cluster.subnet_id else None)
+    _set_or_drop(worker["node_config"], "InstanceMarketOptions", {"MarketType": "spot"} if cluster.spot_workers else None)
+    head["node_config"].pop("InstanceMarketOptions", None)  # the head is always on-demand
+    return cfg
+
+
+def _set_or_drop(node: Dict[str, Any], key: str, value: Any) -> None:
+    if value is None:
+        node.pop(key, None)
+    else:
+        node[key] = value
+
+
+def validate(cfg: Dict[str, Any]) -> None:
+    """Check a cluster config against Ray's own schema; a ConfigError naming the bad field."""
+    import jsonschema
+    import ray.autoscaler
+
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    try:
+        jsonschema.validate(cfg, schema)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise ConfigError(f"cluster.cluster_yaml: field {where}: {exc.message[:300]}") from None
+
+
+def write_rendered(cfg: Dict[str, Any], folder: Path = RENDERED_DIR) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{cfg['cluster_name']}.yaml"
+    header = "# Rendered by kon_ray from cluster/ec2.yaml and conf/cluster/ec2.yaml; edit those, not this file.\n"
+    path.write_text(header + yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def ray_cli() -> str:
+    beside = Path(sys.executable).parent / "ray"
+    return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
+
+
+def up_command(rendered: Path) -> List[str]:
+    # --no-config-cache: always apply the freshly rendered file; -y: no prompt (the run is non-interactive).
+    return [ray_cli(), "up", "-y", "--no-config-cache", "--disable-usage-stats", str(rendered)]
+
+
+def head_ip_command(rendered: Path) -> List[str]:
+    return [ray_cli(), "get-head-ip", str(rendered)]
+
+
+def dashboard_command(rendered: Path, port: int) -> List[str]:
+    # `ray dashboard` keeps an SSH tunnel from localhost:port to the head's dashboard open while it runs.
+    return [ray_cli(), "dashboard", "--port", str(port), str(rendered)]
+
+
+def head_ip(rendered: Path, runner: Runner = subprocess.run) -> Optional[str]:
+    done = runner(head_ip_command(rendered), capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
+    lines = [line.strip() for line in (done.stdout or "").splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+def ensure_up(rendered: Path, runner: Runner = subprocess.run) -> str:
+    """The head's IP, bringing the cluster up first when no head answers."""
+    ip = head_ip(rendered, runner)
+    if ip:
+        log.info("EC2 Ray cluster is up: head %s", ip)
+        return ip
+    log.info("no head for %s: running %s (takes minutes)", rendered, " ".join(up_command(rendered)))
+    done = runner(up_command(rendered))
+    if done.returncode != 0:
+        raise ClusterError(
+            f"`ray up` failed (exit {done.returncode}) for {rendered}: see its output above; check the AWS"
+            " credentials, cluster.region and the Terraform outputs in conf/cluster/ec2.yaml"
+        )
+    ip = head_ip(rendered, runner)
+    if not ip:
+        raise ClusterError(f"`ray up` finished but `ray get-head-ip {rendered}` finds no head")
+    return ip
+
+
+def submit_ec2(config: KonConfig, overrides: Sequence[str], runner: Runner = subprocess.run) -> int:
+    from kon_ray.cluster.jobs import submit_run
+
+    cluster = config.cluster
+    cfg = render(cluster, load_template(cluster.cluster_yaml))
+    validate(cfg)
+    rendered = write_rendered(cfg)
+    ip = ensure_up(rendered, runner)
+    if cluster.address:
+        return submit_run(config, overrides, cluster.address, require_shared=True)
+    if not cluster.port_forward:
+        return submit_run(config, overrides, f"http://{ip}:8265", require_shared=True)
+    port = _free_port()
+    tunnel = subprocess.Popen(dashboard_command(rendered, port))
+    try:
+        if not _wait_for_port(port, 60):
+            raise ClusterError(
+                f"`ray dashboard` did not open localhost:{port} within 60 s: check SSH access to the head"
+                " (security group port 22, auth.ssh_user)"
+            )
+        return submit_run(config, overrides, f"http://127.0.0.1:{port}", require_shared=True)
+    finally:
+        tunnel.terminate()
+        try:
+            tunnel.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            tunnel.kill()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, timeout: float) -> bool:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.5)
+    return False
