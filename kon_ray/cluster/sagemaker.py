@@ -1,0 +1,245 @@
+"""cluster=sagemaker: the run as a SageMaker training job whose instances form one Ray cluster.
+
+The launcher (here) calls CreateTrainingJob with the project image, the execution role, the "data" channel
+(S3 -> /opt/ml/input/data/data on every instance), the run's Hydra overrides as the `kon_overrides`
+hyperparameter (JSON list), and a stopping condition; then it follows the job: status by DescribeTrainingJob
+(polling with backoff), logs from CloudWatch (/aws/sagemaker/TrainingJobs, one stream per instance; streams
+appear only once instances start, so missing ones are waited for). Completed -> 0; Failed/Stopped -> ClusterError
+(exit 5) with SageMaker's FailureReason. Ctrl-C stops the job and exits 130.
+
+Inside the job, docker/entrypoint.sh runs kon_ray.cluster.sagemaker_entry on every instance (the Ray bootstrap).
+The run folder is <cluster.s3_output>/<job name>/run (or output_dir when that is already s3://). Credentials come
+from the standard AWS chain; none are put in the request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
+
+from kon_ray import storage
+from kon_ray.cluster.config import check_shared_storage
+from kon_ray.config import KonConfig
+from kon_ray.errors import ClusterError, ConfigError
+
+log = logging.getLogger("kon_ray")
+
+CHANNEL = "data"
+CHANNEL_DIR = f"/opt/ml/input/data/{CHANNEL}"
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+HYPERPARAMETER = "kon_overrides"
+HYPERPARAMETER_MAX = 2500  # CreateTrainingJob's limit on one hyperparameter value
+TERMINAL = ("Completed", "Failed", "Stopped")
+
+_REPLACED_KEYS = ("cluster.kind", "cluster.address", "output_dir", "dataset.path", "cluster.storage_path",
+                  "hydra.run.dir", "hydra.sweep.dir")
+
+
+def job_name(prefix: str, dataset: str, now: Optional[datetime] = None) -> str:
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
+    name = f"{prefix}-{dataset.lower()}-{stamp}"
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in name)[:63]
+
+
+def run_dir(config: KonConfig, name: str) -> str:
+    if storage.is_s3(config.output_dir):
+        return config.output_dir
+    return storage.join(config.cluster.s3_output or "", name, "run")
+
+
+def s3_input(config: KonConfig) -> str:
+    source = config.cluster.s3_input or config.dataset.path
+    if not storage.is_s3(source):
+        raise ConfigError(
+            f"dataset.path is {source!r}, a local path: SageMaker reads its data from S3; set"
+            " dataset.path=s3://BUCKET/PREFIX (or cluster.s3_input=s3://...)"
+        )
+    return source
+
+
+def container_overrides(overrides: Sequence[str], config: KonConfig, name: str) -> List[str]:
+    """The `python -m kon_ray.run` overrides the head instance runs with."""
+    out = run_dir(config, name)
+    storage_path = config.cluster.storage_path or storage.join(out, "ray_train")
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in _REPLACED_KEYS]
+    return kept + [
+        "cluster.kind=local",
+        "cluster.address=auto",
+        f"dataset.path='{CHANNEL_DIR}'",
+        f"output_dir='{out}'",
+        f"cluster.storage_path='{storage_path}'",
+    ]
+
+
+def training_job_request(config: KonConfig, overrides: Sequence[str], name: str) -> Dict[str, Any]:
+    """CreateTrainingJob's arguments (pure: tests compare them with what the service stored)."""
+    cluster = config.cluster
+    out = run_dir(config, name)
+    check_shared_storage(cluster, out)
+    args = container_overrides(overrides, config, name)
+    encoded = json.dumps(args)
+    if len(encoded) > HYPERPARAMETER_MAX:
+        raise ConfigError(
+            f"the run's overrides are {len(encoded)} characters, over SageMaker's {HYPERPARAMETER_MAX} per"
+            " hyperparameter: move settings into a conf/experiment/ file and pass +experiment=NAME"
+        )
+    stopping: Dict[str, int] = {"MaxRuntimeInSeconds": cluster.max_runtime_s}
+    if cluster.spot_workers:
+        stopping["MaxWaitTimeInSeconds"] = cluster.max_wait_s or cluster.max_runtime_s
+    request: Dict[str, Any] = {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": cluster.image, "TrainingInputMode": "File"},
+        "RoleArn": cluster.role_arn,
+        "HyperParameters": {HYPERPARAMETER: encoded},
+        "InputDataConfig": [
+            {
+                "ChannelName": CHANNEL,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": s3_input(config),
+                        "S3DataDistributionType": "FullyReplicated",  # every instance has the same paths
+                    }
+                },
+                "InputMode": "File",
+            }
+        ],
+        "OutputDataConfig": {"S3OutputPath": storage.join(cluster.s3_output or "", name, "sagemaker")},
+        "ResourceConfig": {
+            "InstanceType": cluster.instance_type,
+            "InstanceCount": cluster.instance_count,
+            "VolumeSizeInGB": cluster.volume_size_gb,
+        },
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": cluster.spot_workers,
+        "Tags": [{"Key": "project", "Value": "kon_ray"}, {"Key": "dataset", "Value": config.dataset.name}],
+    }
+    return request
+
+
+class LogFollower:
+    """Prints new CloudWatch events of the job's streams (one per instance); tolerates streams not there yet."""
+
+    def __init__(self, logs: Any, name: str, out: TextIO) -> None:
+        self.logs, self.name, self.out = logs, name, out
+        self.tokens: Dict[str, Optional[str]] = {}
+
+    def poll(self) -> None:
+        try:
+            streams = self.logs.describe_log_streams(
+                logGroupName=LOG_GROUP, logStreamNamePrefix=f"{self.name}/"
+            ).get("logStreams", [])
+        except Exception as exc:  # ResourceNotFoundException until the first instance logs; throttling
+            if "ResourceNotFound" not in type(exc).__name__ + str(exc):
+                log.debug("CloudWatch logs not readable yet: %s", exc)
+            return
+        for stream in sorted(s["logStreamName"] for s in streams):
+            self._read(stream)
+
+    def _read(self, stream: str) -> None:
+        host = stream.split("/", 1)[-1].split("-")[:2]
+        prefix = "-".join(host)
+        while True:
+            kwargs: Dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
+            if self.tokens.get(stream):
+                kwargs["nextToken"] = self.tokens[stream]
+            try:
+                page = self.logs.get_log_events(**kwargs)
+            except Exception as exc:
+                log.debug("could not read log stream %s: %s", stream, exc)
+                return
+            for event in page.get("events", []):
+                self.out.write(f"[{prefix}] {event.get('message', '').rstrip()}\n")
+            self.out.flush()
+            token = page.get("nextForwardToken")
+            if not page.get("events") or token == self.tokens.get(stream):
+                self.tokens[stream] = token
+                return
+            self.tokens[stream] = token
+
+
+def follow(
+    describe: Callable[[], Dict[str, Any]],
+    name: str,
+    *,
+    poll_s: float,
+    logs: Optional[LogFollower] = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Wait for the job; 0 when Completed, ClusterError(5) with SageMaker's reason when Failed or Stopped."""
+    interval, last_secondary = poll_s, None
+    while True:
+        desc = describe()
+        status = desc.get("TrainingJobStatus")
+        secondary = desc.get("SecondaryStatus")
+        if secondary != last_secondary:
+            log.info("SageMaker job %s: %s / %s", name, status, secondary)
+            last_secondary, interval = secondary, poll_s  # something moved: look again soon
+        if logs is not None:
+            logs.poll()
+        if status in TERMINAL:
+            break
+        sleep(interval)
+        interval = min(interval * 1.5, poll_s * 4)
+    if status == "Completed":
+        log.info("SageMaker job %s completed", name)
+        return 0
+    reason = " ".join(str(desc.get("FailureReason") or "no FailureReason given").split())
+    raise ClusterError(
+        f"SageMaker job {name} {status.lower()}: {reason[:500]} (logs: CloudWatch {LOG_GROUP}/{name}/*)"
+    )
+
+
+def clients(region: Optional[str]) -> tuple[Any, Any]:
+    """boto3 clients from the standard AWS chain; AWS_ENDPOINT_URL(_SAGEMAKER/_LOGS) reach a stand-in."""
+    import boto3
+
+    session = boto3.session.Session(region_name=region or None)
+    if not session.region_name:
+        raise ConfigError("cluster.region is not set (nor AWS_DEFAULT_REGION): set cluster.region=eu-west-1")
+    return session.client("sagemaker"), session.client("logs")
+
+
+def submit_sagemaker(
+    config: KonConfig,
+    overrides: Sequence[str],
+    *,
+    make_clients: Callable[[Optional[str]], tuple[Any, Any]] = clients,
+    out: TextIO = sys.stdout,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Optional[datetime] = None,
+) -> int:
+    name = job_name(config.cluster.job_name_prefix, config.dataset.name, now)
+    request = training_job_request(config, overrides, name)
+    sagemaker, logs = make_clients(config.cluster.region)
+    try:
+        sagemaker.create_training_job(**request)
+    except Exception as exc:
+        raise ClusterError(f"SageMaker refused training job {name}: {_first_line(exc)}") from None
+    log.info("started SageMaker job %s (%d x %s); run folder %s", name, config.cluster.instance_count,
+             config.cluster.instance_type, run_dir(config, name))
+    try:
+        return follow(
+            lambda: sagemaker.describe_training_job(TrainingJobName=name),
+            name,
+            poll_s=config.cluster.poll_s,
+            logs=LogFollower(logs, name, out),
+            sleep=sleep,
+        )
+    except KeyboardInterrupt:
+        try:
+            sagemaker.stop_training_job(TrainingJobName=name)
+            log.error("interrupted: stopping SageMaker job %s", name)
+        except Exception as exc:
+            log.error("interrupted; could not stop SageMaker job %s (%s): stop it in the console", name,
+                      _first_line(exc))
+        return 130
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

@@ -1,0 +1,159 @@
+"""cluster=sagemaker: the CreateTrainingJob request as a moto server stores it, status following, failures."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import boto3
+import pytest
+
+from kon_ray.cluster import sagemaker as sm
+from kon_ray.config import load_config
+from kon_ray.errors import ClusterError, ConfigError
+from tests.conftest import compose_config
+
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/kon-ray:0.1.0"
+ROLE = "arn:aws:iam::123456789012:role/kon-ray-sagemaker"
+NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def _config(tmp_path: Path, *overrides: str):
+    return load_config(compose_config(
+        ["+dataset=POLA", "cluster=sagemaker", f"cluster.image={IMAGE}", f"cluster.role_arn={ROLE}",
+         "cluster.s3_output=s3://kon-bucket/kon-ray", "dataset.path=s3://kon-bucket/POLA", *overrides], tmp_path))
+
+
+def test_request_shape(tmp_path: Path) -> None:
+    config = _config(tmp_path, "cluster.instance_count=3")
+    name = sm.job_name("kon-ray", "POLA", NOW)
+    assert name == "kon-ray-pola-20261126-120000"
+    req = sm.training_job_request(config, ["+dataset=POLA", "cluster=sagemaker", "stages=[ingest]"], name)
+    assert req["AlgorithmSpecification"] == {"TrainingImage": IMAGE, "TrainingInputMode": "File"}
+    assert req["RoleArn"] == ROLE
+    assert req["ResourceConfig"] == {"InstanceType": "ml.m5.4xlarge", "InstanceCount": 3, "VolumeSizeInGB": 100}
+    assert req["InputDataConfig"][0]["ChannelName"] == "data"
+    assert req["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://kon-bucket/POLA"
+    assert req["OutputDataConfig"] == {"S3OutputPath": f"s3://kon-bucket/kon-ray/{name}/sagemaker"}
+    assert req["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400}
+    assert json.loads(req["HyperParameters"]["kon_overrides"]) == [
+        "+dataset=POLA", "cluster=sagemaker", "stages=[ingest]", "cluster.kind=local", "cluster.address=auto",
+        "dataset.path='/opt/ml/input/data/data'", f"output_dir='s3://kon-bucket/kon-ray/{name}/run'",
+        f"cluster.storage_path='s3://kon-bucket/kon-ray/{name}/run/ray_train'",
+    ]
+    assert "Secret" not in json.dumps(req) and "AccessKey" not in json.dumps(req)
+
+
+def test_multi_node_with_local_storage_fails_fast(tmp_path: Path) -> None:
+    config = _config(tmp_path, "cluster.instance_count=2", "cluster.storage_path=/tmp/ckpt")
+    with pytest.raises(ConfigError, match="cluster.storage_path is '/tmp/ckpt'.*2 nodes"):
+        sm.training_job_request(config, [], "j")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("cluster.role_arn=kon-ray-role", "cluster.role_arn 'kon-ray-role' is not an IAM role ARN"),
+        ("cluster.role_arn=arn:aws:iam::123:role/x", "cluster.role_arn .* is not an IAM role ARN"),
+        ("cluster.instance_type=m5.large", "cluster.instance_type"),
+        ("cluster.s3_output=/tmp/out", "cluster.s3_output must be an s3:// prefix"),
+        ("cluster.max_wait_s=10", "cluster.max_wait_s applies only to spot"),
+        ("cluster.image=null", "cluster.image is required"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _config(tmp_path, override)
+
+
+def test_local_data_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="dataset.path is .*a local path: SageMaker reads its data from S3"):
+        sm.training_job_request(_config(tmp_path, "dataset.path=data/POLA"), [], "j")
+
+
+def test_launch_against_moto(moto_endpoint, tmp_path: Path) -> None:
+    """CreateTrainingJob, DescribeTrainingJob and CloudWatch logs against a moto server. Moto marks a training job
+    Completed at once (it cannot run one), so the status sequence is tested separately through `follow`."""
+    logs = boto3.client("logs", region_name="eu-west-1")
+    name = sm.job_name("kon-ray", "POLA", NOW)
+    logs.create_log_group(logGroupName=sm.LOG_GROUP)
+    logs.create_log_stream(logGroupName=sm.LOG_GROUP, logStreamName=f"{name}/algo-1-1764158400")
+    logs.put_log_events(logGroupName=sm.LOG_GROUP, logStreamName=f"{name}/algo-1-1764158400",
+                        logEvents=[{"timestamp": int(time.time() * 1000), "message": "stage ingest: finished"}])
+    out = io.StringIO()
+    config = _config(tmp_path, "cluster.poll_s=0.01")
+    code = sm.submit_sagemaker(config, ["+dataset=POLA", "stages=[ingest]"], out=out, sleep=lambda s: None,
+                               now=NOW)
+    assert code == 0
+    assert "[algo-1] stage ingest: finished" in out.getvalue()
+    stored = boto3.client("sagemaker", region_name="eu-west-1").describe_training_job(TrainingJobName=name)
+    assert stored["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert stored["RoleArn"] == ROLE
+    assert stored["ResourceConfig"]["InstanceCount"] == 1
+    assert stored["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://kon-bucket/POLA"
+    assert json.loads(stored["HyperParameters"]["kon_overrides"])[-3] == "dataset.path='/opt/ml/input/data/data'"
+    assert stored["StoppingCondition"]["MaxRuntimeInSeconds"] == 86400
+
+
+def test_missing_log_streams_are_tolerated(moto_endpoint) -> None:
+    follower = sm.LogFollower(boto3.client("logs", region_name="eu-west-1"), "no-such-job", io.StringIO())
+    follower.poll()  # no group/stream yet: nothing printed, no error
+
+
+def _sequence(*descs):
+    items = list(descs)
+    return lambda: items.pop(0) if len(items) > 1 else items[0]
+
+
+def test_follow_polls_with_backoff_until_completed() -> None:
+    sleeps = []
+    describe = _sequence(
+        {"TrainingJobStatus": "InProgress", "SecondaryStatus": "Starting"},
+        {"TrainingJobStatus": "InProgress", "SecondaryStatus": "Starting"},
+        {"TrainingJobStatus": "InProgress", "SecondaryStatus": "Starting"},
+        {"TrainingJobStatus": "InProgress", "SecondaryStatus": "Training"},
+        {"TrainingJobStatus": "Completed", "SecondaryStatus": "Completed"},
+    )
+    assert sm.follow(describe, "j", poll_s=10, sleep=sleeps.append) == 0
+    assert sleeps == [10, 15, 22.5, 10]  # backs off while nothing changes, resets when the status moves
+
+
+def test_failed_job_is_exit_5_with_the_reason() -> None:
+    describe = _sequence(
+        {"TrainingJobStatus": "InProgress", "SecondaryStatus": "Training"},
+        {"TrainingJobStatus": "Failed", "SecondaryStatus": "Failed",
+         "FailureReason": "AlgorithmError: the kon_ray run exited 3\n(see the head's log)"},
+    )
+    with pytest.raises(ClusterError, match="failed: AlgorithmError: the kon_ray run exited 3 \\(see") as err:
+        sm.follow(describe, "kon-ray-pola-1", poll_s=1, sleep=lambda s: None)
+    assert err.value.exit_code == 5
+
+
+def test_stopped_job_is_exit_5() -> None:
+    with pytest.raises(ClusterError, match="stopped"):
+        sm.follow(_sequence({"TrainingJobStatus": "Stopped"}), "j", poll_s=1, sleep=lambda s: None)
+
+
+def test_ctrl_c_stops_the_training_job(tmp_path: Path) -> None:
+    class FakeSM:
+        stopped = []
+
+        def create_training_job(self, **kwargs):
+            return {}
+
+        def describe_training_job(self, TrainingJobName):
+            raise KeyboardInterrupt
+
+        def stop_training_job(self, TrainingJobName):
+            self.stopped.append(TrainingJobName)
+
+    class NoLogs:
+        def describe_log_streams(self, **kwargs):
+            return {"logStreams": []}
+
+    fake = FakeSM()
+    code = sm.submit_sagemaker(_config(tmp_path), [], make_clients=lambda region: (fake, NoLogs()), now=NOW)
+    assert code == 130 and fake.stopped == ["kon-ray-pola-20261126-120000"]
