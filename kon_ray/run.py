@@ -6,6 +6,7 @@ user errors into one line and a documented exit code (kon_ray/errors.py). Tests 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -27,13 +28,37 @@ _task_started = False  # set once Hydra has composed the config and handed it to
 
 
 def run(config: KonConfig, plain: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
-    """Run the pipeline on an already started Ray; return each stage's metrics."""
+    """Run the pipeline on an already started Ray, tracked in MLflow unless tracking=off; return each stage's
+    metrics. The MLflow run always ends, with the status the outcome deserves (kon_ray/tracking/tracker.py)."""
     from kon_ray.pipeline import run_pipeline
 
     ctx = RunContext(config=config, plain=plain, run_dir=config.output_dir)
-    results = run_pipeline(ctx)
+    tracker = None
+    try:
+        with _tracking(config, plain) as tracker:
+            results = run_pipeline(ctx, tracker)
+    except BaseException as exc:
+        _record_sweep_job({}, tracker, exc)
+        raise
+    _record_sweep_job(results, tracker, None)
     log.info("run finished: outputs in %s", config.output_dir)
     return results
+
+
+def _tracking(config: KonConfig, plain: Dict[str, Any]):
+    """The MLflow run around the pipeline, or nothing at all (MLflow not even imported) with tracking=off."""
+    if not config.tracking.enabled:
+        return contextlib.nullcontext(None)
+    from kon_ray.tracking.tracker import tracked_run
+
+    return tracked_run(config, plain, log_file=_log_file())
+
+
+def _record_sweep_job(results: Dict[str, Dict[str, Any]], tracker: Any, error: BaseException | None) -> None:
+    """In a Hydra multirun, hand this job's metrics to the sweep summary (kon_ray/tracking/sweep.py)."""
+    from kon_ray.tracking.sweep import record_job
+
+    record_job(results, getattr(tracker, "run_id", None), error)
 
 
 def main(cfg: DictConfig) -> int:

@@ -5,12 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from kon_ray.errors import ConfigError
+
+BEST_MODES = ("max", "min")
+
 
 @dataclass(frozen=True)
 class TrackingConfig:
     enabled: bool = True
-    uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory
     experiment: str = "kon_ray"
-    register_models: bool = False
-    best_metric: str = "macro_f1"  # sweep summary: the metric that names the best configuration
-    best_mode: str = "max"
+    run_name: Optional[str] = None  # None: <dataset>-<time>, or the job's overrides in a sweep
+    log_models: bool = True  # log each population's model with mlflow.xgboost (input example + signature)
+    input_example_rows: int = 5  # rows of the test features stored with each logged model
+    register_models: bool = False  # register <dataset>-<population> after a successful run
+    best_metric: str = "macro_f1"  # sweeps: <population>/<best_metric> names the best configuration
+    best_mode: str = "max"  # max | min
+
+    def __post_init__(self) -> None:
+        if not self.experiment.strip():
+            raise ConfigError("tracking.experiment must not be empty")
+        if self.best_mode not in BEST_MODES:
+            raise ConfigError(f"tracking.best_mode must be one of {', '.join(BEST_MODES)}, got {self.best_mode!r}")
+        if not self.best_metric.strip():
+            raise ConfigError("tracking.best_metric must not be empty (e.g. macro_f1)")
+        if self.input_example_rows < 1:
+            raise ConfigError(f"tracking.input_example_rows must be >= 1, got {self.input_example_rows}")

@@ -1,0 +1,116 @@
+"""The latest model of a dataset's population, for the drift stage's prediction drift.
+
+`latest_model(dataset_name, population, tracking_cfg)` returns `(booster, metadata)` or None; the reason for a None
+is logged (and `find_latest_model` returns it). Where it looks, in order:
+1. the model registry: the highest version of `<dataset>-<population>` (registered by successful runs when
+   `tracking.register_models=true`);
+2. otherwise the most recent FINISHED run of the dataset in `tracking.experiment` that logged a model for the
+   population (tag `model_id.<population>`).
+`metadata` is that run's `models/<population>/metadata.json` artifact (features, classes, params, curve).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+from kon_ray.tracking.config import TrackingConfig
+from kon_ray.tracking.uri import resolve_uri
+
+log = logging.getLogger("kon_ray.tracking")
+
+
+@dataclass(frozen=True)
+class ModelLookup:
+    model: Optional[Tuple[Any, Dict[str, Any]]]  # (xgboost.Booster, metadata) or None
+    reason: str  # where it came from, or why there is none
+    model_uri: Optional[str] = None
+    run_id: Optional[str] = None
+
+
+def latest_model(dataset_name: str, population: str, tracking_cfg: TrackingConfig) -> Optional[Tuple[Any, Dict]]:
+    """(booster, metadata) of the latest model for `population` of `dataset_name`, or None (reason logged)."""
+    found = find_latest_model(dataset_name, population, tracking_cfg)
+    log.info("latest %s/%s model: %s", dataset_name, population, found.reason)
+    return found.model
+
+
+def find_latest_model(dataset_name: str, population: str, tracking_cfg: TrackingConfig) -> ModelLookup:
+    if not tracking_cfg.enabled:
+        return ModelLookup(None, "tracking is off (tracking.enabled=false): no model to compare with")
+    from kon_ray.tracking.tracker import import_mlflow, one_line, registered_name
+
+    uri = resolve_uri(tracking_cfg.uri)
+    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///") :]):
+        return ModelLookup(None, f"no tracking database at {uri} yet: no earlier run")
+    mlflow = import_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    name = registered_name(dataset_name, population)
+    try:
+        model_uri, run_id, source = _registered(client, name) or _from_runs(
+            client, tracking_cfg.experiment, dataset_name, population
+        ) or (None, None, None)
+        if model_uri is None:
+            return ModelLookup(
+                None,
+                f"no {population} model for {dataset_name}: nothing registered as {name!r} and no finished run with"
+                f" one in experiment {tracking_cfg.experiment!r} at {uri}",
+            )
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(uri)
+        try:
+            booster = mlflow.xgboost.load_model(model_uri)
+        finally:
+            mlflow.set_tracking_uri(previous)
+        metadata = _metadata(client, run_id, population)
+    except Exception as exc:  # a server that went away, a model deleted under us: no comparison, not a crash
+        return ModelLookup(None, f"could not load the {population} model from {uri}: {one_line(exc)}")
+    return ModelLookup((booster, metadata), f"{source} (run {run_id})", model_uri, run_id)
+
+
+def _registered(client, name: str) -> Optional[Tuple[str, str, str]]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    if not versions:
+        return None
+    latest = max(versions, key=lambda v: int(v.version))
+    return f"models:/{name}/{latest.version}", latest.run_id, f"registered model {name} version {latest.version}"
+
+
+def _from_runs(client, experiment: str, dataset_name: str, population: str) -> Optional[Tuple[str, str, str]]:
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.dataset = '{dataset_name}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=50,
+    )
+    for run in runs:
+        model_id = run.data.tags.get(f"model_id.{population}")
+        if model_id:
+            return f"models:/{model_id}", run.info.run_id, f"logged model {model_id} of the latest finished run"
+    return None
+
+
+def _metadata(client, run_id: Optional[str], population: str) -> Dict[str, Any]:
+    if not run_id:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="kon_model_") as scratch:
+        try:
+            path = client.download_artifacts(run_id, f"models/{population}/metadata.json", scratch)
+        except Exception:  # a model logged without its metadata: the booster alone still serves
+            return {}
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)

@@ -1,0 +1,395 @@
+"""One MLflow run per pipeline run, logged from the driver between stages (never from inside Ray tasks).
+
+`tracked_run(config, plain, log_file)` is a context manager around `run_pipeline`; it yields a `Tracker`, the
+pipeline's `StageObserver`. What lands where:
+
+- at start: the composed config as params (dot keys, secrets `***`, kon_ray/tracking/names.py), tags `dataset`,
+  `populations`, `kon_ray_version`, `git.commit` / `git.dirty`, `status=running`; in a sweep the run is a child
+  of the sweep's parent run (`mlflow.parentRunId`, kon_ray/tracking/sweep.py);
+- after each stage: `time/<stage>` (seconds), the stage's metrics (`ingest/rows`, `psi/<feature>`,
+  `domestic/macro_f1`, `<stage>/cached`...), its reports, states and manifests as artifacts under the stage's
+  folder name (`drift/drift_report.html`, `features/feature_state.json`...); after ingest the dataset fingerprint
+  (params `data.path`, `data.rows`, `data.schema_hash`, `data.fingerprint`); after drift the tag `drift_flag`;
+  after train, per population, the training curves (`domestic/validation_mlogloss`, step = boosting round), the
+  final metrics from metadata.json and the model (`mlflow.xgboost.log_model`, input example = a few test rows,
+  signature inferred), its id in the tag `model_id.<population>`;
+- at the end, success or not: the Hydra `.hydra/` folder, the run's log file, `status` tag, and the run's end
+  status. Only a successful run registers its models (`tracking.register_models`), as `<dataset>-<population>`,
+  with the population's metrics in the version's description.
+
+How a run ends (MLflow status, tag `status`):
+
+| outcome                          | MLflow status | tags                                                  |
+|----------------------------------|---------------|-------------------------------------------------------|
+| success                          | FINISHED      | status=finished                                       |
+| drift gate (DriftGateError)      | FAILED        | status=stopped, stopped_by=drift_gate, error=<line>   |
+| Ctrl-C (KeyboardInterrupt)       | KILLED        | status=interrupted, error=interrupted                 |
+| any other error                  | FAILED        | status=failed, error=<line>; traceback in error.txt   |
+
+The drift gate is FAILED rather than KILLED: KILLED means someone stopped the run from outside, while the gate is
+the pipeline refusing to train on drifted data, a result that `status = FAILED` filters should catch; the tag
+`stopped_by=drift_gate` tells it apart from a crash.
+
+Logging problems after the run has started are warnings, never a reason to fail the pipeline; a tracking target
+that cannot work at all (server down, plugin missing) is a ConfigError before any stage runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import subprocess
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional
+
+import kon_ray
+from kon_ray.config import POPULATIONS, KonConfig
+from kon_ray.context import STAGE_FOLDERS
+from kon_ray.errors import ConfigError, DriftGateError, KonError
+from kon_ray.tracking import names, outputs
+from kon_ray.tracking.sweep import PARENT_RUN_ENV  # set by the sweep callback for the jobs of a multirun
+from kon_ray.tracking.uri import check_uri, resolve_uri, ui_hint
+
+log = logging.getLogger("kon_ray.tracking")
+
+_REPO = Path(kon_ray.__file__).resolve().parent.parent
+
+
+def import_mlflow():
+    """Import MLflow with its terminal chatter off: no "View run at" lines, INFO logs dropped, its warnings
+    routed through the root logger (terminal and the run's log file) like kon_ray's own."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    import mlflow
+
+    for name in ("mlflow", "alembic", "sqlalchemy.engine", "huey"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
+        logger.setLevel(logging.WARNING)
+    return mlflow
+
+
+def git_state() -> Dict[str, str]:
+    """{"git.commit", "git.dirty"} of the code being run, {} outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=_REPO, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"git.commit": commit, "git.dirty": str(dirty).lower(), "mlflow.source.git.commit": commit}
+
+
+def one_line(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, KonError):
+        text = f"{exc.kind}: {exc}"
+    else:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return text[:1000]
+
+
+def outcome(exc: Optional[BaseException]) -> tuple[str, Dict[str, str]]:
+    """(MLflow run status, tags) for how the run ended (see the table in the module docstring)."""
+    if exc is None:
+        return "FINISHED", {"status": "finished"}
+    if isinstance(exc, DriftGateError):
+        return "FAILED", {"status": "stopped", "stopped_by": "drift_gate", "error": one_line(exc)}
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return "KILLED", {"status": "interrupted", "error": "interrupted"}
+    return "FAILED", {"status": "failed", "error": one_line(exc)}
+
+
+def _hydra_dir() -> Optional[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        folder = os.path.join(HydraConfig.get().runtime.output_dir, ".hydra")
+    except (ValueError, ImportError, AttributeError):
+        return None
+    return folder if os.path.isdir(folder) else None
+
+
+def _hydra_job() -> Dict[str, str]:
+    """In a Hydra job: its number (in a sweep) and overrides, for the run's tags and name."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra = HydraConfig.get()
+    except (ValueError, ImportError):
+        return {}
+    info = {"overrides": " ".join(names.redact_overrides(hydra.overrides.task))}
+    if hydra.mode == RunMode.MULTIRUN:
+        info["sweep.job"] = str(hydra.job.num)
+    return info
+
+
+class Tracker:
+    """The pipeline's StageObserver: logs each finished stage to the active MLflow run."""
+
+    def __init__(self, config: KonConfig, plain: Mapping[str, Any], log_file: Optional[str] = None):
+        self.config = config
+        self.plain = plain
+        self.log_file = log_file
+        self.uri = resolve_uri(config.tracking.uri)
+        self.run_id: Optional[str] = None
+        self.experiment_id: Optional[str] = None
+        self.model_ids: Dict[str, str] = {}  # population -> MLflow logged model id
+        self.metrics: Dict[str, float] = {}  # everything logged, by name (latest value): for the registry
+        self.fingerprint: Dict[str, Any] = {}
+        self._seen: set = set()
+        self._cached: List[str] = []
+        self.folders: Dict[str, str] = {}  # stage -> the folder it published (its keyed cache folder)
+        self._mlflow = None
+
+    # -- start -------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        check_uri(self.uri)
+        mlflow = self._mlflow = import_mlflow()
+        tracking = self.config.tracking
+        parent = os.environ.get(PARENT_RUN_ENV) or None
+        job = _hydra_job()
+        dataset = self.config.dataset.name
+        tags = {
+            "dataset": dataset,
+            "populations": ",".join(POPULATIONS),
+            "kon_ray_version": kon_ray.__version__,
+            "status": "running",
+            "output_dir": self.config.output_dir,
+            **git_state(),
+            **job,
+        }
+        name = tracking.run_name or (
+            f"{dataset}-job{job['sweep.job']}" if "sweep.job" in job else f"{dataset}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        )
+        try:
+            mlflow.set_tracking_uri(self.uri)
+            experiment = mlflow.set_experiment(tracking.experiment)
+            run = mlflow.start_run(run_name=name, parent_run_id=parent, tags=tags)
+        except Exception as exc:  # a bad URI, an unwritable database, a parent run that is gone
+            raise ConfigError(f"tracking: cannot start an MLflow run at {self.uri}: {one_line(exc)}") from None
+        self.run_id, self.experiment_id = run.info.run_id, experiment.experiment_id
+        self._batch(params=names.config_params(self.plain))
+        log.info("tracking: MLflow run %s (%s) in experiment %r; %s", name, self.run_id, tracking.experiment,
+                 ui_hint(self.uri))
+
+    # -- after each stage --------------------------------------------------------------------------------------
+    def stage_finished(self, stage: str, seconds: float, metrics: Dict[str, Any], folder: str) -> None:
+        try:
+            self._stage_finished(stage, seconds, metrics or {}, folder)
+        except Exception as exc:  # tracking must not stop a pipeline that works
+            log.warning("tracking: could not log everything of stage %s: %s", stage, one_line(exc))
+            log.debug("tracking failure", exc_info=True)
+
+    def _stage_finished(self, stage: str, seconds: float, metrics: Dict[str, Any], folder: str) -> None:
+        self.folders[stage] = folder
+        logged = dict(names.stage_metric_names(stage, metrics, self._seen))
+        logged[f"time/{stage}"] = float(seconds)
+        self._metrics(logged)
+        if metrics.get("cached"):
+            self._cached.append(stage)
+            self._tags({f"cached.{stage}": "true", "cached_stages": ",".join(self._cached)})
+        if stage == "ingest":
+            self.fingerprint = outputs.dataset_fingerprint(folder)
+            self._batch(params={f"data.{k}": names.param_value(v) for k, v in self.fingerprint.items()})
+            if "fingerprint" in self.fingerprint:
+                self._tags({"data.fingerprint": str(self.fingerprint["fingerprint"])})
+        if stage == "drift":
+            flag = outputs.drift_flag(folder, metrics)
+            if flag is not None:
+                self._tags({"drift_flag": flag})
+        self._artifacts(stage, folder)
+        if stage == "train":
+            self._models(folder)
+
+    def _models(self, models_folder: str) -> None:
+        populations = []
+        for population, model_path, metadata in outputs.population_models(models_folder):
+            populations.append(population)
+            self._curves(population, metadata)
+            finals = {}
+            for key, value in outputs.final_metrics(metadata).items():
+                name = f"{population}/{key}"
+                if name not in self._seen:
+                    self._seen.add(name)
+                    finals[name] = value
+            self._metrics(finals)
+            if self.config.tracking.log_models:
+                try:
+                    self._log_model(population, model_path, metadata)
+                except Exception as exc:
+                    log.warning("tracking: could not log the %s model: %s", population, one_line(exc))
+        if populations:
+            self._tags({"populations": ",".join(populations)})
+
+    def _curves(self, population: str, metadata: Mapping[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [
+            Metric(f"{population}/{name}", float(value), now, step)
+            for name, values in outputs.training_curves(metadata).items()
+            for step, value in enumerate(values)
+        ]
+        if batch:
+            self._client().log_batch(self.run_id, metrics=batch)
+
+    def _log_model(self, population: str, model_path: str, metadata: Mapping[str, Any]) -> None:
+        import numpy as np
+        import pandas as pd
+        import xgboost as xgb
+        from mlflow.models import infer_signature
+
+        mlflow = self._mlflow
+        with outputs.scratch_dir() as scratch:
+            booster = xgb.Booster()
+            booster.load_model(outputs.local_file(model_path, scratch))
+        columns = outputs.feature_names(metadata) or list(booster.feature_names or [])
+        example = None
+        if columns:
+            example = outputs.input_example(
+                self.folders.get("preprocess") or os.path.join(self.config.output_dir, STAGE_FOLDERS["preprocess"]),
+                population,
+                columns,
+                self.config.tracking.input_example_rows,
+                self.config.dataset.population_column,
+            )
+        signature = None
+        if example is not None:
+            predictions = booster.predict(xgb.DMatrix(example, enable_categorical=True))
+            signature = infer_signature(example, predictions)
+        else:
+            log.warning("tracking: no test features found for the %s model's input example", population)
+        params = {k: names.param_value(v) for k, v in names.flatten(metadata.get("params") or {}).items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            info = mlflow.xgboost.log_model(
+                booster,
+                name=population,
+                input_example=example,
+                signature=signature,
+                pip_requirements=[
+                    f"xgboost=={xgb.__version__}",
+                    f"pandas=={pd.__version__}",
+                    f"numpy=={np.__version__}",
+                ],
+                params=params or None,
+                tags={"dataset": self.config.dataset.name, "population": population},
+            )
+        self.model_ids[population] = info.model_id
+        self._tags({f"model_id.{population}": info.model_id})
+        finals = {k: v for k, v in self.metrics.items() if k.startswith(f"{population}/")}
+        if finals:
+            mlflow.log_metrics(finals, model_id=info.model_id, run_id=self.run_id)
+
+    # -- end ---------------------------------------------------------------------------------------------------
+    def finish(self, exc: Optional[BaseException]) -> None:
+        """Record how the run ended and end it, whatever goes wrong while recording."""
+        status, tags = outcome(exc)
+        mlflow = self._mlflow
+        try:
+            self._tags(tags)
+            if exc is not None and not isinstance(exc, (KeyboardInterrupt, KonError)):
+                text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                mlflow.log_text(text, "error.txt", run_id=self.run_id)
+            hydra_dir = _hydra_dir()
+            if hydra_dir:
+                mlflow.log_artifacts(hydra_dir, ".hydra", run_id=self.run_id)
+            if self.log_file and os.path.isfile(self.log_file):
+                mlflow.log_artifact(self.log_file, run_id=self.run_id)
+            if exc is None and self.config.tracking.register_models:
+                self._register_models()
+        except Exception as problem:
+            log.warning("tracking: could not record the end of the run: %s", one_line(problem))
+        finally:
+            mlflow.end_run(status=status)
+            log.info("tracking: MLflow run %s ended %s", self.run_id, status)
+
+    def _register_models(self) -> None:
+        client = self._client()
+        for population, model_id in self.model_ids.items():
+            name = registered_name(self.config.dataset.name, population)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                version = self._mlflow.register_model(
+                    f"models:/{model_id}",
+                    name,
+                    tags={"run_id": self.run_id, "data.fingerprint": str(self.fingerprint.get("fingerprint", ""))},
+                )
+            client.update_model_version(name, version.version, description=self._description(population))
+            log.info("tracking: registered %s version %s", name, version.version)
+
+    def _description(self, population: str) -> str:
+        lines = [f"{self.config.dataset.name} {population} model from run {self.run_id}"]
+        if self.fingerprint:
+            lines.append(
+                f"data: {self.fingerprint.get('path')} ({self.fingerprint.get('rows')} rows, fingerprint "
+                f"{self.fingerprint.get('fingerprint')})"
+            )
+        for key in sorted(self.metrics):
+            if key.startswith(f"{population}/") or key.startswith(f"infer/{population}/"):
+                lines.append(f"{key}: {self.metrics[key]:.6g}")
+        return "\n".join(lines)
+
+    # -- small wrappers ----------------------------------------------------------------------------------------
+    def _client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(self.uri)
+
+    def _batch(self, params: Optional[Mapping[str, str]] = None) -> None:
+        from mlflow.entities import Param
+
+        if params:
+            self._client().log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
+
+    def _metrics(self, values: Mapping[str, float]) -> None:
+        if values:
+            self._mlflow.log_metrics(dict(values), step=0, run_id=self.run_id)
+            self.metrics.update(values)
+
+    def _tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        if tags:
+            self._client().log_batch(self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def _artifacts(self, stage: str, folder: str) -> None:
+        base = STAGE_FOLDERS[stage]
+        with outputs.scratch_dir() as scratch:
+            for path, relative in outputs.artifact_files(folder):
+                subdir = os.path.dirname(relative)
+                target = f"{base}/{subdir}" if subdir else base
+                self._mlflow.log_artifact(outputs.local_file(path, scratch), artifact_path=target, run_id=self.run_id)
+
+
+def registered_name(dataset: str, population: str) -> str:
+    return f"{dataset}-{population}"
+
+
+@contextlib.contextmanager
+def tracked_run(config: KonConfig, plain: Mapping[str, Any], log_file: Optional[str] = None) -> Iterator[Tracker]:
+    """Start the run, yield the observer, and always end the run with the status its outcome deserves."""
+    tracker = Tracker(config, plain, log_file)
+    tracker.start()
+    try:
+        yield tracker
+    except BaseException as exc:
+        tracker.finish(exc)
+        raise
+    else:
+        tracker.finish(None)
+

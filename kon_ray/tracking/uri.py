@@ -1,0 +1,71 @@
+"""Where runs are tracked: resolving `tracking.uri`, and checking it before the pipeline starts (no MLflow import).
+
+- `tracking.uri` set: that URI (http(s)://host:port for a server, sqlite:///path, arn:aws:sagemaker:... for a
+  SageMaker-managed MLflow tracking server, which needs the optional `sagemaker-mlflow` plugin);
+- else `$MLFLOW_TRACKING_URI`;
+- else `sqlite:///mlflow.db` resolved against the working directory (MLflow 3 deprecates the ./mlruns file store).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import urllib.error
+import urllib.request
+from typing import Optional
+
+from kon_ray.errors import ConfigError
+
+DEFAULT_DB = "mlflow.db"
+SAGEMAKER_PREFIX = "arn:aws:sagemaker:"
+
+
+def resolve_uri(uri: Optional[str]) -> str:
+    chosen = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_DB}"
+    if chosen.startswith("sqlite:///") and not chosen.startswith("sqlite:////"):
+        relative = chosen[len("sqlite:///") :]
+        if relative != ":memory:":
+            chosen = "sqlite:///" + os.path.abspath(relative)
+    elif "://" not in chosen and not chosen.startswith("arn:") and chosen not in ("databricks",):
+        chosen = "sqlite:///" + os.path.abspath(chosen)  # a bare path: a sqlite file
+    return chosen
+
+
+def is_sagemaker(uri: str) -> bool:
+    return uri.startswith(SAGEMAKER_PREFIX)
+
+
+def check_uri(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail early, with the fix, when the tracking target cannot work: the plugin missing, the server down."""
+    if is_sagemaker(uri):
+        if importlib.util.find_spec("sagemaker_mlflow") is None:
+            raise ConfigError(
+                f"tracking.uri {uri} is a SageMaker MLflow tracking server, which needs the sagemaker-mlflow plugin:"
+                " pip install 'kon_ray[sagemaker]' (or run with tracking=off)"
+            )
+        return
+    if uri.startswith(("http://", "https://")):
+        health = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(health, timeout=timeout_s) as response:
+                if response.status != 200:
+                    raise urllib.error.URLError(f"HTTP {response.status}")
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):  # an authenticating proxy in front of the server: let MLflow's auth try
+                return
+            raise ConfigError(f"tracking.uri {uri}: {health} answered HTTP {exc.code}; is it an MLflow server?") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ConfigError(
+                f"tracking.uri {uri}: no MLflow server answers ({reason}); start one (mlflow server --host 127.0.0.1"
+                " --port 5000), point tracking.uri elsewhere, or run with tracking=off"
+            ) from None
+
+
+def ui_hint(uri: str) -> str:
+    """How to look at the runs: the server's address, or the `mlflow ui` command for a local database."""
+    if uri.startswith(("http://", "https://")):
+        return uri
+    if uri.startswith("sqlite:"):
+        return f"mlflow ui --backend-store-uri {uri}"
+    return uri
