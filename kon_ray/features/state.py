@@ -1,0 +1,150 @@
+"""The fitted feature state: what is learned from the train portion, fitted in one pass of mergeable partials.
+
+Each shard (a Ray Data batch) returns a `partial` of its train-portion rows; the driver `merge`s them and
+`finalize`s the small JSON-able state that transform.py applies to every batch:
+
+- categorical vocabularies and frequencies: exact value counts, summed (order-independent). Codes are 1..K by
+  descending train count (ties by value), capped at features.max_categories; 0 is the explicit unknown code
+  (unseen or rarer-than-the-cap values); a null is the value "__missing__" and gets a code like any other.
+- winsorizing bounds (clip_quantiles, default p1/p99) and imputation medians of every `value` feature: computed
+  exactly (numpy's linear interpolation) on a deterministic sample: the train rows whose salted id hash falls below
+  rate * 2^64, rate = min(1, fit_sample_rows / train rows). The sample is a property of each row, so it is the
+  same whatever the sharding, and the state is identical across shard layouts. Below fit_sample_rows train rows
+  the quantiles are exact on all of train; above, their rank error is about sqrt(p(1 - p) / n): with n = 100k,
+  +/-0.16 percentile points at the median and +/-0.03 at p1/p99.
+- a feature with no value in the sample gets median 0 and no clipping (its missing flag carries the signal).
+
+Nothing here knows about Ray; stage.py maps `partial` over the shards.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping
+
+import numpy as np
+import pandas as pd
+
+from kon_ray import storage
+from kon_ray.errors import ConfigError, DataError
+from kon_ray.features.derive import derive
+from kon_ray.features.spec import Spec
+from kon_ray.features.split import FIT_SALT, TRAIN, assign, id_hash, month_index, salted
+from kon_ray.features.derive import parse_dates
+
+MISSING_CATEGORY = "__missing__"
+UNKNOWN_CODE = 0
+STATE_VERSION = 1
+
+
+def sample_threshold(train_rows: int, sample_rows: int) -> int:
+    """Rows whose fit hash is below this (uint64) are in the fit sample; 2^64 - 1 keeps all."""
+    if train_rows <= sample_rows:
+        return 2**64 - 1
+    return int(sample_rows / train_rows * 2**64)
+
+
+def category_strings(values: pd.Series) -> pd.Series:
+    """A categorical column as strings, null -> "__missing__" (codes are looked up by string)."""
+    return values.astype("string").fillna(MISSING_CATEGORY)
+
+
+def partial(batch: pd.DataFrame, spec: Spec, plan: Dict[str, Any], threshold: int) -> Dict[str, Any]:
+    """One shard's contribution from its train-portion rows: row count, category counts, fit-sample rows."""
+    month_idx = month_index(parse_dates(batch[spec.date_column]))
+    split = assign(batch[spec.id_column], month_idx, batch[spec.target_column], plan, sample=False)
+    train = batch.loc[split == TRAIN]
+    counts = {c: category_strings(train[c]).value_counts().to_dict() for c in spec.categorical}
+    h3 = salted(id_hash(train[spec.id_column], plan["seed"]), FIT_SALT)
+    in_sample = h3 <= np.uint64(threshold)
+    sample = train.loc[in_sample]
+    values = spec.of_kind("value")
+    derived = derive(sample, spec) if len(sample) else {}
+    matrix = np.empty((len(sample), len(values)), dtype=np.float32)
+    for j, name in enumerate(values):
+        matrix[:, j] = derived[name] if len(sample) else 0
+    return {"rows": int(len(train)), "counts": counts, "sample": matrix, "sample_hash": h3[in_sample]}
+
+
+def merge(partials: List[Dict[str, Any]], spec: Spec) -> Dict[str, Any]:
+    """Sum counts and pool samples (sorted by hash, so the result does not depend on shard order)."""
+    counts: Dict[str, Dict[str, int]] = {c: {} for c in spec.categorical}
+    for p in partials:
+        for column, column_counts in p["counts"].items():
+            target = counts[column]
+            for value, n in column_counts.items():
+                target[str(value)] = target.get(str(value), 0) + int(n)
+    width = len(spec.of_kind("value"))
+    samples = [p["sample"] for p in partials if len(p["sample"])]
+    sample = np.concatenate(samples) if samples else np.empty((0, width), np.float32)
+    hashes = np.concatenate([p["sample_hash"] for p in partials]) if partials else np.empty(0, np.uint64)
+    order = np.argsort(hashes, kind="stable")
+    return {"rows": sum(int(p["rows"]) for p in partials), "counts": counts, "sample": sample[order]}
+
+
+def finalize(merged: Dict[str, Any], spec: Spec, threshold: int) -> Dict[str, Any]:
+    """The JSON-able state: per-value-feature median and clip bounds, per-categorical vocabulary."""
+    rows = merged["rows"]
+    if rows == 0:
+        raise DataError("no train rows to fit the features on: the reference window has no labelled records")
+    sample = merged["sample"].astype(np.float64)
+    quantiles = [0.5] if spec.clip_quantiles is None else [spec.clip_quantiles[0], 0.5, spec.clip_quantiles[1]]
+    numeric: Dict[str, Dict[str, float | None]] = {}
+    for j, name in enumerate(spec.of_kind("value")):
+        column = sample[:, j]
+        column = column[~np.isnan(column)]
+        if column.size == 0:  # never observed in train: nothing to clip, impute a neutral 0
+            numeric[name] = {"median": 0.0, "low": None, "high": None}
+            continue
+        q = np.quantile(column, quantiles)
+        low, high = (q[0], q[2]) if spec.clip_quantiles is not None else (None, None)
+        numeric[name] = {"median": float(q[len(q) // 2] if len(q) == 3 else q[0]), "low": _f(low), "high": _f(high)}
+    categorical = {}
+    for column in spec.categorical:
+        ranked = sorted(merged["counts"][column].items(), key=lambda item: (-item[1], item[0]))
+        kept = ranked[: spec.max_categories]
+        categorical[column] = {
+            "vocabulary": [value for value, _ in kept],  # code = position + 1; 0 = unknown
+            "counts": [int(n) for _, n in kept],
+            "other_rows": int(sum(n for _, n in ranked[spec.max_categories :])),
+        }
+    return {
+        "version": STATE_VERSION,
+        "dataset": spec.dataset,
+        "features": [{"name": name, "kind": kind} for name, kind in spec.features],
+        "fit": {
+            "train_rows": int(rows),
+            "sample_rows": int(len(sample)),
+            "sample_threshold": str(threshold),
+            "quantiles": "numpy linear interpolation on the hash sample; exact when sample_rows == train_rows",
+            "clip_quantiles": list(spec.clip_quantiles) if spec.clip_quantiles else None,
+            "impute": spec.impute,
+        },
+        "unknown_code": UNKNOWN_CODE,
+        "numeric": numeric,
+        "categorical": categorical,
+    }
+
+
+def _f(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def save_feature_state(path: str, state: Mapping[str, Any]) -> None:
+    storage.write_json(path, state)
+
+
+def load_feature_state(path: str) -> Dict[str, Any]:
+    """A saved feature_state.json (a file, or the folder holding it), checked for its version."""
+    if not path.endswith(".json"):
+        path = storage.join(path, "feature_state.json")
+    if not storage.exists(path):
+        raise ConfigError(f"{path}: no feature state here; run the preprocess stage first")
+    state = storage.read_json(path)
+    if state.get("version") != STATE_VERSION:
+        raise ConfigError(f"{path}: feature state version {state.get('version')}, this code reads {STATE_VERSION}")
+    return state
+
+
+def feature_columns(state: Mapping[str, Any]) -> List[str]:
+    """The model's input feature names, in order."""
+    return [f["name"] for f in state["features"]]
