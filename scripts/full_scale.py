@@ -1,0 +1,104 @@
+"""The full-scale run, measured: generate CLIE (4M), POLA (3.5M) and HFAC (2.5M) rows and run the whole pipeline on
+each on this machine, recording every stage's wall time and the peak resident memory of all Ray processes together.
+
+    .venv/bin/python scripts/full_scale.py                      # all three datasets at full scale
+    .venv/bin/python scripts/full_scale.py --datasets POLA --rows 1000000 --out /tmp/kon_full
+
+Writes <out>/full_scale.json and prints a Markdown table for BENCHMARKS.md. Tracking is off (MLflow timing is
+not the point here); the object store and CPU settings are those of conf/cluster/local.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import open_dict  # noqa: E402
+
+from kon_ray.config import CONF_DIR, load_config, register_configs, to_plain  # noqa: E402
+from kon_ray.memory import PeakMemory  # noqa: E402
+
+
+class StageRecorder:
+    """Pipeline observer: per-stage wall time and the peak memory seen since the previous stage ended."""
+
+    def __init__(self, peak: PeakMemory) -> None:
+        self.peak, self.stages = peak, []
+
+    def stage_finished(self, stage, seconds, metrics, folder):
+        peak_gib = self.peak.reset() / 1024**3
+        self.stages.append({"stage": stage, "seconds": round(seconds, 1), "peak_gib": round(peak_gib, 2),
+                            "rows": metrics.get("rows")})
+        print(f"  {stage:<10} {seconds:8.1f} s  peak {peak_gib:5.2f} GiB", flush=True)
+
+
+def compose_for(dataset: str, overrides: list[str]):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose(config_name="config", overrides=[f"+dataset={dataset}", *overrides])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["CLIE", "POLA", "HFAC"])
+    parser.add_argument("--rows", type=int, default=None, help="rows per dataset (default: each one's full_rows)")
+    parser.add_argument("--out", default="/tmp/kon_full_scale")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the pipeline")
+    args = parser.parse_args()
+
+    import ray
+
+    from kon_ray.cluster.local import init_local_ray
+    from kon_ray.context import RunContext
+    from kon_ray.pipeline import run_pipeline
+    from kon_ray.synth import generate
+
+    out = Path(args.out)
+    results = {"machine": f"{os.cpu_count()} cores, {platform.machine()}", "datasets": {}}
+    for name in args.datasets:
+        data = out / "data" / name
+        cfg = compose_for(name, [f"dataset.path={data}", "tracking=off", *args.overrides])
+        with open_dict(cfg):
+            cfg.output_dir = str(out / "runs" / name)
+            if args.rows:
+                cfg.synth.rows = args.rows
+        config = load_config(cfg)
+        rows = config.synth.rows or config.dataset.full_rows
+        with open_dict(cfg):
+            cfg.synth.rows = rows
+        config = load_config(cfg)
+        print(f"{name}: {rows:,} rows", flush=True)
+        if not data.exists():
+            start = time.perf_counter()
+            with PeakMemory() as gen_peak:
+                generate(config.dataset, config.synth, str(data))
+            print(f"  generated in {time.perf_counter() - start:.1f} s, peak {gen_peak.gib:.2f} GiB", flush=True)
+        init_local_ray(config.cluster)
+        with PeakMemory() as peak:
+            recorder = StageRecorder(peak)
+            start = time.perf_counter()
+            run_pipeline(RunContext(config=config, plain=to_plain(cfg), run_dir=config.output_dir), recorder)
+            total = time.perf_counter() - start
+        results["datasets"][name] = {"rows": rows, "total_seconds": round(total, 1), "stages": recorder.stages,
+                                     "peak_gib": round(max(s["peak_gib"] for s in recorder.stages), 2)}
+        ray.shutdown()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "full_scale.json").write_text(json.dumps(results, indent=2))
+    print("\n| dataset | rows | stage | wall time (s) | peak RSS, all Ray processes (GiB) |\n|---|---|---|---|---|")
+    for name, result in results["datasets"].items():
+        for stage in result["stages"]:
+            print(f"| {name} | {result['rows']:,} | {stage['stage']} | {stage['seconds']} | {stage['peak_gib']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
