@@ -49,10 +49,10 @@ class Source:
             from kon_ray.ingest import read_metadata
 
             return read_metadata(self.files[0])[0]
-        schema = self.dataset.schema()
-        if schema is None:
-            raise DataError(f"{self.label}: the dataset is empty")
-        return schema.base_schema if hasattr(schema, "base_schema") else schema
+        try:  # one row as Arrow: the same types whether the blocks are Arrow or pandas
+            return self.dataset.take_batch(1, batch_format="pyarrow").schema
+        except ValueError:
+            raise DataError(f"{self.label}: the dataset is empty") from None
 
     def rows(self) -> int:
         if self.files:
@@ -205,7 +205,7 @@ def column_kinds(schema: pa.Schema, columns: Iterable[str], overrides: Dict[str,
 
 
 def fit_reference(data, cfg: DriftConfig, columns: Optional[Sequence[str]] = None,
-                  exclude: Sequence[str] = (), label: str = "reference") -> ReferenceSummary:
+                  exclude: Sequence[str] = (), label: str = "") -> ReferenceSummary:
     """Summarise the reference once: KS edges and counts, exact PSI edges and counts, category counts."""
     source = as_source(data, label)
     schema = source.schema()
@@ -274,7 +274,7 @@ def _speculative_slots(sampled: np.ndarray, edges: np.ndarray, bins: int) -> np.
     return np.unique(2 * near)  # inside slots only: an edge slot's value is the edge itself
 
 
-def summarise_current(reference: ReferenceSummary, data, cfg: DriftConfig, label: str = "current") -> dict:
+def summarise_current(reference: ReferenceSummary, data, cfg: DriftConfig, label: str = "") -> dict:
     """Count the current data on the reference's edges: {"rows", "slots", "psi", "categories"}."""
     source = as_source(data, label)
     schema = source.schema()

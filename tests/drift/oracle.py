@@ -10,7 +10,8 @@ from scipy import stats
 def psi_numeric(ref: pd.Series, cur: pd.Series, bins: int = 10, eps: float = 1e-4) -> float:
     r = ref.astype("float64")
     c = cur.astype("float64")
-    edges = np.unique(np.quantile(r.dropna().to_numpy(), np.arange(1, bins) / bins))
+    finite = r.dropna().to_numpy()
+    edges = np.unique(np.quantile(finite, np.arange(1, bins) / bins)) if len(finite) else np.array([])
     cut = [-np.inf, *edges, np.inf]
 
     def props(s: pd.Series) -> np.ndarray:

@@ -1,0 +1,71 @@
+"""One drift check from end to end, shared by the pipeline stage and the standalone command: fit (or load) the
+reference, count the current data, compare, write the reports."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Dict, Optional, Sequence
+
+from kon_ray import storage
+from kon_ray.drift import reference as reference_io
+from kon_ray.drift.compare import compare, summarise
+from kon_ray.drift.config import DriftConfig
+from kon_ray.drift.engine import fit_reference, summarise_current
+from kon_ray.drift.prediction import not_available
+from kon_ray.drift.report import REFERENCE_SUMMARY, SUMMARY_TXT, build_report, headline, write_reports
+from kon_ray.errors import DriftGateError
+
+log = logging.getLogger("kon_ray")
+
+
+def run_check(
+    cfg: DriftConfig,
+    current,
+    output_dir: str,
+    reference=None,
+    reference_summary: Optional[str] = None,
+    exclude: Sequence[str] = (),
+    prediction: Optional[Callable[[], Dict[str, Any]]] = None,
+    current_label: str = "",
+) -> Dict[str, Any]:
+    """Check `current` against `reference` (data) or `reference_summary` (a saved summary); write
+    reference_summary.json, drift_report.json, drift_summary.txt and drift_report.html under output_dir; return
+    the report. `prediction` returns the prediction-drift block (default: "no model available")."""
+    if reference_summary:
+        ref = reference_io.load(reference_summary, psi_bins=cfg.psi_bins)
+    else:
+        ref = fit_reference(reference, cfg, exclude=list(exclude) + list(cfg.exclude))
+    reference_io.save(ref, storage.join(output_dir, REFERENCE_SUMMARY))
+    cur = summarise_current(ref, current, cfg, label=current_label)
+    features = compare(ref, cur, cfg)
+    pred = prediction() if prediction else not_available("no model available: none given to this check")
+    label = current if isinstance(current, str) else (current_label or "current")
+    report = build_report(features, summarise(features, cfg, pred), reference=ref.source or str(reference_summary),
+                          current=label, rows={"reference": ref.rows, "current": cur["rows"]})
+    write_reports(report, output_dir, cfg.plots)
+    log.info("drift: %s", headline(report))
+    return report
+
+
+def gate(report: Dict[str, Any], cfg: DriftConfig, output_dir: str) -> None:
+    """With drift.fail_on_drift, stop after the reports are written when the overall flag is raised."""
+    s = report["summary"]
+    if cfg.fail_on_drift and s["drift_flag"]:
+        why = f"{s['drifted']} of {s['features']} features drifted (share > {cfg.drift_share:g})"
+        if s["drifted_share"] <= cfg.drift_share:
+            why = f"prediction drift is HIGH ({s['drifted']} of {s['features']} features drifted)"
+        raise DriftGateError(f"drift gate: {why}; see {storage.join(output_dir, SUMMARY_TXT)}")
+
+
+def metrics(report: Dict[str, Any]) -> Dict[str, Any]:
+    """Small metrics for the pipeline and MLflow: counts, share, the flag as 0/1, PSI per feature."""
+    s = report["summary"]
+    out: Dict[str, Any] = {
+        "features": s["features"],
+        "drifted": s["drifted"],
+        "drifted_share": s["drifted_share"],
+        "drift_flag": int(s["drift_flag"]),
+        "rows": report["rows"]["current"],
+    }
+    out.update({f"psi/{f['name']}": f["psi"] for f in report["features"]})
+    return out

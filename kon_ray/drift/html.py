@@ -1,0 +1,131 @@
+"""`drift_report.html`: one self-contained page (inline CSS and SVG, no script, nothing fetched)."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any, Dict, List, Sequence
+
+from kon_ray.drift.report import _order, _p, headline, prediction_line
+from kon_ray.drift.severity import DRIFTED
+
+COLOURS = {"HIGH": "#c62828", "MODERATE": "#ef6c00", "LOW": "#9e9d24", "NONE": "#2e7d32"}
+REF, CUR = "#4a6fa5", "#e3872d"
+MAX_BARS = 12
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;color:#222}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
+.meta{color:#555;font-size:13px;line-height:1.6}
+.banner{padding:10px 14px;border-radius:6px;font-weight:600;margin:12px 0}
+.raised{background:#fde7e7;color:#8e1b1b}.ok{background:#e6f4ea;color:#1e5c2f}
+.cards{display:flex;gap:10px;margin:10px 0}.card{border:1px solid #ddd;border-radius:6px;padding:8px 14px}
+.card b{font-size:20px;display:block}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{padding:4px 8px;border-bottom:1px solid #eee;text-align:right}th{background:#f5f5f5;position:sticky;top:0}
+td.l,th.l{text-align:left}.badge{color:#fff;border-radius:4px;padding:1px 6px;font-size:11px;font-weight:600}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:14px}
+figure{margin:0;border:1px solid #ddd;border-radius:6px;padding:8px}figcaption{font-size:13px;margin-bottom:4px}
+.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px}
+"""
+
+
+def _badge(severity: str) -> str:
+    return f'<span class="badge" style="background:{COLOURS[severity]}">{severity}</span>'
+
+
+def _num(value: Any, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def bin_labels(edges: Sequence[float]) -> List[str]:
+    """Readable labels for right-closed bins on interior edges, then the missing bin."""
+    if not edges:
+        return ["all", "missing"]
+    e = [f"{x:.3g}" for x in edges]
+    return [f"\u2264 {e[0]}"] + [f"({a}, {b}]" for a, b in zip(e, e[1:])] + [f"> {e[-1]}", "missing"]
+
+
+def bars_svg(labels: Sequence[str], ref: Sequence[int], cur: Sequence[int], title: str) -> str:
+    """Grouped bars of reference and current proportions, as inline SVG."""
+    ref_total, cur_total = max(sum(ref), 1), max(sum(cur), 1)
+    pr = [r / ref_total for r in ref][:MAX_BARS]
+    pc = [c / cur_total for c in cur][:MAX_BARS]
+    labels = list(labels)[:MAX_BARS]
+    width, height, left, bottom, top = 520, 240, 56, 66, 10
+    plot_h = height - bottom - top
+    top_value = max(pr + pc + [1e-9])
+    group = (width - left - 10) / max(len(labels), 1)
+    bar = min(18.0, group * 0.38)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img"'
+             f' aria-label="{escape(title)}">']
+    for frac in (0.0, 0.5, 1.0):
+        y = top + plot_h * (1 - frac)
+        parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e5e5"/>'
+                     f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end" fill="#666">'
+                     f'{top_value * frac:.0%}</text>')
+    for i, label in enumerate(labels):
+        x = left + i * group + group / 2
+        for value, colour, dx in ((pr[i], REF, -bar), (pc[i], CUR, 0.0)):
+            h = plot_h * value / top_value
+            parts.append(f'<rect class="bar" x="{x + dx:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}"'
+                         f' height="{h:.1f}" fill="{colour}"><title>{escape(label)}: {value:.2%}</title></rect>')
+        text = label if len(label) <= 16 else label[:15] + "\u2026"
+        parts.append(f'<text x="{x:.1f}" y="{height - bottom + 12}" font-size="10" fill="#444" text-anchor="end"'
+                     f' transform="rotate(-35 {x:.1f} {height - bottom + 12})">{escape(text)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _plot(feature: Dict[str, Any]) -> str:
+    if feature["type"] == "numeric":
+        labels = bin_labels(feature["bins"]["edges"])
+        ref, cur = feature["bins"]["reference"], feature["bins"]["current"]
+    else:
+        cats = feature["categories"]
+        labels = ["missing" if c is None else str(c) for c in cats["labels"]]
+        ref, cur = cats["reference"], cats["current"]
+    title = f"{feature['name']}: reference vs current"
+    return (f'<figure><figcaption><b>{escape(feature["name"])}</b> {_badge(feature["severity"])}'
+            f' PSI {feature["psi"]:.4f}, {feature["test"].upper()} {_num(feature["statistic"], ".4g")}'
+            f'</figcaption>{bars_svg(labels, ref, cur, title)}</figure>')
+
+
+def render(report: Dict[str, Any], plots: int = 8) -> str:
+    s = report["summary"]
+    features = sorted(report["features"], key=_order)
+    cards = "".join(f'<div class="card">{_badge(k)}<b>{s["severity_counts"][k]}</b></div>'
+                    for k in ("HIGH", "MODERATE", "LOW", "NONE"))
+    rows = []
+    for f in features:
+        rows.append(
+            f'<tr><td class="l">{escape(f["name"])}</td><td class="l">{f["type"]}</td><td>{f["psi"]:.4f}</td>'
+            f'<td class="l">{f["test"]}</td><td>{_num(f["statistic"], ".4g")}</td><td>{_p(f["p_value"])}</td>'
+            f'<td>{_p(f["p_value_adjusted"])}</td><td>{_num(f["effect_size"], ".4f")}</td>'
+            f'<td class="l">{_badge(f["severity"])}</td></tr>'
+        )
+    shown = [f for f in features if f["severity"] in DRIFTED][:plots] or features[: min(plots, 2)]
+    figures = "".join(_plot(f) for f in shown)
+    legend = (f'<div class="legend"><span style="background:{REF}"></span>reference'
+              f'<span style="background:{CUR}"></span>current</div>')
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>kon_ray drift report</title><style>{CSS}</style></head>
+<body>
+<h1>Drift report</h1>
+<div class="meta">reference: {escape(report['reference'])} ({report['rows']['reference']:,} rows)<br>
+current: {escape(report['current'])} ({report['rows']['current']:,} rows)<br>{escape(prediction_line(s['prediction_drift']))}<br>
+KS statistic exact to within {s['ks_bound_max']:.1e} (reported D &le; exact D &le; D + bound)</div>
+<div class="banner {'raised' if s['drift_flag'] else 'ok'}">{escape(headline(report))}</div>
+<div class="cards">{cards}</div>
+<h2>Distributions of the most drifted features</h2>{legend}
+<div class="plots" id="plots">{figures}</div>
+<h2>All features</h2>
+<table id="severity-table"><thead><tr><th class="l">feature</th><th class="l">type</th><th>PSI</th>
+<th class="l">test</th><th>statistic</th><th>p-value</th><th>p (BH)</th><th>effect size</th>
+<th class="l">severity</th></tr></thead><tbody>
+{''.join(rows)}
+</tbody></table>
+<p class="meta">Effect size: KS D for numeric features, Cram&eacute;r's V for categorical ones.
+Severity: PSI &gt; {s['thresholds']['psi_high']} HIGH; {s['thresholds']['psi_moderate']} &le; PSI &le;
+{s['thresholds']['psi_high']} MODERATE if p &lt; {s['thresholds']['p_value']}, else LOW; below, NONE.</p>
+</body></html>
+"""

@@ -1,0 +1,105 @@
+"""The drift report: `drift_report.json` (the contract below), `drift_summary.txt` and `drift_report.html`.
+
+JSON shape:
+  {"kind": "kon_ray.drift.report", "version": 1, "reference": str, "current": str,
+   "rows": {"reference": int, "current": int},
+   "summary": {"features", "drifted", "drifted_share", "severity_counts": {NONE, LOW, MODERATE, HIGH},
+               "top_drifted": [{"name", "severity", "psi"}] (at most 10), "prediction_drift": {...},
+               "ks_bound_max", "ks_bound_exceeded": [names], "drift_flag": bool, "thresholds": {...}},
+   "features": [{"name", "type": numeric|categorical, "psi", "test": ks|chi2, "statistic", "p_value",
+                 "p_value_adjusted", "severity", "effect_size", "effect_size_name": ks_d|cramers_v,
+                 "reference_rows", "current_rows", "reference_missing", "current_missing",
+                 numeric: "ks_upper", "ks_exact", "bins": {"edges", "reference", "current"};
+                 categorical: "dof", "categories": {"count", "labels", "reference", "current"}}]}
+Undefined numbers (a KS test on a column with no values) are null.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List
+
+from kon_ray import storage
+from kon_ray.drift.severity import SEVERITIES
+
+REPORT_JSON = "drift_report.json"
+SUMMARY_TXT = "drift_summary.txt"
+REPORT_HTML = "drift_report.html"
+REFERENCE_SUMMARY = "reference_summary.json"
+
+
+def build_report(features: List[Dict[str, Any]], summary: Dict[str, Any], reference: str, current: str,
+                 rows: Dict[str, int]) -> Dict[str, Any]:
+    return {"kind": "kon_ray.drift.report", "version": 1, "reference": reference, "current": current,
+            "rows": rows, "summary": summary, "features": features}
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    if value is None:
+        width = re.match(r"\d*", spec).group()
+        return "-".rjust(int(width) if width else 1)
+    if isinstance(value, float) and spec.endswith("g"):
+        return format(value, spec)
+    return format(value, spec) if isinstance(value, (int, float)) else str(value)
+
+
+def _p(value: Any) -> str:
+    if value is None:
+        return "-"
+    return "<1e-300" if value == 0 else (f"{value:.2e}" if value < 1e-3 else f"{value:.4f}")
+
+
+def headline(report: Dict[str, Any]) -> str:
+    s = report["summary"]
+    verdict = "DRIFT FLAG RAISED" if s["drift_flag"] else "no overall drift"
+    return (f"{s['drifted']} of {s['features']} features drifted ({s['drifted_share']:.1%};"
+            f" flag above {s['thresholds']['drift_share']:.0%}) -> {verdict}")
+
+
+def prediction_line(prediction: Dict[str, Any]) -> str:
+    if not prediction.get("available"):
+        return f"prediction drift: not checked ({prediction.get('reason', 'no model available')})"
+    return (f"prediction drift: {prediction['severity']} (max PSI {prediction['psi_max']:.4f} over"
+            f" {len(prediction['features'])} class probabilities)")
+
+
+def summary_text(report: Dict[str, Any], top: int = 20) -> str:
+    """A plain-text summary that reads well in a terminal or a log."""
+    s = report["summary"]
+    lines = [
+        f"kon_ray drift check: {headline(report)}",
+        f"reference: {report['reference']} ({report['rows']['reference']:,} rows)",
+        f"current:   {report['current']} ({report['rows']['current']:,} rows)",
+        "severity:  " + ", ".join(f"{k} {s['severity_counts'][k]}" for k in reversed(SEVERITIES)),
+        prediction_line(s["prediction_drift"]),
+        f"KS: exact D lies within {s['ks_bound_max']:.1e} above the reported statistic for every numeric feature",
+        "",
+    ]
+    if s["ks_bound_exceeded"]:
+        lines.insert(-1, f"KS bound wider than the tolerance for: {', '.join(s['ks_bound_exceeded'])}")
+    ordered = sorted(report["features"], key=_order)
+    width = max([len("feature")] + [len(f["name"]) for f in ordered[:top]])
+    lines.append(f"{'feature':<{width}}  {'type':<11}  {'PSI':>8}  test  {'stat':>10}  {'p':>9}  {'p (BH)':>9}"
+                 f"  {'effect':>7}  severity")
+    for f in ordered[:top]:
+        lines.append(
+            f"{f['name']:<{width}}  {f['type']:<11}  {f['psi']:8.4f}  {f['test']:<4}  {_fmt(f['statistic'], '10.4g')}"
+            f"  {_p(f['p_value']):>9}  {_p(f['p_value_adjusted']):>9}  {_fmt(f['effect_size'], '7.4f')}  {f['severity']}"
+        )
+    if len(ordered) > top:
+        lines.append(f"... {len(ordered) - top} more features in {REPORT_JSON}")
+    return "\n".join(lines) + "\n"
+
+
+def _order(feature: Dict[str, Any]):
+    return (-SEVERITIES.index(feature["severity"]), -feature["psi"], feature["name"])
+
+
+def write_reports(report: Dict[str, Any], out_dir: str, plots: int) -> Dict[str, str]:
+    from kon_ray.drift.html import render
+
+    paths = {name: storage.join(out_dir, name) for name in (REPORT_JSON, SUMMARY_TXT, REPORT_HTML)}
+    storage.write_json(paths[REPORT_JSON], report)
+    storage.write_text(paths[SUMMARY_TXT], summary_text(report))
+    storage.write_text(paths[REPORT_HTML], render(report, plots))
+    return paths

@@ -1,0 +1,39 @@
+"""DriftCheck as a pipeline stage: the reference window (preprocess train + test) against the current window.
+
+Reads `features/train`, `features/test` (reference) and `features/current` (current) from PreprocessSplit,
+analyses every column except the dataset's id, date and target columns and `drift.exclude`, and writes
+reference_summary.json, drift_report.json, drift_summary.txt and drift_report.html. With
+`drift.fail_on_drift=true` and the flag raised it raises DriftGateError after writing them (exit code 4).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from kon_ray import storage
+from kon_ray.context import RunContext
+from kon_ray.drift.check import gate, metrics, run_check
+from kon_ray.drift.prediction import find_model, model_prediction_drift, not_available
+
+
+def run(ctx: RunContext) -> Dict[str, Any]:
+    cfg = ctx.config.drift
+    dataset = ctx.config.dataset
+    features = ctx.input_dir("preprocess")
+    reference = [storage.join(features, "train"), storage.join(features, "test")]
+    current = storage.join(features, "current")
+    exclude = [dataset.id_column, dataset.date_column, dataset.target_column]
+
+    def prediction() -> Dict[str, Any]:
+        model, reason = find_model(dataset.name)
+        if model is None:
+            return not_available(reason)
+        try:
+            return model_prediction_drift(model, reference, current, cfg, features=[])
+        except Exception as exc:  # scoring is a bonus here; the feature report must still be written
+            return not_available(f"model could not score the data ({type(exc).__name__}: {exc})")
+
+    report = run_check(cfg, current, ctx.output_dir, reference=reference, exclude=exclude, prediction=prediction)
+    ctx.shared["drift"] = report["summary"]
+    gate(report, cfg, ctx.stage_dir("drift"))  # the message names the published folder, not the staging one
+    return metrics(report)
