@@ -28,6 +28,7 @@ def _run_cli(*overrides: str, timeout: int = 240) -> subprocess.CompletedProcess
     )
 
 
+@pytest.mark.slow  # starts a real Ray head with its dashboard: ~1-2 min on 2 cores
 def test_ingest_runs_as_a_ray_job(ray_head, tmp_path: Path) -> None:
     data = write_tiny_dataset(tmp_path / "data" / "POLA")
     out = tmp_path / "run"
@@ -42,6 +43,7 @@ def test_ingest_runs_as_a_ray_job(ray_head, tmp_path: Path) -> None:
     assert "stage ingest: finished" in done.stdout + done.stderr  # the job's log, streamed back
 
 
+@pytest.mark.slow
 def test_a_failing_job_returns_the_runs_exit_code(ray_head, tmp_path: Path) -> None:
     done = _run_cli(
         "+dataset=POLA", "cluster=ray", f"cluster.address={ray_head['address']}", "tracking=off",
