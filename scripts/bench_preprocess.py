@@ -1,0 +1,237 @@
+"""Benchmark PreprocessSplit: the Ray stage against the same transform functions in one plain pandas process.
+
+    .venv/bin/python scripts/bench_preprocess.py                       # POLA, 1M rows
+    .venv/bin/python scripts/bench_preprocess.py --rows 10000000       # 10M rows (generates ~6 GB of Parquet)
+    .venv/bin/python scripts/bench_preprocess.py --dataset CLIE --rows 200000 --profile
+
+Both sides read the same generated Parquet and do the same work: plan the splits (id/date/target on the driver),
+fit the state on the train portion, transform every kept row, write train/test/current Parquet. The baseline
+streams file by file in one process (pyarrow still uses its own threads to read and write); the Ray side is
+`kon_ray.features.stage.run` on a local Ray sized like `cluster=local` (all cores + 1 reserve CPU).
+Peak memory is the summed RSS of this process and all its descendants (the Ray it starts: raylet, GCS, workers,
+object store), sampled every 0.2 s; other users' processes on a shared machine are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import psutil  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import open_dict  # noqa: E402
+
+from kon_ray import storage  # noqa: E402
+from kon_ray.config import CONF_DIR, load_config, register_configs, to_plain  # noqa: E402
+from kon_ray.context import RunContext  # noqa: E402
+from kon_ray.features import split as splits  # noqa: E402
+from kon_ray.features.derive import parse_dates  # noqa: E402
+from kon_ray.features.spec import POPULATION, build_spec  # noqa: E402
+from kon_ray.features.state import finalize, merge, partial, sample_threshold  # noqa: E402
+from kon_ray.features.transform import feature_arrays, population_of  # noqa: E402
+
+
+class TreePeak:
+    """Peak summed RSS of this process and its descendants while the block runs."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval, self.bytes, self._stop = interval, 0, threading.Event()
+
+    def _rss(self) -> int:
+        me = psutil.Process()
+        total = 0
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.bytes = max(self.bytes, self._rss())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "TreePeak":
+        self.bytes = self._rss()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def gib(self) -> float:
+        return self.bytes / 1024**3
+
+
+def dataset_config(name: str, data: Path, overrides: list[str]):
+    """The composed config for `name`; when its YAML does not declare columns/features yet, the generator's."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose(config_name="config", overrides=[f"+dataset={name}", "tracking=off", *overrides])
+    with open_dict(cfg):
+        cfg.dataset.path = str(data)
+        cfg.output_dir = str(data.parent / "bench_run")  # replaced per run; Hydra is not running here
+        if not cfg.dataset.features.monthly_series:
+            from kon_ray.synth.schema import spec_for
+
+            spec = spec_for(name)
+            cfg.dataset.columns = spec.declared_columns()
+            cfg.dataset.industrial_values = spec.industrial_values
+            for key, value in spec.feature_lists().items():
+                cfg.dataset.features[key] = value
+            cfg.dataset.features.ratios = [["bill_m", spec.usage_prefix]]
+    return cfg
+
+
+def ensure_data(cfg, rows: int, data: Path) -> None:
+    if data.exists() and sum(pq.ParquetFile(f).metadata.num_rows for f in data.glob("*.parquet")) == rows:
+        print(f"data: reusing {data} ({rows:,} rows)")
+        return
+    from kon_ray.synth.config import SynthConfig
+    from kon_ray.synth.writer import generate
+
+    shutil.rmtree(data, ignore_errors=True)
+    start = time.perf_counter()
+    config = load_config(cfg)
+    generate(config.dataset, SynthConfig(rows=rows, rows_per_file=250_000), str(data))
+    print(f"data: generated {rows:,} rows in {time.perf_counter() - start:.1f} s -> {data}")
+
+
+def run_ray(cfg, run_dir: Path) -> Dict[str, Any]:
+    """ingest (untimed, it is another stage), then the timed preprocess stage."""
+    from kon_ray import ingest
+    from kon_ray.cluster.local import init_local_ray
+    from kon_ray.features import stage
+
+    config = load_config(cfg)
+    init_local_ray(config.cluster)
+    ctx = RunContext(config=config, plain=to_plain(cfg), run_dir=str(run_dir))
+    staged = storage.staging_dir(ctx.stage_dir("ingest"))
+    ingest.run(RunContext(config=config, plain=ctx.plain, run_dir=ctx.run_dir, output_dir=staged))
+    storage.publish(staged, ctx.stage_dir("ingest"))
+    out = storage.join(str(run_dir), "features")
+    with TreePeak() as peak:
+        start = time.perf_counter()
+        metrics = stage.run(RunContext(config=config, plain=ctx.plain, run_dir=ctx.run_dir, output_dir=out))
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak_gib": peak.gib, "metrics": metrics}
+
+
+def run_pandas(cfg, files: list[str], out: Path) -> Dict[str, Any]:
+    """The same plan -> fit -> transform -> write with the same functions, in this one process."""
+    from kon_ray.features.stage import read_keys
+
+    config = load_config(cfg)
+    plain = to_plain(cfg)
+    spec = build_spec(plain["dataset"])
+    split_cfg = config.split
+    with TreePeak() as peak:
+        start = time.perf_counter()
+        ids, month_idx, targets = read_keys(files, spec)
+        plan = splits.make_plan(
+            ids, month_idx, targets, seed=config.seed, current_months=split_cfg.current_months,
+            reference_months=split_cfg.reference_months, test_fraction=split_cfg.test_fraction,
+            train_per_class=split_cfg.train_per_class, test_per_class=split_cfg.test_per_class,
+        )
+        train_rows = int((splits.assign(ids, month_idx, targets, plan, sample=False) == splits.TRAIN).sum())
+        del ids, month_idx, targets
+        threshold = sample_threshold(train_rows, spec.fit_sample_rows)
+        partials = []
+        for file in files:
+            frame = pq.read_table(file, columns=spec.raw_columns).to_pandas()
+            for lo in range(0, len(frame), spec.batch_rows):
+                partials.append(partial(frame.iloc[lo : lo + spec.batch_rows], spec, plan, threshold))
+        state = finalize(merge(partials, spec), spec, threshold)
+        writers: Dict[str, pq.ParquetWriter] = {}
+        rows = 0
+        for file in files:
+            table = pq.read_table(file, columns=spec.raw_columns)
+            for lo in range(0, table.num_rows, spec.batch_rows):
+                chunk = table.slice(lo, spec.batch_rows)
+                keys = chunk.select([spec.id_column, spec.date_column, spec.target_column]).to_pandas()
+                split = splits.assign(keys[spec.id_column], splits.month_index(parse_dates(keys[spec.date_column])),
+                                      keys[spec.target_column], plan)
+                keep = split != splits.EXCLUDED
+                chunk = chunk.filter(pa.array(keep))
+                frame = chunk.to_pandas()
+                columns = {c: chunk.column(c) for c in spec.passthrough}
+                columns[POPULATION] = pa.array(population_of(frame[spec.population_column], spec.industrial_values), pa.string())
+                columns.update({k: pa.array(v) for k, v in feature_arrays(frame, state, spec).items()})
+                result = pa.table(columns)
+                kept = split[keep]
+                for code, name in splits.SPLITS.items():
+                    part = result.filter(pa.array(kept == code))
+                    if part.num_rows == 0:
+                        continue
+                    if name not in writers:
+                        (out / name).mkdir(parents=True, exist_ok=True)
+                        writers[name] = pq.ParquetWriter(str(out / name / "part-0.parquet"), part.schema)
+                    writers[name].write_table(part)
+                    rows += part.num_rows
+        for writer in writers.values():
+            writer.close()
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak_gib": peak.gib, "rows": rows}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="POLA")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--data", default=None, help="Parquet folder to use/generate (default data/bench/<DS>-<rows>)")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="cProfile the pandas baseline (the same functions)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. split.train_per_class=500")
+    args = parser.parse_args()
+
+    data = Path(args.data or REPO / "data" / "bench" / f"{args.dataset}-{args.rows}")
+    cfg = dataset_config(args.dataset, data, args.overrides)
+    ensure_data(cfg, args.rows, data)
+    spec = build_spec(to_plain(cfg)["dataset"])
+    print(f"{args.dataset}: {len(spec.features)} features; {os.cpu_count()} cores, "
+          f"{psutil.virtual_memory().total / 1024**3:.0f} GiB")
+    files = [str(f) for f in sorted(data.glob("*.parquet"))]
+    work = Path(tempfile.mkdtemp(prefix="bench_preprocess_"))
+    try:
+        baseline = None
+        if not args.skip_baseline:
+            profiler = cProfile.Profile() if args.profile else None
+            if profiler:
+                profiler.enable()
+            baseline = run_pandas(cfg, files, work / "pandas")
+            if profiler:
+                profiler.disable()
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+            print(f"pandas, 1 process : {baseline['seconds']:7.1f} s  {args.rows / baseline['seconds']:>10,.0f} rows/s"
+                  f"  peak {baseline['peak_gib']:.2f} GiB  ({baseline['rows']:,} rows written)")
+        ray_result = run_ray(cfg, work / "run")
+        print(f"ray stage         : {ray_result['seconds']:7.1f} s  {args.rows / ray_result['seconds']:>10,.0f} rows/s"
+              f"  peak {ray_result['peak_gib']:.2f} GiB  ({ray_result['metrics']})")
+        if baseline:
+            print(f"speedup (pandas time / ray time): {baseline['seconds'] / ray_result['seconds']:.2f}x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
