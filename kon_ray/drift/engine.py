@@ -80,7 +80,10 @@ def as_source(data: Union[str, Sequence[str], pd.DataFrame, object], label: str 
     if isinstance(data, (list, tuple)) and data and all(isinstance(p, str) for p in data):
         from kon_ray.ingest import find_files
 
-        files = tuple(f for path in data for f in find_files(path))
+        # An empty split (e.g. no test rows) is still a folder; only all of them empty is an error.
+        files = tuple(f for path in data if storage.list_files(path) for f in find_files(path))
+        if not files:
+            find_files(data[0])  # raises the DataError naming the path
         return Source(label=label or ", ".join(data), files=files)
     import ray.data
 

@@ -56,7 +56,7 @@ def bars_svg(labels: Sequence[str], ref: Sequence[int], cur: Sequence[int], titl
     top_value = max(pr + pc + [1e-9])
     group = (width - left - 10) / max(len(labels), 1)
     bar = min(18.0, group * 0.38)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img"'
+    parts = [f'<svg width="{width}" height="{height}" role="img"'
              f' aria-label="{escape(title)}">']
     for frac in (0.0, 0.5, 1.0):
         y = top + plot_h * (1 - frac)

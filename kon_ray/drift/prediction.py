@@ -1,13 +1,15 @@
 """Prediction drift: the same statistics on a model's predicted class probabilities, reference vs current.
 
 `prediction_drift` is what InferenceReporting calls once it has scored both windows. Before training, the drift
-stage asks the tracking registry for the latest model (`find_model`); when there is none it says why instead of
+stage asks the tracking registry for each population's latest model (`find_models`); when there is none it says why instead of
 failing.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
 
 from kon_ray.drift.compare import compare
 from kon_ray.drift.config import DriftConfig
@@ -42,39 +44,59 @@ def not_available(reason: str) -> Dict[str, Any]:
     return {"available": False, "severity": None, "reason": reason}
 
 
-def find_model(dataset: str) -> Tuple[Any, str]:
-    """(model, "") from the tracking registry, or (None, why not). Never raises."""
+def find_models(dataset: str, tracking_cfg) -> Tuple[Dict[str, Tuple[Any, Dict]], str]:
+    """({population: (booster, metadata)}, reasons) from the tracking registry. Never raises."""
     try:
-        from kon_ray.tracking.registry import latest_model  # provided by the tracking stage, when present
+        from kon_ray.tracking.registry import find_latest_model  # the tracking stage's registry, when present
     except ImportError as exc:
-        return None, f"no model available: model registry not installed ({exc.name or exc})"
-    try:
-        model = latest_model(dataset)
-    except Exception as exc:  # a registry that cannot answer must not stop the drift check
-        return None, f"no model available: registry error ({type(exc).__name__}: {exc})"
-    if model is None:
-        return None, f"no model available: none registered for dataset {dataset}"
-    if not hasattr(model, "predict_proba"):
-        return None, f"no model available: {type(model).__name__} has no predict_proba"
-    return model, ""
+        return {}, f"no model available: model registry not installed ({exc.name or exc})"
+    from kon_ray.config import POPULATIONS
+
+    found, reasons = {}, []
+    for population in POPULATIONS:
+        try:
+            lookup = find_latest_model(dataset, population, tracking_cfg)
+        except Exception as exc:  # a registry that cannot answer must not stop the drift check
+            reasons.append(f"{population}: registry error ({type(exc).__name__}: {exc})")
+            continue
+        if lookup.model is None:
+            reasons.append(f"{population}: {lookup.reason}")
+        else:
+            found[population] = lookup.model
+    return found, "no model available: " + "; ".join(reasons) if not found else ""
 
 
-def _score(batch, model, features: Sequence[str]):
+def _score(batch, booster, features: Sequence[str], classes: Sequence[Any], population: str,
+           population_column: str):
     import pandas as pd
+    import xgboost
 
-    probs = model.predict_proba(batch[list(features)])
-    classes = getattr(model, "classes_", range(probs.shape[1]))
+    batch = batch[batch[population_column] == population]
+    probs = booster.predict(xgboost.DMatrix(batch[list(features)].astype("float64")))
+    if probs.ndim == 1:  # binary objective: P(class 1)
+        probs = np.column_stack([1 - probs, probs])
+    classes = classes or range(probs.shape[1])
     return pd.DataFrame({f"proba_{c}": probs[:, i] for i, c in enumerate(classes)})
 
 
-def model_prediction_drift(model: Any, reference, current, cfg: DriftConfig, features: Sequence[str]) -> Dict[str, Any]:
-    """Score both windows with `model` in Ray (map_batches) and compare the class probabilities."""
+def model_prediction_drift(models: Dict[str, Tuple[Any, Dict]], reference, current, cfg: DriftConfig,
+                           population_column: str = "population") -> Dict[str, Any]:
+    """Score both windows with each population's booster (Ray map_batches) and compare class probabilities."""
     from kon_ray.drift.engine import as_source
 
-    features = list(getattr(model, "feature_names_in_", features))
-    scored = []
-    for data, label in ((reference, "reference"), (current, "current")):
-        ds = as_source(data, label).to_dataset(features)
-        scored.append(ds.map_batches(_score, fn_kwargs={"model": model, "features": features},
-                                     batch_format="pandas"))
-    return prediction_drift(scored[0], scored[1], cfg)
+    per_population = {}
+    for population, (booster, metadata) in models.items():
+        features = list(metadata.get("features") or metadata.get("feature_names") or booster.feature_names or [])
+        classes = list(metadata.get("classes") or [])
+        scored = []
+        for data, label in ((reference, "reference"), (current, "current")):
+            ds = as_source(data, label).to_dataset(features + [population_column])
+            scored.append(ds.map_batches(_score, fn_kwargs={"booster": booster, "features": features,
+                                                            "classes": classes, "population": population,
+                                                            "population_column": population_column},
+                                         batch_format="pandas"))
+        per_population[population] = prediction_drift(scored[0], scored[1], cfg)
+    worst = max((r["severity"] for r in per_population.values()), key=SEVERITIES.index, default="NONE")
+    return {"available": True, "severity": worst,
+            "psi_max": max(r["psi_max"] for r in per_population.values()),
+            "features": [dict(f, name=f"{p}/{f['name']}") for p, r in per_population.items() for f in r["features"]]}

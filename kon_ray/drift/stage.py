@@ -13,7 +13,7 @@ from typing import Any, Dict
 from kon_ray import storage
 from kon_ray.context import RunContext
 from kon_ray.drift.check import gate, metrics, run_check
-from kon_ray.drift.prediction import find_model, model_prediction_drift, not_available
+from kon_ray.drift.prediction import find_models, model_prediction_drift, not_available
 
 
 def run(ctx: RunContext) -> Dict[str, Any]:
@@ -25,11 +25,11 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     exclude = [dataset.id_column, dataset.date_column, dataset.target_column]
 
     def prediction() -> Dict[str, Any]:
-        model, reason = find_model(dataset.name)
-        if model is None:
+        models, reason = find_models(dataset.name, ctx.config.tracking)
+        if not models:
             return not_available(reason)
         try:
-            return model_prediction_drift(model, reference, current, cfg, features=[])
+            return model_prediction_drift(models, reference, current, cfg)
         except Exception as exc:  # scoring is a bonus here; the feature report must still be written
             return not_available(f"model could not score the data ({type(exc).__name__}: {exc})")
 

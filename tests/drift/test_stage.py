@@ -1,0 +1,65 @@
+"""DriftCheck as a pipeline stage on tiny preprocess-shaped folders, and the gate."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kon_ray.config import load_config, to_plain
+from kon_ray.context import RunContext
+from kon_ray.errors import DriftGateError
+from tests.conftest import compose_config
+from tests.drift.conftest import make_frames
+
+
+def _write(folder: str, frame: pd.DataFrame, parts: int) -> None:
+    os.makedirs(folder, exist_ok=True)
+    bounds = np.linspace(0, len(frame), parts + 1).astype(int)
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        pq.write_table(pa.Table.from_pandas(frame.iloc[a:b], preserve_index=False), f"{folder}/part-{i}.parquet")
+
+
+def _context(tmp_path, *overrides: str) -> RunContext:
+    cfg = compose_config(["+dataset=POLA", *overrides], tmp_path)
+    config = load_config(cfg)
+    ref, cur = make_frames(600, 400)
+    for frame in (ref, cur):
+        frame["record_date"] = pd.Timestamp("2024-01-01")
+        frame["segment"] = "S1"
+    features = os.path.join(config.output_dir, "features")
+    _write(f"{features}/train", ref.iloc[:400], 2)
+    _write(f"{features}/test", ref.iloc[400:], 1)
+    _write(f"{features}/current", cur, 3)
+    return RunContext(config=config, plain=to_plain(cfg), run_dir=config.output_dir,
+                      output_dir=str(tmp_path / "staging"))
+
+
+def test_stage_writes_reports_and_returns_metrics(ray_session, tmp_path):
+    from kon_ray.drift.stage import run
+
+    ctx = _context(tmp_path, "drift.exclude=[const]")
+    metrics = run(ctx)
+    report = json.loads((tmp_path / "staging" / "drift_report.json").read_text())
+    names = [f["name"] for f in report["features"]]
+    assert sorted(names) == ["allnan", "cat", "cont", "disc", "flag"]  # ids, dates, target, exclude left out
+    assert metrics["features"] == 5 and metrics["drift_flag"] == int(report["summary"]["drift_flag"])
+    assert metrics["psi/cat"] == pytest.approx(next(f["psi"] for f in report["features"] if f["name"] == "cat"))
+    assert report["summary"]["prediction_drift"]["available"] is False
+    assert "no model available" in report["summary"]["prediction_drift"]["reason"]
+    for name in ("drift_summary.txt", "drift_report.html", "reference_summary.json"):
+        assert (tmp_path / "staging" / name).exists()
+
+
+def test_gate_raises_after_writing_the_reports(ray_session, tmp_path):
+    from kon_ray.drift.stage import run
+
+    ctx = _context(tmp_path, "drift.fail_on_drift=true")
+    with pytest.raises(DriftGateError, match=r"drift gate: \d+ of 6 features drifted \(share > 0.1\); see .*drift/drift_summary.txt"):
+        run(ctx)
+    assert (tmp_path / "staging" / "drift_report.html").exists()
