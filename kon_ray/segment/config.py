@@ -14,6 +14,7 @@ class SegmentConfig:
     estrato_thresholds: List[float] = field(default_factory=list)  # 5 ascending cut points -> estrato 1..6
     cluster_features: List[str] = field(default_factory=list)
     clusters: int = 4
+    cluster_log_scale: bool = True  # sign(x)*log1p(|x|) before standardizing: money and usage are heavy-tailed
     kmeans_iterations: int = 20
     kmeans_tolerance: float = 1e-4
 

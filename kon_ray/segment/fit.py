@@ -34,13 +34,14 @@ INIT_SAMPLE_ROWS = 20_000  # k-means++ runs on about this many rows, chosen by i
 
 
 def prepare_block(
-    batch: Any, id_column: str, estrato_column: str, thresholds: Sequence[float], features: List[str], seed: int
+    batch: Any, id_column: str, estrato_column: str, thresholds: Sequence[float], features: List[str], seed: int,
+    log_scale: bool = False,
 ) -> Block:
     """The few values the fit needs from a batch of the training data (pandas or dict of numpy columns)."""
     ids = np.asarray(batch[id_column])
     estrato_values = np.asarray(batch[estrato_column], dtype=np.float64) if estrato_column else np.full(len(ids), np.nan)
     return {
-        "x": cluster_matrix(batch, features),
+        "x": cluster_matrix(batch, features, log_scale),
         "u": id_unit_interval(ids, salt=seed),
         "estrato": assign_estrato(estrato_values, thresholds if estrato_column else []),
     }
@@ -78,14 +79,17 @@ def fit_segment_state(
     iterations: int,
     tolerance: float,
     seed: int,
+    log_scale: bool = False,
     sample_rows: int = INIT_SAMPLE_ROWS,
 ) -> tuple[SegmentState, Dict[str, Any]]:
+    """(`log_scale` only records in the state that the blocks' features were log-scaled by prepare_block.)"""
     """Fit standardization and k-means centroids; return the state and small facts for the stage's metrics."""
     summaries = map_blocks(block_summary)
     rows = int(sum(s[0] for s in summaries))
     estrato_counts = sum(s[2] for s in summaries)
     facts: Dict[str, Any] = {"rows": rows, "estrato_counts": {str(i): int(c) for i, c in enumerate(estrato_counts) if c}}
-    base = dict(estrato_column=estrato_column, estrato_thresholds=[float(t) for t in thresholds], train_rows=rows)
+    base = dict(estrato_column=estrato_column, estrato_thresholds=[float(t) for t in thresholds], train_rows=rows,
+                log_scale=log_scale)
     if not features:
         return SegmentState(cluster_features=[], mean=[], std=[], centroids=[], **base), facts
 

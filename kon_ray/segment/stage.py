@@ -42,6 +42,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
                 thresholds=list(seg.estrato_thresholds),
                 features=list(seg.cluster_features),
                 seed=ctx.config.seed,
+                log_scale=seg.cluster_log_scale,
             ),
         )
         .to_numpy_refs()
@@ -55,6 +56,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         iterations=seg.kmeans_iterations,
         tolerance=seg.kmeans_tolerance,
         seed=ctx.config.seed,
+        log_scale=seg.cluster_log_scale,
     )
     storage.write_text(ctx.out(STATE_FILE), state.to_json())
     log.info(

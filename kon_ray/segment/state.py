@@ -12,7 +12,7 @@ import pandas as pd
 
 from kon_ray.errors import DataError
 from kon_ray.segment.estrato import assign_estrato
-from kon_ray.segment.kmeans import nearest, standardize
+from kon_ray.segment.kmeans import nearest, signed_log1p, standardize
 
 ESTRATO = "estrato"
 CLUSTER = "cluster"
@@ -34,7 +34,8 @@ class SegmentState:
     iterations: int = 0
     converged: bool = False
     train_rows: int = 0
-    cluster_sizes: List[int] = field(default_factory=list)  # train records per cluster after the last step
+    cluster_sizes: List[int] = field(default_factory=list)  # train records per cluster in the last Lloyd step
+    log_scale: bool = False  # cluster features go through signed_log1p before standardizing
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -61,9 +62,10 @@ def _numeric(batch: Any, column: str) -> np.ndarray:
         raise DataError(f"segmentation input column {column!r} is not numeric") from None
 
 
-def cluster_matrix(batch: Any, columns: List[str]) -> np.ndarray:
-    """The raw cluster features of a batch as a float64 (rows x d) array, NaN for missing."""
-    return np.column_stack([_numeric(batch, c) for c in columns]) if columns else np.empty((_rows(batch), 0))
+def cluster_matrix(batch: Any, columns: List[str], log_scale: bool = False) -> np.ndarray:
+    """The cluster features of a batch as a float64 (rows x d) array, NaN for missing, log-scaled if asked."""
+    X = np.column_stack([_numeric(batch, c) for c in columns]) if columns else np.empty((_rows(batch), 0))
+    return signed_log1p(X) if log_scale else X
 
 
 def _rows(batch: Any) -> int:
@@ -81,7 +83,8 @@ def assign_segments(batch: Batch, state: SegmentState) -> Batch:
     else:
         estrato = np.zeros(n, dtype=np.int8)
     if state.cluster_features and state.centroids:
-        Z = standardize(cluster_matrix(batch, state.cluster_features), np.array(state.mean), np.array(state.std))
+        X = cluster_matrix(batch, state.cluster_features, state.log_scale)
+        Z = standardize(X, np.array(state.mean), np.array(state.std))
         cluster = nearest(Z, np.array(state.centroids, dtype=np.float64))[0].astype(np.int16)
     else:
         cluster = np.zeros(n, dtype=np.int16)

@@ -22,6 +22,7 @@ class ModelConfig:
     validation_fraction: float = 0.1  # of train, for early stopping
     checkpoint_frequency: int = 10  # rounds between Ray Train checkpoints
     min_rows_per_class: int = 5
+    max_failures: int = 2  # Ray Train restarts after a lost worker, resuming from the last checkpoint
 
     def __post_init__(self) -> None:
         if self.max_depth < 1:
@@ -37,5 +38,7 @@ class ModelConfig:
                 raise ConfigError(f"model.{key} must be in (0, 1], got {getattr(self, key)}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigError(f"model.validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.max_failures < 0:
+            raise ConfigError(f"model.max_failures must be >= 0, got {self.max_failures}")
         if self.checkpoint_frequency < 1:
             raise ConfigError(f"model.checkpoint_frequency must be >= 1, got {self.checkpoint_frequency}")

@@ -156,3 +156,11 @@ def test_fit_does_not_depend_on_block_order():
     forward, _ = fit_segment_state(lambda fn, *a: [fn(b, *a) for b in blocks], **kw)
     backward, _ = fit_segment_state(lambda fn, *a: [fn(b, *a) for b in blocks[::-1]], **kw)
     np.testing.assert_allclose(forward.centroids, backward.centroids, atol=1e-12)
+
+
+def test_log_scaled_assignment_uses_signed_log1p():
+    state = SegmentState(estrato_column="", estrato_thresholds=[], cluster_features=["bill"], mean=[0.0], std=[1.0],
+                         centroids=[[0.0], [np.log(1001.0)]], log_scale=True)
+    # log1p(1000) = log(1001) -> the second centre; -1000 -> -log(1001), nearer the first
+    out = assign_segments(pd.DataFrame({"bill": [1000.0, -1000.0, 0.0]}), state)
+    assert out["cluster"].tolist() == [1, 0, 0]

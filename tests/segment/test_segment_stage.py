@@ -17,18 +17,23 @@ THRESHOLDS = [1.0, 2.0, 3.0, 4.0, 5.0]
 
 
 def test_stage_fits_the_same_state_as_the_local_fit(ray_session, tmp_path):
-    seg = SegmentConfig("avaluo", THRESHOLDS, ["kwh", "bill"], clusters=3, kmeans_tolerance=0.0)
+    seg = SegmentConfig("avaluo", THRESHOLDS, ["kwh", "bill"], clusters=3, kmeans_tolerance=0.0,
+                        cluster_log_scale=True)
     ctx = synthetic_context(str(tmp_path / "run"), str(tmp_path / "staged"), segment=seg)
     frame = make_split_frame(300, seed=5)
     write_features_dir(ctx.run_dir, {"train": frame}, features=8, parts=3)
     metrics = segment_stage.run(ctx)
     state = json.loads((tmp_path / "staged" / "segment_state.json").read_text())
 
-    block = prepare_block(frame, "customer_id", "avaluo", THRESHOLDS, ["kwh", "bill"], 42)
+    # the local fit on log-scaled values computed here, independently of the stage's own scaling
+    logged = frame.assign(kwh=np.log1p(frame["kwh"].abs()) * np.sign(frame["kwh"]),
+                          bill=np.log1p(frame["bill"].abs()) * np.sign(frame["bill"]))
+    block = prepare_block(logged, "customer_id", "avaluo", THRESHOLDS, ["kwh", "bill"], 42)
     local, _ = fit_segment_state(
         lambda fn, *a: [fn(block, *a)], estrato_column="avaluo", thresholds=THRESHOLDS, features=["kwh", "bill"],
         clusters=3, iterations=seg.kmeans_iterations, tolerance=0.0, seed=42,
     )
+    assert state["log_scale"] is True
     np.testing.assert_allclose(state["centroids"], local.centroids, atol=1e-9)
     assert state["iterations"] == local.iterations
     assert metrics["rows"] == 300 and metrics["clusters"] == 3

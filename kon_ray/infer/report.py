@@ -1,0 +1,48 @@
+"""A population's report as a dict (reports/<population>.json), from merged metric counts and the model."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping
+
+from kon_ray.infer import metrics
+
+TOP_FEATURES = 20
+
+
+def feature_importance(booster, top: int = TOP_FEATURES) -> List[Dict[str, Any]]:
+    """The `top` features by total gain (XGBoost's importance_type="total_gain" would weight by split count;
+    "gain" is the average gain per split, which is what Kon's reports have always shown)."""
+    scores = booster.get_score(importance_type="gain")
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return [{"feature": name, "gain": float(value)} for name, value in ranked]
+
+
+def build_report(
+    dataset: str,
+    population: str,
+    metadata: Mapping[str, Any],
+    merged_by_split: Mapping[str, Mapping[str, Any]],
+    importance: List[Dict[str, Any]],
+    prediction_drift: Mapping[str, Any],
+) -> Dict[str, Any]:
+    labels = list(metadata["class_labels"])
+    majority_class = metrics.majority(metadata["class_counts"])
+    splits = {}
+    for split, merged in merged_by_split.items():
+        summary = metrics.summarize(merged, labels, majority_class)
+        summary["unknown_label_rows"] = merged.get("unknown_label_rows", 0)
+        splits[split] = summary
+    return {
+        "dataset": dataset,
+        "population": population,
+        "model": {
+            "classes": labels,
+            "majority_class": majority_class,
+            "best_iteration": metadata.get("best_iteration"),
+            "rounds_trained": metadata.get("rounds_trained"),
+            "train_class_counts": dict(metadata["class_counts"]),
+        },
+        "splits": splits,
+        "feature_importance": importance,
+        "prediction_drift": dict(prediction_drift),
+    }

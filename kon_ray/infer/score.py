@@ -1,0 +1,182 @@
+"""Batch scoring: `Scorer` is the callable class Ray Data runs in an actor pool (`map_batches(Scorer, ...)`); each
+actor loads the population models once in `__init__` and then scores batch after batch.
+
+A batch holds records of both populations; each record is scored by its population's model (segments assigned
+from the model folder's own segment_state.json) and comes out as one prediction row: id, population, estrato,
+cluster, the actual label when the data has one, the predicted label and one `prob_<label>` column per class
+(NaN for a class the record's population model does not know).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from kon_ray import storage
+from kon_ray.errors import DataError
+from kon_ray.segment.state import CLUSTER, ESTRATO, STATE_FILE, SegmentState, assign_segments
+from kon_ray.train.data import POPULATION_COLUMN, feature_matrix
+
+PROB_PREFIX = "prob_"
+PREDICTED = "predicted"
+ACTUAL = "actual"
+
+
+@dataclass
+class ModelBundle:
+    """A loaded models/<population>/ folder."""
+
+    population: str
+    booster: Any  # xgboost.Booster
+    metadata: Dict[str, Any]
+    segment_state: SegmentState
+
+    @property
+    def features(self) -> List[str]:
+        return list(self.metadata["features"])
+
+    @property
+    def labels(self) -> List[str]:
+        return list(self.metadata["class_labels"])
+
+    @property
+    def base_features(self) -> List[str]:
+        """The columns the data must carry (the model's features less the ones assign_segments adds)."""
+        return [f for f in self.features if f not in (ESTRATO, CLUSTER)]
+
+
+def load_bundle(folder: str, nthread: Optional[int] = None) -> ModelBundle:
+    from kon_ray.train.stage import read_model
+
+    booster, metadata = read_model(folder)
+    if nthread:
+        booster.set_param({"nthread": nthread})
+    state_path = storage.join(folder, STATE_FILE)
+    if not storage.exists(state_path):
+        raise DataError(f"{folder}: {STATE_FILE} is missing; the model folder is not self-contained")
+    state = SegmentState.from_dict(storage.read_json(state_path))
+    return ModelBundle(metadata["population"], booster, metadata, state)
+
+
+def prob_columns(labels: Sequence[str]) -> List[str]:
+    return [f"{PROB_PREFIX}{label}" for label in labels]
+
+
+def all_labels(bundles: Sequence[ModelBundle]) -> List[str]:
+    return sorted({label for b in bundles for label in b.labels})
+
+
+def input_columns(bundles: Sequence[ModelBundle], id_column: str, target_column: Optional[str]) -> List[str]:
+    """Every column scoring reads: ids, population, the target (for metrics), features and segmentation inputs."""
+    columns = [id_column, POPULATION_COLUMN] + ([target_column] if target_column else [])
+    for bundle in bundles:
+        columns += bundle.base_features + bundle.segment_state.input_columns()
+    return list(dict.fromkeys(columns))
+
+
+def score_batch(batch: Mapping[str, np.ndarray], bundles: Sequence[ModelBundle], id_column: str,
+                target_column: Optional[str]) -> Dict[str, np.ndarray]:
+    """Predictions for one batch (a dict of numpy columns); records of a population without a model are dropped."""
+    labels = all_labels(bundles)
+    population = np.asarray(batch[POPULATION_COLUMN])
+    parts: List[Dict[str, np.ndarray]] = []
+    for bundle in bundles:
+        keep = population == bundle.population
+        if not keep.any():
+            continue
+        rows = assign_segments({name: np.asarray(values)[keep] for name, values in batch.items()}, bundle.segment_state)
+        missing = [f for f in bundle.base_features if f not in rows]
+        if missing:
+            raise DataError(f"feature {missing[0]!r} of the {bundle.population} model is missing from the data")
+        probs = bundle.booster.inplace_predict(feature_matrix(rows, bundle.features), validate_features=False)
+        probs = np.asarray(probs, dtype=np.float32).reshape(len(rows[id_column]), len(bundle.labels))
+        part = {
+            id_column: np.asarray(rows[id_column]),
+            POPULATION_COLUMN: np.asarray(rows[POPULATION_COLUMN]).astype(str).astype(object),
+            ESTRATO: rows[ESTRATO],
+            CLUSTER: rows[CLUSTER],
+            PREDICTED: np.asarray(bundle.labels, dtype=object)[probs.argmax(axis=1)],
+        }
+        if target_column and target_column in rows:
+            part[ACTUAL] = np.asarray(rows[target_column]).astype(str).astype(object)
+        for label in labels:
+            j = bundle.labels.index(label) if label in bundle.labels else None
+            part[f"{PROB_PREFIX}{label}"] = probs[:, j] if j is not None else np.full(len(probs), np.nan, np.float32)
+        parts.append(part)
+    if not parts:
+        return _empty(id_column, labels, target_column is not None and target_column in batch)
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def _empty(id_column: str, labels: Sequence[str], with_actual: bool) -> Dict[str, np.ndarray]:
+    out = {id_column: np.empty(0, np.int64), POPULATION_COLUMN: np.empty(0, object), ESTRATO: np.empty(0, np.int8),
+           CLUSTER: np.empty(0, np.int16), PREDICTED: np.empty(0, object)}
+    if with_actual:
+        out[ACTUAL] = np.empty(0, object)
+    for label in labels:
+        out[f"{PROB_PREFIX}{label}"] = np.empty(0, np.float32)
+    return out
+
+
+class Scorer:
+    """Ray Data callable class: models loaded once per actor, then `score_batch` per batch."""
+
+    def __init__(self, model_folders: Sequence[str], id_column: str, target_column: Optional[str], nthread: int = 1):
+        self.bundles = [load_bundle(folder, nthread) for folder in model_folders]
+        self.id_column, self.target_column = id_column, target_column
+
+    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        return score_batch(batch, self.bundles, self.id_column, self.target_column)
+
+
+def metrics_block(batch: Mapping[str, np.ndarray], labels_by_population: Mapping[str, Sequence[str]],
+                  group_columns: Sequence[str] = (ESTRATO, CLUSTER)) -> Dict[str, np.ndarray]:
+    """Per-population metric counts of one batch of predictions, as a one-row {"payload": json} block."""
+    from kon_ray.infer import metrics
+
+    out: Dict[str, Any] = {}
+    population = np.asarray(batch[POPULATION_COLUMN]).astype(str)
+    for pop, labels in labels_by_population.items():
+        keep = population == pop
+        if not keep.any():
+            continue
+        actual = np.asarray(batch[ACTUAL])[keep].astype(str)
+        y_true = np.array([labels.index(a) if a in labels else -1 for a in actual], dtype=np.int64)
+        known = y_true >= 0
+        probs = np.column_stack([np.asarray(batch[c])[keep] for c in prob_columns(labels)])[known]
+        groups = {g: np.asarray(batch[g])[keep][known] for g in group_columns}
+        part = metrics.partial(y_true[known], probs, groups, len(labels))
+        part["unknown_label_rows"] = int((~known).sum())
+        out[pop] = part
+    return {"payload": np.array([json.dumps(out)], dtype=object)}
+
+
+def merge_payloads(payloads: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+    """{population: merged counts} from the per-batch payloads."""
+    from kon_ray.infer import metrics
+
+    by_pop: Dict[str, List[Dict[str, Any]]] = {}
+    for text in payloads:
+        for pop, part in json.loads(text).items():
+            by_pop.setdefault(pop, []).append(part)
+    merged = {}
+    for pop, parts in by_pop.items():
+        merged[pop] = metrics.merge(parts)
+        merged[pop]["unknown_label_rows"] = sum(p.get("unknown_label_rows", 0) for p in parts)
+    return merged
+
+
+def model_input(frame, bundle: ModelBundle):
+    """The model's input for a pandas frame of the preprocess stage's columns (segments assigned, features in
+    the model's order): what `bundle.booster` (or an MLflow-logged copy of it) predicts from."""
+    import pandas as pd
+
+    rows = assign_segments(frame, bundle.segment_state)
+    return pd.DataFrame(feature_matrix(rows, bundle.features), columns=bundle.features)
+
+
+__all__ = ["Scorer", "ModelBundle", "load_bundle", "score_batch", "model_input", "metrics_block", "merge_payloads",
+           "input_columns", "prob_columns"]

@@ -1,0 +1,322 @@
+"""Training stage (TrainDomestic, TrainIndustrial): one XGBoost model per population, trained with Ray Train.
+
+For each population, Ray Data turns the train split into numpy blocks {"X", "y", "valid"} (segments assigned,
+labels encoded, validation rows flagged by id hash) that stream into `cluster.train_workers` XGBoost workers.
+Everything the user can get wrong (missing columns, a population with too few records or one class) is checked
+on the driver before the first Ray Train worker starts. Each model folder is self-contained:
+
+    models/<population>/model.ubj            the booster (best round), feature names set
+    models/<population>/metadata.json        features, classes, curve, params, counts, where it came from
+    models/<population>/feature_state.json   copied from features/ (the preprocess transform)
+    models/<population>/segment_state.json   copied from segment/ (estrato + cluster assignment)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from typing import Any, Dict, List, Optional
+
+import ray
+
+from kon_ray import storage
+from kon_ray.config import POPULATIONS
+from kon_ray.context import RunContext
+from kon_ray.errors import DataError, KonError
+from kon_ray.segment.io import read_split, require_columns, split_dir
+from kon_ray.segment.state import STATE_FILE, SegmentState
+from kon_ray.train.boost import Progress, xgb_params
+from kon_ray.train.data import (
+    POPULATION_COLUMN,
+    check_population,
+    class_count_block,
+    merge_class_counts,
+    model_features,
+    training_block,
+)
+from kon_ray.train.worker import MODEL_FILE, PROGRESS_FILE, train_loop
+
+log = logging.getLogger(__name__)
+
+FEATURE_STATE_FILE = "feature_state.json"
+METADATA_FILE = "metadata.json"
+
+
+def base_features(features_dir: str) -> List[str]:
+    """The preprocess stage's feature columns: from its feature state when that module exists, else from
+    features/split_summary.json."""
+    try:
+        from kon_ray.features.state import feature_columns, load_feature_state
+    except ImportError:
+        feature_columns = load_feature_state = None
+    state_path = storage.join(features_dir, FEATURE_STATE_FILE)
+    if feature_columns is not None and storage.exists(state_path):
+        return list(feature_columns(load_feature_state(state_path)))
+    summary_path = storage.join(features_dir, "split_summary.json")
+    if storage.exists(summary_path):
+        features = storage.read_json(summary_path).get("features")
+        if isinstance(features, list) and features:
+            return [str(f) for f in features]
+    raise DataError(f"{features_dir}: cannot tell the feature columns (no feature_state.json or split_summary.json)")
+
+
+def class_counts(train_dir: str, id_column: str, target_column: str, fraction: float, seed: int) -> Dict[str, Any]:
+    """{population: {label: {"train": n, "validation": m}}}, counted per block by Ray Data, added on the driver."""
+    blocks = read_split(train_dir, [id_column, target_column, POPULATION_COLUMN]).map_batches(
+        class_count_block,
+        batch_format="pandas",
+        fn_kwargs=dict(target_column=target_column, id_column=id_column, validation_fraction=fraction, seed=seed),
+    )
+    stacked = blocks.to_pandas()
+    if stacked.empty:
+        raise DataError(f"{train_dir}: the train split has no records")
+    return merge_class_counts(stacked)
+
+
+def run(ctx: RunContext) -> Dict[str, Any]:
+    return train_all(ctx)
+
+
+def train_all(ctx: RunContext, fail_at_round: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
+    """Train every population's model. `fail_at_round` ({population: round}) is a test hook: that population's
+    first attempt loses a worker after that round, and Ray Train must resume it from a checkpoint."""
+    dataset, model_cfg, cluster = ctx.config.dataset, ctx.config.model, ctx.config.cluster
+    features_dir = ctx.input_dir("preprocess")
+    segment_dir = ctx.input_dir("segment")
+    segment_state = SegmentState.from_dict(storage.read_json(storage.join(segment_dir, STATE_FILE)))
+    features = model_features(base_features(features_dir))
+    train_dir = split_dir(features_dir, "train")
+    inputs = [dataset.id_column, dataset.target_column, POPULATION_COLUMN]
+    columns = list(dict.fromkeys(inputs + features[:-2] + segment_state.input_columns()))
+    require_columns(train_dir, columns, "training")
+
+    counts = class_counts(train_dir, dataset.id_column, dataset.target_column, model_cfg.validation_fraction,
+                          ctx.config.seed)
+    classes = {pop: check_population(pop, counts.get(pop, {}), model_cfg.min_rows_per_class) for pop in POPULATIONS}
+
+    metrics: Dict[str, Any] = {"rows": 0, "train_workers": cluster.train_workers}
+    for population in POPULATIONS:
+        start = time.perf_counter()
+        folder = ctx.out(population)
+        result = train_population(
+            ctx, population, train_dir, columns, features, classes[population], segment_state,
+            fail_at_round=(fail_at_round or {}).get(population),
+        )
+        seconds = time.perf_counter() - start
+        pop_counts = counts[population]
+        metadata = _metadata(ctx, population, features, classes[population], pop_counts, result, seconds)
+        _write_model_folder(folder, result["checkpoint_dir"], features, metadata, features_dir, segment_dir)
+        result["cleanup"]()
+        rows = sum(c["train"] + c["validation"] for c in pop_counts.values())
+        metrics["rows"] += rows
+        metrics.update({
+            f"{population}/rows": rows,
+            f"{population}/best_iteration": metadata["best_iteration"],
+            f"{population}/rounds": metadata["rounds_trained"],
+            f"{population}/validation_mlogloss": metadata["metrics"]["best_validation_mlogloss"],
+            f"{population}/train_seconds": round(seconds, 2),
+        })
+        log.info("train %s: %d rows, best round %d of %d, validation mlogloss %.4f, %.1f s", population, rows,
+                 metadata["best_iteration"], metadata["rounds_trained"],
+                 metadata["metrics"]["best_validation_mlogloss"], seconds)
+    return metrics
+
+
+def train_population(
+    ctx: RunContext,
+    population: str,
+    train_dir: str,
+    columns: List[str],
+    features: List[str],
+    classes: List[str],
+    segment_state: SegmentState,
+    fail_at_round: Optional[int] = None,
+) -> Dict[str, Any]:
+    """Fit one population's model with XGBoostTrainer; returns the final checkpoint's local folder and progress."""
+    from dataclasses import asdict
+
+    dataset, model_cfg, cluster = ctx.config.dataset, ctx.config.model, ctx.config.cluster
+    data = read_split(train_dir, columns).map_batches(
+        training_block,
+        batch_format="numpy",
+        fn_kwargs=dict(
+            population=population, features=features, classes=classes, segment_state=asdict(segment_state),
+            id_column=dataset.id_column, target_column=dataset.target_column,
+            validation_fraction=model_cfg.validation_fraction, seed=ctx.config.seed,
+        ),
+    )
+    train_cpus = cluster.train_workers * cluster.cpus_per_train_worker
+    if ray.cluster_resources().get("CPU", 0) - train_cpus < 1:
+        # no CPU left for Ray Data once the workers hold theirs: streaming would wait forever, so read first
+        log.warning("train %s: no CPU left for Ray Data beside %d training CPUs; materializing the data first",
+                    population, train_cpus)
+        data = data.materialize()
+
+    loop_config = {
+        "params": xgb_params(ctx.plain["model"], len(classes), cluster.cpus_per_train_worker, ctx.config.seed),
+        "features": len(features),
+        "num_boost_round": model_cfg.num_boost_round,
+        "early_stopping_rounds": model_cfg.early_stopping_rounds,
+        "checkpoint_frequency": model_cfg.checkpoint_frequency,
+        "max_bin": model_cfg.max_bin,
+        "nthread": cluster.cpus_per_train_worker,
+    }
+    if fail_at_round is not None:
+        loop_config["fail_at_round"] = fail_at_round
+    storage_path = cluster.storage_path or storage.join(ctx.run_dir, "ray_train")
+    fitted = fit(data, loop_config, workers=cluster.train_workers, cpus_per_worker=cluster.cpus_per_train_worker,
+                 storage_path=storage_path, name=f"{dataset.name}-{population}-{uuid.uuid4().hex[:8]}",
+                 max_failures=model_cfg.max_failures)
+    return {**fitted, "params": loop_config["params"]}
+
+
+def fit(data, loop_config: Dict[str, Any], *, workers: int, cpus_per_worker: int, storage_path: str, name: str,
+        max_failures: int) -> Dict[str, Any]:
+    """One XGBoostTrainer fit of `train_loop` over `data`; the final checkpoint copied to a local folder.
+
+    Returns checkpoint_dir, progress, metrics (the worker's timings) and cleanup (removes the Ray Train folder and
+    the local copy)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.xgboost import XGBoostTrainer
+
+    if not storage.is_s3(storage_path):
+        storage_path = os.path.abspath(storage_path)
+    trainer = XGBoostTrainer(
+        train_loop,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": cpus_per_worker}),
+        run_config=RunConfig(
+            storage_path=storage_path,
+            name=name,
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+        datasets={"train": data},
+    )
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # a KonError raised inside a worker comes back wrapped: give the user the original
+        original = _kon_error(exc)
+        if original is not None:
+            raise original from None
+        raise
+    if result.checkpoint is None:
+        raise RuntimeError(f"{name}: Ray Train finished without a checkpoint")
+    local = result.checkpoint.to_directory()
+    progress = Progress.from_json(open(os.path.join(local, PROGRESS_FILE)).read())
+    if not progress.final:
+        raise RuntimeError(f"{name}: the last checkpoint is not the finished model")
+
+    def cleanup() -> None:
+        import shutil
+
+        storage.remove(storage.join(storage_path, name))
+        shutil.rmtree(local, ignore_errors=True)
+
+    return {"checkpoint_dir": local, "progress": progress, "metrics": dict(result.metrics or {}), "cleanup": cleanup}
+
+
+def _kon_error(exc: BaseException) -> Optional[KonError]:
+    """The KonError inside Ray Train's / Ray's wrappers (worker_failures, RayTaskError.cause, __cause__)."""
+    seen: List[BaseException] = [exc]
+    while seen:
+        current = seen.pop()
+        if isinstance(current, KonError):
+            return current
+        for attr in ("cause", "__cause__", "controller_failure"):
+            nested = getattr(current, attr, None)
+            if isinstance(nested, BaseException):
+                seen.append(nested)
+        for nested in (getattr(current, "worker_failures", None) or {}).values():
+            if isinstance(nested, BaseException):
+                seen.append(nested)
+    return None
+
+
+def _metadata(ctx: RunContext, population: str, features: List[str], classes: List[str],
+              counts: Dict[str, Dict[str, int]], result: Dict[str, Any], seconds: float) -> Dict[str, Any]:
+    import xgboost
+
+    progress: Progress = result["progress"]
+    best = progress.best_iteration
+    return {
+        "dataset": ctx.config.dataset.name,
+        "population": population,
+        "model_file": MODEL_FILE,
+        "features": features,
+        "segment_features": features[-2:],
+        "classes": {str(i): label for i, label in enumerate(classes)},
+        "class_labels": classes,
+        "class_counts": {label: counts[label]["train"] + counts[label]["validation"] for label in classes},
+        "rows": {
+            "train": sum(c["train"] for c in counts.values()),
+            "validation": sum(c["validation"] for c in counts.values()),
+        },
+        "best_iteration": best,
+        "rounds_trained": progress.rounds,
+        "stopped_early": progress.stopped_early,
+        "resumed_from_rounds": progress.resumed_from,
+        "training_curve": {name: {"mlogloss": values} for name, values in progress.history.items()},
+        "metrics": {
+            "best_validation_mlogloss": progress.best_score,
+            "train_mlogloss_at_best": progress.history["train"][best] if best >= 0 else None,
+        },
+        "params": result["params"],
+        "target_column": ctx.config.dataset.target_column,
+        "id_column": ctx.config.dataset.id_column,
+        "population_column": POPULATION_COLUMN,
+        "transform_artifacts": {"feature_state": FEATURE_STATE_FILE, "segment_state": STATE_FILE},
+        "train_workers": ctx.config.cluster.train_workers,
+        "train_seconds": round(seconds, 2),
+        "worker_seconds": {k: round(float(v), 3) for k, v in result["metrics"].items() if k.endswith("_s")},
+        "xgboost_version": xgboost.__version__,
+    }
+
+
+def _write_model_folder(folder: str, checkpoint_dir: str, features: List[str], metadata: Dict[str, Any],
+                        features_dir: str, segment_dir: str) -> None:
+    import xgboost as xgb
+
+    booster = xgb.Booster()
+    booster.load_model(os.path.join(checkpoint_dir, MODEL_FILE))
+    if booster.num_features() != len(features):
+        raise RuntimeError(f"trained model has {booster.num_features()} features, expected {len(features)}")
+    booster.feature_names = features
+    _write_bytes(storage.join(folder, MODEL_FILE), bytes(booster.save_raw(raw_format="ubj")))
+    storage.write_json(storage.join(folder, METADATA_FILE), metadata)
+    for source in (storage.join(features_dir, FEATURE_STATE_FILE), storage.join(segment_dir, STATE_FILE)):
+        if storage.exists(source):
+            storage.write_text(storage.join(folder, os.path.basename(source)), storage.read_text(source))
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    fs, fs_path = storage.filesystem(path)
+    if not storage.is_s3(path):
+        os.makedirs(os.path.dirname(fs_path), exist_ok=True)
+    with fs.open_output_stream(fs_path) as out:
+        out.write(data)
+
+
+def read_model(folder: str):
+    """(booster, metadata) of a models/<population>/ folder; a DataError if the two do not match."""
+    import xgboost as xgb
+
+    metadata = storage.read_json(storage.join(folder, METADATA_FILE))
+    fs, fs_path = storage.filesystem(storage.join(folder, MODEL_FILE))
+    with fs.open_input_stream(fs_path) as stream:
+        raw = bytearray(stream.read())
+    booster = xgb.Booster()
+    try:
+        booster.load_model(raw)
+    except xgb.core.XGBoostError:
+        raise DataError(f"{folder}/{MODEL_FILE}: not a readable XGBoost model") from None
+    features = metadata.get("features") or []
+    if booster.num_features() != len(features) or (booster.feature_names and list(booster.feature_names) != features):
+        raise DataError(
+            f"{folder}: {MODEL_FILE} expects {booster.num_features()} features but {METADATA_FILE} lists "
+            f"{len(features)}; the model and its metadata do not belong together"
+        )
+    return booster, metadata
+

@@ -1,0 +1,146 @@
+"""The function every Ray Train worker runs (`XGBoostTrainer(train_loop_per_worker=train_loop)`).
+
+A worker reads its shard of the population's training data (numpy batches built by Ray Data: a float32 matrix,
+labels and the validation flag), builds QuantileDMatrix objects straight from those arrays through a DataIter (no
+pandas, no concatenated copy), resumes from `ray.train.get_checkpoint()` when Ray Train restarted it, and runs the
+boosting loop. `RayTrainReportCallback` writes a checkpoint every `checkpoint_frequency` rounds; metrics are not
+reported on the other rounds (each report is a round trip to the controller, and the full curve is in the final
+checkpoint anyway).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import xgboost as xgb
+
+from kon_ray.train.boost import Progress, boost
+
+MODEL_FILE = "model.ubj"  # RayTrainReportCallback.CHECKPOINT_NAME: its get_model() reads our checkpoints too
+PROGRESS_FILE = "progress.json"
+BATCH_ROWS = 65_536
+
+
+class ArrayBatches(xgb.DataIter):
+    """Feeds a list of (X, y) numpy batches to a QuantileDMatrix without concatenating them."""
+
+    def __init__(self, batches: List[Tuple[np.ndarray, np.ndarray]], features: int):
+        self._batches = batches or [(np.empty((0, features), np.float32), np.empty(0, np.float32))]
+        self._i = 0
+        super().__init__(release_data=True)
+
+    def next(self, input_data) -> bool:
+        if self._i == len(self._batches):
+            return False
+        X, y = self._batches[self._i]
+        input_data(data=X, label=y)
+        self._i += 1
+        return True
+
+    def reset(self) -> None:
+        self._i = 0
+
+
+def split_batches(batches: Iterator[Dict[str, np.ndarray]]) -> Tuple[list, list]:
+    """Shard batches -> (train batches, validation batches) by the precomputed validation flag."""
+    train, valid = [], []
+    for batch in batches:
+        X, y, v = batch["X"], batch["y"], batch["valid"].astype(bool)
+        if v.all():
+            valid.append((X, y))
+        elif not v.any():
+            train.append((X, y))
+        else:
+            train.append((X[~v], y[~v]))
+            valid.append((X[v], y[v]))
+    return train, valid
+
+
+def build_matrices(train: list, valid: list, features: int, max_bin: int, nthread: int):
+    dtrain = xgb.QuantileDMatrix(ArrayBatches(train, features), max_bin=max_bin, nthread=nthread)
+    dvalid = xgb.QuantileDMatrix(ArrayBatches(valid, features), ref=dtrain, max_bin=max_bin, nthread=nthread)
+    return dtrain, dvalid
+
+
+def load_checkpoint(directory: str) -> Tuple[xgb.Booster, Progress]:
+    booster = xgb.Booster()
+    booster.load_model(os.path.join(directory, MODEL_FILE))
+    return booster, Progress.from_json(Path(directory, PROGRESS_FILE).read_text())
+
+
+def _report_callback(frequency: int):
+    """RayTrainReportCallback, reporting only with its checkpoints, which also carry progress.json."""
+    from ray.train.xgboost import RayTrainReportCallback
+
+    class _Callback(RayTrainReportCallback):
+        progress: Optional[Progress] = None
+
+        def _get_checkpoint(self, model):  # type: ignore[override]
+            import contextlib
+            import ray.train
+
+            @contextlib.contextmanager
+            def checkpoint():
+                if ray.train.get_context().get_world_rank() != 0:
+                    yield None
+                    return
+                with tempfile.TemporaryDirectory() as tmp:
+                    model.save_model(os.path.join(tmp, MODEL_FILE))
+                    Path(tmp, PROGRESS_FILE).write_text(self.progress.to_json())
+                    yield ray.train.Checkpoint(tmp)
+
+            return checkpoint()
+
+        def _report_metrics(self, report_dict):  # the rounds between checkpoints report nothing
+            pass
+
+    return _Callback(frequency=frequency, checkpoint_at_end=False)
+
+
+def train_loop(config: Dict[str, Any]) -> None:
+    """Ray Train worker entry. `config`: params, features (count), num_boost_round, early_stopping_rounds,
+    checkpoint_frequency, max_bin, nthread; optional fail_at_round (tests: the first attempt's rank 0 dies after
+    that round, before Ray Train has seen a later checkpoint)."""
+    import time
+
+    import ray.train
+
+    t0 = time.perf_counter()
+    shard = ray.train.get_dataset_shard("train")
+    train, valid = split_batches(shard.iter_batches(batch_size=BATCH_ROWS, batch_format="numpy", prefetch_batches=2))
+    t1 = time.perf_counter()
+    dtrain, dvalid = build_matrices(train, valid, config["features"], config["max_bin"], config["nthread"])
+    del train, valid
+    t2 = time.perf_counter()
+
+    booster, progress = None, None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            booster, progress = load_checkpoint(directory)
+
+    callback = _report_callback(config["checkpoint_frequency"])
+    fail_at = config.get("fail_at_round")
+    rank = ray.train.get_context().get_world_rank()
+
+    def on_round(bst: xgb.Booster, current: Progress) -> None:
+        callback.progress = current
+        round_ = current.rounds - 1
+        # RayTrainReportCallback's own rule: a checkpoint after round r when (r + 1) % frequency == 0
+        callback.after_iteration(bst, round_, {name: {"mlogloss": v} for name, v in current.history.items()})
+        if fail_at is not None and checkpoint is None and rank == 0 and round_ == fail_at:
+            os._exit(1)  # a lost worker: the process dies, as on a preempted node
+
+    final, progress = boost(
+        config["params"], dtrain, dvalid, config["num_boost_round"], config["early_stopping_rounds"],
+        booster=booster, progress=progress, on_round=on_round,
+    )
+    callback.progress = progress
+    timings = {"ingest_s": t1 - t0, "dmatrix_s": t2 - t1, "boost_s": time.perf_counter() - t2}
+    callback._save_and_report_checkpoint(
+        {"best_iteration": progress.best_iteration, "best_validation_mlogloss": progress.best_score, **timings}, final
+    )

@@ -1,0 +1,82 @@
+"""The training stage through Ray Train: both populations, 2 workers each, a worker killed mid-run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from kon_ray.errors import DataError
+from kon_ray.segment.state import SegmentState
+from kon_ray.train import stage as train_stage
+from kon_ray.train.config import ModelConfig
+from kon_ray.train.synthetic import make_split_frame, synthetic_context, write_features_dir
+
+MODEL = ModelConfig(max_depth=3, eta=0.3, num_boost_round=8, early_stopping_rounds=4, checkpoint_frequency=2,
+                    max_bin=32, max_failures=1)
+
+
+STATE = SegmentState(estrato_column="avaluo", estrato_thresholds=[1, 2, 3, 4, 5], cluster_features=["kwh"],
+                     mean=[50.0], std=[30.0], centroids=[[-1.0], [1.0]])
+
+
+def _prepared_run(tmp_path, train_frame):
+    """A run folder with features/ and segment/ published (the state written by hand: tests/segment fit it)."""
+    run_dir = tmp_path / "run"
+    write_features_dir(str(run_dir), {"train": train_frame}, features=8)
+    (run_dir / "segment").mkdir()
+    (run_dir / "segment" / "segment_state.json").write_text(STATE.to_json())
+    return synthetic_context(str(run_dir), str(tmp_path / "staged"), model=MODEL)
+
+
+@pytest.mark.slow
+def test_trains_both_populations_and_resumes_after_a_lost_worker(ray_session, tmp_path):
+    ctx = _prepared_run(tmp_path, make_split_frame(1500, seed=11))
+    # rank 0 of the domestic model's first attempt dies after round 3
+    metrics = train_stage.train_all(ctx, fail_at_round={"domestic": 3})
+
+    for population in ("domestic", "industrial"):
+        folder = tmp_path / "staged" / population
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "feature_state.json", "metadata.json", "model.ubj", "segment_state.json"]
+        meta = json.loads((folder / "metadata.json").read_text())
+        assert meta["features"] == [f"f_{i:03d}" for i in range(8)] + ["estrato", "cluster"]
+        assert meta["class_labels"] == sorted(meta["class_labels"]) and len(meta["classes"]) == 4
+        curve = meta["training_curve"]["validation"]["mlogloss"]
+        assert len(curve) == meta["rounds_trained"] == len(meta["training_curve"]["train"]["mlogloss"])
+        assert meta["best_iteration"] == int(np.argmin(curve))
+        booster, _ = train_stage.read_model(str(folder))
+        assert booster.num_boosted_rounds() == meta["best_iteration"] + 1
+        assert booster.feature_names == meta["features"]
+        assert metrics[f"{population}/rows"] == sum(meta["class_counts"].values())
+    domestic = json.loads((tmp_path / "staged" / "domestic" / "metadata.json").read_text())
+    industrial = json.loads((tmp_path / "staged" / "industrial" / "metadata.json").read_text())
+    # the restarted worker group picked up a checkpoint (round 2 or 4) instead of starting over
+    assert domestic["resumed_from_rounds"] in ([2], [4])
+    assert industrial["resumed_from_rounds"] == []
+    # the Ray Train scratch folders are gone once the models are written
+    assert not list((tmp_path / "run" / "ray_train").glob("*")) if (tmp_path / "run" / "ray_train").exists() else True
+
+
+def test_single_class_population_fails_before_ray_train(ray_session, tmp_path):
+    frame = make_split_frame(200, seed=2)
+    frame.loc[frame["population"] == "industrial", "segment"] = "regular"
+    ctx = _prepared_run(tmp_path, frame)
+    n = int((frame["population"] == "industrial").sum())
+    with pytest.raises(DataError, match=rf"population 'industrial': a single class .*regular={n}"):
+        train_stage.run(ctx)
+    assert not (tmp_path / "run" / "ray_train").exists()
+
+
+def test_model_and_metadata_mismatch_is_a_data_error(tmp_path):
+    X, y = np.random.default_rng(0).random((30, 3)), np.arange(30) % 2
+    booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(X, label=y), 2)
+    booster.save_model(str(tmp_path / "model.ubj"))
+    (tmp_path / "metadata.json").write_text(json.dumps({"features": ["a", "b"]}))
+    with pytest.raises(DataError, match="expects 3 features but metadata.json lists 2"):
+        train_stage.read_model(str(tmp_path))
+    (tmp_path / "model.ubj").write_bytes(b"not a model")
+    with pytest.raises(DataError, match="not a readable XGBoost model"):
+        train_stage.read_model(str(tmp_path))
