@@ -30,8 +30,13 @@ def is_secret(key: str) -> bool:
     return secrets.is_secret_key(key)
 
 
-def redact_overrides(overrides: Iterable[str]) -> List[str]:
-    """Hydra overrides with secret values masked (`tracking.token=***`) and URL passwords hidden."""
+def redact_overrides(overrides: Any) -> List[str]:
+    """Hydra overrides (a list, or Hydra's `overrides.task` node, read without resolving `${...}` in them) with
+    secret values masked (`tracking.token=***`) and URL passwords hidden."""
+    if not isinstance(overrides, (list, tuple)):
+        from omegaconf import OmegaConf
+
+        overrides = OmegaConf.to_container(overrides, resolve=False)
     clean = []
     for override in overrides:
         key, sep, value = override.partition("=")

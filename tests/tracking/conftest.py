@@ -57,7 +57,7 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=subprocess_env(),
     )
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300  # a loaded CI machine takes minutes
     try:
         while True:
             if process.poll() is not None:
@@ -69,7 +69,7 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not answer /health in 180 s: {(root / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(f"mlflow server did not answer /health in 300 s: {(root / 'server.log').read_text()[-2000:]}")
             time.sleep(0.5)
         yield uri
     finally:
