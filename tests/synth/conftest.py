@@ -1,0 +1,87 @@
+"""Fixtures for the generator's tests: the real dataset configs, and 20k-row samples generated once in memory."""
+
+from __future__ import annotations
+
+import socket
+from typing import Callable, Dict, Iterator, Tuple
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hydra import compose, initialize_config_dir
+
+from kon_ray.config import CONF_DIR, DatasetConfig, KonConfig, load_config, register_configs
+from kon_ray.synth.config import SynthConfig
+from kon_ray.synth.model import Calendar
+from kon_ray.synth.writer import iter_tables
+
+SAMPLE_ROWS = 20_000
+
+
+def composed(name: str) -> KonConfig:
+    """conf/ composed with +dataset=NAME as `python -m kon_ray.synth` would, validated."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose(config_name="config", overrides=[f"+dataset={name}", "output_dir=unused"])
+    return load_config(cfg)
+
+
+@pytest.fixture(scope="session")
+def dataset_cfg() -> Callable[[str], DatasetConfig]:
+    cache: Dict[str, DatasetConfig] = {}
+
+    def get(name: str) -> DatasetConfig:
+        if name not in cache:
+            cache[name] = composed(name).dataset
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def sample(dataset_cfg) -> Callable[..., pd.DataFrame]:
+    """sample(name, drift=1.0, seed=7) -> a 20k-row DataFrame with an `in_window` column (the drift window)."""
+    cache: Dict[Tuple[str, float, int], pd.DataFrame] = {}
+
+    def get(name: str, drift: float = 1.0, seed: int = 7) -> pd.DataFrame:
+        key = (name, drift, seed)
+        if key not in cache:
+            synth = SynthConfig(rows=SAMPLE_ROWS, rows_per_file=SAMPLE_ROWS, drift=drift, seed=seed)
+            table = pa.concat_tables(t for _, t in iter_tables(dataset_cfg(name), synth))
+            frame = table.to_pandas()
+            start = Calendar.ending(synth.end_month, synth.months).drift_start_day
+            days = table.column("record_date").cast(pa.int32()).to_numpy()
+            frame["in_window"] = days >= start
+            cache[key] = frame
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch) -> Iterator[str]:
+    """An empty bucket on an in-process moto S3 server, reached the standard way (AWS_* environment)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for key, value in dict(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="eu-west-1",
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+    ).items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    boto3.client("s3", region_name="eu-west-1").create_bucket(
+        Bucket="kon-synth", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    try:
+        yield "kon-synth"
+    finally:
+        server.stop()
