@@ -1,0 +1,118 @@
+variable "project" {
+  type        = string
+  description = "Project slug used in every resource name (lowercase, hyphens)."
+  default     = "kon-ray"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,20}$", var.project))
+    error_message = "project must be 2-21 lowercase letters, digits or hyphens."
+  }
+}
+
+variable "environment" {
+  type        = string
+  description = "Environment name: dev, staging or prod."
+
+  validation {
+    condition     = contains(["dev", "staging", "prod"], var.environment)
+    error_message = "environment must be dev, staging or prod."
+  }
+}
+
+variable "vpc_name" {
+  type        = string
+  description = "Name tag of the existing VPC hosting the Ray cluster and the SageMaker domain."
+}
+
+variable "private_subnet_tags" {
+  type        = map(string)
+  description = "Tags selecting the VPC's private subnets used by the Ray nodes and the SageMaker domain."
+  default     = { Tier = "private" }
+}
+
+variable "dashboard_ingress_cidrs" {
+  type        = list(string)
+  description = "IPv4 CIDRs allowed to reach the Ray dashboard/Jobs API (8265). Never 0.0.0.0/0."
+}
+
+variable "ssh_ingress_cidrs" {
+  type        = list(string)
+  description = "IPv4 CIDRs allowed to SSH into Ray nodes for `ray up`; empty disables SSH."
+  default     = []
+}
+
+variable "https_egress_cidrs" {
+  type        = list(string)
+  description = "IPv4 CIDRs reachable on 443 from Ray nodes and Studio apps."
+  default     = ["0.0.0.0/0"]
+}
+
+variable "ray_cluster_name" {
+  type        = string
+  description = "cluster_name of cluster/ec2.yaml; scopes the head node's autoscaler permissions."
+}
+
+variable "sagemaker_user_profile_name" {
+  type        = string
+  description = "SageMaker user profile owning the Code Editor space."
+  default     = "kon-ray"
+}
+
+variable "code_editor_instance_type" {
+  type        = string
+  description = "Instance type of the Code Editor space."
+  default     = "ml.t3.medium"
+}
+
+variable "code_editor_ebs_size_gb" {
+  type        = number
+  description = "EBS size of the Code Editor space, in GB."
+  default     = 30
+}
+
+variable "code_editor_idle_timeout_minutes" {
+  type        = number
+  description = "Idle minutes before the Code Editor app shuts down."
+  default     = 60
+}
+
+variable "home_efs_retention" {
+  type        = string
+  description = "Retain or Delete the domain's EFS home volume when the domain is destroyed."
+  default     = "Retain"
+}
+
+variable "mlflow_server_size" {
+  type        = string
+  description = "MLflow tracking server size: Small, Medium or Large."
+  default     = "Small"
+}
+
+variable "mlflow_version" {
+  type        = string
+  description = "MLflow version of the managed tracking server."
+  default     = "3.0"
+}
+
+variable "noncurrent_version_retention_days" {
+  type        = number
+  description = "Days non-current object versions are kept in the data and MLflow buckets."
+  default     = 90
+}
+
+variable "access_log_retention_days" {
+  type        = number
+  description = "Days S3 access logs are kept."
+  default     = 365
+}
+
+variable "force_destroy" {
+  type        = bool
+  description = "Let `terraform destroy` delete non-empty buckets. Keep false outside throw-away environments."
+  default     = false
+}
+
+variable "code_source_dirs" {
+  type        = map(string)
+  description = "Local directories uploaded to s3://<data bucket>/code/<name>/ (the kon_ray package and conf/)."
+}
