@@ -49,6 +49,9 @@ run: venv data/$(DATASET)
 test: venv tools
 	RAY_AUTH_MODE=disabled $(PY) -m pytest -q
 
+lint: tools  # terraform fmt, checkov, actionlint (the tests run them too)
+	bash scripts/check_infra.sh
+
 test-fast: venv
 	RAY_AUTH_MODE=disabled $(PY) -m pytest -q -m "not slow"
 
