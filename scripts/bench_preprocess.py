@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import logging
 import os
 import pstats
 import shutil
@@ -27,6 +28,11 @@ from pathlib import Path
 from typing import Any, Dict
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
+    # With no .pyc in the venv and none written, every Ray worker (and Ray's dashboard agent) compiles pandas,
+    # pyarrow and ray from source at start: seconds of CPU each, which would be timed as the stage's. A private
+    # bytecode cache, inherited by the Ray this script starts, leaves the venv untouched.
+    os.environ.setdefault("PYTHONPYCACHEPREFIX", os.path.join(os.environ.get("TMPDIR", "/tmp"), "kon_pycache"))
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -202,6 +208,8 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile the pandas baseline (the same functions)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. split.train_per_class=500")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("kon_ray").setLevel(logging.INFO)
 
     data = Path(args.data or REPO / "data" / "bench" / f"{args.dataset}-{args.rows}")
     cfg = dataset_config(args.dataset, data, args.overrides)
