@@ -19,8 +19,11 @@ class TrackingConfig:
     log_models: bool = True  # log each population's model with mlflow.xgboost (input example + signature)
     input_example_rows: int = 5  # rows of the test features stored with each logged model
     register_models: bool = False  # register <dataset>-<population> after a successful run
-    best_metric: str = "macro_f1"  # sweeps: <population>/<best_metric> names the best configuration
-    best_mode: str = "max"  # max | min
+    # sweeps: <population>/<best_metric> names the best configuration per population. The default ranks by the
+    # validation split the train stage carves out of train (test/macro_f1 with best_mode=max would pick on the
+    # test split, whose score is then no longer an unbiased estimate).
+    best_metric: str = "validation_mlogloss"  # train returns <population>/validation_mlogloss (its best round)
+    best_mode: str = "min"  # max | min
 
     def __post_init__(self) -> None:
         if not self.experiment.strip():
@@ -28,6 +31,6 @@ class TrackingConfig:
         if self.best_mode not in BEST_MODES:
             raise ConfigError(f"tracking.best_mode must be one of {', '.join(BEST_MODES)}, got {self.best_mode!r}")
         if not self.best_metric.strip():
-            raise ConfigError("tracking.best_metric must not be empty (e.g. macro_f1)")
+            raise ConfigError("tracking.best_metric must not be empty (e.g. validation_mlogloss)")
         if self.input_example_rows < 1:
             raise ConfigError(f"tracking.input_example_rows must be >= 1, got {self.input_example_rows}")

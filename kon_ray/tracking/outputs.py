@@ -142,8 +142,10 @@ def feature_names(metadata: Mapping[str, Any]) -> Optional[List[str]]:
     return None
 
 
-def input_example(features_folder: str, population: str, columns: List[str], rows: int, population_column: str):
-    """A few rows of the test features for `population` (a pandas frame of `columns`), or None if unavailable."""
+def input_example(features_folder: str, population: str, columns: List[str], rows: int,
+                  population_columns: Tuple[str, ...] = ("population",)):
+    """A few rows of the test features for `population` (a pandas frame of `columns`), or None if unavailable.
+    The first of `population_columns` present in the parts picks the population's rows."""
     import pyarrow.parquet as pq
 
     for split in ("test", "current", "train"):
@@ -155,10 +157,11 @@ def input_example(features_folder: str, population: str, columns: List[str], row
                 schema = pq.ParquetFile(handle).schema_arrow
             if not set(columns) <= set(schema.names):
                 continue
-            wanted = list(columns) + ([population_column] if population_column in schema.names else [])
+            population_column = next((c for c in population_columns if c in schema.names), None)
+            wanted = list(columns) + ([population_column] if population_column else [])
             with fs.open_input_file(fs_path) as handle:
                 frame = pq.read_table(handle, columns=list(dict.fromkeys(wanted))).slice(0, 2000).to_pandas()
-            if population_column in frame.columns and population_column not in columns:
+            if population_column and population_column not in columns:
                 values = frame[population_column].astype(str).str.lower()
                 if (values == population).any():
                     frame = frame[values == population]

@@ -110,6 +110,7 @@ def summarize(
             "params": params.get(job["job"], {}),
             "run_id": job["run_id"],
             "output_dir": job["output_dir"],
+            "metrics": {k: v for k, v in job["metrics"].items() if k.startswith(f"{population}/")},
         }
     return {
         "best_metric": best_metric,

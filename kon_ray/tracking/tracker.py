@@ -10,7 +10,7 @@ pipeline's `StageObserver`. What lands where:
   `domestic/macro_f1`, `<stage>/cached`...), its reports, states and manifests as artifacts under the stage's
   folder name (`drift/drift_report.html`, `features/feature_state.json`...); after ingest the dataset fingerprint
   (params `data.path`, `data.rows`, `data.schema_hash`, `data.fingerprint`); after drift the tag `drift_flag`;
-  after train, per population, the training curves (`domestic/validation_mlogloss`, step = boosting round), the
+  after train, per population, the training curves (`domestic/curve/validation_mlogloss`, step = boosting round), the
   final metrics from metadata.json and the model (`mlflow.xgboost.log_model`, input example = a few test rows,
   signature inferred), its id in the tag `model_id.<population>`;
 - at the end, success or not: the Hydra `.hydra/` folder, the run's log file, `status` tag, and the run's end
@@ -52,6 +52,8 @@ from kon_ray.config import POPULATIONS, KonConfig
 from kon_ray.context import STAGE_FOLDERS
 from kon_ray.errors import ConfigError, DriftGateError, KonError
 from kon_ray.tracking import names, outputs
+
+POPULATION_COLUMN = "population"  # the preprocess stage writes each row's population (domestic/industrial)
 from kon_ray.tracking.sweep import PARENT_RUN_ENV  # set by the sweep callback for the jobs of a multirun
 from kon_ray.tracking.uri import check_uri, resolve_uri, ui_hint
 
@@ -240,7 +242,7 @@ class Tracker:
 
         now = int(time.time() * 1000)
         batch = [
-            Metric(f"{population}/{name}", float(value), now, step)
+            Metric(f"{population}/curve/{name}", float(value), now, step)
             for name, values in outputs.training_curves(metadata).items()
             for step, value in enumerate(values)
         ]
@@ -265,7 +267,7 @@ class Tracker:
                 population,
                 columns,
                 self.config.tracking.input_example_rows,
-                self.config.dataset.population_column,
+                (POPULATION_COLUMN, self.config.dataset.population_column),
             )
         signature = None
         if example is not None:

@@ -127,9 +127,10 @@ def _model(folder: Path, seed: int) -> None:
                         evals_result=curve, verbose_eval=False)
     folder.mkdir(parents=True)
     booster.save_model(str(folder / "model.ubj"))
-    (folder / "metadata.json").write_text(json.dumps({
-        "features": FEATURES, "classes": CLASSES, "params": params, "curve": curve,
-        "metrics": {"macro_f1": 0.5 + seed / 100, "best_round": 3},
+    (folder / "metadata.json").write_text(json.dumps({  # the train stage's layout (kon_ray/train/stage.py)
+        "features": FEATURES, "classes": {str(i): c for i, c in enumerate(CLASSES)}, "class_labels": CLASSES,
+        "params": params, "training_curve": curve, "best_iteration": 3, "rounds_trained": 4,
+        "metrics": {"best_validation_mlogloss": min(curve["validation"]["mlogloss"]), "train_mlogloss_at_best": None},
     }))
 
 
@@ -141,7 +142,7 @@ def make_run_folder(root: Path) -> Path:
     test = root / "features" / "test"
     test.mkdir(parents=True)
     frame = pd.DataFrame(np.arange(36, dtype=float).reshape(12, 3), columns=FEATURES)
-    frame["tariff_type"] = ["domestic", "industrial"] * 6
+    frame["population"] = ["domestic", "industrial"] * 6
     frame.to_parquet(test / "part-00000.parquet")
     (root / "features" / "feature_state.json").write_text('{"means": {"kwh_mean": 1.0}}')
     (root / "features" / "split_summary.json").write_text('{"train": 20, "test": 10}')
@@ -159,11 +160,12 @@ def make_run_folder(root: Path) -> Path:
     return root
 
 
-STAGE_METRICS = {
+STAGE_METRICS = {  # named as the stages return them
     "ingest": {"rows": 30, "files": 2},
     "preprocess": {"train_rows": 20, "test_rows": 10, "cached": 1},
     "drift": {"psi/kwh_mean": 0.31, "psi/bill": 0.02, "drifted_features": 1},
     "segment": {"clusters": 4},
-    "train": {"domestic/macro_f1": 0.81, "industrial/macro_f1": 0.72, "note": "not a number"},
-    "infer": {"domestic/macro_f1": 0.77, "rows": 10},
+    "train": {"rows": 20, "domestic/rounds": 4, "domestic/validation_mlogloss": 0.81,
+              "industrial/validation_mlogloss": 0.72, "note": "not a number"},
+    "infer": {"rows": 10, "test/rows": 10, "domestic/test/macro_f1": 0.77, "industrial/test/macro_f1": 0.66},
 }

@@ -124,6 +124,7 @@ def test_the_sweep_summary_names_the_best_job_per_population():
     summary = summarize(jobs, "macro_f1", "max", ["domestic", "industrial"])
     assert summary["best"]["domestic"]["job"] == 1
     assert summary["best"]["domestic"]["params"] == {"model.max_depth": "6", "model.eta": "0.05"}
+    assert summary["best"]["domestic"]["metrics"] == {"domestic/macro_f1": 0.80}
     assert summary["best"]["industrial"]["job"] == 3 and summary["best"]["industrial"]["value"] == 0.65
     low = summarize(jobs, "macro_f1", "min", ["domestic", "industrial", "other"])
     assert low["best"]["domestic"]["job"] == 0 and low["best"]["other"]["value"] is None

@@ -58,6 +58,7 @@ def _runs(uri: str, experiment: str):
     return client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"])
 
 
+@pytest.mark.slow
 def test_a_full_run_folder_over_http_lands_on_the_server_with_registered_models(tmp_path, mlflow_server):
     cfg = compose_config(["+dataset=POLA", f"tracking.uri={mlflow_server}", "tracking.experiment=http-full",
                           "tracking.register_models=true"], tmp_path)
@@ -70,11 +71,11 @@ def test_a_full_run_folder_over_http_lands_on_the_server_with_registered_models(
     client = _client(mlflow_server)
     assert run.info.status == "FINISHED" and run.data.tags["drift_flag"] == "drift"
     assert run.data.metrics["psi/kwh_mean"] == pytest.approx(0.31)
-    assert len(client.get_metric_history(run.info.run_id, "domestic/validation_mlogloss")) == 4
+    assert len(client.get_metric_history(run.info.run_id, "domestic/curve/validation_mlogloss")) == 4
     assert {"drift/drift_report.html", "models/industrial/metadata.json"} <= _artifacts(client, run.info.run_id)
     for population in ("domestic", "industrial"):
         (version,) = client.search_model_versions(f"name = 'POLA-{population}'")
-        assert version.run_id == run.info.run_id and f"{population}/macro_f1" in version.description
+        assert version.run_id == run.info.run_id and f"{population}/test/macro_f1" in version.description
     found = find_latest_model("POLA", "industrial", config.tracking)
     assert found.model is not None and found.model[1]["features"] == ["kwh_mean", "kwh_trend", "bill"]
 

@@ -70,13 +70,13 @@ def test_a_full_run_is_logged_with_params_metrics_curves_artifacts_and_registere
     assert params["data.rows"] == "30" and params["data.fingerprint"] == "f00d" and params["data.files"] == "2"
     assert metrics["ingest/rows"] == 30 and metrics["time/drift"] == 1.5 and metrics["preprocess/cached"] == 1
     assert metrics["psi/kwh_mean"] == pytest.approx(0.31)
-    assert metrics["domestic/macro_f1"] == pytest.approx(0.81)  # train's, kept
-    assert metrics["infer/domestic/macro_f1"] == pytest.approx(0.77)  # infer's, beside it
-    assert metrics["domestic/best_round"] == 3  # from models/domestic/metadata.json
+    assert metrics["domestic/validation_mlogloss"] == pytest.approx(0.81) and metrics["train/rows"] == 20
+    assert metrics["domestic/test/macro_f1"] == pytest.approx(0.77) and metrics["infer/rows"] == 10
+    assert "domestic/best_validation_mlogloss" in metrics  # from models/domestic/metadata.json
     assert "train/note" not in metrics
-    curve = client.get_metric_history(run.info.run_id, "domestic/validation_mlogloss")
+    curve = client.get_metric_history(run.info.run_id, "domestic/curve/validation_mlogloss")
     assert [m.step for m in sorted(curve, key=lambda m: m.step)] == [0, 1, 2, 3]
-    assert len(client.get_metric_history(run.info.run_id, "industrial/train_mlogloss")) == 4
+    assert len(client.get_metric_history(run.info.run_id, "industrial/curve/train_mlogloss")) == 4
 
     artifacts = _artifacts(client, run.info.run_id)
     assert {"drift/drift_report.html", "drift/drift_report.json", "drift/drift_summary.txt",
@@ -95,10 +95,10 @@ def test_a_full_run_is_logged_with_params_metrics_curves_artifacts_and_registere
         booster = mlflow.xgboost.load_model(model_uri)
         assert booster.num_boosted_rounds() == 4
         version = client.get_model_version(f"POLA-{population}", "1")
-        assert version.run_id == run.info.run_id and "macro_f1" in version.description
+        assert version.run_id == run.info.run_id and f"{population}/test/macro_f1" in version.description
 
     model, metadata = latest_model("POLA", "domestic", config.tracking)
-    assert metadata["classes"] == CLASSES and model.num_boosted_rounds() == 4
+    assert metadata["class_labels"] == CLASSES and model.num_boosted_rounds() == 4
     assert find_latest_model("POLA", "domestic", config.tracking).reason.startswith("registered model POLA-domestic")
 
 
