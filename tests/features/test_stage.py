@@ -99,3 +99,22 @@ def test_no_reference_rows_is_a_data_error_before_ray_work(tiny, tmp_path):
     ctx = make_ctx(tmp_path, "split.current_months=12")
     with pytest.raises(DataError, match="current_months"):
         run_pipeline(ctx)
+
+
+def test_a_kon_error_inside_a_ray_task_surfaces_as_itself():
+    from kon_ray.features.stage import ray_errors
+
+    class TaskError(Exception):  # the shape of ray.exceptions.RayTaskError: the original in .cause
+        def __init__(self, cause):
+            super().__init__("Traceback ... (pid=123) ...")
+            self.cause = cause
+
+    with pytest.raises(DataError, match="^bad column$"):
+        with ray_errors():
+            try:
+                raise DataError("bad column")
+            except DataError as inner:
+                raise TaskError(inner) from None
+    with pytest.raises(TaskError):  # anything else is left alone
+        with ray_errors():
+            raise TaskError(ValueError("a bug"))
