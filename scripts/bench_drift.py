@@ -40,11 +40,21 @@ class PeakRss:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
+    def _processes(self) -> list:
         me = psutil.Process()
+        procs = {p.pid: p for p in [me, *me.children(recursive=True)]}
+        session = _ray_session_dir()
+        if session:  # a Ray joined via RAY_ADDRESS: its raylet and workers are not our children
+            for p in psutil.process_iter(["cmdline"]):
+                if any(session in arg for arg in (p.info["cmdline"] or [])):
+                    procs[p.pid] = p
+                    procs.update({c.pid: c for c in p.children(recursive=True)})
+        return list(procs.values())
+
+    def _run(self) -> None:
         while not self._stop.is_set():
             total = 0
-            for p in [me, *me.children(recursive=True)]:
+            for p in self._processes():
                 try:
                     total += p.memory_info().rss
                 except psutil.Error:
@@ -59,6 +69,16 @@ class PeakRss:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _ray_session_dir() -> str:
+    try:
+        import ray
+
+        node = ray._private.worker._global_node
+        return os.path.basename(node.get_session_dir_path()) if node is not None else ""
+    except Exception:
+        return ""
 
 
 def generate(folder: str, rows: int, features: int, shift: float, seed: int) -> list[str]:

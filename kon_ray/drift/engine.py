@@ -7,7 +7,8 @@ Passes over the data (each reads only the analysed columns):
                 sample says hold the quantiles PSI needs (kon_ray.drift.summary).
              3. only if a needed slot was not kept: one more pass over those numeric columns for those slots.
   current    1. every shard counts KS slots, PSI bins and categories on the reference's edges.
-Each shard returns one small pickled summary; summaries merge exactly, so no result depends on how the data is
+Parquet files run as plain Ray tasks over runs of row groups (one summary per task); a Ray Dataset (predictions,
+tests) runs as map_batches with one summary row per block. Each shard returns one small summary; summaries merge exactly, so no result depends on how the data is
 split. User errors raised inside Ray tasks come back as the original KonError (`unwrap`).
 """
 
@@ -111,8 +112,55 @@ def _summary_row(table: pa.Table, plan: S.BatchPlan) -> pa.Table:
     return pa.table({"summary": pa.array([pickle.dumps(S.summarise_batch(table, plan), protocol=5)], pa.binary())})
 
 
+def _summarise_row_groups(units: Sequence[tuple], plan: S.BatchPlan) -> Optional[dict]:
+    """One Ray task: read its (file, row group) units column by column and merge their summaries."""
+    merged = None
+    for file, group in units:
+        fs, path = storage.filesystem(file)
+        with fs.open_input_file(path) as handle:
+            table = pq.ParquetFile(handle).read_row_group(group, columns=plan.columns)
+        merged = S.merge(merged, S.summarise_batch(table, plan))
+    return merged
+
+
+def _row_groups(files: Sequence[str]) -> List[tuple]:
+    units = []
+    for file in files:
+        fs, path = storage.filesystem(file)
+        with fs.open_input_file(path) as handle:
+            units += [(file, g) for g in range(pq.ParquetFile(handle).metadata.num_row_groups)]
+    return units
+
+
+def _reduce_files(files: Sequence[str], plan: S.BatchPlan) -> Optional[dict]:
+    """Parquet files: plain Ray tasks over contiguous runs of row groups, one summary per task. Measured on a
+    loaded 2-core machine this avoids most of Ray Data's per-execution scheduling cost for a counting pass."""
+    import ray
+
+    units = _row_groups(files)
+    tasks = max(1, min(len(units), 2 * int(ray.cluster_resources().get("CPU", 1))))
+    bounds = np.linspace(0, len(units), tasks + 1).astype(int)
+    remote = ray.remote(_summarise_row_groups)
+    plan_ref = ray.put(plan)
+    refs = [remote.remote(units[a:b], plan_ref) for a, b in zip(bounds, bounds[1:]) if b > a]
+    merged = None
+    try:
+        for part in ray.get(refs):
+            if part is not None:
+                merged = S.merge(merged, part)
+    except Exception as exc:
+        original = unwrap(exc)
+        if original is not None:
+            raise original from None
+        raise
+    return merged
+
+
 def reduce(source: Source, plan: S.BatchPlan) -> dict:
-    """Run `plan` over every block of `source` in Ray and merge the per-block summaries."""
+    """Run `plan` over all of `source` in Ray and merge the per-shard summaries."""
+    if source.files:
+        merged = _reduce_files(source.files, plan)
+        return merged if merged is not None else _empty_summary(plan)
     ds = source.to_dataset(plan.columns)
     out = ds.map_batches(_summary_row, fn_kwargs={"plan": plan}, batch_format="pyarrow", batch_size=None)
     merged = None
@@ -125,10 +173,12 @@ def reduce(source: Source, plan: S.BatchPlan) -> dict:
         if original is not None:
             raise original from None
         raise
-    if merged is None:
-        merged = S.summarise_batch(pa.table({c: pa.array([], pa.float64()) for c in plan.numeric}
-                                            | {c: pa.array([], pa.string()) for c in plan.categorical}), plan)
-    return merged
+    return merged if merged is not None else _empty_summary(plan)
+
+
+def _empty_summary(plan: S.BatchPlan) -> dict:
+    return S.summarise_batch(pa.table({c: pa.array([], pa.float64()) for c in plan.numeric}
+                                      | {c: pa.array([], pa.string()) for c in plan.categorical}), plan)
 
 
 # --- the sample that places the KS edges -------------------------------------------------------------------

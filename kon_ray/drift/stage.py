@@ -34,6 +34,5 @@ def run(ctx: RunContext) -> Dict[str, Any]:
             return not_available(f"model could not score the data ({type(exc).__name__}: {exc})")
 
     report = run_check(cfg, current, ctx.output_dir, reference=reference, exclude=exclude, prediction=prediction)
-    ctx.shared["drift"] = report["summary"]
     gate(report, cfg, ctx.stage_dir("drift"))  # the message names the published folder, not the staging one
     return metrics(report)

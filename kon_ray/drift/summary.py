@@ -28,6 +28,8 @@ def column_kind(arrow_type: pa.DataType) -> Optional[str]:
         return "categorical"
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_boolean(arrow_type):
         return "categorical"
+    if pa.types.is_null(arrow_type):  # a column with no values at all (pandas all-NaN): numeric, all missing
+        return "numeric"
     if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
         return "numeric"
     return None

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pyarrow as pa
+import pytest
 import pyarrow.parquet as pq
 from hydra import compose, initialize_config_dir
 
@@ -23,6 +24,7 @@ def _cfg(*overrides: str):
         return compose(config_name="drift_standalone", overrides=list(overrides))
 
 
+@pytest.mark.slow  # four checks, each a few Ray Data executions
 def test_standalone_check_and_reuse_of_the_reference_summary(ray_session, tmp_path):
     ref, cur = make_frames(500, 300)
     os.makedirs(tmp_path / "ref")
@@ -45,8 +47,9 @@ def test_standalone_check_and_reuse_of_the_reference_summary(ray_session, tmp_pa
 
 def test_config_errors_exit_2_before_ray_starts(tmp_path):
     assert main(_cfg("current=a", f"output={tmp_path}")) == 2  # neither reference nor reference_summary
-    env = dict(os.environ, RAY_ADDRESS="")
+    env = dict(os.environ, RAY_ADDRESS="", PYTHONPATH=str(REPO))
     result = subprocess.run([sys.executable, "-m", "kon_ray.drift", "current=a", "output=b", "drift.psi_bins=1",
-                             "reference=r"], cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 2, result.stderr[-1500:]
-    assert "drift.psi_bins must be >= 2" in result.stderr
+                             "reference=r"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    output = result.stdout + result.stderr  # Hydra's log goes to stdout
+    assert result.returncode == 2, output[-1500:]
+    assert "config error: drift.psi_bins must be >= 2, got 1" in output

@@ -56,6 +56,7 @@ def test_stage_writes_reports_and_returns_metrics(ray_session, tmp_path):
         assert (tmp_path / "staging" / name).exists()
 
 
+@pytest.mark.slow  # a second full check; the gate logic itself is cheap
 def test_gate_raises_after_writing_the_reports(ray_session, tmp_path):
     from kon_ray.drift.stage import run
 
