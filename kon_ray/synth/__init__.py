@@ -30,8 +30,8 @@ the span (the later half when synth.months < 12), i.e. record_date >= the first 
 (2026-05-01 for the defaults). Nothing else changes with the date. In that window:
 - usage series (`kwh_m01..kwh_m12` in CLIE and POLA, `gas_m3_m01..gas_m3_m12` in HFAC): every value x(1 + 0.15 d),
   +15 % at d=1, before rounding, zero months and spikes. Within one population and class the median moves by
-  that factor (up to sampling noise); the marginal also moves a little with the class mix. `avg_consumption_6m` and POLA's
-  `peak_demand_kw` follow (+15 %).
+  that factor (up to sampling noise); the marginal also moves a little with the class mix.
+  `avg_consumption_6m` and POLA's `peak_demand_kw` follow (+15 %).
 - `bill_m01..bill_m12`: the unit price rises x(1 + 0.10 d) on top of the usage shift, so the variable part of a
   bill rises ~26.5 % at d=1 (the fixed charge does not move); CLIE's `paid_m*` follow the bills;
   `outstanding_balance` and CLIE's `tax_amount` rise with the price (+10 %).
@@ -42,7 +42,8 @@ the span (the later half when synth.months < 12), i.e. record_date >= the first 
 - class mix: logits shift by d x (estacional -0.35, creciente +0.45, moroso +0.75); at d=1 moroso goes from
   ~15 % to ~26 % of domestic records, estacional from ~11 % to ~8 %, creciente from ~7 % to ~9 %. Columns that
   follow the class (days_past_due, late_payments_12m, last_payment_date, contract_start...) move with it.
-With d=0 none of these happen: no "app", no new brand, same null rates, same class mix, same values.
+With d=0 none of these happen: no "app", no new brand, same null rates, same class mix, same values. Records
+outside the window are identical whatever d is (d never changes which random numbers are drawn).
 
 Determinism. Rows come from fixed blocks of model.BLOCK_ROWS (1000) rows, each drawn from a numpy Generator
 seeded by SeedSequence([synth.seed, dataset code, block index]); files are cut from the blocks. So the same

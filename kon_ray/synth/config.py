@@ -18,7 +18,7 @@ class SynthConfig:
     rows_per_file: int = 250_000  # one Parquet part per chunk; bounds the generator's memory
     output: Optional[str] = None  # None: dataset.path
     seed: int = 7  # same seed and rows => byte-identical Parquet parts
-    workers: int = 2  # processes writing parts at once (each holds one part in memory); 1 = in this process
+    workers: int = 1  # processes writing parts at once, each holding one part in memory (2: for 10M rows)
 
     def __post_init__(self) -> None:
         if self.rows is not None and self.rows < 1:
