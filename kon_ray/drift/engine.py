@@ -8,8 +8,9 @@ Passes over the data (each reads only the analysed columns):
              3. only if a needed slot was not kept: one more pass over those numeric columns for those slots.
   current    1. every shard counts KS slots, PSI bins and categories on the reference's edges.
 Parquet files run as plain Ray tasks over runs of row groups (one summary per task); a Ray Dataset (predictions,
-tests) runs as map_batches with one summary row per block. Each shard returns one small summary; summaries merge exactly, so no result depends on how the data is
-split. User errors raised inside Ray tasks come back as the original KonError (`unwrap`).
+tests) runs as map_batches with one summary row per block. Each shard returns one small summary; summaries
+merge exactly, so no result depends on how the data is split. User errors raised inside Ray tasks come back as
+the original KonError (`unwrap`).
 """
 
 from __future__ import annotations

@@ -112,7 +112,8 @@ def render(report: Dict[str, Any], plots: int = 8) -> str:
 <body>
 <h1>Drift report</h1>
 <div class="meta">reference: {escape(report['reference'])} ({report['rows']['reference']:,} rows)<br>
-current: {escape(report['current'])} ({report['rows']['current']:,} rows)<br>{escape(prediction_line(s['prediction_drift']))}<br>
+current: {escape(report['current'])} ({report['rows']['current']:,} rows)<br>
+{escape(prediction_line(s['prediction_drift']))}<br>
 KS statistic exact to within {s['ks_bound_max']:.1e} (reported D &le; exact D &le; D + bound)</div>
 <div class="banner {'raised' if s['drift_flag'] else 'ok'}">{escape(headline(report))}</div>
 <div class="cards">{cards}</div>

@@ -1,8 +1,8 @@
 """Prediction drift: the same statistics on a model's predicted class probabilities, reference vs current.
 
 `prediction_drift` is what InferenceReporting calls once it has scored both windows. Before training, the drift
-stage asks the tracking registry for each population's latest model (`find_models`); when there is none it says why instead of
-failing.
+stage asks the tracking registry for each population's latest model (`find_models`); when there is none it
+says why instead of failing.
 """
 
 from __future__ import annotations

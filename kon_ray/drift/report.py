@@ -84,7 +84,8 @@ def summary_text(report: Dict[str, Any], top: int = 20) -> str:
     for f in ordered[:top]:
         lines.append(
             f"{f['name']:<{width}}  {f['type']:<11}  {f['psi']:8.4f}  {f['test']:<4}  {_fmt(f['statistic'], '10.4g')}"
-            f"  {_p(f['p_value']):>9}  {_p(f['p_value_adjusted']):>9}  {_fmt(f['effect_size'], '7.4f')}  {f['severity']}"
+            f"  {_p(f['p_value']):>9}  {_p(f['p_value_adjusted']):>9}  {_fmt(f['effect_size'], '7.4f')}"
+            f"  {f['severity']}"
         )
     if len(ordered) > top:
         lines.append(f"... {len(ordered) - top} more features in {REPORT_JSON}")
