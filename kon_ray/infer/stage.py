@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional
 
+import ray
 
 
 from kon_ray import storage
@@ -126,14 +127,22 @@ def _count_rows(folder: str) -> int:
 
 
 def _metric_counts(predictions: str, bundles: List[ModelBundle]) -> Dict[str, Dict[str, Any]]:
+    """Metric counts per prediction file, one small Ray task each (no Ray Data pipeline to start for a few
+    columns), added up on the driver."""
     labels = {b.population: b.labels for b in bundles}
     cols = ["population", "actual", "estrato", "cluster"] + sorted({c for b in bundles for c in prob_columns(b.labels)})
-    payloads = (
-        read_split(predictions, cols)
-        .map_batches(metrics_block, batch_format="numpy", fn_kwargs=dict(labels_by_population=labels))
-        .take_all()
-    )
-    return merge_payloads([row["payload"] for row in payloads])
+    fs, _ = storage.filesystem(predictions)
+    refs = [_file_metrics.remote(path, fs, cols, labels) for path in storage.list_files(predictions)]
+    return merge_payloads(ray.get(refs))
+
+
+@ray.remote(num_cpus=1)
+def _file_metrics(path: str, fs, columns: List[str], labels: Dict[str, List[str]]) -> str:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=columns, filesystem=fs)
+    batch = {name: table.column(name).to_numpy(zero_copy_only=False) for name in columns}
+    return metrics_block(batch, labels)["payload"][0]
 
 
 def _prediction_drift(ctx: RunContext, bundle: ModelBundle, predictions: str, splits: List[str]) -> Dict[str, Any]:

@@ -69,8 +69,13 @@ def write_features_dir(
     summary = {"features": feature_names(features), "rows": {s: len(f) for s, f in splits.items()}}
     with open(os.path.join(root, "split_summary.json"), "w") as out:
         json.dump(summary, out)
+    try:  # the preprocess stage's state format (kon_ray/features/state.py): a version and named features
+        from kon_ray.features.state import STATE_VERSION
+    except ImportError:
+        STATE_VERSION = 1
     with open(os.path.join(root, "feature_state.json"), "w") as out:
-        json.dump({"synthetic": True, "features": feature_names(features)}, out)
+        json.dump({"version": STATE_VERSION, "synthetic": True,
+                   "features": [{"name": name} for name in feature_names(features)]}, out)
     return root
 
 
