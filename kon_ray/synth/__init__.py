@@ -28,12 +28,14 @@ than the dates has the same distribution in every month, so a drift check on dri
 Drift. `synth.drift` = d (0 = none, 1 = default) acts only on records in the drift window: the last 6 months of
 the span (the later half when synth.months < 12), i.e. record_date >= the first day of the 6th-last month
 (2026-05-01 for the defaults). Nothing else changes with the date. In that window:
-- usage series (`kwh_m01..kwh_m12` in CLIE and POLA, `gas_m3_m01..gas_m3_m12` in HFAC): every value x(1 + 0.15 d),
-  +15 % at d=1, before rounding, zero months and spikes. Within one population and class the median moves by
-  that factor (up to sampling noise); the marginal also moves a little with the class mix.
-  `avg_consumption_6m` and POLA's `peak_demand_kw` follow (+15 %).
+- usage series (`kwh_m01..kwh_m12` in CLIE and POLA, `gas_m3_m01..gas_m3_m12` in HFAC): every value x(1 + 0.45 d),
+  +45 % at d=1, before rounding, zero months and spikes (a hot season plus new appliances: chosen so that PSI
+  with 10 reference-quantile bins is 0.11-0.2 per usage column at d=1, MODERATE for the drift stage; at d=0.5,
+  +22.5 %, only the KS test sees it). Within one population and class the median moves by that factor (up to
+  sampling noise); the marginal also moves a little with the class mix. `avg_consumption_6m` and POLA's
+  `peak_demand_kw` follow.
 - `bill_m01..bill_m12`: the unit price rises x(1 + 0.10 d) on top of the usage shift, so the variable part of a
-  bill rises ~26.5 % at d=1 (the fixed charge does not move); CLIE's `paid_m*` follow the bills;
+  bill rises ~60 % at d=1 (the fixed charge does not move); CLIE's `paid_m*` follow the bills;
   `outstanding_balance` and CLIE's `tax_amount` rise with the price (+10 %).
 - `payment_channel` gains "app" (min(0.12 d, 0.6) of the window's records; never present before).
 - `meter_brand` gains "Hexing" (CLIE, POLA) / "Diehl" (HFAC) (min(0.15 d, 0.6) of the window; never before);

@@ -30,6 +30,13 @@ BLOCK_ROWS = 1_000  # the unit of randomness; part of the determinism contract: 
 DRIFT_MONTHS = 6  # the drift window: the last 6 months of the span (the later half if the span is < 12 months)
 LABEL_NOISE = 0.08  # share of records whose behaviour follows a random class instead of their label
 
+# Drift per unit of synth.drift, in the drift window only (documented in kon_ray/synth/__init__.py).
+USAGE_SHIFT = 0.45  # usage series x (1 + USAGE_SHIFT d): large enough for PSI >= 0.1 at d=1
+PRICE_SHIFT = 0.10  # unit price x (1 + PRICE_SHIFT d)
+APP_SHARE = 0.12  # share of the window's records paying through the new "app" channel
+NEW_BRAND_SHARE = 0.15  # share of the window's records with the new meter brand
+AGE_NULL_SHIFT = 0.12  # meter_age_years null rate 3 % -> 3 % + AGE_NULL_SHIFT d
+
 CLASSES = ("bajo_consumo", "regular", "alto_consumo", "estacional", "creciente", "moroso")
 BAJO, REGULAR, ALTO, ESTACIONAL, CRECIENTE, MOROSO = range(len(CLASSES))
 
@@ -219,7 +226,7 @@ def generate_block(spec: DatasetSpec, calendar: Calendar, drift: float, seed: in
 
     channel_logits = _CHANNEL_BASE + np.outer(wealth, _CHANNEL_WEALTH) + np.outer(industrial, _CHANNEL_INDUSTRIAL)
     channel = _gumbel_argmax(rng, channel_logits)
-    channel = np.where(rng.random(n) < np.minimum(0.12 * d, 0.6), APP, channel)
+    channel = np.where(rng.random(n) < np.minimum(APP_SHARE * d, 0.6), APP, channel)
     cash = (channel == EFECTIVO) | (channel == CORRESPONSAL)
 
     # 3. the label, then the behaviour class
@@ -256,7 +263,7 @@ def generate_block(spec: DatasetSpec, calendar: Calendar, drift: float, seed: in
     season = 1.0 + amplitude[:, None] * np.sin(2 * np.pi * (k[None, :] + phase[:, None]) / 12.0)
     usage = np.exp(level[:, None] + trend[:, None] * (k - 5.5)) * season
     usage *= np.exp(rng.normal(0.0, 0.12, (n, SERIES_MONTHS)))
-    usage *= (1.0 + 0.15 * d)[:, None]  # drift: consumption +15% per unit of drift
+    usage *= (1.0 + USAGE_SHIFT * d)[:, None]
     shock = rng.random((n, SERIES_MONTHS))
     usage = np.where(shock < 0.006, 0.0, usage)  # a vacant month
     usage = np.where(shock > 0.9975, usage * rng.uniform(4.0, 15.0, (n, SERIES_MONTHS)), usage)  # a spike
@@ -273,7 +280,7 @@ def generate_block(spec: DatasetSpec, calendar: Calendar, drift: float, seed: in
     factor = np.where(industrial, 1.2, _PRICE_FACTOR[estrato])
     fixed = np.where(industrial, spec.fixed_charge[1], spec.fixed_charge[0])
     billed = np.where(np.isnan(usage), np.exp(level)[:, None], usage)
-    price = spec.unit_price * factor * (1.0 + 0.10 * d)
+    price = spec.unit_price * factor * (1.0 + PRICE_SHIFT * d)
     bill = fixed[:, None] + (price[:, None] * billed) * np.exp(rng.normal(0.0, 0.02, (n, SERIES_MONTHS)))
     refund = rng.random((n, SERIES_MONTHS)) < 0.003
     bill = np.where(refund, -rng.uniform(5_000.0, 150_000.0, (n, SERIES_MONTHS)), bill)
@@ -304,11 +311,11 @@ def generate_block(spec: DatasetSpec, calendar: Calendar, drift: float, seed: in
 
     # meter: a new brand in the drift window, installed recently and often without a recorded age
     brand = _choice(rng, np.array([s for _, s in spec.meter_brands]), n)
-    new_brand = rng.random(n) < np.minimum(0.15 * d, 0.6)
+    new_brand = rng.random(n) < np.minimum(NEW_BRAND_SHARE * d, 0.6)
     brand = np.where(new_brand, len(spec.meter_brands), brand)
     out["meter_brand"] = _null(rng, brand, 0.05)
     age = np.where(new_brand, rng.uniform(0.0, 0.5, n), rng.gamma(2.2, 3.2, n))
-    out["meter_age_years"] = _null(rng, np.round(age, 1), 0.03 + 0.12 * np.minimum(d, 4.0))
+    out["meter_age_years"] = _null(rng, np.round(age, 1), 0.03 + AGE_NULL_SHIFT * np.minimum(d, 4.0))
 
     tenure = np.where(is_[CRECIENTE], rng.exponential(1.3, n) + 0.1, rng.exponential(8.5, n) + 0.3)
     out["contract_start"] = record - np.round(np.minimum(tenure, 45.0) * 365.25).astype(np.int64)

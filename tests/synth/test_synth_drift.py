@@ -20,12 +20,12 @@ def _record_usage(frame, prefix="kwh_m"):
     return frame[[f"{prefix}{k:02d}" for k in range(1, 13)]].mean(axis=1)  # a seasonally neutral level
 
 
-def test_usage_shifts_by_the_documented_15_percent(sample):
+def test_usage_shifts_by_the_documented_45_percent(sample):
     frame = sample("POLA", drift=1.0)
     regular = (frame["segment"] == "regular") & ~frame["tariff_type"].isin(SPECS["POLA"].industrial_values)
     usage = _record_usage(frame)
     ratio = usage[regular & frame["in_window"]].median() / usage[regular & ~frame["in_window"]].median()
-    assert ratio == pytest.approx(1.15, abs=0.05)
+    assert ratio == pytest.approx(1.45, abs=0.06)
     old, new = _windows(frame, "kwh_m06")
     assert stats.ks_2samp(old, new).pvalue < 1e-6
 
