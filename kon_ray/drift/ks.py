@@ -26,10 +26,9 @@ def slot_codes(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     k = len(edges)
     idx = np.searchsorted(edges, values, side="left")
-    at_edge = np.zeros(values.shape, dtype=bool)
-    inside = idx < k
-    at_edge[inside] = edges[idx[inside]] == values[inside]
-    codes = 2 * idx + at_edge
+    # A NaN sentinel past the last edge: one gather, no masks (x == NaN is never true, also for x = NaN).
+    padded = np.append(np.asarray(edges, dtype=np.float64), np.nan)
+    codes = 2 * idx + (padded[idx] == values)
     codes[np.isnan(values)] = 2 * k + 1  # NaN sorts past every edge; it is missing, not above the range
     return codes
 

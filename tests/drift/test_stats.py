@@ -174,3 +174,13 @@ def test_sample_edges_keep_distinct_values_and_heavy_ties():
 def test_empty_collected_shape():
     codes, values = empty_collected()
     assert codes.size == 0 and values.size == 0
+
+
+def test_sorted_slot_bounds_agree_with_slot_codes():
+    from kon_ray.drift.summary import sorted_slot_bounds
+
+    values = np.array([0.0, 1.0, 1.0, 2.0, 3.0, 3.0, 5.0, np.nan])
+    edges = np.array([1.0, 3.0, 4.0])
+    finite = np.sort(values[~np.isnan(values)])
+    counts = np.append(np.diff(sorted_slot_bounds(finite, edges)), 1)
+    np.testing.assert_array_equal(counts, ks.slot_counts(values, edges))
