@@ -26,7 +26,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     dataset = ctx.config.dataset
     seg = dataset.segment
     train = split_dir(ctx.input_dir("preprocess"), "train")
-    inputs = ([seg.estrato_column] if seg.estrato_column else []) + list(seg.cluster_features)
+    # the estrato column may also be a cluster feature: read each column once
+    inputs = list(dict.fromkeys(([seg.estrato_column] if seg.estrato_column else []) + list(seg.cluster_features)))
     require_columns(train, [dataset.id_column, *inputs], "segmentation (dataset.segment)")
     if not seg.estrato_column:
         log.warning("dataset.segment.estrato_column is not set: every record gets estrato 0 (unknown)")

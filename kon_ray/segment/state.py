@@ -49,7 +49,7 @@ class SegmentState:
 
     def input_columns(self) -> List[str]:
         """The raw columns a batch must carry for `assign_segments`."""
-        return ([self.estrato_column] if self.estrato_column else []) + list(self.cluster_features)
+        return list(dict.fromkeys(([self.estrato_column] if self.estrato_column else []) + list(self.cluster_features)))
 
 
 def _numeric(batch: Any, column: str) -> np.ndarray:
