@@ -161,14 +161,32 @@ def input_example(features_folder: str, population: str, columns: List[str], row
             wanted = list(columns) + ([population_column] if population_column else [])
             with fs.open_input_file(fs_path) as handle:
                 frame = pq.read_table(handle, columns=list(dict.fromkeys(wanted))).slice(0, 2000).to_pandas()
-            if population_column and population_column not in columns:
+            if population_column:
                 values = frame[population_column].astype(str).str.lower()
                 if (values == population).any():
                     frame = frame[values == population]
-            frame = frame[columns].head(rows)
+            frame = frame[list(columns)].head(rows)
             if len(frame):
                 return frame.reset_index(drop=True)
     return None
+
+
+def model_input_example(model_folder: str, features_folder: str, population: str, rows: int):
+    """The model's exact input for a few test rows: its features in order, with the estrato and cluster columns
+    derived by the model folder's own segment state (as the infer stage scores), or None if that cannot be built."""
+    import pandas as pd
+
+    from kon_ray.infer.score import load_bundle
+    from kon_ray.segment.state import assign_segments
+    from kon_ray.train.data import POPULATION_COLUMN
+
+    bundle = load_bundle(model_folder, nthread=1)
+    needed = list(dict.fromkeys([POPULATION_COLUMN, *bundle.base_features, *bundle.segment_state.input_columns()]))
+    frame = input_example(features_folder, population, needed, rows, (POPULATION_COLUMN,))
+    if frame is None:
+        return None
+    derived = assign_segments({name: frame[name].to_numpy() for name in frame.columns}, bundle.segment_state)
+    return pd.DataFrame({name: derived[name] for name in bundle.features})
 
 
 def _parts(folder: str) -> List[str]:

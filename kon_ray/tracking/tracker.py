@@ -260,14 +260,18 @@ class Tracker:
             booster = xgb.Booster()
             booster.load_model(outputs.local_file(model_path, scratch))
         columns = outputs.feature_names(metadata) or list(booster.feature_names or [])
+        features_folder = self.folders.get("preprocess") or os.path.join(
+            self.config.output_dir, STAGE_FOLDERS["preprocess"]
+        )
+        rows = self.config.tracking.input_example_rows
         example = None
-        if columns:
+        try:  # the exact model input, segment columns included, built as the infer stage builds it
+            example = outputs.model_input_example(os.path.dirname(model_path), features_folder, population, rows)
+        except Exception as exc:
+            log.debug("tracking: input example through the infer stage's helpers failed: %s", one_line(exc))
+        if example is None and columns:  # a model folder without segment state: its features as written
             example = outputs.input_example(
-                self.folders.get("preprocess") or os.path.join(self.config.output_dir, STAGE_FOLDERS["preprocess"]),
-                population,
-                columns,
-                self.config.tracking.input_example_rows,
-                (POPULATION_COLUMN, self.config.dataset.population_column),
+                features_folder, population, columns, rows, (POPULATION_COLUMN, self.config.dataset.population_column)
             )
         signature = None
         if example is not None:
