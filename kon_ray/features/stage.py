@@ -90,8 +90,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
             f" last month {plan['last_month']}): nothing to train on; lower split.current_months"
         )
     del ids, month_idx, targets, portion
-    log.info("preprocess: %d features, %d train-portion rows, plan in %.1f s: %s", len(spec.features), train_rows,
-             time.perf_counter() - clock, plan)
+    log.info("preprocess: %d features, %d train-portion rows, plan in %.1f s", len(spec.features), train_rows,
+             time.perf_counter() - clock)
 
     threshold = sample_threshold(train_rows, spec.fit_sample_rows)
     clock = time.perf_counter()

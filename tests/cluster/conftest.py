@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,25 +40,16 @@ def wait_for_port(port: int, timeout: float) -> bool:
     return False
 
 
-def tiny_table(rows: int = 8) -> pa.Table:
-    """Rows matching conf/dataset/POLA.yaml `columns:` (the generator, kon_ray.synth, is not there yet)."""
-    import datetime as dt
+def write_tiny_dataset(folder: Path | str, rows: int = 300) -> str:
+    """A tiny generated POLA dataset (kon_ray.synth) at a local path or s3:// URI."""
+    from kon_ray.config import load_config
+    from kon_ray.synth import generate
+    from kon_ray.synth.config import SynthConfig
+    from tests.conftest import compose_config
 
-    return pa.table(
-        {
-            "customer_id": pa.array(range(1, rows + 1), pa.int64()),
-            "record_date": pa.array([dt.date(2026, 1 + i % 12, 1) for i in range(rows)], pa.date32()),
-            "segment": pa.array(["A", "B"] * (rows // 2), pa.string()),
-            "tariff_type": pa.array(["domestic", "industrial"] * (rows // 2), pa.string()),
-            "kwh": pa.array([float(i) * 1.5 for i in range(rows)], pa.float64()),
-        }
-    )
-
-
-def write_tiny_dataset(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(tiny_table(), folder / "part-0.parquet")
-    return folder
+    dataset = load_config(compose_config(["+dataset=POLA"])).dataset
+    generate(dataset, SynthConfig(rows=rows, rows_per_file=rows // 2), str(folder))
+    return str(folder)
 
 
 def _processes_of(temp_dir: str) -> List[int]:

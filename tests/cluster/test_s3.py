@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 
 import boto3
-import pyarrow.parquet as pq
 import pytest
 
 from kon_ray import storage
-from tests.cluster.conftest import tiny_table
+from tests.cluster.conftest import write_tiny_dataset
 from tests.conftest import compose_config
 
 BUCKET = "kon-test"
@@ -23,16 +22,20 @@ BUCKET = "kon-test"
 # <run>/<folder>.json = {"stage", "location"}, to the stage's keyed folder in the cache beside it (kon_ray/pipeline.py).
 STAGE_OUTPUTS = {
     ("ingest",): {"ingest": ["ingest.json"]},
+    ("ingest", "preprocess", "drift"): {
+        "ingest": ["ingest.json"],
+        "features": ["feature_state.json", "split_summary.json"],
+        "drift": ["drift_report.json", "drift_summary.txt", "drift_report.html"],
+    },
 }
+ROWS = 2000
 
 
 @pytest.fixture(scope="module")
 def bucket(moto_endpoint) -> str:
     s3 = boto3.client("s3", region_name="eu-west-1")
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    fs, path = storage.filesystem(f"s3://{BUCKET}/POLA/part-0.parquet")
-    with fs.open_output_stream(path) as out:
-        pq.write_table(tiny_table(), out)
+    write_tiny_dataset(f"s3://{BUCKET}/POLA", rows=ROWS)
     return BUCKET
 
 
@@ -40,7 +43,8 @@ def test_storage_round_trip_on_s3(bucket: str) -> None:
     path = f"s3://{bucket}/scratch/x.json"
     storage.write_json(path, {"a": 1})
     assert storage.read_json(path) == {"a": 1} and storage.exists(path)
-    assert storage.list_files(f"s3://{bucket}/POLA") == [f"{bucket}/POLA/part-0.parquet"]
+    assert storage.list_files(f"s3://{bucket}/POLA") == [f"{bucket}/POLA/part-00000.parquet",
+                                                        f"{bucket}/POLA/part-00001.parquet"]
 
 
 @pytest.mark.parametrize("stages", list(STAGE_OUTPUTS))
@@ -68,7 +72,7 @@ def test_run_reads_and_writes_s3(bucket: str, stages, request, tmp_path) -> None
             assert s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     location = json.loads(s3.get_object(Bucket=bucket, Key=f"runs/{name}/ingest.json")["Body"].read())["location"]
     summary = json.loads(storage.read_text(storage.join(location, "ingest.json")))
-    assert summary["rows"] == 8 and summary["files"] == [f"s3://{bucket}/POLA/part-0.parquet"]
+    assert summary["rows"] == ROWS and len(summary["files"]) == 2
 
 
 def test_credentials_are_not_forwarded_to_jobs(bucket: str, tmp_path) -> None:
