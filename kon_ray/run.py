@@ -141,8 +141,24 @@ def _hydra_entry(cfg: DictConfig) -> None:
     global _task_started
     _task_started = True
     code = main(cfg)
+    if code and code != 130 and _in_multirun():
+        # one failed job of a sweep must not cancel the others: note it, exit with it after the last job
+        _failed_sweep_codes.append(code)
+        return
     if code:
         sys.exit(code)
+
+
+_failed_sweep_codes: list[int] = []
+
+
+def _in_multirun() -> bool:
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
 
 
 def cli() -> None:
@@ -155,6 +171,9 @@ def cli() -> None:
         if exit_.code == 1 and not _task_started:
             sys.exit(ConfigError.exit_code)
         raise
+    if _failed_sweep_codes:
+        log.error("%d sweep job(s) failed (see sweep_summary.json)", len(_failed_sweep_codes))
+        sys.exit(_failed_sweep_codes[0])
 
 
 if __name__ == "__main__":
