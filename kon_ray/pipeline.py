@@ -60,8 +60,18 @@ def plan(ctx: RunContext) -> RunContext:
     return replace(ctx, stage_paths=paths, stage_keys=keys)
 
 
-def run_pipeline(ctx: RunContext, observer: Optional[StageObserver] = None) -> Dict[str, Dict[str, Any]]:
-    """Run the configured stages in order; return each stage's metrics."""
+# Stages that run without Ray (ingest reads only Parquet metadata and ids on the driver).
+DRIVER_ONLY_STAGES = ("ingest",)
+
+
+def run_pipeline(
+    ctx: RunContext, observer: Optional[StageObserver] = None, start_ray: Optional[Callable[[], None]] = None
+) -> Dict[str, Dict[str, Any]]:
+    """Run the configured stages in order; return each stage's metrics.
+
+    `start_ray` is called once, just before the first stage that needs Ray actually runs: bad input found by
+    ingest, and a re-run whose stages are all reused, never pay for starting Ray.
+    """
     ctx = plan(ctx)
     chosen = [stage for stage in STAGE_ORDER if stage in ctx.config.stages]
     results: Dict[str, Dict[str, Any]] = {}
@@ -72,6 +82,9 @@ def run_pipeline(ctx: RunContext, observer: Optional[StageObserver] = None) -> D
             metrics, seconds = dict(previous.get("metrics", {}), cached=1), 0.0
             log.info("stage %s: reused (key %s) from %s", stage, ctx.stage_keys[stage], final)
         else:
+            if start_ray is not None and stage not in DRIVER_ONLY_STAGES:
+                start_ray()
+                start_ray = None
             metrics, seconds = _run_stage(ctx, stage, final)
         _link_into_run_folder(ctx, stage, final)
         results[stage] = metrics

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -27,7 +27,9 @@ log = logging.getLogger("kon_ray")
 _task_started = False  # set once Hydra has composed the config and handed it to us
 
 
-def run(config: KonConfig, plain: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+def run(
+    config: KonConfig, plain: Dict[str, Any], start_ray: Optional[Callable[[], None]] = None
+) -> Dict[str, Dict[str, Any]]:
     """Run the pipeline on an already started Ray, tracked in MLflow unless tracking=off; return each stage's
     metrics. The MLflow run always ends, with the status the outcome deserves (kon_ray/tracking/tracker.py)."""
     from kon_ray.pipeline import run_pipeline
@@ -36,7 +38,7 @@ def run(config: KonConfig, plain: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
     tracker = None
     try:
         with _tracking(config, plain) as tracker:
-            results = run_pipeline(ctx, tracker)
+            results = run_pipeline(ctx, tracker, start_ray)
     except BaseException as exc:
         _record_sweep_job({}, tracker, exc)
         raise
@@ -74,8 +76,7 @@ def main(cfg: DictConfig) -> int:
             return submit(config, plain, _overrides())
         from kon_ray.cluster.local import init_local_ray
 
-        init_local_ray(config.cluster)
-        run(config, plain)
+        run(config, plain, start_ray=lambda: init_local_ray(config.cluster))
         return 0
     except KonError as exc:
         log.error("%s: %s", exc.kind, exc)

@@ -125,3 +125,17 @@ def test_stage_keys_depend_only_on_their_config_sections():
     binned = manifest.stage_keys({**plain, "drift": {"psi_bins": 20}}, "fp")
     assert [s for s in base if base[s] != binned[s]] == ["drift", "infer"]
     assert all(base[s] != v for s, v in manifest.stage_keys(plain, "other").items())
+
+
+def test_ray_starts_only_before_the_first_stage_that_runs_on_it(tmp_path, fake_stages):
+    calls, fail = fake_stages
+    started = []
+    fail["ingest"] = ValueError("bad data")
+    with pytest.raises(ValueError):
+        pipeline.run_pipeline(_ctx(tmp_path, "a"), start_ray=lambda: started.append(len(started)))
+    assert started == [], "bad input found by ingest must not pay for starting Ray"
+    del fail["ingest"]
+    pipeline.run_pipeline(_ctx(tmp_path, "b"), start_ray=lambda: started.append(calls["preprocess"]))
+    assert started == [0], "started once, before preprocess ran"
+    pipeline.run_pipeline(_ctx(tmp_path, "c"), start_ray=lambda: started.append("again"))
+    assert started == [0], "a run whose stages are all reused needs no Ray"
