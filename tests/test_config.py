@@ -21,14 +21,32 @@ def test_the_three_datasets_are_declared():
     assert dataset_choices() == ["CLIE", "HFAC", "POLA"]
 
 
+# The values a user must give with a cluster choice (each choice's own config says so when they are missing).
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/kon-ray:0.1.0"
+CLUSTER_NEEDS = {
+    "ray": ["cluster.address=http://127.0.0.1:8265"],
+    "ec2": [f"cluster.image={IMAGE}"],
+    "sagemaker": [f"cluster.image={IMAGE}", "cluster.role_arn=arn:aws:iam::123456789012:role/kon",
+                  "cluster.s3_output=s3://bucket/kon-ray"],
+}
+
+
 @pytest.mark.parametrize("dataset", ["CLIE", "HFAC", "POLA"])
 def test_every_option_of_every_group_composes(dataset, tmp_path):
-    groups = {group: _options(group) for group in ("model", "cluster", "drift", "tracking")}
+    groups = {group: _options(group) for group in ("model", "cluster", "drift", "tracking", "debug")}
     for choice in itertools.product(*groups.values()):
         overrides = [f"+dataset={dataset}"] + [f"{g}={c}" for g, c in zip(groups, choice)]
+        overrides += CLUSTER_NEEDS.get(choice[1], [])
         config = load_config(compose_config(overrides, tmp_path))
         assert isinstance(config, KonConfig)
         assert config.dataset.name == dataset
+
+
+@pytest.mark.parametrize("cluster, key", [("ray", "cluster.address"), ("ec2", "cluster.image"),
+                                          ("sagemaker", "cluster.image")])
+def test_a_cluster_choice_without_its_required_value_names_the_key(cluster, key, tmp_path):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(compose_config(["+dataset=POLA", f"cluster={cluster}"], tmp_path))
 
 
 def test_config_is_frozen(tmp_path):

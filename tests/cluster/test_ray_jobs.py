@@ -38,7 +38,7 @@ def test_ingest_runs_as_a_ray_job(ray_head, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((out / "ingest" / "ingest.json").read_text())
-    assert summary["rows"] == 8
+    assert summary["rows"] == 300
     assert "submitted Ray job" in done.stderr + done.stdout
     assert "stage ingest: finished" in done.stdout + done.stderr  # the job's log, streamed back
 
