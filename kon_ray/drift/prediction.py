@@ -7,7 +7,7 @@ says why instead of failing.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -66,17 +66,45 @@ def find_models(dataset: str, tracking_cfg) -> Tuple[Dict[str, Tuple[Any, Dict]]
     return found, "no model available: " + "; ".join(reasons) if not found else ""
 
 
+SEGMENT_COLUMNS = ("estrato", "cluster")  # model inputs the segment stage adds; not in the features folder
+
+
 def _score(batch, booster, features: Sequence[str], classes: Sequence[Any], population: str,
-           population_column: str):
+           population_column: str, segment_state: Optional[Dict[str, Any]] = None):
     import pandas as pd
     import xgboost
 
     batch = batch[batch[population_column] == population]
+    if segment_state:
+        from kon_ray.segment.state import SegmentState, assign_segments
+
+        batch = assign_segments(batch, SegmentState.from_dict(segment_state))
     probs = booster.predict(xgboost.DMatrix(batch[list(features)].astype("float64")))
     if probs.ndim == 1:  # binary objective: P(class 1)
         probs = np.column_stack([1 - probs, probs])
     classes = classes or range(probs.shape[1])
     return pd.DataFrame({f"proba_{c}": probs[:, i] for i, c in enumerate(classes)})
+
+
+def _class_labels(metadata: Dict[str, Any]) -> List[Any]:
+    """Labels in the model's class order: `class_labels`, else the values of the {index: label} `classes`."""
+    if metadata.get("class_labels"):
+        return list(metadata["class_labels"])
+    classes = metadata.get("classes") or []
+    if isinstance(classes, dict):
+        return [classes[k] for k in sorted(classes, key=int)]
+    return list(classes)
+
+
+def _input_columns(features: Sequence[str], segment_state: Optional[Dict[str, Any]]) -> List[str]:
+    """The columns to read for the model: its features, with estrato/cluster replaced by their raw inputs."""
+    if not segment_state:
+        return list(features)
+    raw = [c for c in features if c not in SEGMENT_COLUMNS]
+    inputs = ([segment_state.get("estrato_column")] if segment_state.get("estrato_column") else []) + list(
+        segment_state.get("cluster_features") or []
+    )
+    return list(dict.fromkeys(raw + inputs))
 
 
 def model_prediction_drift(models: Dict[str, Tuple[Any, Dict]], reference, current, cfg: DriftConfig,
@@ -87,13 +115,15 @@ def model_prediction_drift(models: Dict[str, Tuple[Any, Dict]], reference, curre
     per_population = {}
     for population, (booster, metadata) in models.items():
         features = list(metadata.get("features") or metadata.get("feature_names") or booster.feature_names or [])
-        classes = list(metadata.get("classes") or [])
+        classes = _class_labels(metadata)
+        segment_state = metadata.get("segment_state") if set(SEGMENT_COLUMNS) & set(features) else None
         scored = []
         for data, label in ((reference, "reference"), (current, "current")):
-            ds = as_source(data, label).to_dataset(features + [population_column])
+            ds = as_source(data, label).to_dataset(_input_columns(features, segment_state) + [population_column])
             scored.append(ds.map_batches(_score, fn_kwargs={"booster": booster, "features": features,
                                                             "classes": classes, "population": population,
-                                                            "population_column": population_column},
+                                                            "population_column": population_column,
+                                                            "segment_state": segment_state},
                                          batch_format="pandas"))
         per_population[population] = prediction_drift(scored[0], scored[1], cfg)
     worst = max((r["severity"] for r in per_population.values()), key=SEVERITIES.index, default="NONE")

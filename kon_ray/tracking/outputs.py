@@ -70,8 +70,9 @@ def drift_flag(drift_folder: str, metrics: Mapping[str, Any]) -> Optional[str]:
     report = read_json_if_there(storage.join(drift_folder, "drift_report.json"))
     if isinstance(report, Mapping):
         summary = report.get("summary")
-        if isinstance(summary, Mapping) and "overall" in summary:
-            return str(summary["overall"]).lower()
+        for key in ("drift_flag", "overall"):
+            if isinstance(summary, Mapping) and key in summary:
+                return str(bool(summary[key])).lower()
         if "overall" in report:
             return str(report["overall"]).lower()
     for key in ("drift_flag", "overall", "drift/overall"):

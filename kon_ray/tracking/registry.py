@@ -113,4 +113,11 @@ def _metadata(client, run_id: Optional[str], population: str) -> Dict[str, Any]:
         except Exception:  # a model logged without its metadata: the booster alone still serves
             return {}
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+            metadata = json.load(handle)
+        try:  # the model's estrato/cluster inputs come from the segment state it was trained with
+            state = client.download_artifacts(run_id, f"models/{population}/segment_state.json", scratch)
+            with open(state, encoding="utf-8") as handle:
+                metadata["segment_state"] = json.load(handle)
+        except Exception:
+            pass
+        return metadata

@@ -147,7 +147,7 @@ def make_run_folder(root: Path) -> Path:
     (root / "features" / "feature_state.json").write_text('{"means": {"kwh_mean": 1.0}}')
     (root / "features" / "split_summary.json").write_text('{"train": 20, "test": 10}')
     (root / "drift").mkdir()
-    (root / "drift" / "drift_report.json").write_text('{"summary": {"overall": "drift"}, "features": {}}')
+    (root / "drift" / "drift_report.json").write_text('{"summary": {"drift_flag": true}, "features": []}')
     (root / "drift" / "drift_summary.txt").write_text("kwh_mean: drift\n")
     (root / "drift" / "drift_report.html").write_text("<html>drift</html>")
     (root / "segment").mkdir()

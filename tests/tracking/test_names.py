@@ -72,8 +72,10 @@ def test_training_curves_from_metadata(metadata, expected):
 def test_stage_folder_readers(tmp_path):
     (tmp_path / "drift").mkdir()
     assert outputs.drift_flag(str(tmp_path / "drift"), {"drift_flag": "Warning"}) == "warning"
-    (tmp_path / "drift" / "drift_report.json").write_text(json.dumps({"summary": {"overall": True}}))
-    assert outputs.drift_flag(str(tmp_path / "drift"), {}) == "true"
+    (tmp_path / "drift" / "drift_report.json").write_text(json.dumps({"summary": {"drift_flag": True}}))
+    assert outputs.drift_flag(str(tmp_path / "drift"), {"drift_flag": 0}) == "true"  # the report wins
+    (tmp_path / "drift" / "drift_report.json").write_text(json.dumps({"summary": {"drift_flag": False}}))
+    assert outputs.drift_flag(str(tmp_path / "drift"), {}) == "false"
     (tmp_path / "drift" / "part-0.parquet").write_bytes(b"data")
     (tmp_path / "drift" / "sub").mkdir()
     (tmp_path / "drift" / "sub" / "x.html").write_text("<p>")

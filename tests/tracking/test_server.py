@@ -69,7 +69,7 @@ def test_a_full_run_folder_over_http_lands_on_the_server_with_registered_models(
             tracker.stage_finished(stage, 0.5, metrics, str(folder / STAGE_DIRS[stage]))
     (run,) = _runs(mlflow_server, "http-full")
     client = _client(mlflow_server)
-    assert run.info.status == "FINISHED" and run.data.tags["drift_flag"] == "drift"
+    assert run.info.status == "FINISHED" and run.data.tags["drift_flag"] == "true"
     assert run.data.metrics["psi/kwh_mean"] == pytest.approx(0.31)
     assert len(client.get_metric_history(run.info.run_id, "domestic/curve/validation_mlogloss")) == 4
     assert {"drift/drift_report.html", "models/industrial/metadata.json"} <= _artifacts(client, run.info.run_id)

@@ -60,7 +60,7 @@ def test_a_full_run_is_logged_with_params_metrics_curves_artifacts_and_registere
     client = _client(sqlite_uri)
     assert run.info.status == "FINISHED"
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
-    assert tags["dataset"] == "POLA" and tags["status"] == "finished" and tags["drift_flag"] == "drift"
+    assert tags["dataset"] == "POLA" and tags["status"] == "finished" and tags["drift_flag"] == "true"
     assert tags["populations"] == "domestic,industrial" and tags["kon_ray_version"]
     assert tags["cached.preprocess"] == "true" and tags["data.fingerprint"] == "f00d"
     assert len(tags["git.commit"]) == 40 and tags["git.dirty"] in ("true", "false")
