@@ -9,23 +9,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
-import traceback
 from typing import Any, Callable, Dict, Optional
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from kon_ray.config import CONF_DIR, KonConfig, load_config, register_configs, to_plain
+from kon_ray.cli import guarded, hydra_cli, log_file
+from kon_ray.config import KonConfig, load_config, register_configs, to_plain
 from kon_ray.context import RunContext
-from kon_ray.errors import ConfigError, KonError
 from kon_ray.secrets import MASK, install_log_redaction, redact, redact_text, secret_values
 
 log = logging.getLogger("kon_ray")
-
-_task_started = False  # set once Hydra has composed the config and handed it to us
-
 
 def run(
     config: KonConfig, plain: Dict[str, Any], start_ray: Optional[Callable[[], None]] = None
@@ -53,7 +47,7 @@ def _tracking(config: KonConfig, plain: Dict[str, Any]):
         return contextlib.nullcontext(None)
     from kon_ray.tracking.tracker import tracked_run
 
-    return tracked_run(config, plain, log_file=_log_file())
+    return tracked_run(config, plain, log_file=log_file())
 
 
 def _record_sweep_job(results: Dict[str, Dict[str, Any]], tracker: Any, error: BaseException | None) -> None:
@@ -64,31 +58,23 @@ def _record_sweep_job(results: Dict[str, Dict[str, Any]], tracker: Any, error: B
 
 
 def main(cfg: DictConfig) -> int:
-    """Validate, start Ray, run; return the exit code."""
-    try:
-        config = load_config(cfg)
-        plain = to_plain(cfg)
-        install_log_redaction(plain)
-        _redact_hydra_dumps(plain)
-        if config.cluster.kind != "local":
-            from kon_ray.cluster.remote import submit
+    """Validate, start Ray (lazily), run; return the exit code."""
+    return guarded(lambda: _main(cfg))
 
-            return submit(config, plain, _overrides())
-        from kon_ray.cluster.local import init_local_ray
 
-        run(config, plain, start_ray=lambda: init_local_ray(config.cluster))
-        return 0
-    except KonError as exc:
-        log.error("%s: %s", exc.kind, exc)
-        _keep_traceback_in_log_file()
-        return exc.exit_code
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return 130
-    except Exception as exc:  # a bug or an infrastructure fault: one line here, the traceback in the log file
-        log.error("unexpected error: %s: %s (traceback in %s)", type(exc).__name__, exc, _log_file() or "the log")
-        _keep_traceback_in_log_file()
-        return 1
+def _main(cfg: DictConfig) -> int:
+    config = load_config(cfg)
+    plain = to_plain(cfg)
+    install_log_redaction(plain)
+    _redact_hydra_dumps(plain)
+    if config.cluster.kind != "local":
+        from kon_ray.cluster.remote import submit
+
+        return submit(config, plain, _overrides())
+    from kon_ray.cluster.local import init_local_ray
+
+    run(config, plain, start_ray=lambda: init_local_ray(config.cluster))
+    return 0
 
 
 def _redact_hydra_dumps(plain: Dict[str, Any]) -> None:
@@ -122,59 +108,7 @@ def _overrides() -> list[str]:
         return []
 
 
-def _log_file() -> str | None:
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            return handler.baseFilename
-    return None
-
-
-def _keep_traceback_in_log_file() -> None:
-    """The traceback goes to the run's log file only; the terminal gets the one line logged above."""
-    path = _log_file()
-    if path:
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(traceback.format_exc())
-
-
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
-def _hydra_entry(cfg: DictConfig) -> None:
-    global _task_started
-    _task_started = True
-    code = main(cfg)
-    if code and code != 130 and _in_multirun():
-        # one failed job of a sweep must not cancel the others: note it, exit with it after the last job
-        _failed_sweep_codes.append(code)
-        return
-    if code:
-        sys.exit(code)
-
-
-_failed_sweep_codes: list[int] = []
-
-
-def _in_multirun() -> bool:
-    from hydra.types import RunMode
-
-    try:
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:
-        return False
-
-
-def cli() -> None:
-    register_configs()
-    try:
-        _hydra_entry()
-    except SystemExit as exit_:
-        # Hydra reports a composition error (unknown key, bad override) itself and exits 1 before our task
-        # runs; those are configuration errors, exit code 2 like every other.
-        if exit_.code == 1 and not _task_started:
-            sys.exit(ConfigError.exit_code)
-        raise
-    if _failed_sweep_codes:
-        log.error("%d sweep job(s) failed (see sweep_summary.json)", len(_failed_sweep_codes))
-        sys.exit(_failed_sweep_codes[0])
+cli = hydra_cli("config", main, register_configs)
 
 
 if __name__ == "__main__":

@@ -8,24 +8,20 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from kon_ray.cli import guarded, hydra_cli
 from kon_ray.cluster.config import ClusterConfig
-from kon_ray.config import CONF_DIR, register_configs
+from kon_ray.config import register_configs
 from kon_ray.drift.config import DriftConfig
-from kon_ray.errors import ConfigError, KonError
+from kon_ray.errors import ConfigError
 
 log = logging.getLogger("kon_ray")
-
-_task_started = False
-
 
 @dataclass(frozen=True)
 class DriftStandaloneConfig:
@@ -61,51 +57,25 @@ def load(cfg: DictConfig) -> DriftStandaloneConfig:
 
 def main(cfg: DictConfig) -> int:
     """Validate, start Ray, check, return the exit code (0, or a KonError's code)."""
-    from kon_ray.run import _keep_traceback_in_log_file, _log_file
-
-    try:
-        config = load(cfg)
-        from kon_ray.cluster.local import init_local_ray
-        from kon_ray.drift.check import gate, run_check
-        from kon_ray.drift.report import SUMMARY_TXT, summary_text
-
-        init_local_ray(config.cluster)
-        report = run_check(config.drift, config.current, config.output, reference=config.reference,
-                           reference_summary=config.reference_summary, exclude=config.exclude)
-        print(summary_text(report), end="")
-        log.info("reports in %s (%s, drift_report.json, drift_report.html)", config.output, SUMMARY_TXT)
-        gate(report, config.drift, config.output)
-        return 0
-    except KonError as exc:
-        log.error("%s: %s", exc.kind, exc)
-        _keep_traceback_in_log_file()
-        return exc.exit_code
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return 130
-    except Exception as exc:
-        log.error("unexpected error: %s: %s (traceback in %s)", type(exc).__name__, exc, _log_file() or "the log")
-        _keep_traceback_in_log_file()
-        return 1
+    return guarded(lambda: _check(cfg))
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="drift_standalone", version_base=None)
-def _hydra_entry(cfg: DictConfig) -> None:
-    global _task_started
-    _task_started = True
-    code = main(cfg)
-    if code:
-        sys.exit(code)
+def _check(cfg: DictConfig) -> int:
+    config = load(cfg)
+    from kon_ray.cluster.local import init_local_ray
+    from kon_ray.drift.check import gate, run_check
+    from kon_ray.drift.report import SUMMARY_TXT, summary_text
+
+    init_local_ray(config.cluster)
+    report = run_check(config.drift, config.current, config.output, reference=config.reference,
+                       reference_summary=config.reference_summary, exclude=config.exclude)
+    print(summary_text(report), end="")
+    log.info("reports in %s (%s, drift_report.json, drift_report.html)", config.output, SUMMARY_TXT)
+    gate(report, config.drift, config.output)
+    return 0
 
 
-def cli() -> None:
-    register()
-    try:
-        _hydra_entry()
-    except SystemExit as exit_:
-        if exit_.code == 1 and not _task_started:  # Hydra's own composition errors: a config error
-            sys.exit(ConfigError.exit_code)
-        raise
+cli = hydra_cli("drift_standalone", main, register)
 
 
 if __name__ == "__main__":

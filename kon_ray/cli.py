@@ -1,0 +1,97 @@
+"""The edge every kon_ray command shares (`kon_ray.run`, `kon_ray.drift`, `kon_ray.synth`): a Hydra app over
+conf/ whose user errors become one line and a documented exit code (kon_ray/errors.py).
+
+- `guarded(work)` runs a command's body: KonError -> its code, Ctrl-C -> 130, anything else -> 1 with one line on
+  the terminal and the traceback only in the run's log file.
+- `hydra_cli(config_name, main, register)` builds the `cli()`: Hydra's own composition errors (unknown key, bad
+  override, unknown dataset) exit 2 like every other config error; in a multirun a failed job does not cancel the
+  others, and the sweep exits with the first failure's code.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from typing import Callable, List
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from kon_ray.config import CONF_DIR
+from kon_ray.errors import ConfigError, KonError
+
+log = logging.getLogger("kon_ray")
+
+
+def guarded(work: Callable[[], int]) -> int:
+    """Run `work` and return its exit code, turning every failure into one line and a documented code."""
+    try:
+        return work()
+    except KonError as exc:
+        log.error("%s: %s", exc.kind, exc)
+        keep_traceback_in_log_file()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted: nothing was published")
+        return 130
+    except Exception as exc:  # a bug or an infrastructure fault: one line here, the traceback in the log file
+        log.error("unexpected error: %s: %s (traceback in %s)", type(exc).__name__, exc, log_file() or "the log")
+        keep_traceback_in_log_file()
+        return 1
+
+
+def log_file() -> str | None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return None
+
+
+def keep_traceback_in_log_file() -> None:
+    """The traceback goes to the run's log file only; the terminal gets the one line logged by `guarded`."""
+    path = log_file()
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(traceback.format_exc())
+
+
+def in_multirun() -> bool:
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+def hydra_cli(config_name: str, main: Callable[[DictConfig], int], register: Callable[[], None]) -> Callable[[], None]:
+    """The command-line entry of a Hydra app over conf/<config_name>.yaml whose body is `main(cfg) -> exit code`."""
+    started: List[bool] = []
+    failed_jobs: List[int] = []
+
+    @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base=None)
+    def entry(cfg: DictConfig) -> None:
+        started.append(True)
+        code = main(cfg)
+        if code and code != 130 and in_multirun():
+            failed_jobs.append(code)  # one failed sweep job must not cancel the others
+            return
+        if code:
+            sys.exit(code)
+
+    def cli() -> None:
+        register()
+        try:
+            entry()
+        except SystemExit as exit_:
+            # Hydra reports a composition error itself and exits 1 before our task runs: a config error.
+            if exit_.code == 1 and not started:
+                sys.exit(ConfigError.exit_code)
+            raise
+        if failed_jobs:
+            log.error("%d sweep job(s) failed (see sweep_summary.json)", len(failed_jobs))
+            sys.exit(failed_jobs[0])
+
+    return cli
