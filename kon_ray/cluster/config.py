@@ -50,7 +50,10 @@ class ClusterConfig:
     min_workers: int = 0
     max_workers: int = 4
     spot_workers: bool = False
-    instance_profile_arn: Optional[str] = None  # terraform output -raw ray_node_instance_profile_arn
+    instance_profile_arn: Optional[str] = None  # workers: terraform output -raw ray_node_instance_profile_arn
+    # the head launches and stops workers, so it has its own, wider profile (ray_head_instance_profile_arn);
+    # null: the head uses instance_profile_arn too
+    head_instance_profile_arn: Optional[str] = None
     security_group_id: Optional[str] = None  # terraform output -raw ray_security_group_id
     subnet_id: Optional[str] = None  # terraform output -raw ray_subnet_id (None = the default VPC's)
     ssh_user: str = "ubuntu"
@@ -114,6 +117,13 @@ class ClusterConfig:
         if self.max_workers < self.min_workers:
             raise ConfigError(
                 f"cluster.max_workers ({self.max_workers}) must be >= cluster.min_workers ({self.min_workers})"
+            )
+        if self.head_instance_profile_arn is not None and not INSTANCE_PROFILE_ARN.match(
+            self.head_instance_profile_arn
+        ):
+            raise ConfigError(
+                f"cluster.head_instance_profile_arn {self.head_instance_profile_arn!r} is not an instance-profile ARN;"
+                " take it from `terraform output -raw ray_head_instance_profile_arn`"
             )
         if self.instance_profile_arn is not None and not INSTANCE_PROFILE_ARN.match(self.instance_profile_arn):
             raise ConfigError(

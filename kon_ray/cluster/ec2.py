@@ -87,8 +87,9 @@ def render(cluster: ClusterConfig, template: Dict[str, Any]) -> Dict[str, Any]:
     worker["node_config"]["InstanceType"] = cluster.instance_type
     worker["min_workers"] = cluster.min_workers
     worker["max_workers"] = cluster.max_workers
-    for node in (head["node_config"], worker["node_config"]):
-        _set_or_drop(node, "IamInstanceProfile", {"Arn": cluster.instance_profile_arn} if cluster.instance_profile_arn else None)
+    head_profile = cluster.head_instance_profile_arn or cluster.instance_profile_arn
+    for node, profile in ((head["node_config"], head_profile), (worker["node_config"], cluster.instance_profile_arn)):
+        _set_or_drop(node, "IamInstanceProfile", {"Arn": profile} if profile else None)
         _set_or_drop(node, "SecurityGroupIds", [cluster.security_group_id] if cluster.security_group_id else None)
         _set_or_drop(node, "SubnetIds", [cluster.subnet_id] if cluster.subnet_id else None)
     _set_or_drop(worker["node_config"], "InstanceMarketOptions", {"MarketType": "spot"} if cluster.spot_workers else None)

@@ -53,6 +53,27 @@ def test_rendered_yaml_is_valid_and_carries_the_config(tmp_path: Path) -> None:
     assert path.name == "kon-ray.yaml"
 
 
+def test_the_head_gets_its_own_instance_profile(tmp_path: Path) -> None:
+    workers, head = "arn:aws:iam::111122223333:instance-profile/kon-node", "arn:aws:iam::111122223333:instance-profile/kon-head"
+    config = _config(tmp_path, f"cluster.instance_profile_arn={workers}", f"cluster.head_instance_profile_arn={head}")
+    cfg = ec2.render(config.cluster, ec2.load_template(config.cluster.cluster_yaml))
+    types = cfg["available_node_types"]
+    assert types["ray.head.default"]["node_config"]["IamInstanceProfile"] == {"Arn": head}
+    assert types["ray.worker.default"]["node_config"]["IamInstanceProfile"] == {"Arn": workers}
+
+
+def test_every_ray_port_is_pinned_inside_the_security_group_ranges() -> None:
+    """The infra security group opens 6379, 8076-8080 and 10002-19999 inside the group only: Ray must not pick
+    random ports for its node manager, agents or workers."""
+    template = ec2.load_template("cluster/ec2.yaml")
+    for command in (template["head_start_ray_commands"][-1], template["worker_start_ray_commands"][-1]):
+        for flag, port in (("--object-manager-port", 8076), ("--node-manager-port", 8077),
+                           ("--dashboard-agent-grpc-port", 8078), ("--runtime-env-agent-port", 8079),
+                           ("--metrics-export-port", 8080), ("--min-worker-port", 10002),
+                           ("--max-worker-port", 19999)):
+            assert f"{flag}={port}" in command, (flag, command)
+
+
 def test_on_demand_workers_drop_the_spot_options(tmp_path: Path) -> None:
     config = _config(tmp_path)
     cfg = ec2.render(config.cluster, ec2.load_template(config.cluster.cluster_yaml))
