@@ -66,6 +66,44 @@ def in_multirun() -> bool:
         return False
 
 
+def _preflight(config_name: str, argv: List[str]) -> None:
+    """Compose once before Hydra does, so that a composition error (unknown key, unknown option, bad value type)
+    is one line and exit 2; Hydra itself would print a multi-line report. Sweeps (-m) are left to Hydra."""
+    if any(arg in ("-m", "--multirun") for arg in argv):
+        return
+    overrides = [arg for arg in argv if not arg.startswith("-") and "=" in arg and not arg.startswith("hydra.")]
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+            compose(config_name=config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        print(f"kon_ray: {ConfigError.kind}: {_one_line(str(exc))}", file=sys.stderr)
+        sys.exit(ConfigError.exit_code)
+
+
+def _one_line(message: str) -> str:
+    """Hydra's report in one line: its first line, plus the available options when it lists them."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    first = lines[0] if lines else message
+    for line in lines[1:3]:  # the reason, when Hydra gives one on the next lines
+        if line.startswith(("full_key", "reference_type", "object_type", "Available options", "Set the environment")):
+            break
+        first += f" {line}"
+    if "Available options" in message:
+        start = next(i for i, line in enumerate(lines) if line.startswith("Available options")) + 1
+        options = []
+        for line in lines[start:]:
+            if line.startswith("Config search path"):
+                break
+            if not line.startswith("base_"):
+                options.append(line)
+        first += f" (available: {', '.join(options)})"
+    return first
+
+
 def hydra_cli(config_name: str, main: Callable[[DictConfig], int], register: Callable[[], None]) -> Callable[[], None]:
     """The command-line entry of a Hydra app over conf/<config_name>.yaml whose body is `main(cfg) -> exit code`."""
     started: List[bool] = []
@@ -83,6 +121,7 @@ def hydra_cli(config_name: str, main: Callable[[DictConfig], int], register: Cal
 
     def cli() -> None:
         register()
+        _preflight(config_name, sys.argv[1:])
         try:
             entry()
         except SystemExit as exit_:

@@ -72,7 +72,11 @@ def _main(cfg: DictConfig) -> int:
 
         return submit(config, plain, _overrides())
     from kon_ray.cluster.local import init_local_ray
+    from kon_ray.storage import check_writable
 
+    check_writable(config.output_dir, "output_dir")
+    if config.cache_dir:
+        check_writable(config.cache_dir, "cache_dir")
     run(config, plain, start_ray=lambda: init_local_ray(config.cluster))
     return 0
 

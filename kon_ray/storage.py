@@ -101,6 +101,23 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def check_writable(path: str, key: str) -> None:
+    """Fail before any work when a local output folder cannot be created or written (S3 is checked on write)."""
+    from kon_ray.errors import ConfigError
+
+    if is_s3(path):
+        return
+    folder = os.path.abspath(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".write-test-{uuid.uuid4().hex[:8]}")
+        with open(probe, "w", encoding="utf-8"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        raise ConfigError(f"{key}={path} is not writable ({exc.strerror or exc}); choose another {key}") from None
+
+
 def staging_dir(final: str) -> str:
     """A sibling temp location for a stage's outputs, published later by `publish`."""
     return f"{final.rstrip('/')}._tmp-{uuid.uuid4().hex[:8]}"

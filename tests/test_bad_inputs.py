@@ -1,0 +1,141 @@
+"""The bad-input corpus: malformed data and config through the real command line. Each case ends with one error
+line on stderr naming the file, column or key, its documented exit code (kon_ray/errors.py), no traceback on the
+terminal, and nothing published: no stage folder in the run folder, no stage outputs in the cache.
+
+Ingest runs without Ray (Ray starts only before the first stage that needs it), so these cases cost a process
+start each, not a Ray start.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, List
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import REPO
+
+ROWS = 400
+
+
+@pytest.fixture(scope="module")
+def good_data(tmp_path_factory) -> Path:
+    from kon_ray.config import load_config
+    from kon_ray.synth import generate
+    from kon_ray.synth.config import SynthConfig
+    from tests.conftest import compose_config
+
+    folder = tmp_path_factory.mktemp("good") / "POLA"
+    dataset = load_config(compose_config(["+dataset=POLA"])).dataset
+    generate(dataset, SynthConfig(rows=ROWS, rows_per_file=ROWS // 2), str(folder))
+    return folder
+
+
+def _parts(folder: Path) -> List[Path]:
+    return sorted(folder.glob("part-*.parquet"))
+
+
+def _rewrite(folder: Path, change: Callable[[pa.Table], pa.Table], part: int = 1) -> None:
+    path = _parts(folder)[part]
+    pq.write_table(change(pq.read_table(path)), path)
+
+
+def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, values)
+
+
+# name -> (how to break the data (None: the data is fine), extra overrides, exit code, what the line must name)
+DATA_CASES = {
+    "truncated-parquet": (lambda d: _parts(d)[1].write_bytes(_parts(d)[1].read_bytes()[:500]), [], 3,
+                          "part-00001.parquet: not a readable Parquet file"),
+    "not-parquet": (lambda d: _parts(d)[0].write_text("customer_id,kwh\n1,2\n"), [], 3,
+                    "part-00000.parquet: not a readable Parquet file"),
+    "missing-column": (lambda d: _rewrite(d, lambda t: t.drop_columns(["meter_brand"])), [], 3,
+                       "part-00001.parquet: column 'meter_brand' is missing"),
+    "extra-column": (lambda d: _rewrite(d, lambda t: t.append_column("surprise", pa.array([1] * t.num_rows))), [],
+                     3, "column 'surprise' is not declared"),
+    "wrong-type": (lambda d: _rewrite(d, lambda t: _set_column(t, "avaluo_catastral",
+                                                                pc.cast(t["avaluo_catastral"], pa.string()))), [],
+                   3, "column 'avaluo_catastral' has type string, declared float64"),
+    "string-ids": (lambda d: _rewrite(d, lambda t: _set_column(t, "customer_id", pc.cast(t["customer_id"],
+                                                                                          pa.string()))), [],
+                   3, "column 'customer_id' has type string, declared int64"),
+    "unparseable-dates": (lambda d: _rewrite(d, lambda t: _set_column(
+        t, "record_date", pa.array(["2026-13-45"] * t.num_rows))), [], 3, "column 'record_date' has type string"),
+    "all-null-typed-wrong": (lambda d: _rewrite(d, lambda t: _set_column(
+        t, "kwh_m01", pa.nulls(t.num_rows))), [], 3, "column 'kwh_m01' has type null, declared float64"),
+    "empty-files": (lambda d: [pq.write_table(pq.read_table(p).slice(0, 0), p) for p in _parts(d)], [], 3,
+                    "the dataset has no rows"),
+    "duplicate-ids": (lambda d: _rewrite(d, lambda t: _set_column(t, "customer_id", pq.read_table(
+        _parts(d)[0])["customer_id"].slice(0, t.num_rows))), [], 3, "column 'customer_id' has"),
+    "empty-folder": (lambda d: [p.unlink() for p in _parts(d)], [], 3, "no .parquet files found"),
+    "no-such-path": (lambda d: shutil.rmtree(d), [], 3, "no such file or folder (dataset.path)"),
+}
+
+CONFIG_CASES = {
+    "no-dataset": ([], 2, "+dataset="),
+    "unknown-dataset": (["+dataset=NOPE"], 2, "dataset/NOPE"),
+    "unknown-stage": (["+dataset=POLA", "stages=[ingest,trian]"], 2, "unknown stage 'trian'"),
+    "unknown-key": (["+dataset=POLA", "model.depth=3"], 2, "model.depth"),
+    "negative-balanced-size": (["+dataset=POLA", "split.train_per_class=-500"], 2, "split.train_per_class"),
+    "thresholds-out-of-order": (["+dataset=POLA", "drift.psi_moderate=0.3", "drift.psi_high=0.2"], 2,
+                                "drift.psi_moderate"),
+    "wrong-value-type": (["+dataset=POLA", "model.max_depth=deep"], 2, "model.max_depth"),
+    "cluster-without-address": (["+dataset=POLA", "cluster=ray"], 2, "cluster.address"),
+    "unwritable-output": (["+dataset=POLA", "output_dir=/proc/kon_ray_out"], 2, "output_dir=/proc/kon_ray_out"),
+}
+
+
+def _kon(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run([sys.executable, "-m", "kon_ray.run", *overrides], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _assert_one_clear_line(done: subprocess.CompletedProcess, code: int, names: str) -> None:
+    assert done.returncode == code, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if " ERROR " in line or "error" in line.lower()]
+    assert errors and any(names in line for line in errors), done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+
+
+def _assert_nothing_published(run: Path) -> None:
+    if run.exists():
+        assert sorted(p.name for p in run.iterdir() if p.name not in (".hydra", "run.log")) == []
+    cache = run.parent / ".cache"
+    assert not cache.exists() or list(cache.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", list(DATA_CASES))
+def test_bad_data(case, good_data, tmp_path):
+    breaks, overrides, code, names = DATA_CASES[case]
+    data = tmp_path / "POLA"
+    shutil.copytree(good_data, data)
+    breaks(data)
+    run = tmp_path / "runs" / "run"
+    done = _kon("+dataset=POLA", f"dataset.path={data}", f"output_dir={run}", f"hydra.run.dir={run}",
+                "tracking=off", *overrides, cwd=tmp_path)
+    _assert_one_clear_line(done, code, names)
+    _assert_nothing_published(run)
+
+
+@pytest.mark.parametrize("case", list(CONFIG_CASES))
+def test_bad_config(case, good_data, tmp_path):
+    overrides, code, names = CONFIG_CASES[case]
+    run = tmp_path / "runs" / "run"
+    done = _kon(*overrides, f"dataset.path={good_data}" if "+dataset=POLA" in overrides else "tracking=off",
+                f"hydra.run.dir={run}", cwd=tmp_path)
+    _assert_one_clear_line(done, code, names)
+    _assert_nothing_published(run)
+
+
+def test_the_corpus_has_at_least_twenty_distinct_cases():
+    assert len(DATA_CASES) + len(CONFIG_CASES) >= 20
