@@ -19,6 +19,9 @@ class DriftConfig:
     fail_on_drift: bool = False
     column_types: Dict[str, str] = field(default_factory=dict)  # override: column -> numeric | categorical
     exclude: List[str] = field(default_factory=list)
+    # calendar features (record month/quarter, a date's year and month) differ between windows by construction;
+    # the pipeline's drift stage skips them unless this is true
+    calendar_features: bool = False
     # KS from per-shard counts: reference bins whose edges are sampled reference values (every distinct value
     # when there are at most ks_bins of them). D is exact to within the largest reference mass strictly inside
     # one bin, about 1/ks_bins; the report states the bound per feature.

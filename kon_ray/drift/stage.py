@@ -14,6 +14,7 @@ from kon_ray import storage
 from kon_ray.context import RunContext
 from kon_ray.drift.check import gate, metrics, run_check
 from kon_ray.drift.prediction import find_models, model_prediction_drift, not_available
+from kon_ray.features.spec import calendar_features
 
 
 def run(ctx: RunContext) -> Dict[str, Any]:
@@ -23,6 +24,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     reference = [storage.join(features, "train"), storage.join(features, "test")]
     current = storage.join(features, "current")
     exclude = [dataset.id_column, dataset.date_column, dataset.target_column]
+    if not cfg.calendar_features:
+        exclude += calendar_features(list(dataset.features.dates))
 
     def prediction() -> Dict[str, Any]:
         models, reason = find_models(dataset.name, ctx.config.tracking)

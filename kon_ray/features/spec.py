@@ -219,5 +219,14 @@ def _feature_list(spec: Spec, months: int) -> List[Tuple[str, str]]:
             (f"date_{column}_month", "value"),
             (f"date_{column}_invalid", "count"),
         ]
-    out += [("rec_month", "value"), ("rec_quarter", "value"), ("rec_month_sin", "value"), ("rec_month_cos", "value")]
+    out += [(name, "value") for name in RECORD_CALENDAR]
     return out
+
+
+RECORD_CALENDAR = ("rec_month", "rec_quarter", "rec_month_sin", "rec_month_cos")
+
+
+def calendar_features(dates: List[str]) -> List[str]:
+    """Features that say where a date falls in the calendar (record month, a date's year and month). Between a
+    reference window and a later current window they shift by construction, so drift checks skip them."""
+    return list(RECORD_CALENDAR) + [f"date_{c}_{part}" for c in dates for part in ("year", "month")]

@@ -29,9 +29,10 @@ def _context(tmp_path, *overrides: str) -> RunContext:
     cfg = compose_config(["+dataset=POLA", *overrides], tmp_path)
     config = load_config(cfg)
     ref, cur = make_frames(600, 400)
-    for frame in (ref, cur):
+    for frame, month in ((ref, 1.0), (cur, 7.0)):
         frame["record_date"] = pd.Timestamp("2024-01-01")
         frame["segment"] = "S1"
+        frame["rec_month"] = month  # a calendar feature: different windows, different months, by construction
     features = os.path.join(config.output_dir, "features")
     _write(f"{features}/train", ref.iloc[:400], 2)
     _write(f"{features}/test", ref.iloc[400:], 1)
@@ -47,7 +48,8 @@ def test_stage_writes_reports_and_returns_metrics(ray_session, tmp_path):
     metrics = run(ctx)
     report = json.loads((tmp_path / "staging" / "drift_report.json").read_text())
     names = [f["name"] for f in report["features"]]
-    assert sorted(names) == ["allnan", "cat", "cont", "disc", "flag"]  # ids, dates, target, exclude left out
+    # ids, dates, target, drift.exclude and calendar features left out
+    assert sorted(names) == ["allnan", "cat", "cont", "disc", "flag"]
     assert metrics["features"] == 5 and metrics["drift_flag"] == int(report["summary"]["drift_flag"])
     assert metrics["psi/cat"] == pytest.approx(next(f["psi"] for f in report["features"] if f["name"] == "cat"))
     assert report["summary"]["prediction_drift"]["available"] is False
@@ -57,6 +59,15 @@ def test_stage_writes_reports_and_returns_metrics(ray_session, tmp_path):
 
 
 @pytest.mark.slow  # a second full check; the gate logic itself is cheap
+def test_calendar_features_are_analysed_only_when_asked(ray_session, tmp_path):
+    from kon_ray.drift.stage import run
+
+    run(_context(tmp_path, "drift.exclude=[const]", "drift.calendar_features=true"))
+    report = json.loads((tmp_path / "staging" / "drift_report.json").read_text())
+    month = next(f for f in report["features"] if f["name"] == "rec_month")
+    assert month["severity"] == "HIGH"
+
+
 def test_gate_raises_after_writing_the_reports(ray_session, tmp_path):
     from kon_ray.drift.stage import run
 
