@@ -18,6 +18,17 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
+@pytest.fixture(autouse=True)
+def _isolated_tracking_env():
+    """mlflow.set_tracking_uri() also sets $MLFLOW_TRACKING_URI for the process; without this, one test's store
+    would leak into every later test and into the subprocesses they start."""
+    before = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if before is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     """One local Ray for the session (starting Ray costs seconds): 2 CPUs plus one for Ray Data beside training
@@ -43,6 +54,9 @@ def compose_config(overrides: Sequence[str] = (), tmp_path: Path | None = None) 
         cfg = compose(config_name="config", overrides=list(overrides))
     with open_dict(cfg):
         cfg.output_dir = str(tmp_path / "run") if tmp_path else "outputs/test"
+        if tmp_path and not any(o.startswith(("tracking", "+tracking")) for o in overrides):
+            # never the repository's own ./mlflow.db (a `make run` there would hand tests its models)
+            cfg.tracking.uri = f"sqlite:///{tmp_path}/mlflow.db"
     return cfg
 
 

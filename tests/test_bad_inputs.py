@@ -96,6 +96,7 @@ CONFIG_CASES = {
 def _kon(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run([sys.executable, "-m", "kon_ray.run", *overrides], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 

@@ -17,6 +17,7 @@ from tests.conftest import REPO
 def _kon(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
+    env.pop("MLFLOW_TRACKING_URI", None)  # the default store: ./mlflow.db in cwd
     return subprocess.run(
         [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=1500
     )
