@@ -4,7 +4,6 @@ a re-run reuses exactly the stages whose keys match, and a changed config redoes
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pyarrow as pa

@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -26,6 +25,7 @@ import yaml
 from kon_ray.cluster.config import ClusterConfig
 from kon_ray.config import CONF_DIR, KonConfig
 from kon_ray.errors import ClusterError, ConfigError
+from kon_ray.net import free_port, wait_for_port
 
 log = logging.getLogger("kon_ray")
 
@@ -183,10 +183,10 @@ def submit_ec2(config: KonConfig, overrides: Sequence[str], runner: Runner = sub
         return submit_run(config, overrides, cluster.address, require_shared=True)
     if not cluster.port_forward:
         return submit_run(config, overrides, f"http://{ip}:8265", require_shared=True)
-    port = _free_port()
+    port = free_port()
     tunnel = subprocess.Popen(dashboard_command(rendered, port))
     try:
-        if not _wait_for_port(port, 60):
+        if not wait_for_port(port, 60):
             raise ClusterError(
                 f"`ray dashboard` did not open localhost:{port} within 60 s: check SSH access to the head"
                 " (security group port 22, auth.ssh_user)"
@@ -198,24 +198,3 @@ def submit_ec2(config: KonConfig, overrides: Sequence[str], runner: Runner = sub
             tunnel.wait(timeout=10)
         except subprocess.TimeoutExpired:
             tunnel.kill()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port: int, timeout: float) -> bool:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.5)
-    return False

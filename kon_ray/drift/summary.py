@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kon_ray.drift import ks
 from kon_ray.errors import DataError
 
 MISSING = None  # the missing category's key in category counts

@@ -23,7 +23,7 @@ import pickle
 import time
 import uuid
 from collections import Counter
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, Sequence
 
 import numpy as np
 import pandas as pd

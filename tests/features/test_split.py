@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from kon_ray.features import split as s
 from kon_ray.features.derive import parse_dates

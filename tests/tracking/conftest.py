@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from kon_ray.net import free_port  # noqa: F401  (tests import it from here)
+
 from tests.conftest import REPO, compose_config
 
 FEATURES = ["kwh_mean", "kwh_trend", "bill"]
 CLASSES = ["low", "mid", "high"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def subprocess_env(**extra: str) -> Dict[str, str]:
