@@ -99,8 +99,10 @@ def test_launch_against_moto(moto_endpoint, tmp_path: Path) -> None:
 
 
 def test_missing_log_streams_are_tolerated(moto_endpoint) -> None:
-    follower = sm.LogFollower(boto3.client("logs", region_name="eu-west-1"), "no-such-job", io.StringIO())
-    follower.poll()  # no group/stream yet: nothing printed, no error
+    out = io.StringIO()
+    follower = sm.LogFollower(boto3.client("logs", region_name="eu-west-1"), "no-such-job", out)
+    follower.poll()  # no group/stream yet: no error
+    assert out.getvalue() == ""
 
 
 def _sequence(*descs):
