@@ -1,8 +1,10 @@
-"""Peak resident memory of a whole run: this process, its children and every Ray process on the machine.
+"""Peak memory of a whole run: this process, its children and every Ray process on the machine.
 
 Ray's workers, raylet and object store are separate processes, so the driver's own RSS says little. A sampling
-thread sums RSS over all of them (shared object-store pages are counted once per process that maps them, so the
-figure is an upper bound) and keeps the peak; benchmarks and the full-scale run report it per stage.
+thread sums the proportional set size (PSS) over all of them and keeps the peak: PSS splits each shared page
+(the object store is mapped by every worker) between the processes that map it, so the sum is the memory the run
+really holds. Summing RSS instead counts a shared page once per process and overstated a 3.5M-row run by ~45%.
+Where PSS is unreadable (not Linux, or another user's process) the process's RSS is used.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Dict
+from typing import Dict, Optional
 
 import psutil
 
@@ -28,8 +30,16 @@ def _is_ray_process(proc: psutil.Process) -> bool:
         return False
 
 
+def _resident(proc: psutil.Process) -> int:
+    try:
+        return proc.memory_full_info().pss
+    except (AttributeError, psutil.AccessDenied):
+        return proc.memory_info().rss
+
+
 def total_rss() -> int:
-    """Bytes resident in this process, its descendants and all Ray processes (each counted once)."""
+    """Bytes resident in this process, its descendants and all Ray processes (each process once, shared pages
+    split between their sharers)."""
     me = psutil.Process(os.getpid())
     seen: Dict[int, int] = {}
     family = [me, *me.children(recursive=True)]
@@ -37,7 +47,7 @@ def total_rss() -> int:
         if proc.pid in seen:
             continue
         try:
-            seen[proc.pid] = proc.memory_info().rss
+            seen[proc.pid] = _resident(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return sum(seen.values())
@@ -74,3 +84,22 @@ class PeakMemory:
     @property
     def gib(self) -> float:
         return self.bytes / 1024**3
+
+
+def spilled_bytes() -> Optional[int]:
+    """Bytes the connected Ray has spilled from its object store to disk since it started; None without a Ray.
+
+    Ray exposes the counter only through its internal memory-info call (what `ray memory --stats-only` prints), so a
+    failure to read it is reported as unknown rather than stopping a run.
+    """
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return None
+        from ray._private.internal_api import get_memory_info_reply, get_state_from_address
+
+        reply = get_memory_info_reply(get_state_from_address(ray.get_runtime_context().gcs_address))
+        return int(reply.store_stats.spilled_bytes_total)
+    except Exception:  # noqa: BLE001 - an internal API: unknown, never fatal
+        return None

@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, Dict, Optional, Protocol
 
-from kon_ray import manifest, storage
+from kon_ray import manifest, memory, storage
 from kon_ray.config import STAGE_ORDER
 from kon_ray.context import STAGE_FOLDERS, RunContext
 from kon_ray.errors import DriftGateError
@@ -94,8 +94,11 @@ def run_pipeline(
 
 
 def _run_stage(ctx: RunContext, stage: str, final: str) -> tuple[Dict[str, Any], float]:
+    for leftover in storage.remove_abandoned_staging(final):
+        log.info("stage %s: removed %s, left by an interrupted run", stage, leftover)
     staged = storage.staging_dir(final)
     log.info("stage %s: started", stage)
+    spilled_before = memory.spilled_bytes()
     start = time.perf_counter()
     try:
         metrics = stage_function(stage)(replace(ctx, output_dir=staged)) or {}
@@ -108,6 +111,11 @@ def _run_stage(ctx: RunContext, stage: str, final: str) -> tuple[Dict[str, Any],
         storage.remove(staged)
         raise
     seconds = time.perf_counter() - start
+    spilled = _spilled_since(spilled_before)
+    if spilled:
+        # the object store was too small for what was in flight: not an error, but the user should know
+        metrics = {**metrics, "spilled_bytes": spilled}
+        log.info("stage %s: Ray spilled %.1f MiB of objects to disk (object store full)", stage, spilled / 1024**2)
     storage.publish(staged, final)
     storage.write_json(
         storage.join(final, manifest.MANIFEST),
@@ -116,6 +124,11 @@ def _run_stage(ctx: RunContext, stage: str, final: str) -> tuple[Dict[str, Any],
     rows = f", {metrics['rows']:,} rows" if isinstance(metrics.get("rows"), int) else ""
     log.info("stage %s: finished in %.1f s%s -> %s", stage, seconds, rows, final)
     return metrics, seconds
+
+
+def _spilled_since(before: Optional[int]) -> int:
+    after = memory.spilled_bytes()
+    return after - before if before is not None and after is not None else 0
 
 
 def _link_into_run_folder(ctx: RunContext, stage: str, final: str) -> None:

@@ -118,9 +118,35 @@ def check_writable(path: str, key: str) -> None:
         raise ConfigError(f"{key}={path} is not writable ({exc.strerror or exc}); choose another {key}") from None
 
 
+STAGING_MARK = "._tmp-"
+
+
 def staging_dir(final: str) -> str:
-    """A sibling temp location for a stage's outputs, published later by `publish`."""
-    return f"{final.rstrip('/')}._tmp-{uuid.uuid4().hex[:8]}"
+    """A sibling temp location for a stage's outputs, published later by `publish`. Its name carries the writing
+    process's id so that a later run can tell a folder abandoned by a killed run from one still being written."""
+    return f"{final.rstrip('/')}{STAGING_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_abandoned_staging(final: str) -> List[str]:
+    """Delete local staging folders of `final` whose writer process is gone (a run killed mid-stage); return them.
+
+    Only local folders: on S3 the writer may be another machine, so leftovers there are left for a lifecycle rule
+    (they are never read: without a published manifest a stage is not reused).
+    """
+    if is_s3(final):
+        return []
+    import psutil
+
+    parent, name = os.path.split(os.path.abspath(final))
+    removed = []
+    for entry in os.listdir(parent) if os.path.isdir(parent) else []:
+        if not entry.startswith(name + STAGING_MARK):
+            continue
+        owner = entry[len(name + STAGING_MARK):].split("-", 1)[0]
+        if owner.isdigit() and int(owner) != os.getpid() and not psutil.pid_exists(int(owner)):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+            removed.append(os.path.join(parent, entry))
+    return removed
 
 
 def remove(path: str) -> None:

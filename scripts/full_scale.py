@@ -36,9 +36,10 @@ class StageRecorder:
 
     def stage_finished(self, stage, seconds, metrics, folder):
         peak_gib = self.peak.reset() / 1024**3
+        spilled_gib = metrics.get("spilled_bytes", 0) / 1024**3
         self.stages.append({"stage": stage, "seconds": round(seconds, 1), "peak_gib": round(peak_gib, 2),
-                            "rows": metrics.get("rows")})
-        print(f"  {stage:<10} {seconds:8.1f} s  peak {peak_gib:5.2f} GiB", flush=True)
+                            "spilled_gib": round(spilled_gib, 2), "rows": metrics.get("rows")})
+        print(f"  {stage:<10} {seconds:8.1f} s  peak {peak_gib:5.2f} GiB  spilled {spilled_gib:5.2f} GiB", flush=True)
 
 
 def compose_for(dataset: str, overrides: list[str]):
@@ -93,10 +94,12 @@ def main() -> int:
         ray.shutdown()
     out.mkdir(parents=True, exist_ok=True)
     (out / "full_scale.json").write_text(json.dumps(results, indent=2))
-    print("\n| dataset | rows | stage | wall time (s) | peak RSS, all Ray processes (GiB) |\n|---|---|---|---|---|")
+    print("\n| dataset | rows | stage | wall time (s) | peak RSS, all Ray processes (GiB) | spilled (GiB) |")
+    print("|---|---|---|---|---|---|")
     for name, result in results["datasets"].items():
         for stage in result["stages"]:
-            print(f"| {name} | {result['rows']:,} | {stage['stage']} | {stage['seconds']} | {stage['peak_gib']} |")
+            print(f"| {name} | {result['rows']:,} | {stage['stage']} | {stage['seconds']} | {stage['peak_gib']} |"
+                  f" {stage['spilled_gib']} |")
     return 0
 
 
