@@ -2,8 +2,10 @@
 line on stderr naming the file, column or key, its documented exit code (kon_ray/errors.py), no traceback on the
 terminal, and nothing published: no stage folder in the run folder, no stage outputs in the cache.
 
-Ingest runs without Ray (Ray starts only before the first stage that needs it), so these cases cost a process
-start each, not a Ray start.
+Ingest runs without Ray (Ray starts only before the first stage that needs it), so the cases ingest catches cost a
+process start each, not a Ray start. The value-level cases (infinity, an all-null column, a constant date, a
+single-class population) are found by later stages: there, the stages before the failing one publish as usual and
+the failing stage publishes nothing. The schema-mismatch cases go through the standalone drift check.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Callable, List
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -78,6 +81,37 @@ DATA_CASES = {
     "no-such-path": (lambda d: shutil.rmtree(d), [], 3, "no such file or folder (dataset.path)"),
 }
 
+def _in_every_part(folder: Path, change: Callable[[pa.Table], pa.Table]) -> None:
+    for part in range(len(_parts(folder))):
+        _rewrite(folder, change, part)
+
+
+def _one_class_for_industrial(table: pa.Table) -> pa.Table:
+    industrial = pc.is_in(table["tariff_type"], pa.array(["comercial", "industrial", "industrial_mt"]))
+    return _set_column(table, "segment", pc.if_else(industrial, pa.scalar("A"), table["segment"]))
+
+
+def _float_values(table: pa.Table, name: str, values: list) -> pa.Table:
+    column = table[name].to_numpy(zero_copy_only=False).copy()
+    column[: len(values)] = values
+    return _set_column(table, name, pa.array(column, pa.float64()))
+
+
+# name -> (how to break the data, overrides, exit code, what the line must name, the stage that must fail)
+LATE_CASES = {
+    "infinity": (lambda d: _rewrite(d, lambda t: _float_values(t, "avaluo_catastral", [np.inf, -np.inf, np.nan])),
+                 ["stages=[ingest,preprocess]"], 3, "column 'avaluo_catastral' has 2 infinite values", "preprocess"),
+    "all-null-column": (lambda d: _in_every_part(d, lambda t: _set_column(
+        t, "meter_age_years", pa.nulls(t.num_rows, pa.float64()))), ["stages=[ingest,preprocess]"], 3,
+        "column 'meter_age_years' is null in all", "preprocess"),
+    "constant-date": (lambda d: _in_every_part(d, lambda t, first=pq.read_table(_parts(d)[0])["record_date"][0]:
+                                               _set_column(t, "record_date", pa.array([first] * t.num_rows))),
+        ["stages=[ingest,preprocess]"], 3, "no labelled records before the current window", "preprocess"),
+    "single-class-population": (lambda d: _in_every_part(d, _one_class_for_industrial),
+                                ["stages=[ingest,preprocess,segment,train]"], 3,
+                                "population 'industrial': a single class", "train"),
+}
+
 CONFIG_CASES = {
     "no-dataset": ([], 2, "+dataset="),
     "unknown-dataset": (["+dataset=NOPE"], 2, "dataset/NOPE"),
@@ -127,6 +161,53 @@ def test_bad_data(case, good_data, tmp_path):
     _assert_nothing_published(run)
 
 
+@pytest.mark.parametrize("case", list(LATE_CASES))
+def test_bad_values_found_by_a_later_stage(case, good_data, tmp_path):
+    breaks, overrides, code, names, failing = LATE_CASES[case]
+    data = tmp_path / "POLA"
+    shutil.copytree(good_data, data)
+    breaks(data)
+    run = tmp_path / "runs" / "run"
+    done = _kon("+dataset=POLA", f"dataset.path={data}", f"output_dir={run}", f"hydra.run.dir={run}",
+                "tracking=off", *overrides, cwd=tmp_path)
+    _assert_one_clear_line(done, code, names)
+    stages = overrides[0].split("[")[1].rstrip("]").split(",")
+    before = stages[: stages.index(failing)]
+    folders = {"ingest": "ingest", "preprocess": "features", "segment": "segment", "train": "models"}
+    assert sorted(p.name for p in run.iterdir() if p.name not in (".hydra", "run.log", "ray_train")) == sorted(
+        folders[s] for s in before)
+    cache = sorted(p.name.split("-")[0] for p in (run.parent / ".cache").iterdir())
+    assert cache == sorted(before)  # the failing stage left neither outputs nor a staging folder
+
+
+def _drift(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run([sys.executable, "-m", "kon_ray.drift", *overrides, f"hydra.run.dir={cwd / 'hydra'}"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+# name -> (how the current part differs from the reference part, what the line must name)
+SCHEMA_CASES = {
+    "current-type-differs": (lambda t: _set_column(t, "avaluo_catastral", pc.cast(t["avaluo_catastral"], pa.string())),
+                             "column 'avaluo_catastral' is categorical here but numeric in the reference"),
+    "current-column-missing": (lambda t: t.drop_columns(["meter_brand"]), "column 'meter_brand' is missing"),
+}
+
+
+@pytest.mark.parametrize("case", list(SCHEMA_CASES))
+def test_a_current_dataset_whose_schema_differs_from_the_reference(case, good_data, tmp_path):
+    change, names = SCHEMA_CASES[case]
+    current = tmp_path / "current.parquet"
+    pq.write_table(change(pq.read_table(_parts(good_data)[1])), current)
+    output = tmp_path / "report"
+    done = _drift(f"reference={_parts(good_data)[0]}", f"current={current}", f"output={output}",
+                  "exclude=[customer_id]", cwd=tmp_path)
+    _assert_one_clear_line(done, 3, names)
+    assert str(current) in done.stderr
+    assert not output.exists() or list(output.iterdir()) == []
+
+
 @pytest.mark.parametrize("case", list(CONFIG_CASES))
 def test_bad_config(case, good_data, tmp_path):
     overrides, code, names = CONFIG_CASES[case]
@@ -138,4 +219,4 @@ def test_bad_config(case, good_data, tmp_path):
 
 
 def test_the_corpus_has_at_least_twenty_distinct_cases():
-    assert len(DATA_CASES) + len(CONFIG_CASES) >= 20
+    assert len(DATA_CASES) + len(LATE_CASES) + len(SCHEMA_CASES) + len(CONFIG_CASES) >= 20

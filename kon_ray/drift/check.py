@@ -35,8 +35,9 @@ def run_check(
         ref = reference_io.load(reference_summary, psi_bins=cfg.psi_bins)
     else:
         ref = fit_reference(reference, cfg, exclude=list(exclude) + list(cfg.exclude))
-    reference_io.save(ref, storage.join(output_dir, REFERENCE_SUMMARY))
     cur = summarise_current(ref, current, cfg, label=current_label)
+    # written only once the current data has been read: a bad current dataset leaves the output folder untouched
+    reference_io.save(ref, storage.join(output_dir, REFERENCE_SUMMARY))
     features = compare(ref, cur, cfg)
     pred = prediction() if prediction else not_available("no model available: none given to this check")
     label = current if isinstance(current, str) else (current_label or "current")

@@ -38,6 +38,7 @@ from kon_ray.features import split as splits
 from kon_ray.features.derive import parse_dates
 from kon_ray.features.spec import POPULATION, Spec, build_spec
 from kon_ray.features.state import (
+    check_raw_values,
     feature_columns,
     finalize,
     load_feature_state,
@@ -179,7 +180,9 @@ def fit(ds, spec: Spec, plan: Dict[str, Any], threshold: int) -> Dict[str, Any]:
         batch_size=spec.batch_rows,
         fn_kwargs={"spec": spec, "plan": plan, "threshold": threshold},
     ).take_all()
-    return finalize(merge([pickle.loads(row["partial"]) for row in partials], spec), spec, threshold)
+    merged = merge([pickle.loads(row["partial"]) for row in partials], spec)
+    check_raw_values(merged, spec)
+    return finalize(merged, spec, threshold)
 
 
 def _fit_block(batch: pd.DataFrame, spec: Spec, plan: Dict[str, Any], threshold: int) -> pd.DataFrame:

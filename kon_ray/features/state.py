@@ -14,6 +14,9 @@ Each shard (a Ray Data batch) returns a `partial` of its train-portion rows; the
   +/-0.16 percentile points at the median and +/-0.03 at p1/p99.
 - a feature with no value in the sample gets median 0 and no clipping (its missing flag carries the signal).
 
+The same pass checks the raw values (`check_raw_values`): a null is a missing value (NaN is null), but a raw
+column null in every train row, or an infinite number anywhere, is broken input and stops the stage.
+
 Nothing here knows about Ray; stage.py maps `partial` over the shards.
 """
 
@@ -62,7 +65,22 @@ def partial(batch: pd.DataFrame, spec: Spec, plan: Dict[str, Any], threshold: in
     matrix = np.empty((len(sample), len(values)), dtype=np.float32)
     for j, name in enumerate(values):
         matrix[:, j] = derived[name] if len(sample) else 0
-    return {"rows": int(len(train)), "counts": counts, "sample": matrix, "sample_hash": h3[in_sample]}
+    return {"rows": int(len(train)), "counts": counts, "sample": matrix, "sample_hash": h3[in_sample],
+            "present": {c: int(train[c].notna().sum()) for c in spec.raw_columns},
+            "infinite": _infinite(batch, spec)}
+
+
+def _infinite(batch: pd.DataFrame, spec: Spec) -> Dict[str, List[Any]]:
+    """column -> [count of +/-inf, smallest id holding one] over every row of the batch (all splits)."""
+    found = {}
+    for column in spec.raw_columns:
+        values = batch[column]
+        if pd.api.types.is_float_dtype(values.dtype):
+            mask = np.isinf(values.to_numpy(dtype=np.float64, na_value=np.nan))
+            if mask.any():
+                example = batch[spec.id_column].to_numpy()[mask].min()
+                found[column] = [int(mask.sum()), example.item() if isinstance(example, np.generic) else example]
+    return found
 
 
 def merge(partials: List[Dict[str, Any]], spec: Spec) -> Dict[str, Any]:
@@ -78,7 +96,33 @@ def merge(partials: List[Dict[str, Any]], spec: Spec) -> Dict[str, Any]:
     sample = np.concatenate(samples) if samples else np.empty((0, width), np.float32)
     hashes = np.concatenate([p["sample_hash"] for p in partials]) if partials else np.empty(0, np.uint64)
     order = np.argsort(hashes, kind="stable")
-    return {"rows": sum(int(p["rows"]) for p in partials), "counts": counts, "sample": sample[order]}
+    present: Dict[str, int] = {}
+    infinite: Dict[str, List[Any]] = {}
+    for p in partials:
+        for column, n in p.get("present", {}).items():
+            present[column] = present.get(column, 0) + n
+        for column, (n, example) in p.get("infinite", {}).items():
+            count, first = infinite.get(column, [0, example])
+            infinite[column] = [count + n, min(first, example)]
+    return {"rows": sum(int(p["rows"]) for p in partials), "counts": counts, "sample": sample[order],
+            "present": present, "infinite": infinite}
+
+
+def check_raw_values(merged: Dict[str, Any], spec: Spec) -> None:
+    """A DataError naming the first raw column (in declared order) that is infinite somewhere or null in every
+    train row: no measurement is infinite (it is an upstream division or overflow), and a column with no train
+    value cannot be fitted (a feed that stopped, or a renamed source field written as nulls)."""
+    for column in spec.raw_columns:
+        if column in merged["infinite"]:
+            count, example = merged["infinite"][column]
+            raise DataError(
+                f"column {column!r} has {count:,} infinite values (e.g. {spec.id_column} {example}): a measurement is"
+                " never infinite; fix the source, or write null for a missing value"
+            )
+    if merged["rows"]:
+        for column in spec.raw_columns:
+            if merged["present"].get(column, merged["rows"]) == 0:
+                raise DataError(f"column {column!r} is null in all {merged['rows']:,} train rows: nothing to fit it on")
 
 
 def finalize(merged: Dict[str, Any], spec: Spec, threshold: int) -> Dict[str, Any]:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kon_ray.errors import ConfigError
+from kon_ray.errors import ConfigError, DataError
 from kon_ray.features import split as s
 from kon_ray.features import state as st
 from kon_ray.features.derive import parse_dates
@@ -125,3 +125,36 @@ def test_state_round_trips_through_json(tmp_path):
     assert st.load_feature_state(str(tmp_path)) == state
     with pytest.raises(ConfigError, match="no feature state"):
         st.load_feature_state(str(tmp_path / "nope"))
+
+
+def _merged(frame: pd.DataFrame, spec, parts: int = 3):
+    plan = s.make_plan(
+        frame["customer_id"].to_numpy(), s.month_index(parse_dates(frame["record_date"])), frame["segment"],
+        seed=1, current_months=2, reference_months=None, test_fraction=0.2, train_per_class=None, test_per_class=None,
+    )
+    chunks = [frame.iloc[idx] for idx in np.array_split(np.arange(len(frame)), parts)]
+    return st.merge([st.partial(chunk, spec, plan, 2**64 - 1) for chunk in chunks], spec)
+
+
+def test_infinite_raw_values_are_counted_over_every_split_and_named_with_the_smallest_id():
+    spec = build_spec(dataset_plain())
+    frame = raw_frame(600, seed=14)
+    rows = [5, 250, 599]  # spread over the shards, whatever split each row falls in
+    frame.loc[frame.index[rows], "balance"] = [np.inf, -np.inf, np.inf]
+    merged = _merged(frame, spec)
+    smallest = int(frame["customer_id"].iloc[rows].min())
+    assert merged["infinite"] == {"balance": [3, smallest]}
+    with pytest.raises(DataError, match=rf"column 'balance' has 3 infinite values \(e.g. customer_id {smallest}\)"):
+        st.check_raw_values(merged, spec)
+
+
+def test_nan_is_a_missing_value_but_a_column_null_in_every_train_row_is_an_error():
+    spec = build_spec(dataset_plain())
+    frame = raw_frame(600, seed=15)
+    frame.loc[frame.index[:100], "balance"] = np.nan
+    st.check_raw_values(_merged(frame, spec), spec)  # some nulls: fine, the missing flags carry them
+    frame["balance"] = np.nan
+    merged = _merged(frame, spec)
+    assert merged["present"]["balance"] == 0 and merged["present"]["kwh_m12"] > 0
+    with pytest.raises(DataError, match=rf"column 'balance' is null in all {merged['rows']:,} train rows"):
+        st.check_raw_values(merged, spec)
