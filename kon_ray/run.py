@@ -65,8 +65,10 @@ def main(cfg: DictConfig) -> int:
 def _main(cfg: DictConfig) -> int:
     config = load_config(cfg)
     plain = to_plain(cfg)
-    install_log_redaction(plain)
-    _redact_hydra_dumps(plain)
+    # secrets may also sit in Hydra's own config (hydra.job.env_set, the recorded overrides)
+    everything = {"config": plain, "hydra": _hydra_plain()}
+    install_log_redaction(everything)
+    _redact_hydra_dumps(plain, secret_values(everything))
     if config.cluster.kind != "local":
         from kon_ray.cluster.remote import submit
 
@@ -81,13 +83,20 @@ def _main(cfg: DictConfig) -> int:
     return 0
 
 
-def _redact_hydra_dumps(plain: Dict[str, Any]) -> None:
-    """Hydra writes the composed config and overrides to <run>/.hydra/ verbatim; mask secrets in them."""
+def _hydra_plain() -> Dict[str, Any]:
+    try:
+        return OmegaConf.to_container(HydraConfig.get(), resolve=False)
+    except ValueError:
+        return {}  # not running under Hydra (tests call main directly)
+
+
+def _redact_hydra_dumps(plain: Dict[str, Any], values: set[str]) -> None:
+    """Hydra writes the composed config, its own config and the overrides to <run>/.hydra/ verbatim; mask every
+    secret value in them (`values`: from the config and from Hydra's config)."""
     try:
         hydra_dir = os.path.join(HydraConfig.get().runtime.output_dir, ".hydra")
     except ValueError:
         return  # not running under Hydra (tests call main directly)
-    values = secret_values(plain)
     for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
         path = os.path.join(hydra_dir, name)
         if not os.path.exists(path):

@@ -21,6 +21,8 @@ SECRET_KEY = re.compile(
     r"|credentials?|auth)([._-]|$)",
     re.IGNORECASE,
 )
+# a command-line override, as Hydra records them (hydra.overrides.task): [+|++|~]key=value
+OVERRIDE = re.compile(r"^(?:\+{1,2}|~)?(?P<key>[\w.\-/@]+)=(?P<value>.+)$")
 URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<password>[^@/\s]+)@", re.I)
 
 
@@ -57,6 +59,9 @@ def secret_values(obj: Any) -> Set[str]:
             found |= secret_values(v)
     elif isinstance(obj, str):
         found |= {m["password"] for m in URL_PASSWORD.finditer(obj)}
+        override = OVERRIDE.match(obj)
+        if override and is_secret_key(override["key"]):
+            found.add(override["value"])
     return found
 
 

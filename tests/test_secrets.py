@@ -33,3 +33,9 @@ def test_the_log_filter_masks_planted_values():
                                "https://u:pw-999@h"), None)
     RedactingFilter({"tok-123456"}).filter(record)
     assert record.getMessage() == f"connecting with {MASK} to https://u:{MASK}@h"
+
+
+def test_overrides_as_hydra_records_them_give_up_their_secret_values():
+    recorded = {"task": ["+dataset=POLA", "+hydra.job.env_set.KON_API_TOKEN=tok-777", "tracking.password=pw-1",
+                         "~auth=gone", "model.max_depth=6"], "env_set": {"KON_API_TOKEN": "tok-777"}}
+    assert secret_values(recorded) == {"tok-777", "pw-1", "gone"}

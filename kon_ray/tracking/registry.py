@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
+from kon_ray.secrets import redact_text
 from kon_ray.tracking.config import TrackingConfig
 from kon_ray.tracking.uri import resolve_uri
 
@@ -45,8 +46,9 @@ def find_latest_model(dataset_name: str, population: str, tracking_cfg: Tracking
     from kon_ray.tracking.tracker import import_mlflow, one_line, registered_name
 
     uri = resolve_uri(tracking_cfg.uri)
+    shown = redact_text(uri)  # these messages end up in the drift report: never a password from the URI
     if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///") :]):
-        return ModelLookup(None, f"no tracking database at {uri} yet: no earlier run")
+        return ModelLookup(None, f"no tracking database at {shown} yet: no earlier run")
     mlflow = import_mlflow()
     from mlflow.tracking import MlflowClient
 
@@ -60,7 +62,7 @@ def find_latest_model(dataset_name: str, population: str, tracking_cfg: Tracking
             return ModelLookup(
                 None,
                 f"no {population} model for {dataset_name}: nothing registered as {name!r} and no finished run with"
-                f" one in experiment {tracking_cfg.experiment!r} at {uri}",
+                f" one in experiment {tracking_cfg.experiment!r} at {shown}",
             )
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(uri)
@@ -70,7 +72,7 @@ def find_latest_model(dataset_name: str, population: str, tracking_cfg: Tracking
             mlflow.set_tracking_uri(previous)
         metadata = _metadata(client, run_id, population)
     except Exception as exc:  # a server that went away, a model deleted under us: no comparison, not a crash
-        return ModelLookup(None, f"could not load the {population} model from {uri}: {one_line(exc)}")
+        return ModelLookup(None, redact_text(f"could not load the {population} model from {shown}: {one_line(exc)}"))
     return ModelLookup((booster, metadata), f"{source} (run {run_id})", model_uri, run_id)
 
 

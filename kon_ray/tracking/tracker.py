@@ -51,6 +51,7 @@ import kon_ray
 from kon_ray.config import POPULATIONS, KonConfig
 from kon_ray.context import STAGE_FOLDERS
 from kon_ray.errors import ConfigError, DriftGateError, KonError
+from kon_ray.secrets import redact_text
 from kon_ray.tracking import names, outputs
 
 POPULATION_COLUMN = "population"  # the preprocess stage writes each row's population (domestic/industrial)
@@ -182,7 +183,7 @@ class Tracker:
             experiment = mlflow.set_experiment(tracking.experiment)
             run = mlflow.start_run(run_name=name, parent_run_id=parent, tags=tags)
         except Exception as exc:  # a bad URI, an unwritable database, a parent run that is gone
-            raise ConfigError(f"tracking: cannot start an MLflow run at {self.uri}: {one_line(exc)}") from None
+            raise ConfigError(redact_text(f"tracking: cannot start an MLflow run at {self.uri}: {one_line(exc)}")) from None
         self.run_id, self.experiment_id = run.info.run_id, experiment.experiment_id
         self._batch(params=names.config_params(self.plain))
         log.info("tracking: MLflow run %s (%s) in experiment %r; %s", name, self.run_id, tracking.experiment,

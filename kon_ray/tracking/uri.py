@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Optional
 
@@ -45,9 +47,9 @@ def check_uri(uri: str, timeout_s: float = 5.0) -> None:
             )
         return
     if uri.startswith(("http://", "https://")):
-        health = uri.rstrip("/") + "/health"
+        health, request = _health_request(uri)
         try:
-            with urllib.request.urlopen(health, timeout=timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 if response.status != 200:
                     raise urllib.error.URLError(f"HTTP {response.status}")
         except urllib.error.HTTPError as exc:
@@ -60,6 +62,21 @@ def check_uri(uri: str, timeout_s: float = 5.0) -> None:
                 f"tracking.uri {uri}: no MLflow server answers ({reason}); start one (mlflow server --host 127.0.0.1"
                 " --port 5000), point tracking.uri elsewhere, or run with tracking=off"
             ) from None
+
+
+def _health_request(uri: str) -> tuple[str, urllib.request.Request]:
+    """The server's /health URL (credentials removed, for messages) and a request for it that sends the URL's
+    user:password as basic auth, as MLflow's own client (requests) does; urllib would read them as the host."""
+    parts = urllib.parse.urlsplit(uri.rstrip("/"))
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    health = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path + "/health", "", ""))
+    request = urllib.request.Request(health)
+    if parts.username is not None:
+        user_pass = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(user_pass.encode()).decode())
+    return health, request
 
 
 def ui_hint(uri: str) -> str:

@@ -133,3 +133,30 @@ def test_the_sweep_summary_names_the_best_job_per_population():
     text = format_summary(summary)
     assert "domestic: domestic/macro_f1=0.8 job 1: model.max_depth=6 model.eta=0.05" in text
     assert "job 2 failed" in text
+
+
+def test_a_server_behind_basic_auth_is_checked_with_the_uri_credentials():
+    """user:password in tracking.uri is sent as basic auth (as MLflow's client sends it), not taken for the host."""
+    import base64
+    import http.server
+    import threading
+
+    seen = []
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server hook name
+            seen.append((self.path, self.headers.get("Authorization")))
+            ok = self.headers.get("Authorization") == "Basic " + base64.b64encode(b"kon:p@ss word").decode()
+            self.send_response(200 if ok else 401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        check_uri(f"http://kon:p%40ss%20word@127.0.0.1:{server.server_port}/mlflow", timeout_s=5)
+    finally:
+        server.shutdown()
+    assert seen == [("/mlflow/health", "Basic " + base64.b64encode(b"kon:p@ss word").decode())]
