@@ -1,5 +1,6 @@
 """The full-scale run, measured: generate CLIE (4M), POLA (3.5M) and HFAC (2.5M) rows and run the whole pipeline on
-each on this machine, recording every stage's wall time and the peak resident memory of all Ray processes together.
+each on this machine, recording every stage's wall time and the peak memory of all Ray processes together (their summed PSS, see
+kon_ray/memory.py) and how much Ray spilled to disk.
 
     .venv/bin/python scripts/full_scale.py                      # all three datasets at full scale
     .venv/bin/python scripts/full_scale.py --datasets POLA --rows 1000000 --out /tmp/kon_full
@@ -53,6 +54,8 @@ def main() -> int:
     parser.add_argument("--datasets", nargs="+", default=["CLIE", "POLA", "HFAC"])
     parser.add_argument("--rows", type=int, default=None, help="rows per dataset (default: each one's full_rows)")
     parser.add_argument("--out", default="/tmp/kon_full_scale")
+    parser.add_argument("--sample-every", type=float, default=2.0,
+                        help="seconds between memory samples (each reads every Ray process's PSS: ~0.1 CPU s)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the pipeline")
     args = parser.parse_args()
 
@@ -64,7 +67,9 @@ def main() -> int:
     from kon_ray.synth import generate
 
     out = Path(args.out)
-    results = {"machine": f"{os.cpu_count()} cores, {platform.machine()}", "datasets": {}}
+    record = out / "full_scale.json"  # written after every dataset; later invocations add to it
+    results = json.loads(record.read_text()) if record.exists() else {"datasets": {}}
+    results["machine"] = f"{os.cpu_count()} cores, {platform.machine()}"
     for name in args.datasets:
         data = out / "data" / name
         cfg = compose_for(name, [f"dataset.path={data}", "tracking=off", *args.overrides])
@@ -80,11 +85,11 @@ def main() -> int:
         print(f"{name}: {rows:,} rows", flush=True)
         if not data.exists():
             start = time.perf_counter()
-            with PeakMemory() as gen_peak:
+            with PeakMemory(args.sample_every) as gen_peak:
                 generate(config.dataset, config.synth, str(data))
             print(f"  generated in {time.perf_counter() - start:.1f} s, peak {gen_peak.gib:.2f} GiB", flush=True)
         init_local_ray(config.cluster)
-        with PeakMemory() as peak:
+        with PeakMemory(args.sample_every) as peak:
             recorder = StageRecorder(peak)
             start = time.perf_counter()
             run_pipeline(RunContext(config=config, plain=to_plain(cfg), run_dir=config.output_dir), recorder)
@@ -92,9 +97,9 @@ def main() -> int:
         results["datasets"][name] = {"rows": rows, "total_seconds": round(total, 1), "stages": recorder.stages,
                                      "peak_gib": round(max(s["peak_gib"] for s in recorder.stages), 2)}
         ray.shutdown()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "full_scale.json").write_text(json.dumps(results, indent=2))
-    print("\n| dataset | rows | stage | wall time (s) | peak RSS, all Ray processes (GiB) | spilled (GiB) |")
+        out.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(results, indent=2))
+    print("\n| dataset | rows | stage | wall time (s) | peak memory, all Ray processes (GiB) | spilled (GiB) |")
     print("|---|---|---|---|---|---|")
     for name, result in results["datasets"].items():
         for stage in result["stages"]:
