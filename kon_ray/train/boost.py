@@ -79,9 +79,11 @@ def boost(
     start = progress.rounds
     if booster is not None and start > 0:
         progress.resumed_from.append(start)
+    base_seed = int(params.get("seed", 0))
     for i in range(start, num_boost_round):
         if progress.stopped_early:
             break
+        bst.set_param({"seed": round_seed(base_seed, i)})
         bst.update(dtrain, iteration=i)
         scores = parse_eval(bst.eval_set(evals, iteration=i))
         for name in EVAL_NAMES:
@@ -95,6 +97,13 @@ def boost(
     progress.final = True
     best = bst[: progress.best_iteration + 1] if progress.best_iteration >= 0 else bst
     return best, progress
+
+
+def round_seed(seed: int, round_: int) -> int:
+    """The seed for one boosting round. XGBoost's sampling RNG (subsample, colsample) is not in a checkpoint, so a
+    resumed run would draw different rows than an uninterrupted one; seeding each round from (seed, round) makes a
+    run resumed after a lost worker build exactly the trees the uninterrupted run builds."""
+    return (seed + round_ * 1_000_003) % 2**31
 
 
 def xgb_params(model: Dict, num_class: int, nthread: int, seed: int) -> Dict:
