@@ -100,9 +100,10 @@ def boost(
 
 
 def round_seed(seed: int, round_: int) -> int:
-    """The seed for one boosting round. XGBoost's sampling RNG (subsample, colsample) is not in a checkpoint, so a
-    resumed run would draw different rows than an uninterrupted one; seeding each round from (seed, round) makes a
-    run resumed after a lost worker build exactly the trees the uninterrupted run builds."""
+    """The seed for one boosting round. XGBoost's sampling RNG (subsample, colsample) is not in a checkpoint: a
+    booster loaded from one starts the sequence afresh (by hand, 3 + 3 rounds of bare `Booster.update` ended 0.22
+    away in predicted probability from 6 uninterrupted rounds). Seeding each round from (seed, round) makes a round's
+    sampling depend on nothing else, so a resumed worker draws what the uninterrupted one would."""
     return (seed + round_ * 1_000_003) % 2**31
 
 

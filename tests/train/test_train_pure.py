@@ -132,3 +132,19 @@ def test_early_stopping_keeps_the_best_round_and_survives_a_resume():
     assert best.num_boosted_rounds() == progress.best_iteration + 1
     val = progress.history["validation"]
     assert min(val) == val[progress.best_iteration] == progress.best_score
+
+
+def test_heavy_row_and_column_sampling_still_resumes_to_the_same_trees():
+    """XGBoost does not checkpoint its sampling RNG; with a seed per round (round_seed) a resume is exact even when
+    half the rows and a third of the columns are sampled away each round."""
+    rng = np.random.default_rng(0)
+    X = rng.random((3000, 10))
+    y = (X[:, 0] * 3 + rng.random(3000)).astype(int) % 3
+    dtrain, dvalid = xgb.DMatrix(X[:2500], label=y[:2500]), xgb.DMatrix(X[2500:], label=y[2500:])
+    params = xgb_params({**MODEL, "subsample": 0.5, "colsample_bytree": 0.7}, num_class=3, nthread=1, seed=42)
+    full, _ = boost(params, dtrain, dvalid, 6, 0)
+    half, progress = boost(params, dtrain, dvalid, 3, 0)
+    progress.final = False
+    resumed, _ = boost(params, dtrain, dvalid, 6, 0, booster=xgb.Booster(model_file=half.save_raw()),
+                       progress=progress)
+    assert np.array_equal(resumed.predict(dvalid), full.predict(dvalid))
