@@ -20,20 +20,34 @@ def init_local_ray(cluster: ClusterConfig) -> None:
     address = cluster.address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
+        quiet_ray_data_console()
         nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
         log.info("joined Ray at %s (%d nodes, %s CPUs)", address, nodes, ray.cluster_resources().get("CPU"))
         check_joined_storage(cluster, nodes)
         return
     num_cpus = (cluster.num_cpus or os.cpu_count() or 1) + cluster.data_cpu_reserve
     object_store = int(cluster.object_store_gb * 1024**3) if cluster.object_store_gb else None
-    ray.init(
+    context = ray.init(
         num_cpus=num_cpus,
         object_store_memory=object_store,
         include_dashboard=False,
         log_to_driver=False,
         configure_logging=False,
     )
-    log.info("started a local Ray: %d logical CPUs, object store %s", num_cpus, _gb(object_store))
+    quiet_ray_data_console()
+    log.info("started a local Ray: %d logical CPUs, object store %s; Ray's own logs in %s/logs", num_cpus,
+             _gb(object_store), context.address_info.get("session_dir"))
+
+
+def quiet_ray_data_console() -> None:
+    """Ray Data prints every dataset's plan and, in a non-interactive terminal, a progress line per operator every
+    10 s: thousands of lines in a full-scale run, burying kon_ray's own. Keep them in Ray's session log
+    (<session>/logs/ray-data/) and let only warnings and errors through to the terminal."""
+    import ray.data  # noqa: F401 - importing it installs Ray Data's loggers
+
+    for handler in logging.getLogger("ray.data").handlers:
+        if not isinstance(handler, logging.FileHandler) and "File" not in type(handler).__name__:
+            handler.setLevel(logging.WARNING)
 
 
 def _gb(size: int | None) -> str:
