@@ -8,7 +8,7 @@ import os
 import ray
 
 from kon_ray.cluster.config import ClusterConfig
-from kon_ray.errors import ConfigError
+from kon_ray.errors import ClusterError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +27,20 @@ def init_local_ray(cluster: ClusterConfig) -> None:
         return
     num_cpus = (cluster.num_cpus or os.cpu_count() or 1) + cluster.data_cpu_reserve
     object_store = int(cluster.object_store_gb * 1024**3) if cluster.object_store_gb else None
-    context = ray.init(
-        num_cpus=num_cpus,
-        object_store_memory=object_store,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    try:
+        context = ray.init(
+            num_cpus=num_cpus,
+            object_store_memory=object_store,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    except Exception as exc:  # noqa: BLE001 - Ray raises plain Exception when its processes do not come up
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ClusterError(
+            f"could not start a local Ray ({num_cpus} CPUs, object store {_gb(object_store)}): {reason}; on a busy"
+            " machine retry, or join a running one with cluster.address=auto after `ray start --head`"
+        ) from None
     quiet_ray_data_console()
     log.info("started a local Ray: %d logical CPUs, object store %s; Ray's own logs in %s/logs", num_cpus,
              _gb(object_store), context.address_info.get("session_dir"))
