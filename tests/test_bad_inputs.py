@@ -23,21 +23,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from kon_ray.context import STAGE_FOLDERS
+from tests.conftest import generate_pola
+
 
 ROWS = 400
 
 
 @pytest.fixture(scope="module")
 def good_data(tmp_path_factory) -> Path:
-    from kon_ray.config import load_config
-    from kon_ray.synth import generate
-    from kon_ray.synth.config import SynthConfig
-    from tests.conftest import compose_config
-
-    folder = tmp_path_factory.mktemp("good") / "POLA"
-    dataset = load_config(compose_config(["+dataset=POLA"])).dataset
-    generate(dataset, SynthConfig(rows=ROWS, rows_per_file=ROWS // 2), str(folder))
-    return folder
+    return generate_pola(tmp_path_factory.mktemp("good") / "POLA", ROWS, parts=2)
 
 
 def _parts(folder: Path) -> List[Path]:
@@ -148,15 +143,22 @@ def _assert_nothing_published(run: Path) -> None:
     assert not cache.exists() or list(cache.iterdir()) == []
 
 
-@pytest.mark.parametrize("case", list(DATA_CASES))
-def test_bad_data(case, good_data, tmp_path):
-    breaks, overrides, code, names = DATA_CASES[case]
+def _run_on_broken_copy(good_data: Path, tmp_path: Path, breaks: Callable[[Path], object],
+                        overrides: List[str]) -> tuple[subprocess.CompletedProcess, Path]:
+    """Copy the good data, break the copy, run the command on it; the result and the run folder."""
     data = tmp_path / "POLA"
     shutil.copytree(good_data, data)
     breaks(data)
     run = tmp_path / "runs" / "run"
     done = _kon("+dataset=POLA", f"dataset.path={data}", f"output_dir={run}", f"hydra.run.dir={run}",
                 "tracking=off", *overrides, cwd=tmp_path)
+    return done, run
+
+
+@pytest.mark.parametrize("case", list(DATA_CASES))
+def test_bad_data(case, good_data, tmp_path):
+    breaks, overrides, code, names = DATA_CASES[case]
+    done, run = _run_on_broken_copy(good_data, tmp_path, breaks, overrides)
     _assert_one_clear_line(done, code, names)
     _assert_nothing_published(run)
 
@@ -164,18 +166,12 @@ def test_bad_data(case, good_data, tmp_path):
 @pytest.mark.parametrize("case", list(LATE_CASES))
 def test_bad_values_found_by_a_later_stage(case, good_data, tmp_path):
     breaks, overrides, code, names, failing = LATE_CASES[case]
-    data = tmp_path / "POLA"
-    shutil.copytree(good_data, data)
-    breaks(data)
-    run = tmp_path / "runs" / "run"
-    done = _kon("+dataset=POLA", f"dataset.path={data}", f"output_dir={run}", f"hydra.run.dir={run}",
-                "tracking=off", *overrides, cwd=tmp_path)
+    done, run = _run_on_broken_copy(good_data, tmp_path, breaks, overrides)
     _assert_one_clear_line(done, code, names)
     stages = overrides[0].split("[")[1].rstrip("]").split(",")
     before = stages[: stages.index(failing)]
-    folders = {"ingest": "ingest", "preprocess": "features", "segment": "segment", "train": "models"}
     assert sorted(p.name for p in run.iterdir() if p.name not in (".hydra", "run.log", "ray_train")) == sorted(
-        folders[s] for s in before)
+        STAGE_FOLDERS[s] for s in before)
     cache = sorted(p.name.split("-")[0] for p in (run.parent / ".cache").iterdir())
     assert cache == sorted(before)  # the failing stage left neither outputs nor a staging folder
 

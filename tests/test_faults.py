@@ -23,6 +23,8 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import generate_pola
+
 pytestmark = pytest.mark.slow
 
 ROWS = 60_000
@@ -30,20 +32,9 @@ STAGES = "stages=[ingest,preprocess,drift]"
 TRANSFORM_TASK = "_transform_block"  # Ray titles a worker process after the task it runs: ray::MapBatches(...)
 
 
-def _generate(folder: Path, rows: int) -> Path:
-    from kon_ray.config import load_config
-    from kon_ray.synth import generate
-    from kon_ray.synth.config import SynthConfig
-    from tests.conftest import compose_config
-
-    dataset = load_config(compose_config(["+dataset=POLA"])).dataset
-    generate(dataset, SynthConfig(rows=rows, rows_per_file=rows // 4), str(folder))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def pola(tmp_path_factory) -> Path:
-    return _generate(tmp_path_factory.mktemp("faults") / "POLA", ROWS)
+    return generate_pola(tmp_path_factory.mktemp("faults") / "POLA", ROWS, parts=4)
 
 
 def _command(data: Path, run: Path, *overrides: str) -> List[str]:
@@ -187,7 +178,7 @@ def test_a_worker_killed_while_computing_features_is_retried_and_the_output_matc
 def test_an_object_store_too_small_for_the_data_spills_and_the_run_finishes(tmp_path):
     # 150k rows: the fit's partials alone (a 100k-row sample of ~60 raw columns) are several times Ray's smallest
     # object store (75 MiB), which the run asks for; everything must still finish, spilling to disk
-    data = _generate(tmp_path / "POLA", 150_000)
+    data = generate_pola(tmp_path / "POLA", 150_000, parts=4)
     run = tmp_path / "runs" / "run"
     command = _command(data, run, "cluster.object_store_gb=0.075")
     command[command.index(STAGES)] = "stages=[ingest,preprocess]"

@@ -18,6 +18,7 @@ from typing import Dict, Iterable, List
 
 import pytest
 
+from tests.conftest import generate_pola
 from tests.tracking.conftest import subprocess_env
 
 URL_PASSWORD = "PLANTED-url-pw-7f3a9c"
@@ -48,13 +49,7 @@ def _leaks(paths: Iterable[Path]) -> Dict[str, List[str]]:
 
 @pytest.mark.slow
 def test_planted_secrets_appear_in_no_output(tmp_path, mlflow_server):
-    from kon_ray.config import load_config
-    from kon_ray.synth import generate
-    from kon_ray.synth.config import SynthConfig
-    from tests.conftest import compose_config
-
-    data = tmp_path / "POLA"
-    generate(load_config(compose_config(["+dataset=POLA"])).dataset, SynthConfig(rows=3000), str(data))
+    data = generate_pola(tmp_path / "POLA", 3000)
     run = tmp_path / "runs" / "run"
     uri = mlflow_server.replace("http://", f"http://kon:{URL_PASSWORD}@")
     env = subprocess_env(AWS_SECRET_ACCESS_KEY=AWS_SECRET, MLFLOW_TRACKING_PASSWORD=MLFLOW_PASSWORD)
