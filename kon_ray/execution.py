@@ -1,0 +1,311 @@
+"""The execution layer: the one module that decides where and how many pieces of data work run at once.
+
+A stage describes *what* to compute per work unit (a pure function over an Arrow table) and how the partials
+merge; this module decides *where* (Ray tasks, or this process when Ray is not running) and *how many at once*.
+
+    plan   Parquet footers only -> work units. A unit is a list of row ranges (file, row group, first row, end)
+           and, for per-column work, one group of columns. Units are sized from the cluster's CPUs and the data's
+           uncompressed size, so one file with one huge row group spreads over every core like a folder of small
+           files: per-column work (drift counts, the fit pass) splits its columns, per-row work splits the row
+           group into row ranges.
+    run    map(unit -> small partial) as plain Ray tasks, at most a few per CPU in flight; partials merge on the
+           driver as they arrive, in unit order, so the result never depends on which task finished first.
+    errors a KonError raised inside a task (or a Ray Train worker) comes back as itself, one line (`user_errors`).
+
+Parquet has no API to read part of a row group: a row range is read by decoding the row group's batches up to the
+range's end and keeping the range. A row group is therefore split into row ranges only as far as parallelism or
+memory require, never more (the decoding before a range is paid again by each range).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kon_ray import storage
+from kon_ray.errors import KonError
+
+# A unit smaller than this is not worth a task (task start and footer read cost ~ms; 16k rows x 60 columns ~ 8 MB).
+MIN_UNIT_ROWS = 16_384
+# A unit's uncompressed columns stay below this, so a task's working set (Arrow + pandas/numpy copies, ~3x) fits
+# in a worker's share of memory on the smallest machine we run on (24 GiB, 3 workers).
+MAX_UNIT_BYTES = 512 * 1024**2
+# Units per CPU when whole row groups or column groups allow it: enough that one slow unit does not leave a core
+# idle at the end of a pass, few enough that per-task costs stay small.
+UNITS_PER_CPU = 2
+# At most this many tasks per CPU are submitted ahead of the results being collected (bounds driver memory).
+IN_FLIGHT_PER_CPU = 2
+
+
+@dataclass(frozen=True)
+class RowRange:
+    """Rows [start, stop) of one row group of one Parquet file."""
+
+    file: str
+    row_group: int
+    start: int
+    stop: int
+    group_rows: int  # rows in the whole row group (start == 0 and stop == group_rows: the whole group)
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """What one task reads: some row ranges, and the columns of its column group (None: the pass's columns)."""
+
+    index: int
+    ranges: Tuple[RowRange, ...]
+    columns: Optional[Tuple[str, ...]] = None
+
+    @property
+    def rows(self) -> int:
+        return sum(r.rows for r in self.ranges)
+
+
+@dataclass(frozen=True)
+class RowGroupInfo:
+    file: str
+    index: int
+    rows: int
+    column_bytes: Dict[str, int]  # uncompressed bytes per top-level column
+
+
+def cpus() -> int:
+    """CPUs the work may use: the connected Ray cluster's, else this machine's cores."""
+    import ray
+
+    if ray.is_initialized():
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return max(1, os.cpu_count() or 1)
+
+
+def row_groups(files: Sequence[str]) -> List[RowGroupInfo]:
+    """Every row group of `files`, from their footers (no data is read)."""
+    out = []
+    for file in files:
+        fs, path = storage.filesystem(file)
+        with fs.open_input_file(path) as handle:
+            meta = pq.ParquetFile(handle).metadata
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            sizes: Dict[str, int] = {}
+            for c in range(group.num_columns):
+                column = group.column(c)
+                top = column.path_in_schema.split(".", 1)[0]
+                sizes[top] = sizes.get(top, 0) + int(column.total_uncompressed_size)
+            out.append(RowGroupInfo(file, g, group.num_rows, sizes))
+    return out
+
+
+def plan(files: Sequence[str], columns: Sequence[str], *, per_column: bool = False, workers: Optional[int] = None,
+         min_rows: int = MIN_UNIT_ROWS, max_bytes: int = MAX_UNIT_BYTES,
+         groups: Optional[List[RowGroupInfo]] = None) -> List[WorkUnit]:
+    """Cut a pass over `columns` of `files` into work units, from the Parquet footers alone.
+
+    `per_column`: the pass's function works column by column (its partials merge across column groups), so a
+    file with too few row groups is spread by columns before any row group is cut into row ranges.
+    """
+    columns = list(columns)
+    groups = row_groups(files) if groups is None else groups
+    groups = [g for g in groups if g.rows > 0]
+    workers = workers or cpus()
+    if not groups:
+        return []
+    total_rows = sum(g.rows for g in groups)
+    wanted = max(1, UNITS_PER_CPU * workers)
+    row_bytes = max(1.0, sum(_bytes(g, columns) for g in groups) / total_rows)
+
+    column_groups: List[Optional[Tuple[str, ...]]] = [None]
+    if per_column and len(columns) > 1:
+        # columns make up for the row groups the data lacks, and keep a unit's bytes under max_bytes
+        by_parallelism = math.ceil(wanted / len(groups))
+        by_memory = math.ceil(max(g.rows for g in groups) * row_bytes / max_bytes)
+        count = max(1, min(len(columns), max(by_parallelism, by_memory)))
+        if count > 1:
+            column_groups = [tuple(part) for part in _split_evenly(columns, count)]
+    unit_bytes_per_row = row_bytes / len(column_groups)
+
+    # rows per unit: enough units for every CPU, none above the memory bound, none below min_rows
+    units_per_column_group = max(1, math.ceil(wanted / len(column_groups)))
+    target = max(min_rows, math.ceil(total_rows / units_per_column_group))
+    target = min(target, max(1, int(max_bytes / unit_bytes_per_row)))
+    # cut a row group into row ranges only when parallelism (one unit per CPU at least) or memory needs it
+    must_cut = total_rows / max(1, math.ceil(workers / len(column_groups)))
+    cut_rows = min(max(target, math.ceil(must_cut)), max(1, int(max_bytes / unit_bytes_per_row)))
+    cut_rows = max(cut_rows, min(min_rows, max(g.rows for g in groups)))
+
+    row_units: List[List[RowRange]] = []
+    current: List[RowRange] = []
+    current_rows = 0
+    for group in groups:
+        pieces = max(1, math.ceil(group.rows / cut_rows)) if group.rows > cut_rows else 1
+        bounds = [round(i * group.rows / pieces) for i in range(pieces + 1)]
+        for start, stop in zip(bounds, bounds[1:]):
+            piece = RowRange(group.file, group.index, start, stop, group.rows)
+            if current and current_rows + piece.rows > target:
+                row_units.append(current)
+                current, current_rows = [], 0
+            current.append(piece)
+            current_rows += piece.rows
+    if current:
+        row_units.append(current)
+
+    units = []
+    for cols in column_groups:
+        for ranges in row_units:
+            units.append(WorkUnit(len(units), tuple(ranges), cols))
+    return units
+
+
+def _bytes(group: RowGroupInfo, columns: Sequence[str]) -> int:
+    return sum(group.column_bytes.get(c, 0) for c in columns) or sum(group.column_bytes.values())
+
+
+def _split_evenly(items: Sequence[str], count: int) -> List[List[str]]:
+    bounds = [round(i * len(items) / count) for i in range(count + 1)]
+    return [list(items[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+# --- reading -------------------------------------------------------------------------------------------------
+
+
+def read_range(piece: RowRange, columns: Optional[Sequence[str]]) -> pa.Table:
+    """The rows of one row range. A whole row group is read directly; a part of one by decoding its batches up to
+    the range's end (Parquet cannot seek to a row inside a row group)."""
+    fs, path = storage.filesystem(piece.file)
+    cols = list(columns) if columns is not None else None
+    with fs.open_input_file(path) as handle:
+        reader = pq.ParquetFile(handle)
+        if piece.start == 0 and piece.stop == piece.group_rows:
+            return reader.read_row_group(piece.row_group, columns=cols)
+        size = math.gcd(piece.start, piece.rows) or piece.rows  # batches that fall exactly on the range's edges
+        size = max(size, min(piece.rows, 8192))
+        batches, position = [], 0
+        for batch in reader.iter_batches(batch_size=size, row_groups=[piece.row_group], columns=cols):
+            end = position + batch.num_rows
+            if end > piece.start:
+                batches.append(batch.slice(max(0, piece.start - position), min(end, piece.stop) - max(position, piece.start)))
+            position = end
+            if position >= piece.stop:
+                break
+    if not batches:
+        return reader.schema_arrow.empty_table() if cols is None else reader.schema_arrow.empty_table().select(cols)
+    return pa.Table.from_batches(batches)
+
+
+def read_unit(unit: WorkUnit, columns: Optional[Sequence[str]] = None) -> pa.Table:
+    """All rows of a unit, its column group (or `columns`) only; row ranges of several files are concatenated
+    with their types unified (a column null in one file and typed in another)."""
+    cols = list(unit.columns) if unit.columns is not None else (list(columns) if columns is not None else None)
+    tables = [read_range(piece, cols) for piece in unit.ranges]
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+# --- running -------------------------------------------------------------------------------------------------
+
+
+def _run_unit(fn: Callable[..., Any], unit: WorkUnit, columns: Optional[Sequence[str]], kwargs: Dict[str, Any]):
+    return fn(read_unit(unit, columns), unit, **kwargs)
+
+
+def map_units(fn: Callable[..., Any], units: Sequence[WorkUnit], *, columns: Optional[Sequence[str]] = None,
+              kwargs: Optional[Dict[str, Any]] = None, num_cpus: float = 1,
+              retries: int = 3, name: Optional[str] = None) -> Iterator[Any]:
+    """`fn(table, unit, **kwargs)` for every unit, yielded in unit order.
+
+    With Ray running, each unit is one Ray task (`num_cpus` each; at most IN_FLIGHT_PER_CPU per CPU submitted
+    ahead, so results never pile up on the driver); a task whose worker dies is retried `retries` times, an
+    exception raised by `fn` is not (it would fail the same way). Without Ray, the units run here one by one:
+    the same answers, which is how the pure tests run a stage's pass.
+    """
+    import ray
+
+    kwargs = dict(kwargs or {})
+    if not ray.is_initialized():
+        for unit in units:
+            yield _run_unit(fn, unit, columns, kwargs)
+        return
+    remote = ray.remote(_run_unit).options(num_cpus=num_cpus, max_retries=retries,
+                                           name=name or getattr(fn, "__name__", "unit"))
+    fn_ref, kwargs_ref = ray.put(fn), ray.put(kwargs)
+    window = max(1, int(IN_FLIGHT_PER_CPU * cpus() / max(num_cpus, 1e-3)))
+    pending: List[Any] = []
+    with user_errors():
+        for unit in units:
+            pending.append(remote.remote(fn_ref, unit, columns, kwargs_ref))
+            if len(pending) >= window:
+                yield ray.get(pending.pop(0))
+        while pending:
+            yield ray.get(pending.pop(0))
+
+
+def map_reduce(fn: Callable[..., Any], units: Sequence[WorkUnit], merge: Callable[[Any, Any], Any], *,
+               columns: Optional[Sequence[str]] = None, kwargs: Optional[Dict[str, Any]] = None,
+               initial: Any = None, **options: Any) -> Any:
+    """`merge(...merge(merge(initial, p0), p1)..., pn)` over the partials `fn` returns for the units, in unit
+    order: partials stream into the merge as they come, so only one merged result is ever held."""
+    merged = initial
+    for part in map_units(fn, units, columns=columns, kwargs=kwargs, **options):
+        merged = merge(merged, part)
+    return merged
+
+
+def run_remote(fn: Callable[..., Any], *args: Any, num_cpus: float = 1, **kwargs: Any) -> Any:
+    """One call of `fn` as a Ray task when Ray runs (so it may run on any node), else here; user errors unwrapped."""
+    import ray
+
+    if not ray.is_initialized():
+        return fn(*args, **kwargs)
+    with user_errors():
+        return ray.get(ray.remote(fn).options(num_cpus=num_cpus, max_retries=0).remote(*args, **kwargs))
+
+
+# --- errors --------------------------------------------------------------------------------------------------
+
+
+def kon_error_in(exc: Optional[BaseException]) -> Optional[KonError]:
+    """The KonError a Ray task, actor or Ray Train worker raised, found through Ray's wrappers (RayTaskError.cause,
+    __cause__, Ray Train's worker_failures / controller_failure), or None when the failure is not a user error."""
+    seen: List[BaseException] = [exc] if exc is not None else []
+    visited = set()
+    while seen:
+        current = seen.pop()
+        if id(current) in visited or len(visited) > 50:
+            continue
+        visited.add(id(current))
+        if isinstance(current, KonError):
+            return current
+        for attr in ("cause", "__cause__", "__context__", "controller_failure"):
+            nested = getattr(current, attr, None)
+            if isinstance(nested, BaseException):
+                seen.append(nested)
+        for nested in (getattr(current, "worker_failures", None) or {}).values():
+            if isinstance(nested, BaseException):
+                seen.append(nested)
+    return None
+
+
+class user_errors:
+    """`with user_errors(): ...`: a KonError raised inside Ray re-raised as itself (its one line), not as Ray's
+    wrapped traceback. Anything else passes through unchanged."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None or isinstance(exc, KonError) or not isinstance(exc, Exception):
+            return False
+        original = kon_error_in(exc)
+        if original is not None:
+            raise original from None
+        return False
