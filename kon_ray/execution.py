@@ -51,6 +51,7 @@ class RowRange:
     start: int
     stop: int
     group_rows: int  # rows in the whole row group (start == 0 and stop == group_rows: the whole group)
+    first_row: int = 0  # the position of row `start` in the whole input (files in order): the same on any layout
 
     @property
     def rows(self) -> int:
@@ -145,16 +146,18 @@ def plan(files: Sequence[str], columns: Sequence[str], *, per_column: bool = Fal
     row_units: List[List[RowRange]] = []
     current: List[RowRange] = []
     current_rows = 0
+    position = 0
     for group in groups:
         pieces = max(1, math.ceil(group.rows / cut_rows)) if group.rows > cut_rows else 1
         bounds = [round(i * group.rows / pieces) for i in range(pieces + 1)]
         for start, stop in zip(bounds, bounds[1:]):
-            piece = RowRange(group.file, group.index, start, stop, group.rows)
+            piece = RowRange(group.file, group.index, start, stop, group.rows, position + start)
             if current and current_rows + piece.rows > target:
                 row_units.append(current)
                 current, current_rows = [], 0
             current.append(piece)
             current_rows += piece.rows
+        position += group.rows
     if current:
         row_units.append(current)
 
