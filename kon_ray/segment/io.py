@@ -16,6 +16,12 @@ def split_dir(features_dir: str, split: str) -> str:
     return storage.join(features_dir, split)
 
 
+def split_files(path: str) -> List[str]:
+    """The Parquet parts of a split folder as paths `storage.filesystem` opens (s3:// kept); [] for an empty split."""
+    prefix = "s3://" if storage.is_s3(path) else ""
+    return [prefix + f for f in storage.list_files(path)]
+
+
 def split_columns(path: str) -> List[str]:
     """Column names of a split folder's Parquet parts (the first part's schema)."""
     files = storage.list_files(path)
