@@ -1,9 +1,10 @@
 """Segmentation stage: fit estrato rules and k-means clusters on the training split; publish
 `segment/segment_state.json`. The feature data is not rewritten: train and infer apply `assign_segments` per batch.
 
-One pass over the Parquet parts pulls the few columns the fit needs into the object store (one numpy block per
-Ray Data block); every later step (moments, init sample, each Lloyd iteration) is a Ray task per block whose
-small result is merged on the driver.
+One pass over the Parquet parts (work units of the execution layer) pulls the few columns the fit needs into
+numpy blocks; every later step (moments, init sample, each Lloyd iteration) maps over those blocks and merges the
+small results on the driver. Small blocks stay in the driver (a numpy pass there is cheaper than a task per block
+and iteration); large ones stay in Ray's object store and each step is a task per block (kon_ray/execution.py).
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict
 
-import ray
-
-from kon_ray import storage
+from kon_ray import execution, storage
 from kon_ray.context import RunContext
 from kon_ray.segment.fit import fit_segment_state, prepare_block
-from kon_ray.segment.io import read_split, require_columns, split_dir
+from kon_ray.segment.io import require_columns, split_dir, split_files
 from kon_ray.segment.state import STATE_FILE
 
 log = logging.getLogger(__name__)
@@ -32,24 +31,25 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     if not seg.estrato_column:
         log.warning("dataset.segment.estrato_column is not set: every record gets estrato 0 (unknown)")
 
-    blocks = (
-        read_split(train, [dataset.id_column, *inputs])
-        .map_batches(
-            prepare_block,
-            batch_format="numpy",
-            fn_kwargs=dict(
-                id_column=dataset.id_column,
-                estrato_column=seg.estrato_column,
-                thresholds=list(seg.estrato_thresholds),
-                features=list(seg.cluster_features),
-                seed=ctx.config.seed,
-                log_scale=seg.cluster_log_scale,
-            ),
-        )
-        .to_numpy_refs()
+    columns = [dataset.id_column, *inputs]
+    units = execution.plan(split_files(train), columns)
+    rows = sum(unit.rows for unit in units)
+    blocks = execution.blocks(
+        _prepare_unit,
+        units,
+        columns=columns,
+        estimated_bytes=rows * (8 * len(seg.cluster_features) + 16),  # x (float64) + u (float64) + estrato
+        kwargs=dict(
+            id_column=dataset.id_column,
+            estrato_column=seg.estrato_column,
+            thresholds=list(seg.estrato_thresholds),
+            features=list(seg.cluster_features),
+            seed=ctx.config.seed,
+            log_scale=seg.cluster_log_scale,
+        ),
     )
     state, facts = fit_segment_state(
-        _ray_map(blocks),
+        blocks.map,
         estrato_column=seg.estrato_column,
         thresholds=seg.estrato_thresholds,
         features=list(seg.cluster_features),
@@ -74,15 +74,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     }
 
 
-@ray.remote(num_cpus=1)
-def _apply(fn, block, *args):
-    return fn(block, *args)
-
-
-def _ray_map(refs):
-    """map_blocks over blocks already in the object store: one small task per block, results to the driver."""
-
-    def map_blocks(fn, *args):
-        return ray.get([_apply.remote(fn, ref, *args) for ref in refs])
-
-    return map_blocks
+def _prepare_unit(table, unit, **kwargs):
+    """A work unit's rows -> the numpy block the fit needs (segment/fit.py's prepare_block)."""
+    columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+    return prepare_block(columns, **kwargs)

@@ -16,7 +16,12 @@ from kon_ray.train.synthetic import make_split_frame, synthetic_context, write_f
 THRESHOLDS = [1.0, 2.0, 3.0, 4.0, 5.0]
 
 
-def test_stage_fits_the_same_state_as_the_local_fit(ray_session, tmp_path):
+@pytest.mark.parametrize("blocks_kept", ["in the driver", "in the object store"])
+def test_stage_fits_the_same_state_as_the_local_fit(ray_session, tmp_path, monkeypatch, blocks_kept):
+    from kon_ray import execution
+
+    if blocks_kept == "in the object store":  # the large-data path: a task per block and k-means iteration
+        monkeypatch.setattr(execution, "LOCAL_BLOCK_BYTES", 0)
     seg = SegmentConfig("avaluo", THRESHOLDS, ["kwh", "bill"], clusters=3, kmeans_tolerance=0.0,
                         cluster_log_scale=True)
     ctx = synthetic_context(str(tmp_path / "run"), str(tmp_path / "staged"), segment=seg)
