@@ -1,5 +1,5 @@
-"""Batch scoring: `Scorer` is the callable class Ray Data runs in an actor pool (`map_batches(Scorer, ...)`); each
-actor loads the population models once in `__init__` and then scores batch after batch.
+"""Batch scoring and its metric counts, pure functions over a batch (a dict of numpy columns); the infer stage runs
+them once per work unit (kon_ray.infer.onepass), with the models loaded once per worker process.
 
 A batch holds records of both populations; each record is scored by its population's model (segments assigned
 from the model folder's own segment_state.json) and comes out as one prediction row: id, population, estrato,
@@ -9,7 +9,6 @@ cluster, the actual label when the data has one, the predicted label and one `pr
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -85,17 +84,25 @@ def score_batch(batch: Mapping[str, np.ndarray], bundles: Sequence[ModelBundle],
     parts: List[Dict[str, np.ndarray]] = []
     for bundle in bundles:
         keep = population == bundle.population
-        if not keep.any():
+        count = int(keep.sum())
+        if not count:
             continue
-        rows = assign_segments({name: np.asarray(values)[keep] for name, values in batch.items()}, bundle.segment_state)
-        missing = [f for f in bundle.base_features if f not in rows]
+        missing = [f for f in bundle.base_features if f not in batch]
         if missing:
             raise DataError(f"feature {missing[0]!r} of the {bundle.population} model is missing from the data")
+        # only the columns this model reads, and no row selection at all when the batch is one population
+        wanted = [id_column, *bundle.base_features, *bundle.segment_state.input_columns()]
+        if target_column and target_column in batch:
+            wanted.append(target_column)
+        every = count == len(population)
+        rows = {name: np.asarray(batch[name]) if every else np.asarray(batch[name])[keep]
+                for name in dict.fromkeys(wanted) if name in batch}  # a missing segment input: assign_segments says so
+        rows = assign_segments(rows, bundle.segment_state)
         probs = bundle.booster.inplace_predict(feature_matrix(rows, bundle.features), validate_features=False)
-        probs = np.asarray(probs, dtype=np.float32).reshape(len(rows[id_column]), len(bundle.labels))
+        probs = np.asarray(probs, dtype=np.float32).reshape(count, len(bundle.labels))
         part = {
             id_column: np.asarray(rows[id_column]),
-            POPULATION_COLUMN: np.asarray(rows[POPULATION_COLUMN]).astype(str).astype(object),
+            POPULATION_COLUMN: np.full(count, str(bundle.population), dtype=object),
             ESTRATO: rows[ESTRATO],
             CLUSTER: rows[CLUSTER],
             PREDICTED: np.asarray(bundle.labels, dtype=object)[probs.argmax(axis=1)],
@@ -121,20 +128,17 @@ def _empty(id_column: str, labels: Sequence[str], with_actual: bool) -> Dict[str
     return out
 
 
-class Scorer:
-    """Ray Data callable class: models loaded once per actor, then `score_batch` per batch."""
+def _label_index(values: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """Each value's index in `labels` (as strings), -1 where it is not one of them; vectorised."""
+    import pandas as pd
 
-    def __init__(self, model_folders: Sequence[str], id_column: str, target_column: Optional[str], nthread: int = 1):
-        self.bundles = [load_bundle(folder, nthread) for folder in model_folders]
-        self.id_column, self.target_column = id_column, target_column
-
-    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        return score_batch(batch, self.bundles, self.id_column, self.target_column)
+    return pd.Index([str(label) for label in labels]).get_indexer(pd.Series(values, dtype=object).astype(str))
 
 
-def metrics_block(batch: Mapping[str, np.ndarray], labels_by_population: Mapping[str, Sequence[str]],
-                  group_columns: Sequence[str] = (ESTRATO, CLUSTER)) -> Dict[str, np.ndarray]:
-    """Per-population metric counts of one batch of predictions, as a one-row {"payload": json} block."""
+def metric_partials(batch: Mapping[str, np.ndarray], labels_by_population: Mapping[str, Sequence[str]],
+                    group_columns: Sequence[str] = (ESTRATO, CLUSTER)) -> Dict[str, Dict[str, Any]]:
+    """{population: metric counts} of one batch of predictions (kon_ray.infer.metrics.partial, plus the rows whose
+    actual label the model does not know); populations without rows in the batch are left out."""
     from kon_ray.infer import metrics
 
     out: Dict[str, Any] = {}
@@ -143,24 +147,23 @@ def metrics_block(batch: Mapping[str, np.ndarray], labels_by_population: Mapping
         keep = population == pop
         if not keep.any():
             continue
-        actual = np.asarray(batch[ACTUAL])[keep].astype(str)
-        y_true = np.array([labels.index(a) if a in labels else -1 for a in actual], dtype=np.int64)
+        y_true = _label_index(np.asarray(batch[ACTUAL])[keep], labels)
         known = y_true >= 0
         probs = np.column_stack([np.asarray(batch[c])[keep] for c in prob_columns(labels)])[known]
         groups = {g: np.asarray(batch[g])[keep][known] for g in group_columns}
         part = metrics.partial(y_true[known], probs, groups, len(labels))
         part["unknown_label_rows"] = int((~known).sum())
         out[pop] = part
-    return {"payload": np.array([json.dumps(out)], dtype=object)}
+    return out
 
 
-def merge_payloads(payloads: Sequence[str]) -> Dict[str, Dict[str, Any]]:
-    """{population: merged counts} from the per-batch payloads."""
+def merge_metric_partials(partials: Sequence[Mapping[str, Dict[str, Any]]]) -> Dict[str, Dict[str, Any]]:
+    """{population: merged counts} from per-batch `metric_partials` (exact: integer counts, one float sum)."""
     from kon_ray.infer import metrics
 
     by_pop: Dict[str, List[Dict[str, Any]]] = {}
-    for text in payloads:
-        for pop, part in json.loads(text).items():
+    for partial in partials:
+        for pop, part in partial.items():
             by_pop.setdefault(pop, []).append(part)
     merged = {}
     for pop, parts in by_pop.items():
@@ -178,5 +181,5 @@ def model_input(frame, bundle: ModelBundle):
     return pd.DataFrame(feature_matrix(rows, bundle.features), columns=bundle.features)
 
 
-__all__ = ["Scorer", "ModelBundle", "load_bundle", "score_batch", "model_input", "metrics_block", "merge_payloads",
+__all__ = ["ModelBundle", "load_bundle", "score_batch", "model_input", "metric_partials", "merge_metric_partials",
            "input_columns", "prob_columns"]

@@ -10,7 +10,7 @@ import pytest
 
 from kon_ray.infer import html, metrics
 from kon_ray.infer.report import build_report
-from kon_ray.infer.score import merge_payloads, metrics_block
+from kon_ray.infer.score import merge_metric_partials, metric_partials
 
 LABELS = ["a", "b", "c"]
 # five records: actual a, a, b, b, c; predicted (argmax) a, b, b, b, a
@@ -70,18 +70,18 @@ def _prediction_batch():
     }
 
 
-def test_metrics_block_payloads_merge_per_population():
+def test_metric_partials_merge_per_population():
     batch = _prediction_batch()
     labels = {"domestic": LABELS, "industrial": ["a", "b"]}
     halves = [{k: v[s] for k, v in batch.items()} for s in (slice(0, 3), slice(3, None))]
-    merged = merge_payloads([metrics_block(h, labels)["payload"][0] for h in halves])
+    merged = merge_metric_partials([metric_partials(h, labels) for h in halves])
     assert merged["domestic"]["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
     assert merged["industrial"]["confusion"] == [[0, 1], [0, 0]]  # actual a, predicted b (0.8)
     assert merged["industrial"]["logloss_sum"] == pytest.approx(-math.log(0.2))
 
 
 def test_report_numbers_and_html():
-    merged = merge_payloads([metrics_block(_prediction_batch(), {"domestic": LABELS})["payload"][0]])
+    merged = merge_metric_partials([metric_partials(_prediction_batch(), {"domestic": LABELS})])
     metadata = {"class_labels": LABELS, "class_counts": {"a": 10, "b": 30, "c": 5}, "best_iteration": 7,
                 "rounds_trained": 12}
     report = build_report("POLA", "domestic", metadata, {"current": merged["domestic"]},
