@@ -1,22 +1,24 @@
-"""Where drift meets Ray: read the data, run the per-shard summaries, merge them on the driver.
+"""Where drift meets Ray: plan the passes over the data, run the pure per-unit summaries, merge them.
 
-Passes over the data (each reads only the analysed columns):
-  reference  1. a small deterministic sample places the KS edges (strided row groups of the Parquet files, or
-                a row-hash sample of a Dataset); it never enters a statistic.
-             2. every shard counts KS slots and categories, and keeps the values of the few KS slots that the
+Passes over the data (each reads only the columns it needs):
+  reference  1. a sample places the KS edges: every k-th row by its position in the whole input (Parquet files,
+                an in-memory table), so it spans the whole reference and is the same on any layout; a row-hash
+                sample of a Ray Dataset, whose row order is not fixed. It never enters a statistic.
+             2. every unit counts KS slots and categories, and keeps the values of the few KS slots that the
                 sample says hold the quantiles PSI needs (kon_ray.drift.summary).
              3. only if a needed slot was not kept: one more pass over those numeric columns for those slots.
-  current    1. every shard counts KS slots, PSI bins and categories on the reference's edges.
-Parquet files run as plain Ray tasks over runs of row groups (one summary per task); a Ray Dataset (predictions,
-tests) runs as map_batches with one summary row per block. Each shard returns one small summary; summaries
-merge exactly, so no result depends on how the data is split. User errors raised inside Ray tasks come back as
-the original KonError (`unwrap`).
+  current    1. every unit counts KS slots, PSI bins and categories on the reference's edges.
+Parquet files run through the execution layer (kon_ray.execution): work units from the footers, split by column
+groups when a file has too few row groups, as plain Ray tasks; a pandas DataFrame runs the same per-unit function
+in this process (one unit); a Ray Dataset (scored predictions) runs it per block with map_batches, materialised
+once. Each unit returns one small summary; summaries merge exactly (counts add), so no result depends on the
+layout or the number of units.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 import pickle
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Union
@@ -24,33 +26,37 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from kon_ray import storage
+from kon_ray import execution, storage
 from kon_ray.drift import summary as S
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.psi import edges_from_order_stats, quantile_ranks
 from kon_ray.drift.reference import NumericReference, ReferenceSummary
-from kon_ray.errors import ConfigError, DataError, KonError
+from kon_ray.errors import ConfigError, DataError
 
 log = logging.getLogger("kon_ray")
 
 SPECULATIVE_NEIGHBOURS = 2  # KS slots kept on each side of the sample's guess for a PSI quantile
+IN_MEMORY = "<in memory>"  # the file name of an in-memory table's one row range
 
 
 @dataclass(frozen=True)
 class Source:
-    """Data to summarise: Parquet files (local or s3://) or a Ray Dataset."""
+    """Data to summarise: Parquet files (local or s3://), an in-memory Arrow table, or a Ray Dataset."""
 
     label: str
     files: Optional[tuple] = None
     dataset: object = None  # ray.data.Dataset
+    table: Optional[pa.Table] = None  # a pandas DataFrame, as Arrow
+    groups: Optional[tuple] = None  # the files' row groups (execution.row_groups), read once
 
     def schema(self) -> pa.Schema:
         if self.files:
             from kon_ray.ingest import read_metadata
 
             return read_metadata(self.files[0])[0]
+        if self.table is not None:
+            return self.table.schema
         try:  # one row as Arrow: the same types whether the blocks are Arrow or pandas
             return self.dataset.take_batch(1, batch_format="pyarrow").schema
         except ValueError:
@@ -58,17 +64,32 @@ class Source:
 
     def rows(self) -> int:
         if self.files:
-            from kon_ray.ingest import read_metadata
-
-            return sum(read_metadata(f)[1] for f in self.files)
+            return sum(g.rows for g in self.row_groups())
+        if self.table is not None:
+            return self.table.num_rows
         return self.dataset.count()
+
+    def row_groups(self) -> List[execution.RowGroupInfo]:
+        return list(self.groups) if self.groups is not None else execution.row_groups(self.files)
 
     def to_dataset(self, columns: Sequence[str]):
         if self.files:
             from kon_ray.ingest import read_dataset
 
             return read_dataset(list(self.files), columns)
+        if self.table is not None:
+            import ray.data
+
+            return ray.data.from_arrow(self.table.select(list(columns)))
         return self.dataset.select_columns(list(columns))
+
+    def only(self, columns: Sequence[str]) -> "Source":
+        """A Ray Dataset reduced to `columns` and materialised once: the passes then do not re-run its
+        pipeline (e.g. a model's scoring) each time. Files and tables are returned as they are."""
+        if self.dataset is None:
+            return self
+        with execution.user_errors():
+            return dataclasses.replace(self, dataset=self.dataset.select_columns(list(columns)).materialize())
 
 
 def as_source(data: Union[str, Sequence[str], pd.DataFrame, object], label: str = "") -> Source:
@@ -78,7 +99,8 @@ def as_source(data: Union[str, Sequence[str], pd.DataFrame, object], label: str 
     if isinstance(data, str):
         from kon_ray.ingest import find_files
 
-        return Source(label=label or data, files=tuple(find_files(data)))
+        files = tuple(find_files(data))
+        return Source(label=label or data, files=files, groups=tuple(execution.row_groups(files)))
     if isinstance(data, (list, tuple)) and data and all(isinstance(p, str) for p in data):
         from kon_ray.ingest import find_files
 
@@ -86,94 +108,92 @@ def as_source(data: Union[str, Sequence[str], pd.DataFrame, object], label: str 
         files = tuple(f for path in data if storage.list_files(path) for f in find_files(path))
         if not files:
             find_files(data[0])  # raises the DataError naming the path
-        return Source(label=label or ", ".join(data), files=files)
-    import ray.data
-
+        return Source(label=label or ", ".join(data), files=files, groups=tuple(execution.row_groups(files)))
     if isinstance(data, pd.DataFrame):
         if data.empty:
             raise DataError(f"{label or 'data frame'}: no rows")
-        return Source(label=label or "data frame", dataset=ray.data.from_pandas(data))
+        return Source(label=label or "data frame", table=pa.Table.from_pandas(data, preserve_index=False))
+    if isinstance(data, pa.Table):
+        if data.num_rows == 0:
+            raise DataError(f"{label or 'table'}: no rows")
+        return Source(label=label or "table", table=data)
+    import ray.data
+
     if isinstance(data, ray.data.Dataset):
         return Source(label=label or "dataset", dataset=data)
     raise ConfigError(f"drift input {label!r}: expected a path, a pandas DataFrame or a Ray Dataset")
 
 
-def unwrap(exc: BaseException) -> Optional[KonError]:
-    """The KonError a Ray task raised, found through Ray's wrappers (RayTaskError.cause, __cause__)."""
-    seen = 0
-    while exc is not None and seen < 20:
-        if isinstance(exc, KonError):
-            return exc
-        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
-        seen += 1
-    return None
+def _whole_table(table: pa.Table) -> execution.WorkUnit:
+    """An in-memory table as one work unit (rows 0..n, position 0): the same per-unit functions as files."""
+    return execution.WorkUnit(0, (execution.RowRange(IN_MEMORY, 0, 0, table.num_rows, table.num_rows, 0),))
+
+
+def _map_reduce(source: Source, fn, columns: Sequence[str], merge, kwargs: dict):
+    """`fn(table, unit, **kwargs)` over every unit of `source` (files or an in-memory table), merged."""
+    if source.table is not None:
+        return fn(source.table.select(list(columns)), _whole_table(source.table), **kwargs)
+    units = execution.plan(source.files, list(columns), per_column=True, groups=source.row_groups())
+    return execution.map_reduce(fn, units, merge, columns=list(columns), kwargs=kwargs)
+
+
+# --- the per-unit summaries (pure) --------------------------------------------------------------------------
+
+
+def summarise_unit(table: pa.Table, unit: execution.WorkUnit, plan: S.BatchPlan) -> dict:
+    """One unit's summary: `plan` on the unit's columns. Units of one column group together hold every row once;
+    the rows are counted by the column group that holds the plan's first column, so that merging every column
+    group counts each row once."""
+    if unit.columns is None:
+        return S.summarise_batch(table, plan)
+    out = S.summarise_batch(table, plan.restricted(unit.columns))
+    if not plan.columns or plan.columns[0] not in unit.columns:
+        out["rows"] = 0
+    return out
+
+
+def sample_positions(unit: execution.WorkUnit, step: int) -> np.ndarray:
+    """Offsets, within the unit's table, of the rows whose position in the whole input is a multiple of `step`:
+    every `step`-th row of the input, whatever the layout."""
+    parts, offset = [], 0
+    for piece in unit.ranges:
+        parts.append(offset + np.arange((-piece.first_row) % step, piece.rows, step, dtype=np.int64))
+        offset += piece.rows
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def sample_unit(table: pa.Table, unit: execution.WorkUnit, columns: Sequence[str], step: int) -> Dict[str, np.ndarray]:
+    """The unit's sampled values (every `step`-th row of the whole input) of its numeric columns, as float64."""
+    names = [c for c in columns if unit.columns is None or c in unit.columns]
+    picked = table.select(names).take(pa.array(sample_positions(unit, step)))
+    return {c: S.numeric_values(picked.column(c), c) for c in names}
+
+
+def merge_samples(a: Optional[Dict[str, np.ndarray]], b: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    if a is None:
+        return b
+    out = dict(a)
+    for name, values in b.items():
+        out[name] = np.concatenate([out[name], values]) if name in out else values
+    return out
 
 
 def _summary_row(table: pa.Table, plan: S.BatchPlan) -> pa.Table:
     return pa.table({"summary": pa.array([pickle.dumps(S.summarise_batch(table, plan), protocol=5)], pa.binary())})
 
 
-def _summarise_row_groups(units: Sequence[tuple], plan: S.BatchPlan) -> Optional[dict]:
-    """One Ray task: read its (file, row group) units column by column and merge their summaries."""
-    merged = None
-    for file, group in units:
-        fs, path = storage.filesystem(file)
-        with fs.open_input_file(path) as handle:
-            table = pq.ParquetFile(handle).read_row_group(group, columns=plan.columns)
-        merged = S.merge(merged, S.summarise_batch(table, plan))
-    return merged
-
-
-def _row_groups(files: Sequence[str]) -> List[tuple]:
-    units = []
-    for file in files:
-        fs, path = storage.filesystem(file)
-        with fs.open_input_file(path) as handle:
-            units += [(file, g) for g in range(pq.ParquetFile(handle).metadata.num_row_groups)]
-    return units
-
-
-def _reduce_files(files: Sequence[str], plan: S.BatchPlan) -> Optional[dict]:
-    """Parquet files: plain Ray tasks over contiguous runs of row groups, one summary per task. Measured on a
-    loaded 2-core machine this avoids most of Ray Data's per-execution scheduling cost for a counting pass."""
-    import ray
-
-    units = _row_groups(files)
-    tasks = max(1, min(len(units), 2 * int(ray.cluster_resources().get("CPU", 1))))
-    bounds = np.linspace(0, len(units), tasks + 1).astype(int)
-    remote = ray.remote(_summarise_row_groups)
-    plan_ref = ray.put(plan)
-    refs = [remote.remote(units[a:b], plan_ref) for a, b in zip(bounds, bounds[1:]) if b > a]
-    merged = None
-    try:
-        for part in ray.get(refs):
-            if part is not None:
-                merged = S.merge(merged, part)
-    except Exception as exc:
-        original = unwrap(exc)
-        if original is not None:
-            raise original from None
-        raise
-    return merged
-
-
 def reduce(source: Source, plan: S.BatchPlan) -> dict:
-    """Run `plan` over all of `source` in Ray and merge the per-shard summaries."""
-    if source.files:
-        merged = _reduce_files(source.files, plan)
+    """Run `plan` over all of `source` and merge the per-unit summaries."""
+    if source.dataset is None:
+        merged = _map_reduce(source, summarise_unit, plan.columns, S.merge, {"plan": plan})
         return merged if merged is not None else _empty_summary(plan)
     ds = source.to_dataset(plan.columns)
     out = ds.map_batches(_summary_row, fn_kwargs={"plan": plan}, batch_format="pyarrow", batch_size=None)
     merged = None
-    try:
+    with execution.user_errors():
         for batch in out.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=0):
             for blob in batch.column("summary").to_pylist():
                 merged = S.merge(merged, pickle.loads(blob))
-    except Exception as exc:
-        original = unwrap(exc)
-        if original is not None:
-            raise original from None
-        raise
     return merged if merged is not None else _empty_summary(plan)
 
 
@@ -186,39 +206,18 @@ def _empty_summary(plan: S.BatchPlan) -> dict:
 
 
 def sample(source: Source, columns: Sequence[str], rows: int) -> Dict[str, np.ndarray]:
-    """A deterministic sample of about `rows` rows of the numeric `columns` (independent of Ray's blocks)."""
+    """A deterministic sample of about `rows` rows of the numeric `columns`: every k-th row of the whole input
+    (files, tables), the same on any layout; a row-hash sample of a Ray Dataset."""
     if not columns:
         return {}
-    if source.files:
-        table = _sample_files(source.files, columns, rows)
-    else:
+    if source.dataset is not None:
         table = _sample_dataset(source.dataset, columns, rows)
-    return {c: S.numeric_values(table.column(c), c) for c in columns}
-
-
-def _sample_files(files: Sequence[str], columns: Sequence[str], rows: int) -> pa.Table:
-    """Evenly spaced row groups until `rows` rows, then every k-th row: cheap, and the same on every run."""
-    groups = []
-    for file in files:
-        fs, path = storage.filesystem(file)
-        with fs.open_input_file(path) as handle:
-            meta = pq.ParquetFile(handle).metadata
-        groups += [(file, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
-    total = sum(g[2] for g in groups)
-    chosen = groups
-    if total > rows:
-        step = max(1, int(len(groups) * rows / total))  # row groups needed, roughly
-        picks = np.unique(np.round(np.linspace(0, len(groups) - 1, max(step, 1))).astype(int))
-        chosen = [groups[i] for i in picks]
-    tables = []
-    for file, group, _ in chosen:
-        fs, path = storage.filesystem(file)
-        with fs.open_input_file(path) as handle:
-            tables.append(pq.ParquetFile(handle).read_row_group(group, columns=list(columns)))
-    table = pa.concat_tables(tables) if tables else pa.table({})
-    if table.num_rows > rows:
-        table = table.take(np.arange(0, table.num_rows, math.ceil(table.num_rows / rows)))
-    return table
+        return {c: S.numeric_values(table.column(c), c) for c in columns}
+    total = source.rows()
+    step = max(1, -(-total // rows))  # ceil: at most `rows` rows
+    merged = _map_reduce(source, sample_unit, columns, merge_samples, {"columns": list(columns), "step": step})
+    merged = merged or {}
+    return {c: merged.get(c, np.empty(0, dtype=np.float64)) for c in columns}
 
 
 def _hash_sample(table: pa.Table, columns: List[str], fraction: float) -> pa.Table:
@@ -234,10 +233,10 @@ def _sample_dataset(ds, columns: Sequence[str], rows: int) -> pa.Table:
     if total > rows:
         ds = ds.map_batches(_hash_sample, fn_kwargs={"columns": list(columns), "fraction": rows / total},
                             batch_format="pyarrow", batch_size=None)
-    refs = ds.to_arrow_refs()
     import ray
 
-    tables = [t for t in ray.get(refs) if t.num_rows]
+    with execution.user_errors():
+        tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
     if not tables:
         return pa.table({c: pa.array([], pa.float64()) for c in columns})
     return pa.concat_tables([t.select(list(columns)).cast(tables[0].select(list(columns)).schema) for t in tables])
@@ -269,6 +268,7 @@ def fit_reference(data, cfg: DriftConfig, columns: Optional[Sequence[str]] = Non
     categorical = tuple(c for c in wanted if kinds.get(c) == "categorical")
     if not numeric and not categorical:
         raise DataError(f"{source.label}: no numeric or categorical columns to analyse")
+    source = source.only(numeric + categorical)
 
     sampled = sample(source, numeric, cfg.sample_rows)
     ks_edges = {c: S.sample_edges(sampled[c], cfg.ks_bins) for c in numeric}
@@ -311,7 +311,9 @@ def fit_reference(data, cfg: DriftConfig, columns: Optional[Sequence[str]] = Non
             psi_counts = np.array([0, slots[-1]], dtype=np.int64)
         numeric_refs[c] = NumericReference(ks_edges=ks_edges[c], ks_slots=slots, psi_edges=psi_edges,
                                            psi_counts=psi_counts)
-    categorical_refs = {c: first["categories"][c] for c in categorical}
+    # categories in one fixed order (missing last), so the saved summary is the same whatever order units merged in
+    categorical_refs = {c: dict(sorted(first["categories"][c].items(), key=lambda kv: (kv[0] is None, str(kv[0]))))
+                        for c in categorical}
     return ReferenceSummary(rows=first["rows"], psi_bins=cfg.psi_bins, numeric=numeric_refs,
                             categorical=categorical_refs, source=source.label)
 
@@ -346,7 +348,7 @@ def summarise_current(reference: ReferenceSummary, data, cfg: DriftConfig, label
         ks_edges={c: r.ks_edges for c, r in reference.numeric.items()},
         psi_edges={c: r.psi_edges for c, r in reference.numeric.items()},
     )
-    current = reduce(source, plan)
+    current = reduce(source.only(plan.columns), plan)
     if current["rows"] == 0:
         raise DataError(f"{source.label}: no rows")
     return current

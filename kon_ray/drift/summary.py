@@ -73,6 +73,13 @@ class BatchPlan:
     def columns(self) -> list[str]:
         return list(self.numeric) + list(self.categorical)
 
+    def restricted(self, columns: Sequence[str]) -> "BatchPlan":
+        """The same plan for `columns` only (one column group of a per-column pass)."""
+        keep = set(columns)
+        return BatchPlan(numeric=tuple(c for c in self.numeric if c in keep),
+                         categorical=tuple(c for c in self.categorical if c in keep),
+                         ks_edges=self.ks_edges, psi_edges=self.psi_edges, collect=self.collect, count=self.count)
+
 
 def summarise_batch(table: pa.Table, plan: BatchPlan) -> dict:
     """One batch's summary: {"rows", "slots", "psi", "collected", "categories"}; see `merge`."""
