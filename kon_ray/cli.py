@@ -111,8 +111,11 @@ def hydra_cli(config_name: str, main: Callable[[DictConfig], int], register: Cal
 
     @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base=None)
     def entry(cfg: DictConfig) -> None:
+        from kon_ray.terminal import KonTerminal
+
         started.append(True)
-        code = main(cfg)
+        with KonTerminal(log_file()):  # only kon_ray's lines on the terminal; Ray's, MLflow's, warnings: run.log
+            code = main(cfg)
         if code and code != 130 and in_multirun():
             failed_jobs.append(code)  # one failed sweep job must not cancel the others
             return

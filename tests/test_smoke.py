@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,18 @@ def _kon(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+# A kon_ray log line as conf/hydra/job_logging/kon.yaml formats it, from a kon_ray logger.
+KON_LINE = re.compile(r"^\d\d:\d\d:\d\d (INFO|WARNING|ERROR) kon_ray(\.[\w.]+)?: ")
+
+
+def assert_terminal_is_kon_rays(done: subprocess.CompletedProcess) -> None:
+    """Nothing but kon_ray's own lines on the terminal: Ray's, Ray Data's, MLflow's and Python's warnings belong in
+    run.log or Ray's session log."""
+    assert done.stdout == "", done.stdout[:2000]
+    strays = [line for line in done.stderr.splitlines() if line.strip() and not KON_LINE.match(line)]
+    assert not strays, "\n".join(strays[:20])
+
+
 @pytest.mark.slow
 def test_the_whole_pipeline_runs_end_to_end_on_a_local_ray(tmp_path):
     data, run = tmp_path / "data" / "POLA", tmp_path / "run"
@@ -35,6 +48,7 @@ def test_the_whole_pipeline_runs_end_to_end_on_a_local_ray(tmp_path):
     for stage in ("ingest", "preprocess", "drift", "segment", "train", "infer"):
         assert f"stage {stage}: finished" in done.stderr
     assert f"outputs in {run}" in done.stderr
+    assert_terminal_is_kon_rays(done)
 
     assert {p.name for p in (run / "features").iterdir()} >= {"train", "test", "current", "feature_state.json"}
     assert {p.name for p in (run / "drift").iterdir()} >= {"drift_report.json", "drift_summary.txt",

@@ -139,7 +139,7 @@ def submit_and_wait(
     env: Dict[str, Any],
     *,
     timeout_s: Optional[float] = None,
-    out: TextIO = sys.stdout,
+    out: Optional[TextIO] = None,  # default: the terminal (kon_ray.terminal.result_stream)
     poll_s: float = 1.0,
     metadata: Optional[Dict[str, str]] = None,
 ) -> int:
@@ -170,7 +170,10 @@ def exit_code(job_id: str, outcome: JobOutcome) -> int:
     raise ClusterError(f"Ray job {job_id} ended {outcome.status}: {message[:500]}")
 
 
-def _follow(client: Any, job_id: str, out: TextIO, timeout_s: Optional[float], poll_s: float) -> JobOutcome:
+def _follow(client: Any, job_id: str, out: Optional[TextIO], timeout_s: Optional[float], poll_s: float) -> JobOutcome:
+    from kon_ray.terminal import result_stream
+
+    out = out or result_stream()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
 
     async def _tail() -> None:
@@ -225,7 +228,7 @@ def submit_run(
     *,
     require_shared: bool = False,
     connect_fn: Callable[[str], Any] = connect,
-    out: TextIO = sys.stdout,
+    out: Optional[TextIO] = None,  # default: the terminal (kon_ray.terminal.result_stream)
 ) -> int:
     """The whole Jobs path for cluster=ray (and cluster=ec2 once its head is up)."""
     job_args = job_overrides(overrides, config, require_shared=require_shared)

@@ -25,6 +25,7 @@ from kon_ray import storage
 from kon_ray.cluster.config import check_shared_storage
 from kon_ray.config import KonConfig
 from kon_ray.errors import ClusterError, ConfigError
+from kon_ray.terminal import result_stream
 
 log = logging.getLogger("kon_ray")
 
@@ -209,7 +210,7 @@ def submit_sagemaker(
     overrides: Sequence[str],
     *,
     make_clients: Callable[[Optional[str]], tuple[Any, Any]] = clients,
-    out: TextIO = sys.stdout,
+    out: Optional[TextIO] = None,  # default: the terminal (kon_ray.terminal.result_stream)
     sleep: Callable[[float], None] = time.sleep,
     now: Optional[datetime] = None,
 ) -> int:
@@ -227,7 +228,7 @@ def submit_sagemaker(
             lambda: sagemaker.describe_training_job(TrainingJobName=name),
             name,
             poll_s=config.cluster.poll_s,
-            logs=LogFollower(logs, name, out),
+            logs=LogFollower(logs, name, out or result_stream()),
             sleep=sleep,
         )
     except KeyboardInterrupt:

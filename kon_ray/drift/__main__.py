@@ -16,6 +16,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from kon_ray.cli import guarded, hydra_cli
+from kon_ray.terminal import result_stream
 from kon_ray.cluster.config import ClusterConfig
 from kon_ray.config import register_configs
 from kon_ray.drift.config import DriftConfig
@@ -69,7 +70,7 @@ def _check(cfg: DictConfig) -> int:
     init_local_ray(config.cluster)
     report = run_check(config.drift, config.current, config.output, reference=config.reference,
                        reference_summary=config.reference_summary, exclude=config.exclude)
-    print(summary_text(report), end="")
+    print(summary_text(report), end="", file=result_stream())
     log.info("reports in %s (%s, drift_report.json, drift_report.html)", config.output, SUMMARY_TXT)
     gate(report, config.drift, config.output)
     return 0
