@@ -1,14 +1,19 @@
-"""PreprocessSplit: plan the splits, fit the feature state on train, transform every shard and write the splits.
+"""PreprocessSplit: plan the splits, fit the feature state on train, transform every row and write the splits.
 
-The only module of kon_ray/features that touches Ray or files. Three passes, none of which holds the feature
-matrix in one process:
+The only module of kon_ray/features that touches Ray or files; the data work runs on the execution layer
+(kon_ray/execution.py: work units from the Parquet footers, plain Ray tasks, user errors unwrapped). Three passes,
+none of which holds the feature matrix in one process:
 
 1. plan (driver): the id, date and target columns of every row (3 narrow columns) -> the date windows and each
-   class's exact test / sampling thresholds (split.py);
-2. fit (Ray Data map_batches): each shard returns a partial (category counts and the deterministic fit sample of
-   its train rows), merged on the driver into feature_state.json (state.py);
-3. transform (Ray Data map_batches, streaming into a Datasink in the same fused tasks): each shard is assigned,
-   filtered to its kept rows, transformed and written to train/, test/ or current/ as Parquet parts.
+   class's exact test / sampling thresholds (split.py), and one small role code per row (its split, whether it is
+   in the train portion, whether it is in the fit sample), which the tasks look up by the row's position;
+2. fit (per-column units): only the columns the state needs (categoricals and the raw inputs of the value
+   features), each unit returning the category counts of its train rows and the raw values of its fit-sample rows;
+   the driver derives the sample's features and finalizes feature_state.json (state.py). The units split the
+   columns when the data has few row groups, so one file with one big row group still spreads over every core;
+3. transform (row units): one task per unit reads its rows (the raw columns only), transforms them batch by batch
+   and writes its own Parquet part per split, named by the unit's index (a retried task overwrites its own parts);
+   it returns row counts and the raw-value checks (an infinite value anywhere, a column null in every train row).
 
 Outputs (under the stage folder, features/ in the run folder):
     train/ test/ current/   Parquet parts: passthrough columns, population, features (see transform.py)
@@ -19,31 +24,32 @@ Outputs (under the stage folder, features/ in the run folder):
 from __future__ import annotations
 
 import logging
-import pickle
 import time
-import uuid
 from collections import Counter
-from typing import Any, Dict, Iterable, Sequence
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from ray.data.datasource import Datasink
 
-from kon_ray import storage
+from kon_ray import execution, storage
 from kon_ray.context import RunContext
-from kon_ray.errors import DataError, KonError
+from kon_ray.errors import DataError
 from kon_ray.features import split as splits
 from kon_ray.features.derive import parse_dates
 from kon_ray.features.spec import POPULATION, Spec, build_spec
 from kon_ray.features.state import (
     check_raw_values,
+    column_partial,
     feature_columns,
     finalize,
+    fit_columns,
     load_feature_state,
-    merge,
-    partial,
+    merge_counts,
+    merge_raw_values,
+    raw_value_partial,
+    sample_matrix,
     sample_threshold,
     save_feature_state,
 )
@@ -53,17 +59,18 @@ __all__ = ["run", "load_feature_state", "feature_columns", "transform_batch"]
 
 log = logging.getLogger("kon_ray")
 
-# Ray Data may hold at most this share of the object store in flight, so the read -> transform -> write stream
-# stays bounded (and leaves room for whatever else shares the Ray).
-OBJECT_STORE_SHARE = 0.5
-MAX_IN_FLIGHT_BYTES = 2 * 1024**3
+# A row's role, one int8 per row of the input (by position): its split in the low two bits, then two flags.
+SPLIT_BITS = 0b0011
+TRAIN_PORTION = 0b0100  # in the train portion (before balanced sampling): the rows the fit and the checks see
+FIT_SAMPLE = 0b1000  # in the deterministic fit sample (state.py)
+# The smallest work unit the passes cut (the execution layer's default; tests lower it to cut tiny data finely).
+UNIT_MIN_ROWS = execution.MIN_UNIT_ROWS
 
 
 def run(ctx: RunContext) -> Dict[str, Any]:
-    from kon_ray.ingest import read_dataset, read_ingested
+    from kon_ray.ingest import read_ingested
 
-    dataset_plain = ctx.plain["dataset"]
-    spec = build_spec(dataset_plain)
+    spec = build_spec(ctx.plain["dataset"])
     files = read_ingested(ctx)["files"]
     check_columns(files[0], spec)
     split_cfg = ctx.config.split
@@ -83,42 +90,36 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         )
     except ValueError:
         raise DataError(f"{spec.date_column}: no record has a date; cannot split by date window") from None
-    portion = splits.assign(ids, month_idx, targets, plan, sample=False)
-    train_rows = int((portion == splits.TRAIN).sum())
+    roles, sample_hashes = row_roles(ids, month_idx, targets, plan, spec)
+    train_rows = int(np.count_nonzero(roles & TRAIN_PORTION))
     if train_rows == 0:
         raise DataError(
             f"no labelled records before the current window (split.current_months={split_cfg.current_months},"
             f" last month {plan['last_month']}): nothing to train on; lower split.current_months"
         )
-    del ids, month_idx, targets, portion
+    del ids, month_idx, targets
+    groups = execution.row_groups(files)
     log.info("preprocess: %d features, %d train-portion rows, plan in %.1f s", len(spec.features), train_rows,
              time.perf_counter() - clock)
 
+    clock = time.perf_counter()
     threshold = sample_threshold(train_rows, spec.fit_sample_rows)
-    clock = time.perf_counter()
-    with streaming_memory_limit(), ray_errors():
-        state = fit(shards(read_dataset(files, spec.raw_columns), spec), spec, plan, threshold)
-    save_feature_state(ctx.out("feature_state.json"), state)
+    state = fit(files, groups, spec, roles, sample_hashes, train_rows, threshold)
     log.info("preprocess: fitted on %d sample rows in %.1f s", state["fit"]["sample_rows"], time.perf_counter() - clock)
-    clock = time.perf_counter()
 
-    sink = SplitParquetSink(ctx.output_dir, spec.target_column)
-    with streaming_memory_limit(), ray_errors():
-        transformed = shards(read_dataset(files, spec.raw_columns), spec).map_batches(
-            _transform_block,
-            batch_format="pyarrow",
-            batch_size=spec.batch_rows,
-            zero_copy_batch=True,
-            fn_kwargs={"spec": spec, "state": state, "plan": plan},
-        )
-        transformed.write_datasink(sink)
-    counts = sink.counts
-    log.info("preprocess: transformed and wrote the splits in %.1f s", time.perf_counter() - clock)
+    clock = time.perf_counter()
+    units = execution.plan(files, spec.raw_columns, groups=groups, min_rows=UNIT_MIN_ROWS)
+    done = transform(units, spec, state, roles, ctx.output_dir)
+    check_raw_values({"rows": train_rows, **done["checks"]}, spec)
+    save_feature_state(ctx.out("feature_state.json"), state)
+    counts = done["counts"]
+    log.info("preprocess: transformed and wrote the splits in %.1f s (%d units)", time.perf_counter() - clock,
+             len(units))
     summary = {
         "dataset": spec.dataset,
         "rows": {name: int(sum(counts.get(name, {}).values())) for name in splits.SPLITS.values()},
         "rows_per_class": {name: dict(sorted(counts.get(name, {}).items())) for name in splits.SPLITS.values()},
-        "population_missing_rows": sink.population_missing,
+        "population_missing_rows": done["population_missing"],
         "feature_count": len(spec.features),
         "features": feature_columns(state),
         "passthrough": [*spec.passthrough, POPULATION],
@@ -129,7 +130,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     for name in splits.SPLITS.values():  # an empty split is still a folder, so readers find it
         if summary["rows"][name] == 0:
             storage.write_text(ctx.out(name, ".empty"), "")
-    print(f"preprocess {spec.dataset}: {len(spec.features)} features; rows {summary['rows']}")
+    log.info("preprocess %s: %d features; rows %s", spec.dataset, len(spec.features), summary["rows"])
     return {
         "rows": sum(summary["rows"].values()),
         "train_rows": summary["rows"]["train"],
@@ -150,7 +151,7 @@ def check_columns(file: str, spec: Spec) -> None:
 
 
 def read_keys(files: Sequence[str], spec: Spec) -> tuple[np.ndarray, np.ndarray, pd.Series]:
-    """id, month index and target of every row, read on the driver (3 narrow columns)."""
+    """id, month index and target of every row, read on the driver (3 narrow columns), files in order."""
     ids, months, targets = [], [], []
     columns = [spec.id_column, spec.date_column, spec.target_column]
     for file in files:
@@ -158,148 +159,127 @@ def read_keys(files: Sequence[str], spec: Spec) -> tuple[np.ndarray, np.ndarray,
         with fs.open_input_file(fs_path) as handle:
             table = pq.read_table(handle, columns=columns)
         ids.append(table.column(0).to_numpy())
-        months.append(splits.month_index(parse_dates(table.column(1).to_pandas())))
+        months.append(splits.month_index(_days(table.column(1))))
         targets.append(table.column(2).to_pandas())
     return np.concatenate(ids), np.concatenate(months), pd.concat(targets, ignore_index=True)
 
 
-def shards(ds, spec: Spec):
-    """The raw dataset cut into blocks of at most batch_rows rows, streaming.
-
-    A Parquet file with one big row group is one read task; without this its whole transform would run in that
-    one task, on one core. Small raw blocks (~60 columns x 32k rows, ~15 MB) are cheap to hand between tasks.
-    """
-    return ds.repartition(target_num_rows_per_block=spec.batch_rows)
+def _days(dates: pa.ChunkedArray) -> np.ndarray:
+    """`parse_dates` of a date column; Arrow dates convert directly (no per-value Python objects)."""
+    if pa.types.is_date(dates.type):
+        return dates.cast(pa.date32()).to_numpy().astype("datetime64[D]")  # nulls -> NaT
+    return parse_dates(dates.to_pandas())
 
 
-def fit(ds, spec: Spec, plan: Dict[str, Any], threshold: int) -> Dict[str, Any]:
-    """One pass over the shards: partials (pickled, one small row per batch) merged and finalized on the driver."""
-    partials = ds.map_batches(
-        _fit_block,
-        batch_format="pandas",
-        batch_size=spec.batch_rows,
-        fn_kwargs={"spec": spec, "plan": plan, "threshold": threshold},
-    ).take_all()
-    merged = merge([pickle.loads(row["partial"]) for row in partials], spec)
-    check_raw_values(merged, spec)
+def row_roles(ids: np.ndarray, month_idx: np.ndarray, targets: pd.Series, plan: Dict[str, Any],
+              spec: Spec) -> tuple[np.ndarray, np.ndarray]:
+    """The role code of every row (its split | TRAIN_PORTION | FIT_SAMPLE) and the fit hashes of the sample rows
+    (in row order). Both are functions of the row and the plan, so they do not depend on the file layout."""
+    from kon_ray.features.state import FIT_SALT
+
+    roles = splits.assign(ids, month_idx, targets, plan).astype(np.int8)
+    train = splits.assign(ids, month_idx, targets, plan, sample=False) == splits.TRAIN
+    roles[train] |= TRAIN_PORTION
+    train_at = np.flatnonzero(train)
+    h3 = splits.salted(splits.id_hash(ids[train_at], plan["seed"]), FIT_SALT)
+    in_sample = h3 <= np.uint64(sample_threshold(len(train_at), spec.fit_sample_rows))
+    roles[train_at[in_sample]] |= FIT_SAMPLE
+    return roles, h3[in_sample]
+
+
+def positions(unit: execution.WorkUnit) -> np.ndarray:
+    """The position in the whole input of every row a unit reads, in the order it reads them."""
+    return np.concatenate([np.arange(r.first_row, r.first_row + r.rows) for r in unit.ranges])
+
+
+def fit(files: Sequence[str], groups, spec: Spec, roles: np.ndarray, sample_hashes: np.ndarray, train_rows: int,
+        threshold: int) -> Dict[str, Any]:
+    """The feature state from one pass over the fit's columns only (per-column units), merged on the driver."""
+    counts: Dict[str, Dict[str, int]] = {c: {} for c in spec.categorical}
+    columns = fit_columns(spec)
+    units = execution.plan(files, columns, per_column=True, groups=groups, min_rows=UNIT_MIN_ROWS)
+    samples: Dict[Any, List[pa.Table]] = {}
+    for unit, part in zip(units, execution.map_units(_fit_block, units, kwargs={"spec": spec, "roles": roles})):
+        merge_counts(counts, part["counts"])
+        samples.setdefault(unit.columns, []).append(part["sample"])
+    pooled: Dict[str, pa.ChunkedArray] = {}
+    for tables in samples.values():  # every column group holds the same sample rows, in row order
+        table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        for name in table.column_names:
+            pooled[name] = table.column(name)
+    frame = pa.table(pooled).to_pandas() if pooled else pd.DataFrame(index=range(len(sample_hashes)))
+    if len(frame) != len(sample_hashes):
+        raise RuntimeError(f"fit sample: {len(frame)} rows read, {len(sample_hashes)} planned")
+    merged = {"rows": train_rows, "counts": counts, "sample": sample_matrix(frame, sample_hashes, spec)}
     return finalize(merged, spec, threshold)
 
 
-def _fit_block(batch: pd.DataFrame, spec: Spec, plan: Dict[str, Any], threshold: int) -> pd.DataFrame:
-    return pd.DataFrame({"partial": [pickle.dumps(partial(batch, spec, plan, threshold))]})
+def _fit_block(table: pa.Table, unit: execution.WorkUnit, spec: Spec, roles: np.ndarray) -> Dict[str, Any]:
+    role = roles[positions(unit)]
+    return column_partial(table, (role & TRAIN_PORTION) != 0, (role & FIT_SAMPLE) != 0, spec)
 
 
-def _transform_block(table: pa.Table, spec: Spec, state: Dict[str, Any], plan: Dict[str, Any]) -> pa.Table:
-    """Assign each row its split, keep the kept rows, transform them; Arrow in, Arrow out."""
-    keys = table.select([spec.id_column, spec.date_column, spec.target_column]).to_pandas()
-    month_idx = splits.month_index(parse_dates(keys[spec.date_column]))
-    split = splits.assign(keys[spec.id_column], month_idx, keys[spec.target_column], plan)
-    keep = split != splits.EXCLUDED
-    table = table.filter(pa.array(keep))
+def transform(units: Sequence[execution.WorkUnit], spec: Spec, state: Dict[str, Any], roles: np.ndarray,
+              out_dir: str) -> Dict[str, Any]:
+    """Run `_transform_block` over every row unit; its counts and raw-value checks merged."""
+    counts: Dict[str, Dict[str, int]] = {}
+    checks: Dict[str, Any] = {"present": {}, "infinite": {}}
+    population_missing = 0
+    kwargs = {"spec": spec, "state": state, "roles": roles, "out_dir": out_dir}
+    for part in execution.map_units(_transform_block, units, columns=spec.raw_columns, kwargs=kwargs):
+        merge_counts(counts, part["counts"])
+        merge_raw_values(checks, part["checks"])
+        population_missing += part["population_missing"]
+    return {"counts": counts, "checks": checks, "population_missing": population_missing}
+
+
+def _transform_block(table: pa.Table, unit: execution.WorkUnit, spec: Spec, state: Dict[str, Any],
+                     roles: np.ndarray, out_dir: str) -> Dict[str, Any]:
+    """One unit's whole transform: its rows' splits, the raw-value checks, then per batch_rows rows: keep the kept
+    rows, transform, append to this unit's part of each split. Returns row counts per split and class."""
+    role = roles[positions(unit)]
+    checks = raw_value_partial(table, (role & TRAIN_PORTION) != 0, spec)
+    split = role & SPLIT_BITS
+    fs, base = storage.filesystem(out_dir)
+    writers: Dict[str, pq.ParquetWriter] = {}
+    counts: Dict[str, Counter] = {}
+    population_missing = 0
+    try:
+        for lo in range(0, table.num_rows, spec.batch_rows):
+            chunk_split = split[lo : lo + spec.batch_rows]
+            keep = chunk_split != splits.EXCLUDED
+            if not keep.any():
+                continue
+            chunk = table.slice(lo, spec.batch_rows)
+            if not keep.all():
+                chunk = chunk.filter(pa.array(keep))
+            result = transform_table(chunk, spec, state)
+            population_missing += result.column(POPULATION).null_count
+            kept = chunk_split[keep]
+            for code, name in splits.SPLITS.items():
+                mask = kept == code
+                if not mask.any():
+                    continue
+                part = result if mask.all() else result.filter(pa.array(mask))
+                if name not in writers:
+                    fs.create_dir(f"{base}/{name}", recursive=True)
+                    path = f"{base}/{name}/part-{unit.index:05d}.parquet"  # a retried task rewrites its own part
+                    writers[name] = pq.ParquetWriter(path, part.schema, filesystem=fs)
+                writers[name].write_table(part)
+                target = part.column(spec.target_column).to_pandas().fillna("__missing__")
+                counts.setdefault(name, Counter()).update(target.value_counts().to_dict())
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return {"counts": {k: {str(c): int(n) for c, n in v.items()} for k, v in counts.items()},
+            "population_missing": int(population_missing), "checks": checks}
+
+
+def transform_table(table: pa.Table, spec: Spec, state: Dict[str, Any]) -> pa.Table:
+    """Raw rows -> the output columns (transform.py's order); passthrough columns keep their Arrow types."""
     frame = table.to_pandas()
-    out = {c: table.column(c) for c in spec.passthrough}  # passthrough keeps its Arrow type exactly
+    out = {c: table.column(c) for c in spec.passthrough}
     out[POPULATION] = pa.array(population_of(frame[spec.population_column], spec.industrial_values), pa.string())
     for name, values in feature_arrays(frame, state, spec).items():
         out[name] = pa.array(values)
-    out["split"] = pa.array(np.asarray(list(splits.SPLITS.values()), dtype=object)[split[keep] - 1], pa.string())
     return pa.table(out)
-
-
-class SplitParquetSink(Datasink):
-    """A Ray Data Datasink writing each block's rows to <out>/<split>/ as Parquet, one file per task and split.
-
-    Each write task opens one ParquetWriter per split it sees and appends every block as a row group, so a task
-    holds one block at a time. File names carry this write's id and the task index: a retried task rewrites its
-    own files instead of adding duplicates. Returns per-split, per-class row counts.
-    """
-
-    def __init__(self, out_dir: str, target_column: str) -> None:
-        self.out_dir = out_dir
-        self.target_column = target_column
-        self.write_id = uuid.uuid4().hex[:8]
-        self.counts: Dict[str, Dict[str, int]] = {}
-        self.population_missing = 0
-
-    def write(self, blocks: Iterable[Any], ctx) -> Dict[str, Any]:
-        writers: Dict[str, pq.ParquetWriter] = {}
-        counts: Dict[str, Counter] = {}
-        population_missing = 0
-        fs, base = storage.filesystem(self.out_dir)
-        try:
-            for block in blocks:
-                table = block if isinstance(block, pa.Table) else pa.Table.from_pandas(block, preserve_index=False)
-                if table.num_rows == 0:
-                    continue
-                population_missing += table.column(POPULATION).null_count
-                split_values = table.column("split").to_numpy(zero_copy_only=False)
-                data = table.drop_columns(["split"])
-                for name in np.unique(split_values):
-                    part = data.filter(pa.array(split_values == name))
-                    if name not in writers:
-                        path = f"{base}/{name}/part-{self.write_id}-{ctx.task_idx:05d}.parquet"
-                        fs.create_dir(f"{base}/{name}", recursive=True)
-                        writers[name] = pq.ParquetWriter(path, part.schema, filesystem=fs)
-                    writers[name].write_table(part)
-                    target = part.column(self.target_column).to_pandas().fillna("__missing__")
-                    counts.setdefault(str(name), Counter()).update(target.value_counts().to_dict())
-        finally:
-            for writer in writers.values():
-                writer.close()
-        return {"counts": {k: dict(v) for k, v in counts.items()}, "population_missing": population_missing}
-
-    def on_write_complete(self, write_result) -> None:
-        for result in write_result.write_returns:
-            for name, per_class in result["counts"].items():
-                target = self.counts.setdefault(name, {})
-                for cls, n in per_class.items():
-                    target[str(cls)] = target.get(str(cls), 0) + int(n)
-            self.population_missing += int(result["population_missing"])
-
-
-class streaming_memory_limit:
-    """Bound what Ray Data keeps in flight while the stage runs, so read -> transform -> write streams instead of
-    piling blocks up; the previous limits are restored afterwards (the DataContext is shared by later stages)."""
-
-    def __enter__(self) -> None:
-        import ray
-        from ray.data import DataContext
-
-        store = ray.available_resources().get("object_store_memory") or MAX_IN_FLIGHT_BYTES
-        self.context = DataContext.get_current()
-        self.saved = (self.context.execution_options.resource_limits, self.context.enable_progress_bars)
-        self.context.execution_options.resource_limits = self.saved[0].copy(
-            object_store_memory=min(MAX_IN_FLIGHT_BYTES, OBJECT_STORE_SHARE * store)
-        )
-        self.context.enable_progress_bars = False
-
-    def __exit__(self, *exc) -> bool:
-        self.context.execution_options.resource_limits, self.context.enable_progress_bars = self.saved
-        return False
-
-
-class ray_errors:
-    """Re-raise a KonError raised inside a Ray task as itself (one line), not as Ray's wrapped traceback."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, exc, tb) -> bool:
-        if exc is None or isinstance(exc, KonError):
-            return False
-        cause = _kon_cause(exc)
-        if cause is not None:
-            raise cause from None
-        return False
-
-
-def _kon_cause(exc: BaseException | None, depth: int = 0) -> KonError | None:
-    if exc is None or depth > 10:
-        return None
-    if isinstance(exc, KonError):
-        return exc
-    for nxt in (getattr(exc, "cause", None), exc.__cause__, exc.__context__):
-        if isinstance(nxt, BaseException):
-            found = _kon_cause(nxt, depth + 1)
-            if found is not None:
-                return found
-    return None

@@ -17,7 +17,10 @@ Each shard (a Ray Data batch) returns a `partial` of its train-portion rows; the
 The same pass checks the raw values (`check_raw_values`): a null is a missing value (NaN is null), but a raw
 column null in every train row, or an infinite number anywhere, is broken input and stops the stage.
 
-Nothing here knows about Ray; stage.py maps `partial` over the shards.
+Nothing here knows about Ray. `partial` / `merge` fit from whole pandas batches (the pure tests and the one-process
+baseline use them); the stage runs the same fit from column groups (`column_partial`: category counts and the fit
+sample's raw values, `sample_matrix` on the driver) and checks the raw values in its transform pass
+(`raw_value_partial`), with the same results.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import Any, Dict, List, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from kon_ray import storage
 from kon_ray.errors import ConfigError, DataError
@@ -192,3 +197,101 @@ def load_feature_state(path: str) -> Dict[str, Any]:
 def feature_columns(state: Mapping[str, Any]) -> List[str]:
     """The model's input feature names, in order."""
     return [f["name"] for f in state["features"]]
+
+
+# --- the fit and the raw-value checks as per-column and per-row partials over Arrow (the execution layer's units) ---
+
+
+def value_inputs(spec: Spec) -> List[str]:
+    """The raw columns `derive` reads for the value features (record date, series, numerics, flags, dates)."""
+    wanted = [spec.date_column]
+    for series in spec.series:
+        wanted += series.columns
+    wanted += [*spec.numeric, *spec.flags, *spec.dates]
+    return list(dict.fromkeys(wanted))
+
+
+def fit_columns(spec: Spec) -> List[str]:
+    """Every raw column the fit reads: the categoricals (counted over train) and the value inputs (fit sample)."""
+    return list(dict.fromkeys([*spec.categorical, *value_inputs(spec)]))
+
+
+def arrow_category_counts(values: pa.ChunkedArray | pa.Array) -> Dict[str, int]:
+    """`category_strings(values.to_pandas()).value_counts()` as a dict, from Arrow's hash count: the distinct
+    values go through the same pandas string conversion; nulls are "__missing__"."""
+    counted = pc.value_counts(values)
+    distinct, counts = counted.field("values"), counted.field("counts").to_numpy()
+    valid = distinct.is_valid().to_numpy(zero_copy_only=False)
+    out: Dict[str, int] = {}
+    if valid.any():
+        names = category_strings(distinct.filter(pa.array(valid)).to_pandas()).tolist()
+        for name, n in zip(names, counts[valid]):
+            out[name] = out.get(name, 0) + int(n)
+    missing = int(counts[~valid].sum())
+    if missing:
+        out[MISSING_CATEGORY] = out.get(MISSING_CATEGORY, 0) + missing
+    return out
+
+
+def column_partial(table: pa.Table, train: np.ndarray, sample: np.ndarray, spec: Spec) -> Dict[str, Any]:
+    """One unit's fit contribution (any group of `fit_columns`): category counts over its train-portion rows and
+    the raw values of its fit-sample rows (row order kept)."""
+    inputs = set(value_inputs(spec))
+    counts = {c: arrow_category_counts(table.column(c).filter(pa.array(train)))
+              for c in table.column_names if c in spec.categorical}
+    wanted = [c for c in table.column_names if c in inputs]
+    return {"counts": counts, "sample": table.select(wanted).filter(pa.array(sample))}
+
+
+def merge_counts(counts: Dict[str, Dict[str, int]], part: Mapping[str, Mapping[str, int]]) -> Dict[str, Dict[str, int]]:
+    for column, column_counts in part.items():
+        target = counts.setdefault(column, {})
+        for value, n in column_counts.items():
+            target[str(value)] = target.get(str(value), 0) + int(n)
+    return counts
+
+
+def sample_matrix(sample: pd.DataFrame, hashes: np.ndarray, spec: Spec) -> np.ndarray:
+    """The fit sample's value features (float32, rows x value features) in fit-hash order, as `merge` pools the
+    samples of `partial`: derive is row-wise, so deriving the pooled raw rows gives the same values."""
+    values = spec.of_kind("value")
+    columns = np.empty((len(values), len(sample)), dtype=np.float32)  # feature-major: contiguous writes
+    if len(sample):
+        derived = derive(sample, spec)
+        for j, name in enumerate(values):
+            columns[j] = derived[name]
+    # (rows x features) in Fortran order, so finalize's per-feature columns are contiguous; same values
+    return columns[:, np.argsort(hashes, kind="stable")].T
+
+
+def raw_value_partial(table: pa.Table, train: np.ndarray, spec: Spec) -> Dict[str, Any]:
+    """`partial`'s "present" (non-missing values per raw column over the train-portion rows; NaN is missing) and
+    "infinite" (+/-inf per float column over every row, with the smallest id holding one), from Arrow."""
+    present: Dict[str, int] = {}
+    infinite: Dict[str, List[Any]] = {}
+    ids = None
+    for column in spec.raw_columns:
+        values = table.column(column)
+        if pa.types.is_floating(values.type):
+            x = values.to_numpy()  # nulls read as NaN
+            present[column] = int(np.count_nonzero(~np.isnan(x[train])))
+            inf = np.isinf(x)
+            if inf.any():
+                ids = table.column(spec.id_column).to_numpy() if ids is None else ids
+                example = ids[inf].min()
+                infinite[column] = [int(inf.sum()), example.item() if isinstance(example, np.generic) else example]
+        elif values.null_count == 0:
+            present[column] = int(np.count_nonzero(train))
+        else:
+            present[column] = int(np.count_nonzero(values.is_valid().to_numpy(zero_copy_only=False)[train]))
+    return {"present": present, "infinite": infinite}
+
+
+def merge_raw_values(merged: Dict[str, Any], part: Mapping[str, Any]) -> Dict[str, Any]:
+    """Sum `raw_value_partial`s (as `merge` does for `partial`'s)."""
+    for column, n in part["present"].items():
+        merged["present"][column] = merged["present"].get(column, 0) + n
+    for column, (n, example) in part["infinite"].items():
+        count, first = merged["infinite"].get(column, [0, example])
+        merged["infinite"][column] = [count + n, min(first, example)]
+    return merged

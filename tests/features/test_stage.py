@@ -102,7 +102,7 @@ def test_no_reference_rows_is_a_data_error_before_ray_work(tiny, tmp_path):
 
 
 def test_a_kon_error_inside_a_ray_task_surfaces_as_itself():
-    from kon_ray.features.stage import ray_errors
+    from kon_ray.execution import user_errors
 
     class TaskError(Exception):  # the shape of ray.exceptions.RayTaskError: the original in .cause
         def __init__(self, cause):
@@ -110,11 +110,11 @@ def test_a_kon_error_inside_a_ray_task_surfaces_as_itself():
             self.cause = cause
 
     with pytest.raises(DataError, match="^bad column$"):
-        with ray_errors():
+        with user_errors():
             try:
                 raise DataError("bad column")
             except DataError as inner:
                 raise TaskError(inner) from None
     with pytest.raises(TaskError):  # anything else is left alone
-        with ray_errors():
+        with user_errors():
             raise TaskError(ValueError("a bug"))
