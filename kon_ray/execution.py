@@ -329,7 +329,8 @@ def kon_error_in(exc: Optional[BaseException]) -> Optional[KonError]:
         if id(current) in visited or len(visited) > 50:
             continue
         visited.add(id(current))
-        if isinstance(current, KonError):
+        # Ray's RayTaskError(DataError) is both a RayTaskError and a DataError: the user's own error is its cause
+        if isinstance(current, KonError) and not isinstance(getattr(current, "cause", None), BaseException):
             return current
         for attr in ("cause", "__cause__", "__context__", "controller_failure"):
             nested = getattr(current, attr, None)
@@ -349,9 +350,9 @@ class user_errors:
         return None
 
     def __exit__(self, kind, exc, tb) -> bool:
-        if exc is None or isinstance(exc, KonError) or not isinstance(exc, Exception):
+        if exc is None or not isinstance(exc, Exception):
             return False
         original = kon_error_in(exc)
-        if original is not None:
+        if original is not None and original is not exc:
             raise original from None
         return False
