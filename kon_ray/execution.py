@@ -11,6 +11,7 @@ merge; this module decides *where* (Ray tasks, or this process when Ray is not r
     run    map(unit -> small partial) as plain Ray tasks, at most a few per CPU in flight; partials merge on the
            driver as they arrive, in unit order, so the result never depends on which task finished first.
     errors a KonError raised inside a task (or a Ray Train worker) comes back as itself, one line (`user_errors`).
+    spill  what Ray spilled from its object store to disk (`spilled_bytes`), which the pipeline reports per stage.
 
 Parquet has no API to read part of a row group: a row range is read by decoding the row group's batches up to the
 range's end and keeping the range. A row group is therefore split into row ranges only as far as parallelism or
@@ -314,6 +315,28 @@ def blocks(fn: Callable[..., Any], units: Sequence[WorkUnit], *, estimated_bytes
     refs = [remote.remote(fn_ref, unit, columns, kwargs_ref) for unit in units]
     ray.wait(refs, num_returns=len(refs), fetch_local=False)  # all computed before the passes over them
     return Blocks(refs, remote=True)
+
+
+# --- spilling ----------------------------------------------------------------------------------------------
+
+
+def spilled_bytes() -> Optional[int]:
+    """Bytes the connected Ray has spilled from its object store to disk since it started; None without a Ray.
+
+    Ray exposes the counter only through its internal memory-info call (what `ray memory --stats-only` prints), so a
+    failure to read it is reported as unknown rather than stopping a run.
+    """
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return None
+        from ray._private.internal_api import get_memory_info_reply, get_state_from_address
+
+        reply = get_memory_info_reply(get_state_from_address(ray.get_runtime_context().gcs_address))
+        return int(reply.store_stats.spilled_bytes_total)
+    except Exception:  # noqa: BLE001 - an internal API: unknown, never fatal
+        return None
 
 
 # --- errors --------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 import psutil
 
@@ -84,22 +84,3 @@ class PeakMemory:
     @property
     def gib(self) -> float:
         return self.bytes / 1024**3
-
-
-def spilled_bytes() -> Optional[int]:
-    """Bytes the connected Ray has spilled from its object store to disk since it started; None without a Ray.
-
-    Ray exposes the counter only through its internal memory-info call (what `ray memory --stats-only` prints), so a
-    failure to read it is reported as unknown rather than stopping a run.
-    """
-    try:
-        import ray
-
-        if not ray.is_initialized():
-            return None
-        from ray._private.internal_api import get_memory_info_reply, get_state_from_address
-
-        reply = get_memory_info_reply(get_state_from_address(ray.get_runtime_context().gcs_address))
-        return int(reply.store_stats.spilled_bytes_total)
-    except Exception:  # noqa: BLE001 - an internal API: unknown, never fatal
-        return None

@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, Dict, Optional, Protocol
 
-from kon_ray import manifest, memory, storage
+from kon_ray import execution, manifest, storage
 from kon_ray.config import STAGE_ORDER
 from kon_ray.context import STAGE_FOLDERS, RunContext
 from kon_ray.errors import DriftGateError
@@ -98,7 +98,7 @@ def _run_stage(ctx: RunContext, stage: str, final: str) -> tuple[Dict[str, Any],
         log.info("stage %s: removed %s, left by an interrupted run", stage, leftover)
     staged = storage.staging_dir(final)
     log.info("stage %s: started", stage)
-    spilled_before = memory.spilled_bytes()
+    spilled_before = execution.spilled_bytes()
     start = time.perf_counter()
     try:
         metrics = stage_function(stage)(replace(ctx, output_dir=staged)) or {}
@@ -127,7 +127,7 @@ def _run_stage(ctx: RunContext, stage: str, final: str) -> tuple[Dict[str, Any],
 
 
 def _spilled_since(before: Optional[int]) -> int:
-    after = memory.spilled_bytes()
+    after = execution.spilled_bytes()
     return after - before if before is not None and after is not None else 0
 
 
