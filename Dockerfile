@@ -17,9 +17,10 @@ ENV PYTHONUNBUFFERED=1 \
     RAY_USAGE_STATS_ENABLED=0
 
 # The locked dependencies first (their layer is reused while only the code changes). The lock pins the same
-# ray as the base image, so pip keeps the installed one.
+# ray as the base image, so pip keeps the installed one. Every download must match a sha256 of the lock
+# (--require-hashes); --no-deps: the lock is complete, nothing outside it may be resolved.
 COPY --chown=1000:100 requirements.lock ./
-RUN pip install --no-cache-dir -r requirements.lock
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
 
 # The package itself, without re-resolving dependencies, and the Hydra config tree it reads.
 COPY --chown=1000:100 pyproject.toml ./

@@ -23,7 +23,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -n "$(PYTHON)" || { echo "make: need Python >= 3.11 (python3.12 preferred)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip sync --quiet --compile-bytecode --python $(PY) requirements.lock
+	$(VENV)/bin/uv pip sync --quiet --compile-bytecode --require-hashes --python $(PY) requirements.lock
 	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
@@ -33,7 +33,7 @@ $(TOOLS)/.installed: requirements-tools.lock
 	@test -n "$(PYTHON)" || { echo "make: need Python >= 3.11"; exit 1; }
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(TOOLS)/bin/uv pip sync --quiet --compile-bytecode --python $(TOOLS)/bin/python requirements-tools.lock
+	$(TOOLS)/bin/uv pip sync --quiet --compile-bytecode --require-hashes --python $(TOOLS)/bin/python requirements-tools.lock
 	touch $@
 
 tools: $(TOOLS)/.installed

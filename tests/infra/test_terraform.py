@@ -28,7 +28,8 @@ from infra_helpers import (
 )
 
 MODULES = sorted(p.name for p in (INFRA / "modules").iterdir() if p.is_dir())
-ROOTS = [f"infra/envs/{e}" for e in ENVS] + ["infra/bootstrap"]
+LIVE = "infra/live"  # the one root module of every environment: <env>.tfvars + <env>.s3.tfbackend
+ROOTS = [LIVE, "infra/bootstrap"]
 
 REQUIRED_OUTPUTS = {
     "sagemaker_execution_role_arn",
@@ -42,7 +43,13 @@ REQUIRED_OUTPUTS = {
 
 # Actions AWS does not allow to scope to a resource: the only ones that may be
 # granted on Resource "*".
-UNSCOPABLE_ACTIONS = ("ecr:GetAuthorizationToken", "ec2:Describe*")
+UNSCOPABLE_ACTIONS = (
+    "ecr:GetAuthorizationToken",
+    "ec2:Describe*",
+    "kms:ListAliases",  # plan role: list-only, no resource type
+    "kms:CreateKey",  # apply role: a key does not exist before it is created
+    "secretsmanager:GetRandomPassword",  # apply role: reads no resource
+)
 
 RAY_PORTS = {6379, 8076, 8077, 10001}
 RAY_WORKER_RANGE = (10002, 19999)
@@ -90,36 +97,49 @@ def test_every_output_is_described(hcl):
     assert not bad, "outputs without description:\n" + "\n".join(bad)
 
 
+def _backend_file(env):
+    text = (INFRA / "live" / f"{env}.s3.tfbackend").read_text()
+    return {k: v.strip().strip('"') for k, v in re.findall(r"^(\w+)\s*=\s*(.+?)\s*$", text, re.M)}
+
+
+def test_one_root_module_for_every_environment():
+    assert not (INFRA / "envs").exists(), "per-environment copies of the root are gone: infra/live + <env>.tfvars"
+    for f in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", ".terraform.lock.hcl"):
+        assert (INFRA / "live" / f).is_file(), f"infra/live/{f} missing"
+    per_env = sorted(p.name for p in (INFRA / "live").iterdir() if p.is_file() and not p.name.startswith("."))
+    assert per_env == sorted(
+        ["main.tf", "variables.tf", "outputs.tf", "versions.tf"]
+        + [f"{e}.tfvars" for e in ENVS]
+        + [f"{e}.s3.tfbackend" for e in ENVS]
+    ), per_env
+
+
 @pytest.mark.parametrize("env", ENVS)
-def test_env_root_layout_outputs_and_tfvars(hcl, env):
-    root = f"infra/envs/{env}"
-    for f in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "terraform.tfvars"):
-        assert f"{root}/{f}" in hcl, f"{root}/{f} missing"
-    outputs = {n for p, n, _ in named_blocks(hcl, "output", under=root + "/")}
-    assert REQUIRED_OUTPUTS <= outputs, f"{root} lacks outputs {REQUIRED_OUTPUTS - outputs}"
-    tfvars = hcl[f"{root}/terraform.tfvars"]
+def test_env_tfvars_and_outputs(hcl, env):
+    outputs = {n for p, n, _ in named_blocks(hcl, "output", under=LIVE + "/")}
+    assert REQUIRED_OUTPUTS <= outputs, f"{LIVE} lacks outputs {REQUIRED_OUTPUTS - outputs}"
+    tfvars = hcl[f"{LIVE}/{env}.tfvars"]
     assert attr(tfvars, "environment") == env
     assert attr(tfvars, "cost_center"), "each environment sets its own cost_center"
 
 
 @pytest.mark.parametrize("env", ENVS)
 def test_env_region_defaults_to_eu_west_1(hcl, env):
-    root = f"infra/envs/{env}"
-    assert variable_default(hcl, root, "aws_region") == "eu-west-1"
-    assert attr(hcl[f"{root}/terraform.tfvars"], "aws_region", "eu-west-1") == "eu-west-1"
+    assert variable_default(hcl, LIVE, "aws_region") == "eu-west-1"
+    assert attr(hcl[f"{LIVE}/{env}.tfvars"], "aws_region", "eu-west-1") == "eu-west-1"
 
 
 @pytest.mark.parametrize("env", ENVS)
 def test_env_remote_state_is_encrypted_and_locked(hcl, env):
-    tf = blocks(hcl[f"infra/envs/{env}/versions.tf"], "terraform")
+    tf = blocks(hcl[f"{LIVE}/versions.tf"], "terraform")
     backends = [b for t in tf for b in blocks(t, "backend")]
     assert len(backends) == 1 and "s3" in backends[0], "state must live in the S3 backend"
-    s3 = backends[0]["s3"]
-    assert attr(s3, "encrypt") is True
+    s3 = _backend_file(env)
+    assert s3.get("encrypt") == "true"
     # S3-native locking (lock file) or a DynamoDB lock table.
-    assert attr(s3, "use_lockfile") is True or attr(s3, "dynamodb_table"), "state locking disabled"
-    assert env in attr(s3, "key"), "each environment needs its own state key"
-    assert attr(s3, "region") == "eu-west-1"
+    assert s3.get("use_lockfile") == "true" or s3.get("dynamodb_table"), "state locking disabled"
+    assert s3.get("key") == f"kon_ray/{env}/terraform.tfstate", "each environment needs its own state key"
+    assert s3.get("region") == "eu-west-1"
 
 
 @pytest.mark.parametrize("root", ROOTS)
@@ -139,16 +159,15 @@ def test_root_tags_every_resource_for_cost_tracking(hcl, root):
             assert re.search(rf"\b{key}\b", tags), f"{root}: default tag {key} missing"
 
 
-def test_env_roots_use_the_shared_stack_and_upload_package_and_conf(hcl):
-    for env in ENVS:
-        calls = module_calls(hcl, f"infra/envs/{env}/")
-        assert len(calls) == 1, f"{env}: expected one module call"
-        _, _, body = calls[0]
-        assert attr(body, "source") == "../../modules/kon_ray_stack"
-        assert attr(body, "force_destroy") is False, f"{env}: buckets must not be force-destroyable"
-        dirs = attr(body, "code_source_dirs")
-        assert set(dirs) == {"kon_ray", "conf"}
-        assert dirs["kon_ray"].endswith("/../../../kon_ray") and dirs["conf"].endswith("/../../../conf")
+def test_env_root_uses_the_shared_stack_and_uploads_package_and_conf(hcl):
+    calls = module_calls(hcl, LIVE + "/")
+    assert len(calls) == 1, "expected one module call"
+    _, _, body = calls[0]
+    assert attr(body, "source") == "../modules/kon_ray_stack"
+    assert attr(body, "force_destroy") is False, "buckets must not be force-destroyable"
+    dirs = attr(body, "code_source_dirs")
+    assert set(dirs) == {"kon_ray", "conf"}
+    assert dirs["kon_ray"].endswith("/../../kon_ray") and dirs["conf"].endswith("/../../conf")
 
 
 # ------------------------------------------------------------------ S3
@@ -281,6 +300,11 @@ def test_allow_on_star_resource_only_for_unscopable_actions(hcl):
         if attr(st, "effect", "Allow") != "Allow" or "*" not in as_list(attr(st, "resources")):
             continue
         if path == "infra/modules/kms_key/main.tf" and name == "key":
+            if attr(st, "sid") == "CloudWatchLogsOfThisAccount":
+                # CloudWatch Logs of this region, only for this account's log groups.
+                conds = {attr(c, "variable"): as_list(attr(c, "values")) for c in blocks(st, "condition")}
+                assert conds.get("kms:EncryptionContext:aws:logs:arn"), "logs key grant needs the encryption-context guard"
+                continue
             # A KMS key policy's Resource "*" means "this key"; root delegation only.
             principals = [as_list(attr(p, "identifiers")) for p in blocks(st, "principals")]
             assert all(i.endswith(":root}") or i.endswith(":root") for ids in principals for i in ids), "key policy must only delegate to the account"
@@ -327,7 +351,7 @@ def test_iam_data_access_is_scoped_to_project_resources(hcl):
     assert loc["bucket_arns"] == ["${var.data_bucket_arn}", "${var.mlflow_bucket_arn}"]
 
 
-def test_sagemaker_execution_role_trusted_by_sagemaker_and_eventbridge(hcl):
+def test_sagemaker_execution_role_trusted_by_sagemaker_only(hcl):
     roles = {n: b for p, n, b in resources(hcl, "aws_iam_role", under="infra/modules/iam/")}
     trust = _policy_doc(hcl, "infra/modules/iam/main.tf", attr(roles["sagemaker_execution"], "assume_role_policy"))
     services = set()
@@ -337,7 +361,16 @@ def test_sagemaker_execution_role_trusted_by_sagemaker_and_eventbridge(hcl):
             assert attr(p, "type") == "Service", "the execution role must only trust AWS services"
             services.update(as_list(attr(p, "identifiers")))
         assert any(attr(c, "variable") == "aws:SourceAccount" for c in blocks(st, "condition")), "confused-deputy guard missing"
-    assert services == {"sagemaker.amazonaws.com", "events.amazonaws.com"}
+    assert services == {"sagemaker.amazonaws.com"}, "EventBridge no longer assumes it: the scheduler has its own role"
+
+
+def test_no_pipeline_grant_left(hcl):
+    granted = [
+        f"{path}: {name}/{attr(st, 'sid')}"
+        for path, name, st in _all_statements(hcl)
+        if any("Pipeline" in a for a in as_list(attr(st, "actions")))
+    ]
+    assert not granted, "nothing starts SageMaker Pipelines any more:\n" + "\n".join(granted)
 
 
 def test_ray_roles_and_instance_profiles(hcl):
@@ -420,13 +453,17 @@ def test_dashboard_and_ssh_cidrs_reject_the_world(hcl):
     variables = {n: b for p, n, b in named_blocks(hcl, "variable", under="infra/modules/ray_network/")}
     for var in ("dashboard_ingress_cidrs", "ssh_ingress_cidrs"):
         conds = " ".join(str(attr(v, "condition")) for v in blocks(variables[var], "validation"))
-        assert 'endswith(c,"/0")' in conds.replace(" ", ""), f"{var} validation must reject /0"
+        conds = conds.replace(" ", "").replace("\\", "")
+        # RFC 1918 blocks only, prefix /16 or longer (terraform test checks that ["0.0.0.0/1","128.0.0.0/1"] fails).
+        assert "192.168." in conds and "172.(1[6-9]|2[0-9]|3[01])." in conds and "^(10." in conds, f"{var}: RFC 1918 check missing"
+        assert ">=16" in conds, f"{var}: prefix length check missing"
+    rfc1918 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
     for env in ENVS:
-        tfvars = hcl[f"infra/envs/{env}/terraform.tfvars"]
+        tfvars = hcl[f"{LIVE}/{env}.tfvars"]
         for var in ("dashboard_ingress_cidrs", "ssh_ingress_cidrs"):
             for cidr in as_list(attr(tfvars, var, [])):
                 net = ipaddress.ip_network(cidr)
-                assert net.is_private and net.prefixlen >= 8, f"{env}: {var} {cidr} is not a private operator range"
+                assert any(net.subnet_of(b) for b in rfc1918) and net.prefixlen >= 16, f"{env}: {var} {cidr} is not a private /16+ range"
 
 
 def test_no_ingress_from_the_internet_anywhere(hcl):
@@ -457,10 +494,10 @@ def test_code_editor_space_size(hcl):
     # ... and nothing up the chain overrides them.
     assert variable_default(hcl, "infra/modules/kon_ray_stack", "code_editor_instance_type") == "ml.t3.medium"
     assert variable_default(hcl, "infra/modules/kon_ray_stack", "code_editor_ebs_size_gb") == 30
+    assert variable_default(hcl, LIVE, "code_editor_instance_type") == "ml.t3.medium"
+    assert variable_default(hcl, LIVE, "code_editor_ebs_size_gb") == 30
     for env in ENVS:
-        assert variable_default(hcl, f"infra/envs/{env}", "code_editor_instance_type") == "ml.t3.medium"
-        assert variable_default(hcl, f"infra/envs/{env}", "code_editor_ebs_size_gb") == 30
-        tfvars = hcl[f"infra/envs/{env}/terraform.tfvars"]
+        tfvars = hcl[f"{LIVE}/{env}.tfvars"]
         assert attr(tfvars, "code_editor_instance_type", "ml.t3.medium") == "ml.t3.medium"
         assert attr(tfvars, "code_editor_ebs_size_gb", 30) == 30
 

@@ -38,3 +38,32 @@ resource "aws_ecr_lifecycle_policy" "this" {
   repository = aws_ecr_repository.this.name
   policy     = data.aws_ecr_lifecycle_policy_document.this.json
 }
+
+# Read-only access for the roles that promote an image from this repository
+# to another environment's repository (by digest: the same bits).
+data "aws_iam_policy_document" "pull" {
+  count = length(var.pull_principal_role_arns) > 0 ? 1 : 0
+
+  statement {
+    sid    = "PullForPromotion"
+    effect = "Allow"
+    actions = [
+      "ecr:BatchCheckLayerAvailability",
+      "ecr:BatchGetImage",
+      "ecr:DescribeImages",
+      "ecr:GetDownloadUrlForLayer",
+    ]
+
+    principals {
+      type        = "AWS"
+      identifiers = var.pull_principal_role_arns
+    }
+  }
+}
+
+resource "aws_ecr_repository_policy" "pull" {
+  count = length(var.pull_principal_role_arns) > 0 ? 1 : 0
+
+  repository = aws_ecr_repository.this.name
+  policy     = data.aws_iam_policy_document.pull[0].json
+}

@@ -17,3 +17,9 @@ variable "kms_key_arn" {
     error_message = "kms_key_arn must be a KMS key ARN."
   }
 }
+
+variable "pull_principal_role_arns" {
+  type        = list(string)
+  description = "IAM roles (possibly of other accounts) allowed to pull images, e.g. prod's image role promoting dev's image by digest."
+  default     = []
+}

@@ -119,13 +119,13 @@ data "aws_iam_policy_document" "workload" {
 # ======================================================= SageMaker execution
 data "aws_iam_policy_document" "sagemaker_trust" {
   statement {
-    sid     = "SageMakerAndEventBridge"
+    sid     = "SageMaker"
     effect  = "Allow"
     actions = ["sts:AssumeRole"]
 
     principals {
       type        = "Service"
-      identifiers = ["sagemaker.amazonaws.com", "events.amazonaws.com"]
+      identifiers = ["sagemaker.amazonaws.com"]
     }
 
     # Confused-deputy protection: only on behalf of this account.
@@ -139,7 +139,7 @@ data "aws_iam_policy_document" "sagemaker_trust" {
 
 resource "aws_iam_role" "sagemaker_execution" {
   name                 = "${var.name_prefix}-sagemaker-execution"
-  description          = "kon_ray SageMaker jobs, pipelines (EventBridge) and Code Editor space"
+  description          = "kon_ray SageMaker jobs (launched or scheduled) and Code Editor space"
   assume_role_policy   = data.aws_iam_policy_document.sagemaker_trust.json
   max_session_duration = 3600
 }
@@ -165,25 +165,11 @@ data "aws_iam_policy_document" "sagemaker_execution" {
     ]
   }
 
-  # EventBridge (trusted above) starts the project's scheduled pipelines.
-  statement {
-    sid    = "StartProjectPipelines"
-    effect = "Allow"
-    actions = [
-      "sagemaker:StartPipelineExecution",
-      "sagemaker:DescribePipelineExecution",
-    ]
-    resources = [
-      "${local.sm_arn_prefix}:pipeline/${var.name_prefix}-*",
-      "${local.sm_arn_prefix}:pipeline/${var.name_prefix}-*/execution/*",
-    ]
-  }
-
   statement {
     sid    = "WriteSageMakerLogs"
     effect = "Allow"
+    # The log groups are managed by Terraform (retention, KMS): no CreateLogGroup.
     actions = [
-      "logs:CreateLogGroup",
       "logs:CreateLogStream",
       "logs:PutLogEvents",
       "logs:DescribeLogStreams",

@@ -22,3 +22,18 @@ output "ray_head_instance_profile_arn" {
   description = "ARN of the Ray head node instance profile (adds scoped autoscaler permissions)."
   value       = aws_iam_instance_profile.ray_head.arn
 }
+
+output "ray_head_role_arn" {
+  description = "ARN of the Ray head node role."
+  value       = aws_iam_role.ray_head.arn
+}
+
+output "ray_node_role_name" {
+  description = "Name of the Ray worker node role."
+  value       = aws_iam_role.ray_node.name
+}
+
+output "ray_head_role_name" {
+  description = "Name of the Ray head node role."
+  value       = aws_iam_role.ray_head.name
+}

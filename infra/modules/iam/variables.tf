@@ -1,6 +1,6 @@
 variable "name_prefix" {
   type        = string
-  description = "Prefix of role, profile and SageMaker job/pipeline names (e.g. kon-ray-dev); job and pipeline permissions are scoped to names starting with it."
+  description = "Prefix of role, profile and SageMaker job names (e.g. kon-ray-dev); job permissions are scoped to names starting with it."
 }
 
 variable "data_bucket_arn" {

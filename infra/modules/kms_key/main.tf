@@ -1,5 +1,6 @@
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
+data "aws_region" "current" {}
 
 # Key policy: the AWS-recommended default. It delegates authorisation to IAM
 # in this account (no wildcard principal, no cross-account access); who may
@@ -18,6 +19,30 @@ data "aws_iam_policy_document" "key" {
     principals {
       type        = "AWS"
       identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+
+  # CloudWatch Logs encrypts log groups with this key on its own behalf (an
+  # IAM delegation is not enough for a service principal), and only for log
+  # groups of this account and region.
+  dynamic "statement" {
+    for_each = var.allow_cloudwatch_logs ? [1] : []
+    content {
+      sid       = "CloudWatchLogsOfThisAccount"
+      effect    = "Allow"
+      actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
+      resources = ["*"]
+
+      principals {
+        type        = "Service"
+        identifiers = ["logs.${data.aws_region.current.name}.amazonaws.com"]
+      }
+
+      condition {
+        test     = "ArnLike"
+        variable = "kms:EncryptionContext:aws:logs:arn"
+        values   = ["arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:*"]
+      }
     }
   }
 }

@@ -34,3 +34,9 @@ variable "rotation_period_in_days" {
     error_message = "rotation_period_in_days must be between 90 and 2560."
   }
 }
+
+variable "allow_cloudwatch_logs" {
+  type        = bool
+  description = "Let CloudWatch Logs of this account and region use the key (log groups encrypted with it)."
+  default     = false
+}

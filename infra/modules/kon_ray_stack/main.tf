@@ -1,5 +1,6 @@
-# The whole kon_ray platform for one environment. Each env root
-# (infra/envs/<env>) configures the provider/backend and calls this module.
+# The whole kon_ray platform for one environment. The one root module
+# (infra/live) configures the provider/backend and calls this module with the
+# values of infra/live/<env>.tfvars.
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
@@ -36,7 +37,9 @@ module "kms" {
   source = "../kms_key"
 
   alias       = local.prefix
-  description = "kon_ray ${var.environment}: S3 buckets, ECR images, SageMaker domain storage"
+  description = "kon_ray ${var.environment}: S3 buckets, ECR images, SageMaker storage and logs, secrets, schedules"
+
+  allow_cloudwatch_logs = true
 }
 
 module "access_logs" {
@@ -70,8 +73,9 @@ module "mlflow_bucket" {
 module "ecr" {
   source = "../ecr_repository"
 
-  name        = local.prefix
-  kms_key_arn = module.kms.key_arn
+  name                     = local.prefix
+  kms_key_arn              = module.kms.key_arn
+  pull_principal_role_arns = var.image_pull_principal_arns
 }
 
 module "network" {
@@ -135,4 +139,61 @@ module "code" {
   kms_key_arn = module.kms.key_arn
   key_prefix  = "code"
   source_dirs = var.code_source_dirs
+}
+
+# SageMaker writes job logs to these account-wide groups; managing them here
+# gives them a retention and the project key (SageMaker would otherwise create
+# them without either). In an account where they already exist, import them
+# first (infra/README.md).
+resource "aws_cloudwatch_log_group" "sagemaker" {
+  for_each = toset(var.sagemaker_log_groups)
+
+  name              = each.value
+  retention_in_days = var.log_retention_days
+  kms_key_id        = module.kms.key_arn
+}
+
+module "ray_token" {
+  source = "../ray_token_secret"
+
+  name        = "${local.prefix}-ray-token"
+  kms_key_arn = module.kms.key_arn
+  node_role_names = {
+    node = module.iam.ray_node_role_name
+    head = module.iam.ray_head_role_name
+  }
+  node_role_arns           = [module.iam.ray_node_role_arn, module.iam.ray_head_role_arn]
+  submitter_principal_arns = var.ray_job_submitter_arns
+}
+
+module "schedules" {
+  source = "../scheduled_runs"
+
+  name_prefix        = local.prefix
+  image_uri          = var.pipeline_image_uri
+  execution_role_arn = module.iam.sagemaker_execution_role_arn
+  data_bucket        = module.data_bucket.bucket_name
+  kms_key_arn        = module.kms.key_arn
+  datasets           = var.scheduled_datasets
+  pipeline_schedule  = var.pipeline_schedule
+  drift_schedule     = var.drift_schedule
+  schedule_timezone  = var.schedule_timezone
+  enabled            = var.schedules_enabled
+
+  depends_on = [aws_cloudwatch_log_group.sagemaker]
+}
+
+module "ci" {
+  source = "../ci_identities"
+
+  name_prefix                 = local.prefix
+  environment                 = var.environment
+  github_owner                = var.github_owner
+  github_repository           = var.github_repository
+  create_oidc_provider        = var.create_github_oidc_provider
+  state_bucket_arn            = "arn:${data.aws_partition.current.partition}:s3:::${var.state_bucket_name}"
+  state_key_prefix            = "kon_ray/${var.environment}/"
+  state_kms_key_arn           = var.state_kms_key_arn
+  ecr_repository_arn          = module.ecr.repository_arn
+  promote_from_repository_arn = var.promote_from_repository_arn
 }

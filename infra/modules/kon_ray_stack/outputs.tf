@@ -97,3 +97,43 @@ output "code_editor_space_name" {
   description = "Name of the Code Editor space."
   value       = module.studio.space_name
 }
+
+output "ray_token_secret_arn" {
+  description = "Secrets Manager ARN of the Ray authentication token (RAY_AUTH_TOKEN)."
+  value       = module.ray_token.secret_arn
+}
+
+output "schedule_group_name" {
+  description = "EventBridge Scheduler group of the scheduled runs."
+  value       = module.schedules.schedule_group_name
+}
+
+output "pipeline_schedule_names" {
+  description = "Monthly pipeline schedules, by dataset."
+  value       = module.schedules.pipeline_schedule_names
+}
+
+output "drift_schedule_names" {
+  description = "Drift-check schedules, by dataset."
+  value       = module.schedules.drift_schedule_names
+}
+
+output "ci_plan_role_arn" {
+  description = "GitHub Actions plan role (variable AWS_PLAN_ROLE_ARN of environment <env>-plan)."
+  value       = module.ci.plan_role_arn
+}
+
+output "ci_apply_role_arn" {
+  description = "GitHub Actions apply role (variable AWS_APPLY_ROLE_ARN of environment <env>)."
+  value       = module.ci.apply_role_arn
+}
+
+output "ci_image_role_arn" {
+  description = "GitHub Actions image role (variable AWS_IMAGE_ROLE_ARN of environment <env>)."
+  value       = module.ci.image_role_arn
+}
+
+output "ecr_repository_arn" {
+  description = "ARN of the environment's ECR repository."
+  value       = module.ecr.repository_arn
+}

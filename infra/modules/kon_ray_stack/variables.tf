@@ -116,3 +116,105 @@ variable "code_source_dirs" {
   type        = map(string)
   description = "Local directories uploaded to s3://<data bucket>/code/<name>/ (the kon_ray package and conf/)."
 }
+
+variable "log_retention_days" {
+  type        = number
+  description = "Retention of the SageMaker log groups, in days (a value CloudWatch accepts, e.g. 365, 731)."
+  default     = 365
+}
+
+variable "sagemaker_log_groups" {
+  type        = list(string)
+  description = "SageMaker log groups managed with retention and the project key (account-wide: one environment per account)."
+  default     = ["/aws/sagemaker/TrainingJobs", "/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/studio"]
+}
+
+variable "ray_job_submitter_arns" {
+  type        = list(string)
+  description = "IAM roles that submit Ray jobs and may read the Ray token (besides the Ray node roles)."
+  default     = []
+}
+
+variable "pipeline_image_uri" {
+  type        = string
+  description = "Image of the scheduled runs (<ecr url>@sha256:<digest>); null: no schedule yet."
+  default     = null
+}
+
+variable "scheduled_datasets" {
+  type = map(object({
+    input_prefix     = string
+    overrides        = optional(list(string), [])
+    instance_type    = optional(string, "ml.m5.4xlarge")
+    instance_count   = optional(number, 1)
+    volume_size_gb   = optional(number, 100)
+    max_runtime_s    = optional(number, 86400)
+    drift_enabled    = optional(bool, true)
+    batches_prefix   = optional(string)
+    reference_prefix = optional(string)
+  }))
+  description = "Datasets with a monthly pipeline run and a drift check (see modules/scheduled_runs)."
+  default     = {}
+}
+
+variable "pipeline_schedule" {
+  type        = string
+  description = "Schedule expression of the monthly pipeline runs."
+  default     = "cron(0 2 1 * ? *)"
+}
+
+variable "drift_schedule" {
+  type        = string
+  description = "Schedule expression of the drift checks."
+  default     = "rate(6 hours)"
+}
+
+variable "schedule_timezone" {
+  type        = string
+  description = "Time zone of the schedules' cron expressions."
+  default     = "Europe/Dublin"
+}
+
+variable "schedules_enabled" {
+  type        = bool
+  description = "false pauses every schedule."
+  default     = true
+}
+
+variable "github_owner" {
+  type        = string
+  description = "GitHub owner of the repository whose workflows may assume the CI roles."
+}
+
+variable "github_repository" {
+  type        = string
+  description = "GitHub repository whose workflows may assume the CI roles."
+}
+
+variable "create_github_oidc_provider" {
+  type        = bool
+  description = "Create the account's GitHub OIDC provider (false: it exists, managed elsewhere)."
+  default     = true
+}
+
+variable "state_bucket_name" {
+  type        = string
+  description = "Terraform state bucket (infra/bootstrap output state_bucket)."
+}
+
+variable "state_kms_key_arn" {
+  type        = string
+  description = "KMS key of the Terraform state (infra/bootstrap output state_kms_key_arn)."
+}
+
+variable "image_pull_principal_arns" {
+  type        = list(string)
+  description = "IAM roles of other accounts allowed to pull from this environment's repository (dev: prod's image role, which promotes by digest)."
+  default     = []
+}
+
+variable "promote_from_repository_arn" {
+  type        = string
+  description = "ECR repository this environment's image role pulls promoted images from (prod: dev's repository); null builds here."
+  default     = null
+}

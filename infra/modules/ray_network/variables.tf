@@ -15,23 +15,29 @@ variable "vpc_id" {
 
 variable "dashboard_ingress_cidrs" {
   type        = list(string)
-  description = "IPv4 CIDRs (VPN, bastion, CI runner range) allowed to reach the Ray dashboard and Jobs API on port 8265. Never 0.0.0.0/0."
+  description = "IPv4 CIDRs (VPN, bastion, CI runner range) allowed to reach the Ray dashboard and Jobs API on port 8265. Private (RFC 1918), /16 or longer."
   default     = []
 
   validation {
-    condition     = alltrue([for c in var.dashboard_ingress_cidrs : can(cidrhost(c, 0)) && !endswith(c, "/0")])
-    error_message = "dashboard_ingress_cidrs must be valid IPv4 CIDRs and must not be open to the world (/0)."
+    # RFC 1918 only (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16), prefix /16 or longer: the
+    # network address must lie in one of the three blocks, and a /16+ network inside one of
+    # them lies entirely in it. ["0.0.0.0/1", "128.0.0.0/1"], public ranges and IPv6 fail.
+    condition     = alltrue([for c in var.dashboard_ingress_cidrs : try(tonumber(split("/", c)[1]) >= 16 && can(regex("^(10\\.|172\\.(1[6-9]|2[0-9]|3[01])\\.|192\\.168\\.)", cidrhost(c, 0))), false)])
+    error_message = "dashboard_ingress_cidrs must be private IPv4 CIDRs (RFC 1918) with a prefix of /16 or longer."
   }
 }
 
 variable "ssh_ingress_cidrs" {
   type        = list(string)
-  description = "IPv4 CIDRs allowed to SSH into Ray nodes (needed by `ray up`). Empty disables SSH ingress. Never 0.0.0.0/0."
+  description = "IPv4 CIDRs allowed to SSH into Ray nodes (needed by `ray up`). Empty disables SSH ingress. Private (RFC 1918), /16 or longer."
   default     = []
 
   validation {
-    condition     = alltrue([for c in var.ssh_ingress_cidrs : can(cidrhost(c, 0)) && !endswith(c, "/0")])
-    error_message = "ssh_ingress_cidrs must be valid IPv4 CIDRs and must not be open to the world (/0)."
+    # RFC 1918 only (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16), prefix /16 or longer: the
+    # network address must lie in one of the three blocks, and a /16+ network inside one of
+    # them lies entirely in it. ["0.0.0.0/1", "128.0.0.0/1"], public ranges and IPv6 fail.
+    condition     = alltrue([for c in var.ssh_ingress_cidrs : try(tonumber(split("/", c)[1]) >= 16 && can(regex("^(10\\.|172\\.(1[6-9]|2[0-9]|3[01])\\.|192\\.168\\.)", cidrhost(c, 0))), false)])
+    error_message = "ssh_ingress_cidrs must be private IPv4 CIDRs (RFC 1918) with a prefix of /16 or longer."
   }
 }
 

@@ -100,3 +100,43 @@ output "code_editor_space_name" {
   description = "Code Editor space name."
   value       = module.kon_ray.code_editor_space_name
 }
+
+output "ray_token_secret_arn" {
+  description = "Secrets Manager ARN of the Ray authentication token."
+  value       = module.kon_ray.ray_token_secret_arn
+}
+
+output "schedule_group_name" {
+  description = "EventBridge Scheduler group of the scheduled runs."
+  value       = module.kon_ray.schedule_group_name
+}
+
+output "pipeline_schedule_names" {
+  description = "Monthly pipeline schedules, by dataset."
+  value       = module.kon_ray.pipeline_schedule_names
+}
+
+output "drift_schedule_names" {
+  description = "Drift-check schedules, by dataset."
+  value       = module.kon_ray.drift_schedule_names
+}
+
+output "ci_plan_role_arn" {
+  description = "GitHub variable AWS_PLAN_ROLE_ARN of environment <env>-plan."
+  value       = module.kon_ray.ci_plan_role_arn
+}
+
+output "ci_apply_role_arn" {
+  description = "GitHub variable AWS_APPLY_ROLE_ARN of environment <env>."
+  value       = module.kon_ray.ci_apply_role_arn
+}
+
+output "ci_image_role_arn" {
+  description = "GitHub variable AWS_IMAGE_ROLE_ARN of environment <env>."
+  value       = module.kon_ray.ci_image_role_arn
+}
+
+output "ecr_repository_arn" {
+  description = "ARN of the environment's ECR repository."
+  value       = module.kon_ray.ecr_repository_arn
+}

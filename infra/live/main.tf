@@ -1,3 +1,5 @@
+# The one root module of every environment: the values are in <env>.tfvars,
+# the state location in <env>.s3.tfbackend (see infra/README.md).
 provider "aws" {
   region = var.aws_region
 
@@ -19,7 +21,7 @@ provider "aws" {
 }
 
 module "kon_ray" {
-  source = "../../modules/kon_ray_stack"
+  source = "../modules/kon_ray_stack"
 
   environment                       = var.environment
   vpc_name                          = var.vpc_name
@@ -38,9 +40,23 @@ module "kon_ray" {
   noncurrent_version_retention_days = var.noncurrent_version_retention_days
   access_log_retention_days         = var.access_log_retention_days
   force_destroy                     = false
+  log_retention_days                = var.log_retention_days
+  ray_job_submitter_arns            = var.ray_job_submitter_arns
+  pipeline_image_uri                = var.pipeline_image_uri
+  scheduled_datasets                = var.scheduled_datasets
+  pipeline_schedule                 = var.pipeline_schedule
+  drift_schedule                    = var.drift_schedule
+  schedules_enabled                 = var.schedules_enabled
+  github_owner                      = var.github_owner
+  github_repository                 = var.github_repository
+  create_github_oidc_provider       = var.create_github_oidc_provider
+  state_bucket_name                 = var.state_bucket_name
+  state_kms_key_arn                 = var.state_kms_key_arn
+  image_pull_principal_arns         = var.image_pull_principal_arns
+  promote_from_repository_arn       = var.promote_from_repository_arn
 
   code_source_dirs = {
-    kon_ray = "${path.root}/../../../kon_ray"
-    conf    = "${path.root}/../../../conf"
+    kon_ray = "${path.root}/../../kon_ray"
+    conf    = "${path.root}/../../conf"
   }
 }

@@ -6,12 +6,11 @@ variable "aws_region" {
 
 variable "environment" {
   type        = string
-  description = "Environment name; must match this root's directory."
-  default     = "dev"
+  description = "Environment name: dev, staging or prod (set by <env>.tfvars; the backend file <env>.s3.tfbackend keeps its state apart)."
 
   validation {
-    condition     = var.environment == "dev"
-    error_message = "This root deploys the dev environment only."
+    condition     = contains(["dev", "staging", "prod"], var.environment)
+    error_message = "environment must be dev, staging or prod."
   }
 }
 
@@ -133,4 +132,95 @@ variable "access_log_retention_days" {
   type        = number
   description = "Days S3 access logs are kept."
   default     = 365
+}
+
+variable "log_retention_days" {
+  type        = number
+  description = "Retention of the SageMaker log groups, in days."
+  default     = 365
+}
+
+variable "ray_job_submitter_arns" {
+  type        = list(string)
+  description = "IAM roles that submit Ray jobs and may read the Ray token."
+  default     = []
+}
+
+variable "pipeline_image_uri" {
+  type        = string
+  description = "Image the scheduled runs use (<ecr url>@sha256:<digest>, from the image workflow); null: no schedule yet."
+  default     = null
+}
+
+variable "scheduled_datasets" {
+  type = map(object({
+    input_prefix     = string
+    overrides        = optional(list(string), [])
+    instance_type    = optional(string, "ml.m5.4xlarge")
+    instance_count   = optional(number, 1)
+    volume_size_gb   = optional(number, 100)
+    max_runtime_s    = optional(number, 86400)
+    drift_enabled    = optional(bool, true)
+    batches_prefix   = optional(string)
+    reference_prefix = optional(string)
+  }))
+  description = "Datasets with a monthly pipeline run and a drift check, by dataset name."
+  default     = {}
+}
+
+variable "pipeline_schedule" {
+  type        = string
+  description = "Schedule expression of the monthly pipeline runs."
+  default     = "cron(0 2 1 * ? *)"
+}
+
+variable "drift_schedule" {
+  type        = string
+  description = "Schedule expression of the drift checks."
+  default     = "rate(6 hours)"
+}
+
+variable "schedules_enabled" {
+  type        = bool
+  description = "false pauses every schedule of the environment."
+  default     = true
+}
+
+variable "github_owner" {
+  type        = string
+  description = "GitHub owner (organisation or user) of the repository whose workflows assume the CI roles."
+}
+
+variable "github_repository" {
+  type        = string
+  description = "GitHub repository whose workflows assume the CI roles."
+  default     = "kon_ray"
+}
+
+variable "create_github_oidc_provider" {
+  type        = bool
+  description = "Create the account's GitHub OIDC provider (false when another root manages it)."
+  default     = true
+}
+
+variable "state_bucket_name" {
+  type        = string
+  description = "Terraform state bucket (infra/bootstrap output state_bucket); the CI roles may read/write this environment's state in it."
+}
+
+variable "state_kms_key_arn" {
+  type        = string
+  description = "KMS key of the Terraform state (infra/bootstrap output state_kms_key_arn)."
+}
+
+variable "image_pull_principal_arns" {
+  type        = list(string)
+  description = "Roles of other accounts allowed to pull from this repository (dev: prod's image role)."
+  default     = []
+}
+
+variable "promote_from_repository_arn" {
+  type        = string
+  description = "Repository prod's image role promotes from (dev's); null elsewhere."
+  default     = null
 }
