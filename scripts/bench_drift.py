@@ -1,22 +1,39 @@
-"""Benchmark DriftCheck against a single-process scipy/numpy baseline and the practical limit, in one run.
+"""Benchmark the standalone drift command against a single-process numpy/scipy baseline and a plain read + one
+histogram per column, on the same files, for two layouts, in one run.
 
     RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_drift.py [--rows 1000000] [--features 240]
+    RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_drift.py --rows 200000 --profile   # where time goes
 
-Generates a deterministic feature-like frame (numeric with ties, skew and missing values; categorical as
-dictionary strings), written once to Parquet in a temp dir (reference and current, `--rows` rows each), then times:
-  kon_ray    fit the reference and check the current on Ray (all statistics, exact PSI edges, bounded KS)
+Generates a deterministic feature-like frame per side (numeric with ties, skew and missing values; categorical as
+dictionary strings; `--rows` rows each, the current shifted) and writes it twice:
+  one_group  one file, `pq.write_table` defaults (one row group up to 1Mi rows: how data usually arrives)
+  rg64k      one file in 65,536-row row groups
+Then, per layout, each of these runs as its own process, timed from outside (wall, CPU-seconds of the process
+and every descendant, Ray's raylet, GCS and workers included, and peak RSS of the whole process tree):
+  kon_ray    `python -m kon_ray.drift reference=... current=... output=...`: the whole command as a user runs it,
+             Ray start, the reference fit, the current pass and the three reports included
   baseline   one process: pandas read, per feature numpy PSI (np.quantile + bin counts), scipy ks_2samp(asymp),
              chi2_contingency(correction=False)
-  limit      one process: read the same columns and count them into the reference PSI bins (one np.histogram
-             per numeric column, one value count per categorical column) - the least any exact method must do
-and prints wall times, ratios, the largest statistic differences to the baseline and peak RSS of all processes.
+  limit      one process: read the columns (pyarrow, its default threads) and count them into the reference PSI
+             bins (one np.histogram per numeric column, one value count per categorical column), both sides
+and prints the ratios against the goals (kon_ray >= 5x faster than the baseline, <= 1.5x the limit) and the
+largest differences to the baseline's statistics. `--profile` instead times the drift passes in one process
+(Ray started first) and prints cProfile's top functions of the driver.
+
+CPU-seconds: this script makes itself a child subreaper, so Ray's processes, which outlive their parents, are
+re-parented to it and reaped here; getrusage(RUSAGE_CHILDREN) then counts every process the command started.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import json
 import os
+import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -29,64 +46,19 @@ import pyarrow.parquet as pq
 from scipy import stats
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PART_ROWS = 250_000
+LAYOUTS = {"one_group": None, "rg64k": 65_536}  # row_group_size (None: pyarrow's default)
 
 
-class PeakRss:
-    """Peak resident memory of this process and all its descendants (Ray's workers included)."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _processes(self) -> list:
-        me = psutil.Process()
-        procs = {p.pid: p for p in [me, *me.children(recursive=True)]}
-        session = _ray_session_dir()
-        if session:  # a Ray joined via RAY_ADDRESS: its raylet and workers are not our children
-            for p in psutil.process_iter(["cmdline"]):
-                if any(session in arg for arg in (p.info["cmdline"] or [])):
-                    procs[p.pid] = p
-                    procs.update({c.pid: c for c in p.children(recursive=True)})
-        return list(procs.values())
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            total = 0
-            for p in self._processes():
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
-            self._stop.wait(0.2)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+# --- data ----------------------------------------------------------------------------------------------------
 
 
-def _ray_session_dir() -> str:
-    try:
-        import ray
-
-        node = ray._private.worker._global_node
-        return os.path.basename(node.get_session_dir_path()) if node is not None else ""
-    except Exception:
-        return ""
-
-
-def generate(folder: str, rows: int, features: int, shift: float, seed: int) -> list[str]:
-    """Parts of PART_ROWS rows; feature j's distribution family is j % 6; `shift` moves a third of them."""
-    os.makedirs(folder)
+def generate(rows: int, features: int, shift: float, seed: int) -> pa.Table:
+    """Parts of PART_ROWS rows; feature j's distribution family is j % 5; `shift` moves a third of them."""
     n_cat = features // 6
     vocab = pa.array([f"cat_{i:02d}" for i in range(40)])
-    names = []
+    parts = []
     for part, start in enumerate(range(0, rows, PART_ROWS)):
         n = min(PART_ROWS, rows - start)
         rng = np.random.default_rng([seed, part])
@@ -111,45 +83,54 @@ def generate(folder: str, rows: int, features: int, shift: float, seed: int) -> 
             p = np.linspace(1, 2 + (shift * 3 if j % 3 == 0 else 0), k)
             idx = rng.choice(k, size=n, p=p / p.sum()).astype(np.int32)
             cols[f"cat_{j:03d}"] = pa.DictionaryArray.from_arrays(pa.array(idx), vocab[:k])
-        name = os.path.join(folder, f"part-{part:05d}.parquet")
-        pq.write_table(pa.table(cols), name, row_group_size=PART_ROWS // 2)
-        names.append(name)
-    return names
+        parts.append(pa.table(cols))
+    return pa.concat_tables(parts).combine_chunks()
 
 
-def run_kon_ray(ref: str, cur: str):
-    from kon_ray.drift.compare import compare
-    from kon_ray.drift.config import DriftConfig
-    from kon_ray.drift.engine import fit_reference, summarise_current
+def write_layouts(tmp: str, rows: int, features: int) -> dict:
+    """{layout: (reference file, current file)}: the same two tables written once per layout."""
+    paths: dict = {layout: [] for layout in LAYOUTS}
+    for side, shift, seed in (("reference", 0.0, 1), ("current", 0.15, 2)):
+        table = generate(rows, features, shift, seed)
+        for layout, group_rows in LAYOUTS.items():
+            folder = os.path.join(tmp, layout, side)
+            os.makedirs(folder)
+            name = os.path.join(folder, "part-00000.parquet")
+            if group_rows is None:
+                pq.write_table(table, name)
+            else:
+                pq.write_table(table, name, row_group_size=group_rows)
+            paths[layout].append(name)
+        del table
+    return {layout: tuple(p) for layout, p in paths.items()}
 
-    cfg = DriftConfig()
-    summary = fit_reference(ref, cfg)
-    features = compare(summary, summarise_current(summary, cur, cfg), cfg)
-    return summary, {f["name"]: f for f in features}
+
+# --- the single-process sides (run as `--task NAME` in a process of their own) ------------------------------
 
 
-def run_baseline(ref: str, cur: str, bins: int = 10, eps: float = 1e-4):
+def run_baseline(ref: str, cur: str, out: str, bins: int = 10, eps: float = 1e-4) -> None:
     r = pq.read_table(ref).to_pandas()
     c = pq.read_table(cur).to_pandas()
-    out = {}
+    res = {}
     for name in r.columns:
         if isinstance(r[name].dtype, pd.CategoricalDtype) or r[name].dtype == object:
             rc, cc = r[name].value_counts(dropna=False), c[name].value_counts(dropna=False)
             keys = rc.index.union(cc.index)
             table = np.array([rc.reindex(keys, fill_value=0).to_numpy(), cc.reindex(keys, fill_value=0).to_numpy()])
             table = table[:, table.sum(axis=0) > 0]
-            res = stats.chi2_contingency(table, correction=False)
+            test = stats.chi2_contingency(table, correction=False)
             pr, pc = table[0] / len(r), table[1] / len(c)
-            out[name] = (_psi(pr, pc, eps), res.statistic, res.pvalue)
+            res[name] = (_psi(pr, pc, eps), float(test.statistic), float(test.pvalue))
         else:
             x, y = r[name].to_numpy(np.float64), c[name].to_numpy(np.float64)
             xv, yv = x[~np.isnan(x)], y[~np.isnan(y)]
             edges = np.unique(np.quantile(xv, np.arange(1, bins) / bins))
             pr = np.append(np.bincount(np.searchsorted(edges, xv), minlength=len(edges) + 1), len(x) - len(xv)) / len(x)
             pc = np.append(np.bincount(np.searchsorted(edges, yv), minlength=len(edges) + 1), len(y) - len(yv)) / len(y)
-            res = stats.ks_2samp(xv, yv, method="asymp")
-            out[name] = (_psi(pr, pc, eps), res.statistic, res.pvalue)
-    return out
+            test = stats.ks_2samp(xv, yv, method="asymp")
+            res[name] = (_psi(pr, pc, eps), float(test.statistic), float(test.pvalue))
+    with open(out, "w") as handle:
+        json.dump(res, handle)
 
 
 def _psi(pr, pc, eps):
@@ -157,69 +138,208 @@ def _psi(pr, pc, eps):
     return float(np.sum((pc - pr) * np.log(pc / pr)))
 
 
-def run_limit(ref: str, cur: str, summary) -> None:
+def run_limit(ref: str, cur: str, edges_json: str) -> None:
     """Read the columns and count them into the reference PSI bins: np.histogram / value counts, one process."""
+    with open(edges_json) as handle:
+        edges = {k: np.asarray(v, dtype=np.float64) for k, v in json.load(handle).items()}
     for path in (ref, cur):
-        for file in sorted(os.listdir(path)):
-            table = pq.read_table(os.path.join(path, file))
-            for name in table.column_names:
-                col = table.column(name)
-                if name in summary.numeric:
-                    x = col.to_numpy()
-                    edges = summary.numeric[name].psi_edges
-                    np.histogram(x[~np.isnan(x)], bins=np.concatenate(([-1e308], edges, [1e308])))
-                else:
-                    col.value_counts()
+        table = pq.read_table(path)
+        for name in table.column_names:
+            col = table.column(name)
+            if name in edges:
+                x = col.to_numpy()
+                np.histogram(x[~np.isnan(x)], bins=np.concatenate(([-np.inf], edges[name], [np.inf])))
+            else:
+                col.value_counts()
+
+
+# --- measuring a process tree --------------------------------------------------------------------------------
+
+
+def _become_subreaper() -> None:
+    """Orphaned descendants (Ray's daemons and workers) are re-parented to this process, so their CPU time is
+    counted in RUSAGE_CHILDREN once reaped here."""
+    PR_SET_CHILD_SUBREAPER = 36
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(cmd: list, env: dict, linger_s: float = 60.0) -> dict:
+    """Run `cmd`; wall time to its exit, CPU-seconds of it and every descendant, peak RSS of the whole tree."""
+    cpu_before = _children_cpu()
+    peak, stop = [0], threading.Event()
+
+    def sample() -> None:
+        me = psutil.Process()
+        while not stop.is_set():
+            total = 0
+            for p in me.children(recursive=True):
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            peak[0] = max(peak[0], total)
+            stop.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = proc.communicate()[0]
+    wall = time.perf_counter() - start
+    # Ray's processes exit shortly after the driver; wait for them (and reap them) so their CPU is counted
+    deadline = time.monotonic() + linger_s
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            if time.monotonic() > deadline:
+                for p in psutil.Process().children(recursive=True):
+                    p.kill()
+                deadline = time.monotonic() + 10
+            time.sleep(0.05)
+    stop.set()
+    sampler.join()
+    if proc.returncode not in (0,):
+        print(output[-3000:])
+        raise SystemExit(f"{cmd[:4]} failed with exit code {proc.returncode}")
+    return {"wall": wall, "cpu": _children_cpu() - cpu_before, "peak": peak[0], "output": output}
+
+
+# --- the run -------------------------------------------------------------------------------------------------
+
+
+def _line(name: str, m: dict, extra: str = "") -> str:
+    return (f"  {name:9s} wall {m['wall']:7.1f} s   CPU {m['cpu']:7.1f} s (all processes)"
+            f"   peak RSS {m['peak'] / 2**30:5.2f} GiB{extra}")
+
+
+def bench_layout(layout: str, ref: str, cur: str, tmp: str, args) -> dict:
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", HYDRA_FULL_ERROR="0")
+    env.pop("RAY_ADDRESS", None)
+    py = sys.executable
+    out = os.path.join(tmp, f"out_{layout}")
+    cmd = [py, "-m", "kon_ray.drift", f"reference={ref}", f"current={cur}", f"output={out}",
+           f"hydra.run.dir={os.path.join(tmp, 'hydra_' + layout)}", *args.override]
+    results = {"kon_ray": measure(cmd, env)}
+    with open(os.path.join(out, "reference_summary.json")) as handle:
+        summary = json.load(handle)
+    edges_json = os.path.join(tmp, f"edges_{layout}.json")
+    with open(edges_json, "w") as handle:
+        json.dump({k: v["psi_edges"] for k, v in summary["numeric"].items()}, handle)
+    del summary
+    results["limit"] = measure([py, __file__, "--task", "limit", ref, cur, edges_json], env)
+    if not args.skip_baseline:
+        base_json = os.path.join(tmp, f"baseline_{layout}.json")
+        results["baseline"] = measure([py, __file__, "--task", "baseline", ref, cur, base_json], env)
+        with open(base_json) as handle:
+            results["base_stats"] = json.load(handle)
+    with open(os.path.join(out, "drift_report.json")) as handle:
+        results["ours"] = {f["name"]: f for f in json.load(handle)["features"]}
+    return results
+
+
+def report(layout: str, r: dict) -> None:
+    ours, limit = r["kon_ray"], r["limit"]
+    print(f"{layout}:")
+    print(_line("kon_ray", ours))
+    print(_line("limit", limit, f"   kon_ray / limit = {ours['wall'] / limit['wall']:.2f}x (goal <= 1.5x)"))
+    if "baseline" in r:
+        base = r["baseline"]
+        print(_line("baseline", base, f"   baseline / kon_ray = {base['wall'] / ours['wall']:.2f}x (goal >= 5x)"))
+        b, o = r["base_stats"], r["ours"]
+        dpsi = max(abs(o[k]["psi"] - b[k][0]) for k in b)
+        dstat = max(abs((o[k]["statistic"] or 0) - b[k][1]) for k in b)
+        inside = all(o[k]["statistic"] - 1e-12 <= b[k][1] <= o[k]["ks_upper"] + 1e-12
+                     for k in b if o[k]["type"] == "numeric" and o[k]["statistic"] is not None)
+        bound = max((o[k]["ks_upper"] or 0) - (o[k]["statistic"] or 0) for k in b if o[k]["type"] == "numeric")
+        print(f"  max |PSI - baseline| = {dpsi:.2e}; max |statistic - baseline| = {dstat:.2e}; scipy's KS D inside"
+              f" [statistic, ks_upper] for every numeric feature: {inside} (widest bound {bound:.2e})")
+
+
+def profile(args) -> None:
+    """The drift passes in this process, timed one by one, and the driver's cProfile."""
+    import cProfile
+    import pstats
+
+    from kon_ray.cluster.config import ClusterConfig
+    from kon_ray.cluster.local import init_local_ray
+    from kon_ray.drift import engine
+    from kon_ray.drift.check import run_check
+    from kon_ray.drift.config import DriftConfig
+
+    tmp = tempfile.mkdtemp(prefix="bench_drift_")
+    try:
+        paths = write_layouts(tmp, args.rows, args.features)
+        t = time.perf_counter()
+        init_local_ray(ClusterConfig(data_cpu_reserve=1, object_store_gb=4.0))
+        print(f"ray start: {time.perf_counter() - t:.1f} s")
+        for name in ("sample", "reduce", "fit_reference", "summarise_current"):
+            original = getattr(engine, name)
+
+            def timed(*a, _original=original, _name=name, **k):
+                t0 = time.perf_counter()
+                out = _original(*a, **k)
+                print(f"    {_name:18s} {time.perf_counter() - t0:6.2f} s")
+                return out
+
+            setattr(engine, name, timed)
+        import kon_ray.drift.check as check
+
+        check.fit_reference, check.summarise_current = engine.fit_reference, engine.summarise_current
+        for layout, (ref, cur) in paths.items():
+            print(f"{layout}:")
+            prof = cProfile.Profile()
+            t = time.perf_counter()
+            prof.enable()
+            run_check(DriftConfig(), cur, os.path.join(tmp, "out_" + layout), reference=ref)
+            prof.disable()
+            print(f"  run_check: {time.perf_counter() - t:.2f} s; driver's top functions (cumulative):")
+            pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in each of reference and current")
     parser.add_argument("--features", type=int, default=240)
-    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--layouts", default=",".join(LAYOUTS), help="comma-separated: " + ", ".join(LAYOUTS))
     parser.add_argument("--skip-baseline", action="store_true", help="time only kon_ray and the limit")
+    parser.add_argument("--profile", action="store_true", help="time the passes in-process instead")
+    parser.add_argument("--override", action="append", default=[], help="extra key=value for the drift command")
+    parser.add_argument("--task", help=argparse.SUPPRESS)
+    parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.task == "baseline":
+        return run_baseline(*args.paths)
+    if args.task == "limit":
+        return run_limit(*args.paths)
+    if args.profile:
+        return profile(args)
 
+    _become_subreaper()
+    load = os.getloadavg()
     tmp = tempfile.mkdtemp(prefix="bench_drift_")
     try:
         t = time.perf_counter()
-        ref, cur = os.path.join(tmp, "reference"), os.path.join(tmp, "current")
-        generate(ref, args.rows, args.features, 0.0, 1)
-        generate(cur, args.rows, args.features, 0.15, 2)
-        size = sum(os.path.getsize(os.path.join(d, f)) for d in (ref, cur) for f in os.listdir(d))
-        print(f"data: {args.rows:,} rows x {args.features} features per side, {size / 2**20:.0f} MiB Parquet,"
-              f" generated in {time.perf_counter() - t:.1f} s")
-
-        from kon_ray.cluster.config import ClusterConfig
-        from kon_ray.cluster.local import init_local_ray
-
-        t = time.perf_counter()
-        init_local_ray(ClusterConfig(num_cpus=args.cpus, data_cpu_reserve=0, object_store_gb=2.0))
-        print(f"ray start: {time.perf_counter() - t:.1f} s (not counted)")
-
-        with PeakRss() as mem:
-            t = time.perf_counter()
-            summary, ours = run_kon_ray(ref, cur)
-            t_ours = time.perf_counter() - t
-        print(f"kon_ray:  {t_ours:8.1f} s   peak RSS {mem.peak / 2**30:.2f} GiB")
-
-        with PeakRss() as mem:
-            t = time.perf_counter()
-            run_limit(ref, cur, summary)
-            t_limit = time.perf_counter() - t
-        print(f"limit:    {t_limit:8.1f} s   peak RSS {mem.peak / 2**30:.2f} GiB   kon_ray / limit = {t_ours / t_limit:.2f}x")
-
-        if not args.skip_baseline:
-            with PeakRss() as mem:
-                t = time.perf_counter()
-                base = run_baseline(ref, cur)
-                t_base = time.perf_counter() - t
-            print(f"baseline: {t_base:8.1f} s   peak RSS {mem.peak / 2**30:.2f} GiB   baseline / kon_ray = {t_base / t_ours:.2f}x")
-            dpsi = max(abs(ours[k]["psi"] - base[k][0]) for k in base)
-            dstat = max(abs(ours[k]["statistic"] - base[k][1]) for k in base)
-            bound = max((ours[k]["ks_upper"] or 0) - (ours[k]["statistic"] or 0) for k in base if k in summary.numeric)
-            print(f"max |PSI - baseline| = {dpsi:.2e}; max |statistic - baseline| = {dstat:.2e}"
-                  f" (KS bound stated: {bound:.2e})")
+        paths = write_layouts(tmp, args.rows, args.features)
+        size = sum(os.path.getsize(p) for pair in paths.values() for p in pair) / len(paths)
+        print(f"data: {args.rows:,} rows x {args.features} features per side, {size / 2**20:.0f} MiB Parquet per"
+              f" layout, generated in {time.perf_counter() - t:.1f} s; {os.cpu_count()} cores, load average"
+              f" {load[0]:.1f} at start")
+        for layout in args.layouts.split(","):
+            ref, cur = paths[layout]
+            groups = pq.ParquetFile(ref).metadata.num_row_groups
+            r = bench_layout(layout, ref, cur, tmp, args)
+            report(f"{layout} ({groups} row group{'s' if groups > 1 else ''} per file)", r)
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

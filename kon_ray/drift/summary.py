@@ -143,12 +143,21 @@ def merge(a: Optional[dict], b: dict) -> dict:
 def sample_edges(sample: np.ndarray, bins: int) -> np.ndarray:
     """KS edges from sampled reference values: every distinct value when there are at most `bins` of them (then
     KS is exact), else the sample's order statistics at j/bins (actual values, so heavy ties become edges)."""
-    values = np.sort(sample[~np.isnan(sample)])
-    distinct = np.unique(values)
+    values = sample[~np.isnan(sample)]
+    if len(values) > 1 and not np.all(values[1:] >= values[:-1]):  # a sorted sample (the engine's) is not resorted
+        values = np.sort(values)
+    distinct = _distinct_sorted(values)
     if len(distinct) <= bins:
         return distinct
     positions = np.round(np.linspace(0, len(values) - 1, bins + 1)).astype(np.int64)
-    return np.unique(values[positions])
+    return _distinct_sorted(values[positions])
+
+
+def _distinct_sorted(values: np.ndarray) -> np.ndarray:
+    """np.unique of sorted values, without sorting them again."""
+    if len(values) < 2:
+        return values.copy()
+    return values[np.concatenate(([True], values[1:] != values[:-1]))]
 
 
 def slots_holding_ranks(slots: np.ndarray, ranks: np.ndarray) -> np.ndarray:
