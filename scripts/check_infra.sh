@@ -5,6 +5,7 @@
 #   3. checkov on infra/ (Terraform) - no failed check allowed, skips are inline
 #   4. checkov on .github/workflows/ (GitHub Actions)
 #   5. actionlint (with shellcheck) on .github/workflows/
+#   6. hadolint on the Dockerfile
 # Runs every step, prints a summary, exits non-zero if any step failed.
 # The Python tools live in .venv-tools/ (`make tools`); terraform comes from
 # PATH (or $TERRAFORM); without it the fmt step is skipped with a warning,
@@ -63,6 +64,11 @@ step "checkov github_actions" "$TOOLS/bin/checkov" --directory .github/workflows
   --framework github_actions --skip-download --compact --quiet --output cli
 step "actionlint" "$TOOLS/bin/actionlint" -no-color -shellcheck "$TOOLS/bin/shellcheck" \
   .github/workflows/*.yml
+if [[ -x "$TOOLS/bin/hadolint" ]]; then
+  step "hadolint" "$TOOLS/bin/hadolint" --no-color Dockerfile
+else
+  echo "check_infra: WARNING: hadolint missing from $TOOLS (make tools); skipping the Dockerfile lint." >&2
+fi
 
 if ((${#failed[@]})); then
   echo "check_infra: ${#failed[@]} step(s) failed: ${failed[*]}" >&2

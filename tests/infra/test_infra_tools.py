@@ -74,7 +74,7 @@ def _assert_clean(report, min_passed):
 
 
 def test_tools_virtualenv_is_installed():
-    for name in ("python", "checkov", "actionlint", "shellcheck"):
+    for name in ("python", "checkov", "actionlint", "shellcheck", "hadolint"):
         tool(name)
 
 
@@ -90,6 +90,11 @@ def test_actionlint_with_shellcheck_is_clean():
     files = sorted(str(p.relative_to(REPO)) for p in WORKFLOWS.glob("*.y*ml"))
     proc = run([tool("actionlint"), "-no-color", "-shellcheck", tool("shellcheck"), *files], timeout=120)
     assert proc.returncode == 0, f"actionlint:\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_hadolint_is_clean():
+    proc = run([tool("hadolint"), "--no-color", "Dockerfile"], timeout=60)
+    assert proc.returncode == 0, f"hadolint Dockerfile:\n{proc.stdout}\n{proc.stderr}"
 
 
 def test_terraform_fmt_check():

@@ -7,7 +7,8 @@ against its committed .terraform.lock.hcl, validated, and infra/live's `terrafor
 plan-level security assertions in infra/live/tests/) runs. Without terraform or a mirror these tests SKIP and
 say why; the GitHub `terraform` workflow runs the same commands against the registry.
 
-The init is done once per session, into a temporary TF_DATA_DIR (nothing is written to the repository).
+The init is done once per session, into a temporary TF_DATA_DIR (nothing is written to the repository); the
+provider is linked from the mirror (used as the plugin cache), not copied.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def terraform_offline(tmp_path_factory):
         )
     tmp = tmp_path_factory.mktemp("terraform")
     cli = tmp / "offline.tfrc"
+    # The mirror doubles as the plugin cache: init links the unpacked provider instead of copying ~700 MB.
     cli.write_text(
+        f'plugin_cache_dir = "{mirror}"\n'
         "provider_installation {\n"
         f'  filesystem_mirror {{\n    path    = "{mirror}"\n    include = ["registry.terraform.io/hashicorp/aws"]\n  }}\n'
         "}\n"

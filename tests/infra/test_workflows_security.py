@@ -120,17 +120,30 @@ def terraform_wf(workflows):
     return workflows["terraform.yml"]
 
 
-def test_terraform_prs_run_fmt_validate_plan_for_every_env(terraform_wf):
+def test_terraform_prs_check_every_root_and_plan_dev_only(terraform_wf):
     assert "pull_request" in triggers(terraform_wf)
-    pr_jobs = [j for j in terraform_wf["jobs"].values() if "pull_request" in str(j.get("if", ""))]
+    pr_jobs = {n: j for n, j in terraform_wf["jobs"].items() if "pull_request" in str(j.get("if", ""))}
     assert pr_jobs, "no pull_request job"
-    job = pr_jobs[0]
-    assert sorted(job["strategy"]["matrix"]["environment"]) == sorted(ENVS)
-    text = run_text(job)
-    for cmd in ("terraform fmt -check", "terraform validate", "terraform plan"):
-        assert cmd in text, f"PR job does not run {cmd}"
+    text = "\n".join(run_text(j) for j in pr_jobs.values())
+    for cmd in ("terraform fmt -check", "validate", "test -no-color", "terraform plan"):
+        assert cmd in text, f"PR jobs do not run {cmd}"
+    assert "infra/live" in text and "infra/bootstrap" in text, "validate every root"
     assert "terraform apply" not in text and "-destroy" not in text, "PR jobs must never change infrastructure"
-    assert "environment" not in job, "PR plans must not consume the deployment environments"
+    planners = [j for j in pr_jobs.values() if "terraform plan" in run_text(j)]
+    assert len(planners) == 1 and "strategy" not in planners[0]
+    assert planners[0].get("environment") == "dev-plan", "pull requests plan dev only, in the dev-plan environment"
+    assert "-var-file=dev.tfvars" in run_text(planners[0]) and "staging" not in run_text(planners[0])
+    for job in pr_jobs.values():
+        assert job.get("environment") in (None, "dev-plan"), "PR jobs must not reach staging/prod or an apply environment"
+
+
+def test_manual_plans_run_in_the_gated_plan_environment(terraform_wf):
+    jobs = terraform_wf["jobs"]
+    planners = [j for j in jobs.values() if "-out=tfplan" in run_text(j)]
+    assert planners
+    for job in planners:
+        assert job.get("environment") == "${{ inputs.environment }}-plan"
+        assert "vars.AWS_PLAN_ROLE_ARN" in str(job)
 
 
 def test_terraform_apply_is_gated_by_environment_and_manual(terraform_wf):
@@ -143,6 +156,8 @@ def test_terraform_apply_is_gated_by_environment_and_manual(terraform_wf):
         env_name = env.get("name") if isinstance(env, dict) else env
         assert env_name == "${{ inputs.environment }}", f"{name}: apply must run in the target GitHub environment (reviewers on prod)"
         assert "workflow_dispatch" in str(job.get("if", "")), f"{name}: apply only by hand"
+        assert "github.ref == 'refs/heads/main'" in str(job.get("if", "")), f"{name}: apply only from main"
+        assert "vars.AWS_APPLY_ROLE_ARN" in str(job)
         assert job.get("needs"), f"{name}: apply must follow the plan job"
 
 
@@ -196,14 +211,28 @@ def test_image_workflow_triggers_and_unique_tags(workflows):
     on = triggers(doc)
     assert "workflow_dispatch" in on
     paths = on["push"]["paths"]
-    for p in ("kon_ray/**", "requirements*.lock", "Dockerfile"):
+    # Everything the Dockerfile copies into the image.
+    for p in ("kon_ray/**", "conf/**", "docker/**", "pyproject.toml", "requirements.lock", "Dockerfile"):
         assert p in paths, f"image.yml must build on changes to {p}"
     text = (WORKFLOWS / "image.yml").read_text()
     assert not re.search(r":latest\b", text), "immutable ECR: never push a floating latest tag"
-    job = next(iter(doc["jobs"].values()))
+    job = doc["jobs"]["build-push"]
+    assert job["environment"] == "dev", "only dev builds"
     build = [s for s in steps(job) if s.get("uses", "").startswith("docker/build-push-action@")]
     assert build and build[0]["with"]["push"] is True
     assert "GITHUB_SHA" in run_text(job), "images must be tagged with the git SHA"
+
+
+def test_prod_promotes_the_dev_image_by_digest(workflows):
+    doc = workflows["image.yml"]
+    job = doc["jobs"]["promote"]
+    cond = str(job.get("if", ""))
+    assert "'prod'" in cond and "github.ref == 'refs/heads/main'" in cond, "promotion to prod only from main"
+    assert job["environment"] == "${{ inputs.environment }}", "promotion runs behind the target environment's gate"
+    text = run_text(job)
+    assert "skopeo copy --preserve-digests" in text and "@${digest}" in text, "copy the tested manifest by digest"
+    assert '"${promoted}" != "${digest}"' in text, "check the promoted digest is the tested one"
+    assert not any(u.startswith("docker/build-push-action@") for u in uses(job)), "promotion never rebuilds"
 
 
 # ----------------------------------------------------------------------- ci
