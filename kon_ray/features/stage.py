@@ -264,7 +264,7 @@ def _transform_block(table: pa.Table, unit: execution.WorkUnit, spec: Spec, stat
                 if name not in writers:
                     fs.create_dir(f"{base}/{name}", recursive=True)
                     path = f"{base}/{name}/part-{unit.index:05d}.parquet"  # a retried task rewrites its own part
-                    writers[name] = pq.ParquetWriter(path, part.schema, filesystem=fs)
+                    writers[name] = pq.ParquetWriter(path, part.schema, filesystem=fs, **write_options(part.schema))
                 writers[name].write_table(part)
                 target = part.column(spec.target_column).to_pandas().fillna("__missing__")
                 counts.setdefault(name, Counter()).update(target.value_counts().to_dict())
@@ -273,6 +273,15 @@ def _transform_block(table: pa.Table, unit: execution.WorkUnit, spec: Spec, stat
             writer.close()
     return {"counts": {k: {str(c): int(n) for c, n in v.items()} for k, v in counts.items()},
             "population_missing": int(population_missing), "checks": checks}
+
+
+def write_options(schema: pa.Schema) -> Dict[str, Any]:
+    """Parquet writer options for the split parts: dictionary encoding only for the non-numeric columns. The float
+    features are nearly all distinct, so pyarrow's default (try a dictionary for every column, then fall back)
+    costs about twice the rest of the write for files that come out larger (measured: 0.29 vs 0.10 CPU-s per
+    32k rows x 243 columns, 25.4 vs 22.7 MB)."""
+    numeric = (pa.types.is_floating, pa.types.is_integer)
+    return {"use_dictionary": [f.name for f in schema if not any(is_(f.type) for is_ in numeric)]}
 
 
 def transform_table(table: pa.Table, spec: Spec, state: Dict[str, Any]) -> pa.Table:
