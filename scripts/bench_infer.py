@@ -1,12 +1,25 @@
-"""Benchmark: kon_ray's batch scoring (Ray Data map_batches over an actor pool of kon_ray.infer.score.Scorer, from
-the features Parquet to the predictions Parquet) against plain XGBoost in one process (read the same Parquet with
-pyarrow, one float32 matrix, Booster.inplace_predict with every core, write the predictions), in one run.
+"""Benchmark: the WHOLE InferenceReporting stage (kon_ray.infer.stage.run: scoring, predictions written, metric
+counts, prediction drift, reports) against the plain baseline on the same files, in one run, for both layouts.
 
-    RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_infer.py             # 1M rows x 240 features
-    RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_infer.py --rows 10000000
+    RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_infer.py                        # 1M scored rows x 240
+    RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_infer.py --rows 200000 --layouts one
+    RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_infer.py --rows 100000 --profile   # where the time goes
 
-Prints both times and the speed-up (goal >= 1.6x on 2 cores), and checks that both produce the same
-probabilities. Ray's start and the model training are not timed.
+Data: the preprocess layout, `--rows` records split half test (labelled: the prediction-drift reference) and half
+current (labelled, as the pipeline's current window), 240 float32 features, one population model (50 rounds x 4
+classes, trained on a sample, saved as the train stage does). Layouts:
+  one   each split one Parquet file with one row group (pyarrow's default for a table this size)
+  many  each split in files of --rows-per-file rows, 64k-row row groups
+
+Plain baseline, per split: pyarrow read of the features and id, one float32 matrix, `Booster.inplace_predict`
+(nthread = cores), write id / predicted / probabilities. kon_ray: `kon_ray.infer.stage.run` on a local Ray started as
+the pipeline starts it (cluster=local); its Ray start is not timed. The stage runs twice: the first run pays for
+worker processes importing xgboost and loading the model (as the stage does once per run), the second does not.
+
+Reported: wall time and CPU-seconds of all processes (this process and every Ray process: raylet, GCS, workers;
+psutil), the ratio kon_ray / plain per layout against the goal (<= 1.5x), and that both give the same probabilities.
+`--profile` runs the stage's pass in this process without Ray (the same code path per unit) under cProfile and
+prints where the time goes.
 """
 
 from __future__ import annotations
@@ -16,114 +29,202 @@ import os
 import shutil
 import tempfile
 import time
+from typing import Dict, List, Tuple
 
 import numpy as np
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+GOAL = 1.5
+ROW_GROUP = 65_536
+
+
+def cpu_seconds() -> Dict[int, float]:
+    """user + system CPU-seconds of this process and all its descendants (Ray's processes are), by pid."""
+    import psutil
+
+    me = psutil.Process()
+    out = {}
+    for proc in [me] + me.children(recursive=True):
+        try:
+            times = proc.cpu_times()
+            out[proc.pid] = times.user + times.system
+        except psutil.Error:
+            pass
+    return out
+
+
+def cpu_since(before: Dict[int, float]) -> float:
+    after = cpu_seconds()
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
+
+
+def measure(fn) -> Tuple[float, float]:
+    before, t = cpu_seconds(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t, cpu_since(before)
+
+
+def write_split(folder: str, rows: int, features: int, seed: int, layout: str, rows_per_file: int, labels) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kon_ray.train.synthetic import feature_names, learnable_matrix
+
+    os.makedirs(folder)
+    names = feature_names(features)
+    step = rows if layout == "one" else rows_per_file
+    for i, start in enumerate(range(0, rows, step)):
+        n = min(step, rows - start)
+        X, y = learnable_matrix(n, features, len(labels), seed=seed + start)
+        table = pa.table({**{f: X[:, j] for j, f in enumerate(names)},
+                          "customer_id": np.arange(seed * 10**8 + start, seed * 10**8 + start + n, dtype=np.int64),
+                          "segment": pa.array(np.asarray(labels, dtype=object)[y]),
+                          "population": pa.array(["domestic"] * n)})
+        pq.write_table(table, os.path.join(folder, f"part-{i:05d}.parquet"),
+                       row_group_size=n if layout == "one" else ROW_GROUP)
+
+
+def plain(source: str, target: str, booster, base: List[str], labels, cores: int) -> np.ndarray:
+    """The baseline for one split: read, one float32 matrix, inplace_predict, write."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(source, columns=base + ["customer_id"])
+    matrix = np.empty((table.num_rows, len(base) + 2), dtype=np.float32)
+    for j, f in enumerate(base):
+        matrix[:, j] = table.column(f).to_numpy()
+    matrix[:, -2:] = 0  # estrato, cluster: 0 here (no segmentation configured)
+    booster.set_param({"nthread": cores})
+    probs = booster.inplace_predict(matrix)
+    out = {"customer_id": table.column("customer_id"), "predicted": pa.array(np.asarray(labels)[probs.argmax(1)])}
+    out.update({f"prob_{c}": probs[:, k] for k, c in enumerate(labels)})
+    pq.write_table(pa.table(out), target)
+    return probs
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="scored rows, both splits together")
     parser.add_argument("--features", type=int, default=240)
     parser.add_argument("--rounds", type=int, default=50)
-    parser.add_argument("--actors", type=int, default=None, help="default: cluster.train_workers")
-    parser.add_argument("--rows-per-file", type=int, default=100_000)
+    parser.add_argument("--rows-per-file", type=int, default=250_000, help="layout 'many': rows per file")
+    parser.add_argument("--layouts", default="one,many")
+    parser.add_argument("--profile", action="store_true", help="cProfile the stage in this process, no Ray")
     args = parser.parse_args()
 
-    import pyarrow as pa
     import pyarrow.parquet as pq
-    import ray
     import xgboost as xgb
 
     from kon_ray.cluster.config import ClusterConfig
-    from kon_ray.infer.score import Scorer
-    from kon_ray.segment.io import read_split
+    from kon_ray.infer import stage as infer_stage
+    from kon_ray.segment.config import SegmentConfig
     from kon_ray.segment.state import SegmentState
     from kon_ray.train.boost import xgb_params
     from kon_ray.train.config import ModelConfig
     from kon_ray.train.data import model_features
-    from kon_ray.train.synthetic import CLASS_LABELS, feature_names, learnable_matrix
     from kon_ray.train.stage import _write_model_folder
+    from kon_ray.train.synthetic import CLASS_LABELS, feature_names, learnable_matrix, synthetic_context
 
-    cluster = ClusterConfig()
-    actors = args.actors or cluster.train_workers
+    labels = list(CLASS_LABELS)
     cores = os.cpu_count() or 1
     base = feature_names(args.features)
     features = model_features(base)
     root = tempfile.mkdtemp(prefix="bench_infer_")
+    results = []
     try:
-        # -- data: Parquet parts in the preprocess layout (one population, no segmentation inputs) ---------------
-        source = os.path.join(root, "current")
-        os.makedirs(source)
-        for i, start in enumerate(range(0, args.rows, args.rows_per_file)):
-            n = min(args.rows_per_file, args.rows - start)
-            X, _ = learnable_matrix(n, args.features, len(CLASS_LABELS), seed=start)
-            table = pa.table({**{f: X[:, j] for j, f in enumerate(base)},
-                              "customer_id": np.arange(start, start + n, dtype=np.int64),
-                              "population": pa.array(["domestic"] * n)})
-            pq.write_table(table, os.path.join(source, f"part-{i:05d}.parquet"))
-        # -- model: trained on a sample, saved as the train stage would ------------------------------------------
-        X, y = learnable_matrix(50_000, args.features, len(CLASS_LABELS), seed=99)
-        X = np.hstack([X, np.zeros((len(X), 2), np.float32)])  # estrato, cluster: 0 here
-        params = xgb_params(ModelConfig().__dict__, len(CLASS_LABELS), nthread=cores, seed=0)
+        # -- model: trained on a sample, saved as the train stage would ----------------------------------------
+        X, y = learnable_matrix(50_000, args.features, len(labels), seed=99)
+        X = np.hstack([X, np.zeros((len(X), 2), np.float32)])
+        params = xgb_params(ModelConfig().__dict__, len(labels), nthread=cores, seed=0)
         booster = xgb.train(params, xgb.QuantileDMatrix(X, label=y), args.rounds)
-        ckpt = os.path.join(root, "ckpt")
+        del X, y
+        ckpt, seg_dir = os.path.join(root, "ckpt"), os.path.join(root, "segment")
         os.makedirs(ckpt)
-        booster.save_model(os.path.join(ckpt, "model.ubj"))
-        seg_dir = os.path.join(root, "segment")
         os.makedirs(seg_dir)
+        booster.save_model(os.path.join(ckpt, "model.ubj"))
         with open(os.path.join(seg_dir, "segment_state.json"), "w") as out:
             out.write(SegmentState("", [], [], [], [], []).to_json())
-        folder = os.path.join(root, "models", "domestic")
-        meta = {"population": "domestic", "features": features, "class_labels": list(CLASS_LABELS)}
-        _write_model_folder(folder, ckpt, features, meta, root, seg_dir)
-        print(f"data: {args.rows:,} rows x {args.features} features in {len(os.listdir(source))} Parquet parts; "
-              f"model {args.rounds} rounds x {len(CLASS_LABELS)} classes; {cores} cores")
+        meta = {"population": "domestic", "features": features, "class_labels": labels,
+                "class_counts": {c: 1000 + i for i, c in enumerate(labels)}, "best_iteration": args.rounds - 1,
+                "rounds_trained": args.rounds}
 
-        # -- plain: one process -------------------------------------------------------------------------------
-        t0 = time.perf_counter()
-        table = pq.read_table(source, columns=base + ["customer_id"])
-        matrix = np.empty((table.num_rows, len(features)), dtype=np.float32)
-        for j, f in enumerate(base):
-            matrix[:, j] = table.column(f).to_numpy()
-        matrix[:, -2:] = 0
-        t1 = time.perf_counter()
-        plain_probs = booster.inplace_predict(matrix)
-        t2 = time.perf_counter()
-        out = {"customer_id": table.column("customer_id"), "predicted": pa.array(np.asarray(CLASS_LABELS)[plain_probs.argmax(1)])}
-        out.update({f"prob_{c}": plain_probs[:, k] for k, c in enumerate(CLASS_LABELS)})
-        pq.write_table(pa.table(out), os.path.join(root, "plain.parquet"))
-        plain_s = time.perf_counter() - t0
-        print(f"plain (pyarrow + Booster.inplace_predict, nthread={cores}): {plain_s:.1f} s "
-              f"(read+matrix {t1 - t0:.1f} s, predict {t2 - t1:.1f} s, write {plain_s - (t2 - t0):.1f} s)")
-        del matrix, table
+        if not args.profile:
+            from kon_ray.cluster.local import init_local_ray
 
-        # -- kon_ray: Ray Data actor pool ---------------------------------------------------------------------
-        ray.init(num_cpus=cores + cluster.data_cpu_reserve, object_store_memory=int(2 * 1024**3),
-                 include_dashboard=False, log_to_driver=False, configure_logging=False)
-        from kon_ray.infer.stage import BATCH_ROWS
+            init_local_ray(ClusterConfig())  # as a cluster=local run starts it; not timed
+        import ray
 
-        def score(out_dir: str) -> float:
-            t = time.perf_counter()
-            read_split(source, base + ["customer_id", "population"]).map_batches(
-                Scorer, fn_constructor_kwargs=dict(model_folders=[folder], id_column="customer_id", target_column=None,
-                                                   nthread=cluster.cpus_per_train_worker),
-                batch_format="numpy", batch_size=BATCH_ROWS, concurrency=actors,
-                num_cpus=cluster.cpus_per_train_worker,
-            ).write_parquet(out_dir)
-            return time.perf_counter() - t
+        for layout in [s.strip() for s in args.layouts.split(",") if s.strip()]:
+            run_dir = os.path.join(root, layout)
+            split_rows = {"test": args.rows // 2, "current": args.rows - args.rows // 2}
+            for seed, (split, n) in enumerate(split_rows.items(), start=1):
+                write_split(os.path.join(run_dir, "features", split), n, args.features, seed, layout,
+                            args.rows_per_file, labels)
+            _write_model_folder(os.path.join(run_dir, "models", "domestic"), ckpt, features, meta, root, seg_dir)
+            files = {s: sorted(os.listdir(os.path.join(run_dir, "features", s))) for s in split_rows}
+            groups = sum(pq.ParquetFile(os.path.join(run_dir, "features", s, f)).metadata.num_row_groups
+                         for s in files for f in files[s])
+            print(f"\n== layout {layout}: {args.rows:,} rows x {args.features} features "
+                  f"({sum(map(len, files.values()))} files, {groups} row groups); model {args.rounds} rounds x "
+                  f"{len(labels)} classes; {cores} cores")
 
-        warm = score(os.path.join(root, "warmup"))  # first run pays for worker processes and imports
-        kon_s = score(os.path.join(root, "kon"))
-        print(f"kon_ray (Ray Data, {actors} Scorer actors x {cluster.cpus_per_train_worker} thread): {kon_s:.1f} s "
-              f"(first run incl. worker start: {warm:.1f} s)")
-        print(f"speed-up plain / kon_ray: {plain_s / kon_s:.2f}x (goal >= 1.6x); first run: {plain_s / warm:.2f}x")
+            plain_probs = {}
 
-        kon = pq.read_table(os.path.join(root, "kon")).to_pandas().sort_values("customer_id")
-        probs = kon[[f"prob_{c}" for c in CLASS_LABELS]].to_numpy()
-        np.testing.assert_allclose(probs, plain_probs[kon["customer_id"].to_numpy()], rtol=1e-5, atol=1e-6)
-        print("probabilities: identical to plain (rtol 1e-5)")
+            def run_plain():
+                for split in split_rows:
+                    plain_probs[split] = plain(os.path.join(run_dir, "features", split),
+                                               os.path.join(run_dir, f"plain-{split}.parquet"), booster, base, labels,
+                                               cores)
+
+            plain_wall, plain_cpu = measure(run_plain)
+            print(f"plain (pyarrow + inplace_predict nthread={cores} + write): {plain_wall:.2f} s wall, "
+                  f"{plain_cpu:.2f} CPU-s")
+
+            ctx = synthetic_context(run_dir, os.path.join(run_dir, "reports"), segment=SegmentConfig())
+            if args.profile:
+                import cProfile
+                import pstats
+
+                profiler = cProfile.Profile(time.process_time)  # CPU time: robust on a shared machine
+                t = time.perf_counter()
+                profiler.runcall(infer_stage.run, ctx)
+                print(f"kon_ray stage in this process, no Ray (units one after another), profile in CPU-s: "
+                      f"{time.perf_counter() - t:.2f} s")
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
+                continue
+            stage_metrics = {}
+
+            def run_stage():
+                stage_metrics.update(infer_stage.run(ctx))
+
+            first = measure(run_stage)
+            second = measure(run_stage)
+            for name, (wall, cpu) in (("first run (cold workers)", first), ("second run", second)):
+                print(f"kon_ray whole stage, {name}: {wall:.2f} s wall, {cpu:.2f} CPU-s -> "
+                      f"{wall / plain_wall:.2f}x plain wall, {cpu / plain_cpu:.2f}x plain CPU "
+                      f"(goal <= {GOAL}x wall)")
+            per_m = 1e6 / args.rows
+            print(f"per 1M scored rows: plain {plain_wall * per_m:.1f} s; kon_ray {first[0] * per_m:.1f} s / "
+                  f"{second[0] * per_m:.1f} s; prediction drift psi_max "
+                  f"{stage_metrics.get('domestic/prediction_drift_psi_max')}")
+            for split in split_rows:
+                kon = pq.read_table(os.path.join(run_dir, "reports", "predictions", split)).to_pandas()
+                kon = kon.sort_values("customer_id")
+                order = np.argsort(pq.read_table(os.path.join(run_dir, "plain-" + split + ".parquet"),
+                                                 columns=["customer_id"]).column(0).to_numpy())
+                np.testing.assert_allclose(kon[[f"prob_{c}" for c in labels]].to_numpy(),
+                                           plain_probs[split][order], rtol=1e-5, atol=1e-6)
+            print("probabilities: identical to plain (rtol 1e-5)")
+            results.append((layout, plain_wall, plain_cpu, first, second))
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if results:
+            print("\nlayout | plain wall / CPU-s | stage 1st wall / CPU-s | stage 2nd wall / CPU-s | ratio wall 1st/2nd")
+            for layout, pw, pc, (w1, c1), (w2, c2) in results:
+                print(f"{layout} | {pw:.2f} / {pc:.2f} | {w1:.2f} / {c1:.2f} | {w2:.2f} / {c2:.2f} | "
+                      f"{w1 / pw:.2f}x / {w2 / pw:.2f}x (goal <= {GOAL}x)")
+        if ray.is_initialized():
+            ray.shutdown()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -33,11 +33,9 @@ import pyarrow.parquet as pq
 
 from kon_ray import storage
 from kon_ray.drift import summary as S
-from kon_ray.drift.compare import compare
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.psi import edges_from_order_stats, quantile_ranks
 from kon_ray.drift.reference import NumericReference, ReferenceSummary
-from kon_ray.drift.severity import SEVERITIES
 from kon_ray.execution import WorkUnit
 from kon_ray.infer.score import (
     ACTUAL,
@@ -186,6 +184,9 @@ def counting_plan(reference: ReferenceSummary) -> S.BatchPlan:
 
 def drift_report(reference: ReferenceSummary, current: dict, cfg: DriftConfig) -> Dict[str, Any]:
     """The report's prediction-drift block, as kon_ray.drift.prediction.prediction_drift gives it."""
+    from kon_ray.drift.compare import compare  # driver only: scipy.stats costs a worker seconds to import
+    from kon_ray.drift.severity import SEVERITIES
+
     features = compare(reference, current, cfg)
     worst = max((f["severity"] for f in features), key=SEVERITIES.index, default="NONE")
     return {
