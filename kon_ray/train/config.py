@@ -23,6 +23,8 @@ class ModelConfig:
     checkpoint_frequency: int = 10  # rounds between Ray Train checkpoints
     min_rows_per_class: int = 5
     max_failures: int = 2  # Ray Train restarts after a lost worker, resuming from the last checkpoint
+    # a population with fewer records trains in one process (no Ray Train set-up); 0: always Ray Train
+    distributed_min_rows: int = 1_000_000
 
     def __post_init__(self) -> None:
         if self.max_depth < 1:
@@ -40,5 +42,9 @@ class ModelConfig:
             raise ConfigError(f"model.validation_fraction must be in (0, 1), got {self.validation_fraction}")
         if self.max_failures < 0:
             raise ConfigError(f"model.max_failures must be >= 0, got {self.max_failures}")
+        if self.distributed_min_rows < 0:
+            raise ConfigError(
+                f"model.distributed_min_rows must be >= 0 (0: always Ray Train), got {self.distributed_min_rows}"
+            )
         if self.checkpoint_frequency < 1:
             raise ConfigError(f"model.checkpoint_frequency must be >= 1, got {self.checkpoint_frequency}")

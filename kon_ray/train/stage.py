@@ -1,9 +1,13 @@
-"""Training stage (TrainDomestic, TrainIndustrial): one XGBoost model per population, trained with Ray Train.
+"""Training stage (TrainDomestic, TrainIndustrial): one XGBoost model per population.
 
-For each population, Ray Data turns the train split into numpy blocks {"X", "y", "valid"} (segments assigned,
-labels encoded, validation rows flagged by id hash) that stream into `cluster.train_workers` XGBoost workers.
-Everything the user can get wrong (missing columns, a population with too few records or one class) is checked
-on the driver before the first Ray Train worker starts. Each model folder is self-contained:
+The train split is turned into numpy blocks {"X", "y", "valid"} (segments assigned, labels encoded, validation
+rows flagged by id hash). A population with fewer than `model.distributed_min_rows` records trains in one process
+(`kon_ray.train.single`: one Ray task, xgboost on the training CPUs, no Ray Train set-up, whose fixed start costs
+more than the whole fit of a small population); a larger one (or any, with `model.distributed_min_rows=0`) trains
+with Ray Train: Ray Data streams the blocks into `cluster.train_workers` XGBoost workers. Both paths run the same
+boosting loop and checkpoint under `cluster.storage_path` (default <run folder>/ray_train/), removed once the model
+folder is written. Everything the user can get wrong (missing columns, a population with too few records or one
+class) is checked on the driver before any training starts. Each model folder is self-contained:
 
     models/<population>/model.ubj            the booster (best round), feature names set
     models/<population>/metadata.json        features, classes, curve, params, counts, where it came from
@@ -17,15 +21,18 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, Dict, List, Optional
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Dict, List, Optional, Tuple
 
 import ray
 
-from kon_ray import storage
+from kon_ray import execution, storage
 from kon_ray.config import POPULATIONS
 from kon_ray.context import RunContext
-from kon_ray.errors import DataError, KonError
+from kon_ray.errors import DataError
+from kon_ray.execution import kon_error_in, user_errors
 from kon_ray.segment.io import read_split, require_columns, split_dir
+from kon_ray.train import single
 from kon_ray.segment.state import STATE_FILE, SegmentState
 from kon_ray.train.boost import Progress, xgb_params
 from kon_ray.train.data import (
@@ -62,14 +69,22 @@ def base_features(features_dir: str) -> List[str]:
     raise DataError(f"{features_dir}: cannot tell the feature columns (no feature_state.json or split_summary.json)")
 
 
+def _count_unit(table, unit, *, target_column: str, id_column: str, validation_fraction: float, seed: int):
+    return class_count_block(table.to_pandas(), target_column=target_column, id_column=id_column,
+                             validation_fraction=validation_fraction, seed=seed)
+
+
 def class_counts(train_dir: str, id_column: str, target_column: str, fraction: float, seed: int) -> Dict[str, Any]:
-    """{population: {label: {"train": n, "validation": m}}}, counted per block by Ray Data, added on the driver."""
-    blocks = read_split(train_dir, [id_column, target_column, POPULATION_COLUMN]).map_batches(
-        class_count_block,
-        batch_format="pandas",
-        fn_kwargs=dict(target_column=target_column, id_column=id_column, validation_fraction=fraction, seed=seed),
-    )
-    stacked = blocks.to_pandas()
+    """{population: {label: {"train": n, "validation": m}}}, counted per work unit (`kon_ray.execution`), added on
+    the driver."""
+    import pandas as pd
+
+    units = execution.plan(storage.list_files(train_dir), [id_column, target_column, POPULATION_COLUMN])
+    parts = list(execution.map_units(
+        _count_unit, units, columns=[id_column, target_column, POPULATION_COLUMN], name="train_class_counts",
+        kwargs=dict(target_column=target_column, id_column=id_column, validation_fraction=fraction, seed=seed),
+    ))
+    stacked = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if stacked.empty:
         raise DataError(f"{train_dir}: the train split has no records")
     return merge_class_counts(stacked)
@@ -97,31 +112,59 @@ def train_all(ctx: RunContext, fail_at_round: Optional[Dict[str, int]] = None) -
     classes = {pop: check_population(pop, counts.get(pop, {}), model_cfg.min_rows_per_class) for pop in POPULATIONS}
 
     metrics: Dict[str, Any] = {"rows": 0, "train_workers": cluster.train_workers}
-    for population in POPULATIONS:
+    rows = {pop: sum(c["train"] + c["validation"] for c in counts[pop].values()) for pop in POPULATIONS}
+    small = [pop for pop in POPULATIONS if not distributed(rows[pop], model_cfg.distributed_min_rows)]
+    # the one-process fits run side by side, the training CPUs split between them: a 1-thread xgboost on a small
+    # population wastes nothing on OpenMP barriers, which cost more than they save on a few thousand rows per node
+    train_cpus = cluster.train_workers * cluster.cpus_per_train_worker
+    threads = max(1, single.one_process_cpus(train_cpus) // max(1, len(small)))
+
+    def timed(population: str) -> Tuple[Dict[str, Any], float]:
         start = time.perf_counter()
-        folder = ctx.out(population)
         result = train_population(
             ctx, population, train_dir, columns, features, classes[population], segment_state,
-            fail_at_round=(fail_at_round or {}).get(population),
+            fail_at_round=(fail_at_round or {}).get(population), rows=rows[population], threads=threads,
         )
-        seconds = time.perf_counter() - start
+        return result, time.perf_counter() - start
+
+    outcomes: Dict[str, Tuple[Dict[str, Any], float]] = {}
+    if small:
+        with ThreadPoolExecutor(max_workers=len(small), thread_name_prefix="train") as pool:
+            futures = {pop: pool.submit(timed, pop) for pop in small}
+            outcomes = {pop: future.result() for pop, future in futures.items()}
+    for population in POPULATIONS:  # then the Ray Train fits, one at a time (each takes the training CPUs)
+        if population not in outcomes:
+            outcomes[population] = timed(population)
+
+    for population in POPULATIONS:
+        folder = ctx.out(population)
+        result, seconds = outcomes[population]
         pop_counts = counts[population]
         metadata = _metadata(ctx, population, features, classes[population], pop_counts, result, seconds)
         _write_model_folder(folder, result["checkpoint_dir"], features, metadata, features_dir, segment_dir)
         result["cleanup"]()
-        rows = sum(c["train"] + c["validation"] for c in pop_counts.values())
-        metrics["rows"] += rows
+        metrics["rows"] += rows[population]
         metrics.update({
-            f"{population}/rows": rows,
+            f"{population}/rows": rows[population],
             f"{population}/best_iteration": metadata["best_iteration"],
             f"{population}/rounds": metadata["rounds_trained"],
             f"{population}/validation_mlogloss": metadata["metrics"]["best_validation_mlogloss"],
             f"{population}/train_seconds": round(seconds, 2),
+            f"{population}/distributed": int(result["trained_in"] == RAY_TRAIN),
         })
-        log.info("train %s: %d rows, best round %d of %d, validation mlogloss %.4f, %.1f s", population, rows,
-                 metadata["best_iteration"], metadata["rounds_trained"],
+        log.info("train %s: %d rows (%s), best round %d of %d, validation mlogloss %.4f, %.1f s", population,
+                 rows[population],
+                 result["trained_in"].replace("_", " "), metadata["best_iteration"], metadata["rounds_trained"],
                  metadata["metrics"]["best_validation_mlogloss"], seconds)
     return metrics
+
+
+ONE_PROCESS, RAY_TRAIN = "one_process", "ray_train"
+
+
+def distributed(rows: int, min_rows: int) -> bool:
+    """Whether a population of `rows` records trains with Ray Train (`model.distributed_min_rows`; 0: always)."""
+    return rows >= min_rows
 
 
 def train_population(
@@ -133,43 +176,54 @@ def train_population(
     classes: List[str],
     segment_state: SegmentState,
     fail_at_round: Optional[int] = None,
+    rows: Optional[int] = None,
+    threads: Optional[int] = None,
 ) -> Dict[str, Any]:
-    """Fit one population's model with XGBoostTrainer; returns the final checkpoint's local folder and progress."""
+    """Fit one population's model, in one process below `model.distributed_min_rows` records, else with
+    XGBoostTrainer; returns the final checkpoint's local folder, progress, params and which path trained it."""
     from dataclasses import asdict
 
     dataset, model_cfg, cluster = ctx.config.dataset, ctx.config.model, ctx.config.cluster
-    data = read_split(train_dir, columns).map_batches(
-        training_block,
-        batch_format="numpy",
-        fn_kwargs=dict(
-            population=population, features=features, classes=classes, segment_state=asdict(segment_state),
-            id_column=dataset.id_column, target_column=dataset.target_column,
-            validation_fraction=model_cfg.validation_fraction, seed=ctx.config.seed,
-        ),
+    block_kwargs = dict(
+        population=population, features=features, classes=classes, segment_state=asdict(segment_state),
+        id_column=dataset.id_column, target_column=dataset.target_column,
+        validation_fraction=model_cfg.validation_fraction, seed=ctx.config.seed,
     )
     train_cpus = cluster.train_workers * cluster.cpus_per_train_worker
-    if ray.cluster_resources().get("CPU", 0) - train_cpus < 1:
-        # no CPU left for Ray Data once the workers hold theirs: streaming would wait forever, so read first
-        log.warning("train %s: no CPU left for Ray Data beside %d training CPUs; materializing the data first",
-                    population, train_cpus)
-        data = data.materialize()
-
+    one_process = rows is not None and not distributed(rows, model_cfg.distributed_min_rows)
+    if not one_process:
+        threads = cluster.cpus_per_train_worker
+    elif threads is None:
+        threads = single.one_process_cpus(train_cpus)
     loop_config = {
-        "params": xgb_params(ctx.plain["model"], len(classes), cluster.cpus_per_train_worker, ctx.config.seed),
+        "params": xgb_params(ctx.plain["model"], len(classes), threads, ctx.config.seed),
         "features": len(features),
         "num_boost_round": model_cfg.num_boost_round,
         "early_stopping_rounds": model_cfg.early_stopping_rounds,
         "checkpoint_frequency": model_cfg.checkpoint_frequency,
         "max_bin": model_cfg.max_bin,
-        "nthread": cluster.cpus_per_train_worker,
+        "nthread": threads,
     }
     if fail_at_round is not None:
         loop_config["fail_at_round"] = fail_at_round
     storage_path = cluster.storage_path or storage.join(ctx.run_dir, "ray_train")
+    name = f"{dataset.name}-{population}-{uuid.uuid4().hex[:8]}"
+
+    if one_process:
+        units = execution.plan(storage.list_files(train_dir), columns)
+        fitted = single.fit(units, columns, block_kwargs, loop_config, cpus=threads, storage_path=storage_path,
+                            name=name, max_failures=model_cfg.max_failures)
+        return {**fitted, "params": loop_config["params"], "trained_in": ONE_PROCESS}
+
+    data = read_split(train_dir, columns).map_batches(training_block, batch_format="numpy", fn_kwargs=block_kwargs)
+    if ray.cluster_resources().get("CPU", 0) - train_cpus < 1:
+        # no CPU left for Ray Data once the workers hold theirs: streaming would wait forever, so read first
+        log.warning("train %s: no CPU left for Ray Data beside %d training CPUs; materializing the data first",
+                    population, train_cpus)
+        data = data.materialize()
     fitted = fit(data, loop_config, workers=cluster.train_workers, cpus_per_worker=cluster.cpus_per_train_worker,
-                 storage_path=storage_path, name=f"{dataset.name}-{population}-{uuid.uuid4().hex[:8]}",
-                 max_failures=model_cfg.max_failures)
-    return {**fitted, "params": loop_config["params"]}
+                 storage_path=storage_path, name=name, max_failures=model_cfg.max_failures)
+    return {**fitted, "params": loop_config["params"], "trained_in": RAY_TRAIN}
 
 
 def fit(data, loop_config: Dict[str, Any], *, workers: int, cpus_per_worker: int, storage_path: str, name: str,
@@ -195,13 +249,8 @@ def fit(data, loop_config: Dict[str, Any], *, workers: int, cpus_per_worker: int
         ),
         datasets={"train": data},
     )
-    try:
+    with user_errors():  # a KonError raised inside a worker comes back wrapped: give the user the original
         result = trainer.fit()
-    except Exception as exc:  # a KonError raised inside a worker comes back wrapped: give the user the original
-        original = _kon_error(exc)
-        if original is not None:
-            raise original from None
-        raise
     if result.checkpoint is None:
         raise RuntimeError(f"{name}: Ray Train finished without a checkpoint")
     local = result.checkpoint.to_directory()
@@ -218,21 +267,7 @@ def fit(data, loop_config: Dict[str, Any], *, workers: int, cpus_per_worker: int
     return {"checkpoint_dir": local, "progress": progress, "metrics": dict(result.metrics or {}), "cleanup": cleanup}
 
 
-def _kon_error(exc: BaseException) -> Optional[KonError]:
-    """The KonError inside Ray Train's / Ray's wrappers (worker_failures, RayTaskError.cause, __cause__)."""
-    seen: List[BaseException] = [exc]
-    while seen:
-        current = seen.pop()
-        if isinstance(current, KonError):
-            return current
-        for attr in ("cause", "__cause__", "controller_failure"):
-            nested = getattr(current, attr, None)
-            if isinstance(nested, BaseException):
-                seen.append(nested)
-        for nested in (getattr(current, "worker_failures", None) or {}).values():
-            if isinstance(nested, BaseException):
-                seen.append(nested)
-    return None
+_kon_error = kon_error_in  # kon_ray/infer/stage.py still imports it from here
 
 
 def _metadata(ctx: RunContext, population: str, features: List[str], classes: List[str],
@@ -268,7 +303,8 @@ def _metadata(ctx: RunContext, population: str, features: List[str], classes: Li
         "id_column": ctx.config.dataset.id_column,
         "population_column": POPULATION_COLUMN,
         "transform_artifacts": {"feature_state": FEATURE_STATE_FILE, "segment_state": STATE_FILE},
-        "train_workers": ctx.config.cluster.train_workers,
+        "trained_in": result["trained_in"],  # one_process (below model.distributed_min_rows) or ray_train
+        "train_workers": ctx.config.cluster.train_workers if result["trained_in"] == RAY_TRAIN else 1,
         "train_seconds": round(seconds, 2),
         "worker_seconds": {k: round(float(v), 3) for k, v in result["metrics"].items() if k.endswith("_s")},
         "xgboost_version": xgboost.__version__,

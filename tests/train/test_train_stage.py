@@ -1,4 +1,6 @@
-"""The training stage through Ray Train: both populations, 2 workers each, a worker killed mid-run."""
+"""The training stage: Ray Train (forced with model.distributed_min_rows=0; both populations, 2 workers each, a
+worker killed mid-run), and the one-process path that small populations take (routing, model folder, exact
+resume after a lost process, determinism)."""
 
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ from kon_ray.train import stage as train_stage
 from kon_ray.train.config import ModelConfig
 from kon_ray.train.synthetic import make_split_frame, synthetic_context, write_features_dir
 
+# distributed_min_rows=0: every population through Ray Train, whatever its size
 MODEL = ModelConfig(max_depth=3, eta=0.3, num_boost_round=8, early_stopping_rounds=4, checkpoint_frequency=2,
-                    max_bin=32, max_failures=1)
+                    max_bin=32, max_failures=1, distributed_min_rows=0)
 
 
 STATE = SegmentState(estrato_column="avaluo", estrato_thresholds=[1, 2, 3, 4, 5], cluster_features=["kwh"],
@@ -56,6 +59,7 @@ def test_trains_both_populations_and_resumes_after_a_lost_worker(ray_session, tm
         assert booster.num_boosted_rounds() == meta["best_iteration"] + 1
         assert booster.feature_names == meta["features"]
         assert metrics[f"{population}/rows"] == sum(meta["class_counts"].values())
+        assert meta["trained_in"] == "ray_train" and metrics[f"{population}/distributed"] == 1
     domestic = json.loads((tmp_path / "staged" / "domestic" / "metadata.json").read_text())
     industrial = json.loads((tmp_path / "staged" / "industrial" / "metadata.json").read_text())
     # the restarted worker group picked up a checkpoint (round 2 or 4) instead of starting over
@@ -75,6 +79,53 @@ def test_trains_both_populations_and_resumes_after_a_lost_worker(ray_session, tm
     assert resumed_curve[-1] == pytest.approx(clean["training_curve"]["validation"]["mlogloss"][-1], rel=0.15)
     # the Ray Train scratch folders are gone once the models are written
     assert not list((tmp_path / "run" / "ray_train").glob("*")) if (tmp_path / "run" / "ray_train").exists() else True
+
+
+MODEL_FOLDER = ["feature_state.json", "metadata.json", "model.ubj", "segment_state.json"]
+
+
+@pytest.mark.slow
+def test_small_population_trains_in_one_process_resumes_exactly_and_large_goes_to_ray_train(ray_session, tmp_path):
+    frame = make_split_frame(1500, seed=11)
+    domestic_rows = int((frame["population"] == "domestic").sum())
+    industrial_rows = len(frame) - domestic_rows
+    assert industrial_rows < domestic_rows
+    # the threshold between the two: industrial trains in one process, domestic with Ray Train
+    mixed = replace(NO_EARLY_STOP, distributed_min_rows=domestic_rows)
+    assert train_stage.distributed(domestic_rows, mixed.distributed_min_rows)
+    assert not train_stage.distributed(industrial_rows, mixed.distributed_min_rows)
+    assert train_stage.distributed(1, 0)  # 0 forces Ray Train
+    ctx = _prepared_run(tmp_path, frame, mixed)
+    # the one-process fit of industrial loses its process after round 3: retried from its round-4 checkpoint
+    metrics = train_stage.train_all(ctx, fail_at_round={"industrial": 3})
+    meta = {pop: json.loads((tmp_path / "staged" / pop / "metadata.json").read_text())
+            for pop in ("domestic", "industrial")}
+    assert meta["domestic"]["trained_in"] == "ray_train" and metrics["domestic/distributed"] == 1
+    assert meta["industrial"]["trained_in"] == "one_process" and metrics["industrial/distributed"] == 0
+    assert meta["industrial"]["resumed_from_rounds"] == [4]
+    for pop in ("domestic", "industrial"):
+        assert sorted(p.name for p in (tmp_path / "staged" / pop).iterdir()) == MODEL_FOLDER
+        assert meta[pop]["rounds_trained"] == NO_EARLY_STOP.num_boost_round
+    # checkpoints (ray_train/) are removed once the model folders are written
+    assert not list((tmp_path / "run" / "ray_train").glob("*"))
+
+    # both small now: one process each, uninterrupted, twice. A one-process fit with the same seed is
+    # deterministic, and the resumed fit above built exactly the trees of an uninterrupted one
+    small = replace(NO_EARLY_STOP, distributed_min_rows=10**9)
+    runs = []
+    for name in ("clean1", "clean2"):
+        train_stage.train_all(synthetic_context(str(tmp_path / "run"), str(tmp_path / name), model=small))
+        runs.append({pop: json.loads((tmp_path / name / pop / "metadata.json").read_text())
+                     for pop in ("domestic", "industrial")})
+        assert runs[-1]["domestic"]["trained_in"] == runs[-1]["industrial"]["trained_in"] == "one_process"
+    assert (tmp_path / "clean1" / "domestic" / "model.ubj").read_bytes() == \
+        (tmp_path / "clean2" / "domestic" / "model.ubj").read_bytes()
+    assert runs[0]["industrial"]["training_curve"] == meta["industrial"]["training_curve"]
+    resumed, _ = train_stage.read_model(str(tmp_path / "staged" / "industrial"))
+    clean, _ = train_stage.read_model(str(tmp_path / "clean1" / "industrial"))
+    X = frame[[f"f_{i:03d}" for i in range(8)]].to_numpy(np.float32)
+    X = np.hstack([X, np.zeros((len(X), 2), np.float32)])
+    np.testing.assert_array_equal(resumed.inplace_predict(X), clean.inplace_predict(X))
 
 
 def test_single_class_population_fails_before_ray_train(ray_session, tmp_path):
