@@ -3,23 +3,30 @@ conf/ whose user errors become one line and a documented exit code (kon_ray/erro
 
 - `guarded(work)` runs a command's body: KonError -> its code, Ctrl-C -> 130, anything else -> 1 with one line on
   the terminal and the traceback only in the run's log file.
-- `hydra_cli(config_name, main, register)` builds the `cli()`: Hydra's own composition errors (unknown key, bad
-  override, unknown dataset) exit 2 like every other config error; in a multirun a failed job does not cancel the
-  others, and the sweep exits with the first failure's code.
+- `hydra_cli(config_name, main, register, schema)` builds the `cli()`: the command line is checked against the
+  command's schema before Hydra runs (an unknown key, with or without `+`, names the closest valid key; a value of
+  the wrong type names the expected type) and Hydra's own composition errors (bad override, unknown dataset) exit 2
+  like every other config error; in a multirun a failed job does not cancel the others, and the sweep exits with
+  the first failure's code.
+- A run that never started (a config error, missing inputs) leaves no run folder behind, and neither does the
+  generator (`RunFolder`, `started_work`, `remove_unstarted_run_folder`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
 import traceback
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from kon_ray.config import CONF_DIR
+from kon_ray.config import CONF_DIR, describe_type, no_dataset_message, schema_type, unknown_key_error
 from kon_ray.errors import ConfigError, KonError
 
 log = logging.getLogger("kon_ray")
@@ -66,22 +73,85 @@ def in_multirun() -> bool:
         return False
 
 
-def _preflight(config_name: str, argv: List[str]) -> None:
-    """Compose once before Hydra does, so that a composition error (unknown key, unknown option, bad value type)
-    is one line and exit 2; Hydra itself would print a multi-line report. Sweeps (-m) are left to Hydra."""
+def _preflight(config_name: str, argv: List[str], schema: Optional[type] = None) -> None:
+    """Check the command line before Hydra does, so that every mistake in it is one line and exit 2 (Hydra itself
+    would print a multi-line report, or advise `+key=...` for a typo, or let `+model.typo=1` through to fail later):
+    - every key set on the command line must be in the schema, with or without `+` (a sweep's too);
+    - then (not for sweeps) the config is composed once; a value of the wrong type names the expected type."""
+    overrides = [arg for arg in argv if not arg.startswith("-") and "=" in arg]
+    parsed = _parse(overrides)
+    if schema is not None:
+        for override in parsed:
+            key = override.key_or_group
+            if override.package is not None or _is_hydra(key) or _is_group(key):
+                continue  # `+dataset=POLA`, `cluster=ray`, `hydra.job.env_set.X=...`: Hydra checks those
+            error = unknown_key_error(key, schema)
+            if error is not None:
+                _config_error(str(error))
     if any(arg in ("-m", "--multirun") for arg in argv):
         return
-    overrides = [arg for arg in argv if not arg.startswith("-") and "=" in arg and not arg.startswith("hydra.")]
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    if len(parsed) == len(overrides):
+        task = [text for text, override in zip(overrides, parsed) if not _is_hydra(override.key_or_group)]
+    else:
+        task = [arg for arg in overrides if not _is_hydra(arg.lstrip("+~"))]
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-            compose(config_name=config_name, overrides=overrides)
+            compose(config_name=config_name, overrides=task)
     except (HydraException, OmegaConfBaseException) as exc:
-        print(f"kon_ray: {ConfigError.kind}: {_one_line(str(exc))}", file=sys.stderr)
-        sys.exit(ConfigError.exit_code)
+        _config_error(_explain(exc, parsed, schema))
+
+
+def _config_error(message: str) -> None:
+    print(f"kon_ray: {ConfigError.kind}: {message}", file=sys.stderr)
+    sys.exit(ConfigError.exit_code)
+
+
+def _parse(overrides: List[str]) -> list:
+    """Hydra's own reading of the overrides ([] when one does not parse: composing then reports it)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except HydraException:
+        return []
+
+
+def _is_hydra(key: str) -> bool:
+    return key == "hydra" or key.startswith(("hydra.", "hydra/"))
+
+
+def _is_group(key: str) -> bool:
+    """Whether `key` names a config group (conf/<group>/ or a group of the ConfigStore): `dataset`, `model`..."""
+    from hydra.core.config_store import ConfigStore
+
+    return (CONF_DIR / key).is_dir() or isinstance(ConfigStore.instance().repo.get(key), dict)
+
+
+def _explain(exc: Exception, parsed: list, schema: Optional[type]) -> str:
+    """Hydra's composition error as the one line a user needs."""
+    from omegaconf.errors import MissingMandatoryValue, ValidationError
+
+    cause: Optional[BaseException] = exc
+    while cause is not None:
+        key = getattr(cause, "full_key", None)
+        if isinstance(cause, MissingMandatoryValue) and key == "dataset":
+            return no_dataset_message()  # `dataset.path=...` without `+dataset=NAME`
+        if isinstance(cause, ValidationError) and key and schema is not None:
+            given = [o for o in parsed if o.key_or_group == key]
+            try:
+                expected = describe_type(schema_type(schema, key))
+            except KeyError:
+                break
+            if given:
+                return f"{key}: expected {expected}, got {given[-1].get_value_element_as_str()!r}"
+            return f"{key}: expected {expected} ({_one_line(str(cause))})"
+        cause = cause.__cause__ or cause.__context__
+    return _one_line(str(exc))
 
 
 def _one_line(message: str) -> str:
@@ -104,8 +174,90 @@ def _one_line(message: str) -> str:
     return first
 
 
-def hydra_cli(config_name: str, main: Callable[[DictConfig], int], register: Callable[[], None]) -> Callable[[], None]:
-    """The command-line entry of a Hydra app over conf/<config_name>.yaml whose body is `main(cfg) -> exit code`."""
+class RunFolder(Callback):
+    """Hydra callback (conf/config.yaml, conf/drift_standalone.yaml): notes, before Hydra creates this run's folder
+    (hydra.run.dir), which part of its path already exists, so that `remove_unstarted_run_folder` removes only what
+    this run created. Single runs only: a sweep's job folders are the sweep's record."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
+        _RUN_FOLDER.clear()
+        run_dir = os.path.abspath(str(config.hydra.run.dir))
+        created = None  # the topmost folder of run_dir's path that does not exist yet
+        path = run_dir
+        while not os.path.exists(path):
+            created, path = path, os.path.dirname(path)
+        before = set(os.listdir(run_dir)) if created is None else set()
+        _RUN_FOLDER.update(run_dir=run_dir, created=created, before=before)
+
+
+_RUN_FOLDER: dict = {}
+
+
+def started_work() -> None:
+    """Called by a command once its inputs are checked and its real work begins: from then on its run folder
+    (run.log, .hydra) is the record of a run, and it stays whatever the outcome."""
+    _RUN_FOLDER["started"] = True
+
+
+def remove_unstarted_run_folder(code: int, keeps_run_folder: bool) -> None:
+    """Remove what Hydra created for a run that never started (a config error, inputs that do not exist: nothing
+    to read in it but the error already on the terminal) or, for a command without a run folder of its own
+    (`keeps_run_folder=False`: the generator), always; never after an unexpected error (exit 1), whose traceback is
+    in run.log. Only Hydra's own files are removed (.hydra/ and the log file) and only when this run created them."""
+    if not _RUN_FOLDER or code == 1 or (keeps_run_folder and (code == 0 or _RUN_FOLDER.get("started"))):
+        return
+    run_dir = _RUN_FOLDER["run_dir"]
+    try:
+        if os.path.abspath(HydraConfig.get().runtime.output_dir) != run_dir:
+            return  # not the folder we looked at before Hydra created it
+        subdir = HydraConfig.get().output_subdir
+    except ValueError:
+        return
+    log_path = _close_log_file()
+    hydra_made = {name for name in (subdir, os.path.basename(log_path or "")) if name}
+    if not os.path.isdir(run_dir):
+        return
+    new = set(os.listdir(run_dir)) - _RUN_FOLDER["before"]
+    if not new <= hydra_made:
+        return  # something else was written there: leave it all
+    for name in new:
+        path = os.path.join(run_dir, name)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+    created = _RUN_FOLDER["created"]
+    if created is not None:  # the run folder (and any parent) did not exist before this run: remove the empty chain
+        path = run_dir
+        while True:
+            try:
+                os.rmdir(path)
+            except OSError:
+                break  # not empty: another run's folder lives there too
+            if path == created:
+                break
+            path = os.path.dirname(path)
+
+
+def _close_log_file() -> Optional[str]:
+    """Detach and close the run's log file handler (its file is about to go); its path."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+            return handler.baseFilename
+    return None
+
+
+def hydra_cli(
+    config_name: str,
+    main: Callable[[DictConfig], int],
+    register: Callable[[], None],
+    schema: Optional[type] = None,
+    keeps_run_folder: bool = True,
+) -> Callable[[], None]:
+    """The command-line entry of a Hydra app over conf/<config_name>.yaml whose body is `main(cfg) -> exit code`.
+
+    `schema`: the dataclass every key on the command line must belong to (`_preflight`). `keeps_run_folder=False`:
+    the command leaves no run folder behind (the generator writes only its data), unless it failed unexpectedly."""
     started: List[bool] = []
     failed_jobs: List[int] = []
 
@@ -119,12 +271,13 @@ def hydra_cli(config_name: str, main: Callable[[DictConfig], int], register: Cal
         if code and code != 130 and in_multirun():
             failed_jobs.append(code)  # one failed sweep job must not cancel the others
             return
+        remove_unstarted_run_folder(code, keeps_run_folder)
         if code:
             sys.exit(code)
 
     def cli() -> None:
         register()
-        _preflight(config_name, sys.argv[1:])
+        _preflight(config_name, sys.argv[1:], schema)
         try:
             entry()
         except SystemExit as exit_:

@@ -7,6 +7,9 @@ dataclasses, so a bad value fails here, before Ray starts, with a `ConfigError` 
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -82,8 +85,9 @@ class KonConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
     stages: List[str] = field(default_factory=lambda: list(STAGE_ORDER))
     output_dir: str = MISSING  # the run folder: Hydra's run dir by default, or an s3:// prefix
-    # Where stage outputs are kept by key (kon_ray/manifest.py) for reuse; null = `.cache` beside the run folder
-    # (so runs of one dataset, and the jobs of one sweep, share it). `reuse=false` recomputes every stage.
+    # Where stage outputs are kept by key (kon_ray/manifest.py) for reuse; null = one cache per dataset,
+    # `outputs/<dataset>/.cache` (`.cache` beside the run folder; a sweep's jobs use the single runs' one, so a sweep
+    # and a single run reuse each other's stages). `reuse=false` recomputes every stage.
     cache_dir: Optional[str] = None
     reuse: bool = True
     seed: int = 42
@@ -115,13 +119,18 @@ def dataset_choices() -> List[str]:
     return sorted(path.stem for path in (CONF_DIR / "dataset").glob("*.yaml"))
 
 
+def no_dataset_message() -> str:
+    return (
+        f"no dataset chosen: add +dataset=NAME, one of {', '.join(dataset_choices())}"
+        " (e.g. python -m kon_ray.run +dataset=POLA)"
+    )
+
+
 def load_config(cfg: DictConfig) -> KonConfig:
     """Validate a composed config and return it as frozen dataclasses; raise ConfigError naming the bad key."""
     if "dataset" not in cfg or OmegaConf.is_missing(cfg, "dataset"):
-        raise ConfigError(
-            f"no dataset chosen: add +dataset=NAME, one of {', '.join(dataset_choices())}"
-            " (e.g. python -m kon_ray.run +dataset=POLA)"
-        )
+        raise ConfigError(no_dataset_message())
+    check_known_keys(cfg, KonConfig)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"config key {missing[0]} has no value; set it with {missing[0]}=...")
@@ -138,6 +147,128 @@ def load_config(cfg: DictConfig) -> KonConfig:
     if not isinstance(config, KonConfig):
         raise ConfigError("the composed config does not follow the KonConfig schema (conf/config.yaml)")
     return config
+
+
+# ---- keys and types of a schema (a frozen dataclass), for messages that name the key and the fix ----------------
+
+
+def _optional_of(hint: Any) -> Any:
+    """`X` for `Optional[X]`, else `hint`."""
+    if typing.get_origin(hint) is typing.Union:
+        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+def _fields(schema: type) -> Dict[str, Any]:
+    hints = typing.get_type_hints(schema)
+    return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
+
+
+def schema_type(schema: type, key: str) -> Any:
+    """The declared type of the dotted `key` in the dataclass `schema`; KeyError when the schema has no such key.
+
+    Below a `Dict[str, X]` field every name is a key (`dataset.columns.new_col`, `drift.column_types.kwh_m01`),
+    below a `List[X]` field every index."""
+    hint: Any = schema
+    for part in key.split("."):
+        hint = _optional_of(hint)
+        origin = typing.get_origin(hint)
+        if dataclasses.is_dataclass(hint):
+            fields = _fields(hint)  # type: ignore[arg-type]
+            if part not in fields:
+                raise KeyError(key)
+            hint = fields[part]
+        elif origin in (dict, typing.Dict) or hint in (dict, typing.Dict):
+            hint = typing.get_args(hint)[1] if typing.get_args(hint) else Any
+        elif (origin in (list, tuple) or hint in (list, tuple)) and part.isdigit():
+            hint = typing.get_args(hint)[0] if typing.get_args(hint) else Any
+        elif hint is not Any:
+            raise KeyError(key)
+    return hint
+
+
+def schema_keys(schema: type, prefix: str = "") -> List[str]:
+    """Every dotted key of the schema (nested dataclasses included; a Dict or List field is one key)."""
+    keys: List[str] = []
+    for name, hint in _fields(schema).items():
+        keys.append(prefix + name)
+        inner = _optional_of(hint)
+        if dataclasses.is_dataclass(inner):
+            keys.extend(schema_keys(inner, f"{prefix}{name}."))  # type: ignore[arg-type]
+    return keys
+
+
+def unknown_key_error(key: str, schema: type) -> Optional[ConfigError]:
+    """None when `key` is in the schema; else the error naming it and the closest valid key."""
+    try:
+        schema_type(schema, key)
+        return None
+    except KeyError:
+        pass
+    parts = key.split(".")
+    for end in range(len(parts) - 1, 0, -1):  # below a single value: `model.max_depth.x`
+        ancestor = ".".join(parts[:end])
+        try:
+            hint = schema_type(schema, ancestor)
+        except KeyError:
+            continue
+        if not dataclasses.is_dataclass(_optional_of(hint)):
+            return ConfigError(f"unknown config key {key}: {ancestor} is {describe_type(hint)}, not a group of keys")
+        break
+    keys = schema_keys(schema)
+    candidates = [k for k in keys if not key.startswith(k + ".")]  # not `model` for `model.lr`
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    if close:
+        return ConfigError(f"unknown config key {key}: did you mean {close[0]}?")
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    if parent and parent in keys:
+        siblings = [k[len(parent) + 1 :] for k in keys if k.startswith(parent + ".") and "." not in k[len(parent) + 1 :]]
+        return ConfigError(f"unknown config key {key}: {parent} has {', '.join(siblings)}")
+    top = [k for k in keys if "." not in k]
+    return ConfigError(f"unknown config key {key}: the config's keys are {', '.join(top)}")
+
+
+def describe_type(hint: Any) -> str:
+    """A schema type in words, for "expected ..." messages."""
+    inner = _optional_of(hint)
+    suffix = " or null" if inner is not hint else ""
+    origin = typing.get_origin(inner) or inner
+    words = {
+        bool: "true or false",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "a list, e.g. [a,b]",
+        tuple: "a list, e.g. [a,b]",
+        dict: "a mapping, e.g. {a: b}",
+    }
+    if dataclasses.is_dataclass(inner):
+        return f"a group of keys ({', '.join(_fields(inner))})" + suffix  # type: ignore[arg-type]
+    return words.get(origin, getattr(inner, "__name__", str(inner))) + suffix  # type: ignore[call-overload]
+
+
+def check_known_keys(cfg: DictConfig, schema: type) -> None:
+    """Every key of a composed config must be in the schema: a key added with `+` (Hydra lets `+model.x=1` through)
+    would otherwise fail much later, as a FrozenInstanceError, when the frozen dataclass is built."""
+    unknown = _first_unknown(OmegaConf.to_container(cfg, resolve=False), schema, "")
+    if unknown:
+        raise unknown_key_error(unknown, schema) or ConfigError(f"unknown config key {unknown}")
+
+
+def _first_unknown(node: Any, hint: Any, prefix: str) -> Optional[str]:
+    hint = _optional_of(hint)
+    if not (isinstance(node, dict) and dataclasses.is_dataclass(hint)):
+        return None  # values below a Dict or List field, and scalars, are the type checker's business
+    fields = _fields(hint)  # type: ignore[arg-type]
+    for name, value in node.items():
+        if name not in fields:
+            return f"{prefix}{name}"
+        found = _first_unknown(value, fields[name], f"{prefix}{name}.")
+        if found:
+            return found
+    return None
 
 
 def to_plain(cfg: DictConfig) -> Dict[str, Any]:

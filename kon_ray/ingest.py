@@ -70,12 +70,16 @@ def read_metadata(path: str) -> tuple[pa.Schema, int, int]:
         raise DataError(f"{path}: not a readable Parquet file ({reason})") from None
 
 
-def find_files(path: str) -> List[str]:
+def find_files(path: str, key: str | None = None, fix: str | None = None) -> List[str]:
+    """The Parquet files at `path` (a file or a folder of parts), or a DataError naming the path, the config `key`
+    it came from and, when there is one, the command that `fix`es it."""
     files = storage.list_files(path)
     if not files:
+        where = f" ({key})" if key else ""
+        then = f"; {fix}" if fix else ""
         if not storage.exists(path):
-            raise DataError(f"{path}: no such file or folder (dataset.path)")
-        raise DataError(f"{path}: no .parquet files found")
+            raise DataError(f"{path}: no such file or folder{where}{then}")
+        raise DataError(f"{path}: no .parquet files found{where}{then}")
     prefix = "s3://" if storage.is_s3(path) else ""
     return [prefix + f for f in files]
 
@@ -94,9 +98,10 @@ def check_unique_ids(path: str, files: Sequence[str], id_column: str) -> None:
         raise DataError(f"{path}: column {id_column!r} has {values.size - unique.size} duplicate ids (e.g. {example})")
 
 
-def validate(path: str, declared: Dict[str, str], id_column: str) -> dict:
-    """Check the dataset at `path` and return its summary; raise DataError at the first problem."""
-    files = find_files(path)
+def validate(path: str, declared: Dict[str, str], id_column: str, fix: str | None = None) -> dict:
+    """Check the dataset at `path` and return its summary; raise DataError at the first problem (`fix`: what to
+    run when there is no data at all)."""
+    files = find_files(path, "dataset.path", fix)
     total_rows, fingerprint = 0, hashlib.sha256()
     for file in files:
         schema, rows, size = read_metadata(file)
@@ -120,8 +125,12 @@ def validate(path: str, declared: Dict[str, str], id_column: str) -> dict:
 
 
 def run(ctx: RunContext) -> dict:
+    from kon_ray.synth import generator_command
+
     dataset = ctx.config.dataset
-    summary = validate(dataset.path, dict(dataset.columns), dataset.id_column)
+    command = generator_command(dataset)
+    fix = f"generate it with: {command}" if command else None
+    summary = validate(dataset.path, dict(dataset.columns), dataset.id_column, fix)
     storage.write_json(ctx.out("ingest.json"), summary)
     return {"rows": summary["rows"], "files": len(summary["files"])}
 

@@ -44,6 +44,9 @@ def stage_function(stage: str) -> Callable[[RunContext], Dict[str, Any]]:
 
 
 def cache_root(ctx: RunContext) -> str:
+    """Where stage outputs are kept by key: `cache_dir`, or `.cache` beside the run folder. Under the command that is
+    one cache per dataset, `outputs/<dataset>/.cache`, for single runs and sweeps alike (a sweep job's run folder
+    is elsewhere, so `kon_ray.run` sets `cache_dir` to the single runs' cache for it)."""
     if ctx.config.cache_dir:
         return ctx.config.cache_dir
     parent = ctx.run_dir.rstrip("/").rsplit("/", 1)[0] if storage.is_s3(ctx.run_dir) else os.path.dirname(

@@ -12,9 +12,9 @@ import os
 from typing import Any, Callable, Dict, Optional
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from kon_ray.cli import guarded, hydra_cli, log_file
+from kon_ray.cli import guarded, hydra_cli, in_multirun, log_file, started_work
 from kon_ray.config import KonConfig, load_config, register_configs, to_plain
 from kon_ray.context import RunContext
 from kon_ray.secrets import MASK, install_log_redaction, redact, redact_text, secret_values
@@ -63,6 +63,7 @@ def main(cfg: DictConfig) -> int:
 
 
 def _main(cfg: DictConfig) -> int:
+    _default_cache_dir(cfg)
     config = load_config(cfg)
     plain = to_plain(cfg)
     # secrets may also sit in Hydra's own config (hydra.job.env_set, the recorded overrides)
@@ -72,6 +73,7 @@ def _main(cfg: DictConfig) -> int:
     if config.cluster.kind != "local":
         from kon_ray.cluster.remote import submit
 
+        started_work()
         return submit(config, plain, _overrides())
     from kon_ray.cluster.local import init_local_ray
     from kon_ray.storage import check_writable
@@ -79,8 +81,24 @@ def _main(cfg: DictConfig) -> int:
     check_writable(config.output_dir, "output_dir")
     if config.cache_dir:
         check_writable(config.cache_dir, "cache_dir")
+    started_work()
     run(config, plain, start_ray=lambda: init_local_ray(config.cluster))
     return 0
+
+
+def _default_cache_dir(cfg: DictConfig) -> None:
+    """`cache_dir: null` under the command: one cache per dataset, `.cache` beside the run folders of single runs
+    (`outputs/<dataset>/.cache` by default), for a single run and every job of a sweep alike, so a sweep reuses
+    what a single run published and vice versa. A run folder chosen with `output_dir=` (another disk, s3://)
+    keeps its cache beside it (kon_ray/pipeline.py cache_root); so do direct calls of `main` (tests)."""
+    if cfg.get("cache_dir") is not None or not in_multirun():
+        return  # a single run's folder is hydra.run.dir: cache_root puts the cache beside it already
+    hydra = HydraConfig.get()
+    if os.path.abspath(str(cfg.output_dir)) != os.path.abspath(hydra.runtime.output_dir):
+        return  # output_dir= given: its cache goes with it
+    shared = os.path.join(os.path.dirname(os.path.abspath(str(hydra.run.dir))), ".cache")
+    with open_dict(cfg):
+        cfg.cache_dir = shared
 
 
 def _hydra_plain() -> Dict[str, Any]:
@@ -121,7 +139,7 @@ def _overrides() -> list[str]:
         return []
 
 
-cli = hydra_cli("config", main, register_configs)
+cli = hydra_cli("config", main, register_configs, schema=KonConfig)
 
 
 if __name__ == "__main__":

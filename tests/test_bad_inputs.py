@@ -73,7 +73,8 @@ DATA_CASES = {
     "duplicate-ids": (lambda d: _rewrite(d, lambda t: _set_column(t, "customer_id", pq.read_table(
         _parts(d)[0])["customer_id"].slice(0, t.num_rows))), [], 3, "column 'customer_id' has"),
     "empty-folder": (lambda d: [p.unlink() for p in _parts(d)], [], 3, "no .parquet files found"),
-    "no-such-path": (lambda d: shutil.rmtree(d), [], 3, "no such file or folder (dataset.path)"),
+    "no-such-path": (lambda d: shutil.rmtree(d), [], 3, "no such file or folder (dataset.path); generate it with:"
+                     " python -m kon_ray.synth +dataset=POLA dataset.path="),
 }
 
 def _in_every_part(folder: Path, change: Callable[[pa.Table], pa.Table]) -> None:
@@ -111,11 +112,14 @@ CONFIG_CASES = {
     "no-dataset": ([], 2, "+dataset="),
     "unknown-dataset": (["+dataset=NOPE"], 2, "dataset/NOPE"),
     "unknown-stage": (["+dataset=POLA", "stages=[ingest,trian]"], 2, "unknown stage 'trian'"),
-    "unknown-key": (["+dataset=POLA", "model.depth=3"], 2, "model.depth"),
+    "unknown-key": (["+dataset=POLA", "model.depth=3"], 2, "model.depth: did you mean model.max_depth?"),
+    "unknown-key-with-plus": (["+dataset=POLA", "+model.max_dept=4"], 2,
+                              "model.max_dept: did you mean model.max_depth?"),
     "negative-balanced-size": (["+dataset=POLA", "split.train_per_class=-500"], 2, "split.train_per_class"),
     "thresholds-out-of-order": (["+dataset=POLA", "drift.psi_moderate=0.3", "drift.psi_high=0.2"], 2,
                                 "drift.psi_moderate"),
-    "wrong-value-type": (["+dataset=POLA", "model.max_depth=deep"], 2, "model.max_depth"),
+    "wrong-value-type": (["+dataset=POLA", "model.max_depth=deep"], 2,
+                         "model.max_depth: expected an integer, got 'deep'"),
     "cluster-without-address": (["+dataset=POLA", "cluster=ray"], 2, "cluster.address"),
     "unwritable-output": (["+dataset=POLA", "output_dir=/proc/kon_ray_out"], 2, "output_dir=/proc/kon_ray_out"),
 }
@@ -204,6 +208,15 @@ def test_a_current_dataset_whose_schema_differs_from_the_reference(case, good_da
     assert not output.exists() or list(output.iterdir()) == []
 
 
+def test_a_missing_drift_input_names_its_own_key_before_ray_starts(good_data, tmp_path):
+    output = tmp_path / "report"
+    done = _drift(f"reference={tmp_path / 'no-reference'}", f"current={_parts(good_data)[0]}", f"output={output}",
+                  cwd=tmp_path)
+    _assert_one_clear_line(done, 3, f"{tmp_path / 'no-reference'}: no such file or folder (reference)")
+    assert "dataset.path" not in done.stderr
+    assert not output.exists() and not (tmp_path / "hydra").exists()  # nothing written, no run folder either
+
+
 @pytest.mark.parametrize("case", list(CONFIG_CASES))
 def test_bad_config(case, good_data, tmp_path):
     overrides, code, names = CONFIG_CASES[case]
@@ -211,8 +224,9 @@ def test_bad_config(case, good_data, tmp_path):
     done = _kon(*overrides, f"dataset.path={good_data}" if "+dataset=POLA" in overrides else "tracking=off",
                 f"hydra.run.dir={run}", cwd=tmp_path)
     _assert_one_clear_line(done, code, names)
-    _assert_nothing_published(run)
+    assert "To append" not in done.stderr
+    assert not (tmp_path / "runs").exists()  # a run that never started leaves no run folder (not even run.log)
 
 
 def test_the_corpus_has_at_least_twenty_distinct_cases():
-    assert len(DATA_CASES) + len(LATE_CASES) + len(SCHEMA_CASES) + len(CONFIG_CASES) >= 20
+    assert len(DATA_CASES) + len(LATE_CASES) + len(SCHEMA_CASES) + len(CONFIG_CASES) + 1 >= 20

@@ -94,7 +94,20 @@ def test_cli_without_dataset_says_what_to_add():
 def test_cli_unknown_key_is_a_config_error():
     result = _cli("+dataset=POLA", "model.depth=3", "hydra.run.dir=/tmp/kon_ray_test_cli")
     assert result.returncode == 2
-    assert "model.depth" in result.stderr
+    assert "unknown config key model.depth: did you mean model.max_depth?" in result.stderr
+    assert "To append" not in result.stderr  # Hydra's advice would lead to `+model.depth=3`: not a key either
+
+
+@pytest.mark.parametrize(
+    "override, line",
+    [
+        ("+model.max_dept=4", "unknown config key model.max_dept: did you mean model.max_depth?"),
+        ("+split.typo=1", "unknown config key split.typo"),
+    ],
+)
+def test_a_key_added_with_plus_must_be_in_the_schema(override, line, tmp_path):
+    with pytest.raises(ConfigError, match=line.replace(".", r"\.").replace("?", r"\?")):
+        load_config(compose_config(["+dataset=POLA", override], tmp_path))
 
 
 def test_cli_bad_value_is_one_line_naming_the_key():

@@ -2,6 +2,10 @@
 Parquet datasets (local or s3://), outside the pipeline. `reference_summary=PATH` (a reference_summary.json
 written by an earlier check) replaces `reference=PATH`. Config: conf/drift_standalone.yaml over the same conf/
 tree; exit codes as `python -m kon_ray.run` (kon_ray/errors.py).
+
+The inputs are checked before Ray starts, and every error names this command's own key: `reference` and `current`
+must be readable Parquet (a file or a folder of parts), `reference_summary` a readable summary JSON, `output` a
+writable folder. A check that stops there leaves no run folder behind.
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from kon_ray.cli import guarded, hydra_cli
+from kon_ray.cli import guarded, hydra_cli, started_work
 from kon_ray.terminal import result_stream
 from kon_ray.cluster.config import ClusterConfig
-from kon_ray.config import register_configs
+from kon_ray.config import check_known_keys, register_configs
 from kon_ray.drift.config import DriftConfig
-from kon_ray.errors import ConfigError
+from kon_ray.errors import ConfigError, DataError
 
 log = logging.getLogger("kon_ray")
 
@@ -41,6 +45,7 @@ def register() -> None:
 
 
 def load(cfg: DictConfig) -> DriftStandaloneConfig:
+    check_known_keys(cfg, DriftStandaloneConfig)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{missing[0]} has no value; set it with {missing[0]}=...")
@@ -61,8 +66,48 @@ def main(cfg: DictConfig) -> int:
     return guarded(lambda: _check(cfg))
 
 
+def check_inputs(config: DriftStandaloneConfig) -> None:
+    """Before Ray starts: the inputs exist and are readable, the output folder is writable; a DataError (exit 3)
+    or ConfigError (exit 2) naming the key otherwise."""
+    from kon_ray.storage import check_writable
+
+    if config.reference:
+        _check_parquet(config.reference, "reference")
+    else:
+        _check_summary(config.reference_summary, config.drift.psi_bins)
+    _check_parquet(config.current, "current")
+    check_writable(config.output, "output")
+
+
+def _check_parquet(path: str, key: str) -> None:
+    from kon_ray.ingest import find_files, read_metadata
+
+    for file in find_files(path, key):  # "PATH: no such file or folder (KEY)", "...: no .parquet files found (KEY)"
+        try:
+            read_metadata(file)  # the footer only
+        except DataError as exc:
+            raise DataError(f"{exc} ({key})") from None
+
+
+def _check_summary(path: str, psi_bins: int) -> None:
+    from kon_ray import storage
+    from kon_ray.drift import reference as reference_io
+
+    if not storage.exists(path):
+        raise DataError(f"{path}: no such file (reference_summary)")
+    try:
+        reference_io.load(path, psi_bins=psi_bins)  # JSON on the driver: the same checks the check itself makes
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not text
+        reason = getattr(exc, "strerror", None) or exc
+        raise DataError(f"{path}: not a readable file ({reason}) (reference_summary)") from None
+    except DataError as exc:
+        raise DataError(f"{exc} (reference_summary)") from None
+
+
 def _check(cfg: DictConfig) -> int:
     config = load(cfg)
+    check_inputs(config)
+    started_work()
     from kon_ray.cluster.local import init_local_ray
     from kon_ray.drift.check import gate, run_check
     from kon_ray.drift.report import SUMMARY_TXT, summary_text
@@ -76,7 +121,7 @@ def _check(cfg: DictConfig) -> int:
     return 0
 
 
-cli = hydra_cli("drift_standalone", main, register)
+cli = hydra_cli("drift_standalone", main, register, schema=DriftStandaloneConfig)
 
 
 if __name__ == "__main__":

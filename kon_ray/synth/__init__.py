@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from kon_ray.config import DatasetConfig
     from kon_ray.synth.config import SynthConfig
 
-__all__ = ["generate", "ensure_sample"]
+__all__ = ["generate", "ensure_sample", "generator_command"]
 
 
 def generate(dataset: "DatasetConfig", synth: "SynthConfig", output: Optional[str] = None) -> Dict[str, Any]:
@@ -87,3 +87,20 @@ def ensure_sample(dataset: "DatasetConfig", synth: Optional["SynthConfig"] = Non
     if storage.list_files(dataset.path):
         return None
     return generate(dataset, synth or SynthConfig(), dataset.path)
+
+
+def generator_command(dataset: "DatasetConfig") -> Optional[str]:
+    """The command that generates `dataset` where the config expects it (None for a dataset the generator does not
+    know): `python -m kon_ray.synth +dataset=CLIE`, plus `dataset.path=...` when it is not the YAML's own path."""
+    import shlex
+
+    from kon_ray.config import CONF_DIR, dataset_choices
+    from omegaconf import OmegaConf
+
+    if dataset.name not in dataset_choices():
+        return None
+    command = f"python -m kon_ray.synth +dataset={dataset.name}"
+    default = OmegaConf.load(CONF_DIR / "dataset" / f"{dataset.name}.yaml").get("path")
+    if dataset.path != default:
+        command += f" dataset.path={shlex.quote(dataset.path)}"
+    return command
