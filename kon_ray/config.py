@@ -218,14 +218,18 @@ def unknown_key_error(key: str, schema: type) -> Optional[ConfigError]:
             return ConfigError(f"unknown config key {key}: {ancestor} is {describe_type(hint)}, not a group of keys")
         break
     keys = schema_keys(schema)
-    candidates = [k for k in keys if not key.startswith(k + ".")]  # not `model` for `model.lr`
-    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    parent, _, name = key.rpartition(".")
+    if parent == "" or parent in keys:  # a typo in the last part: compare with the names beside it
+        below = [k[len(parent) + 1 :] if parent else k for k in keys if not parent or k.startswith(parent + ".")]
+        siblings = [other for other in below if "." not in other]
+        close = difflib.get_close_matches(name, siblings, n=1, cutoff=0.6)
+        if close:
+            return ConfigError(f"unknown config key {key}: did you mean {parent + '.' if parent else ''}{close[0]}?")
+        where = f"{parent} has" if parent else "the config's keys are"
+        return ConfigError(f"unknown config key {key}: {where} {', '.join(siblings)}")
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)  # a typo further up: `modle.max_depth`
     if close:
         return ConfigError(f"unknown config key {key}: did you mean {close[0]}?")
-    parent = key.rsplit(".", 1)[0] if "." in key else ""
-    if parent and parent in keys:
-        siblings = [k[len(parent) + 1 :] for k in keys if k.startswith(parent + ".") and "." not in k[len(parent) + 1 :]]
-        return ConfigError(f"unknown config key {key}: {parent} has {', '.join(siblings)}")
     top = [k for k in keys if "." not in k]
     return ConfigError(f"unknown config key {key}: the config's keys are {', '.join(top)}")
 

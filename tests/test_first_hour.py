@@ -113,7 +113,8 @@ def test_dict_entries_are_keys_and_the_suggestions_come_from_the_schema():
 def test_the_real_command_says_did_you_mean_and_creates_nothing(tmp_path):
     done = _command("kon_ray.run", "+dataset=POLA", "+model.max_dept=4", cwd=tmp_path)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip() == "kon_ray: config error: unknown config key model.max_dept: did you mean model.max_depth?"
+    expected = "kon_ray: config error: unknown config key model.max_dept: did you mean model.max_depth?"
+    assert done.stderr.strip() == expected
     assert list(tmp_path.iterdir()) == []
 
 
