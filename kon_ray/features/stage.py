@@ -199,7 +199,8 @@ def fit(files: Sequence[str], groups, spec: Spec, roles: np.ndarray, sample_hash
     columns = fit_columns(spec)
     units = execution.plan(files, columns, per_column=True, groups=groups, min_rows=UNIT_MIN_ROWS)
     samples: Dict[Any, List[pa.Table]] = {}
-    for unit, part in zip(units, execution.map_units(_fit_block, units, kwargs={"spec": spec, "roles": roles})):
+    for unit, part in zip(units, execution.map_units(_fit_block, units, columns=columns,
+                                                              kwargs={"spec": spec, "roles": roles})):
         merge_counts(counts, part["counts"])
         samples.setdefault(unit.columns, []).append(part["sample"])
     pooled: Dict[str, pa.ChunkedArray] = {}

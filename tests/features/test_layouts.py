@@ -103,7 +103,22 @@ def test_the_stage_fit_equals_the_one_pass_fit(frame, tmp_path, monkeypatch, lay
     if layout == "one-row-group":
         assert len({u.columns for u in units}) > 1  # one row group: the fit's columns are split instead
     monkeypatch.setattr(stage, "UNIT_MIN_ROWS", 128)
-    got = stage.fit(files, groups, spec, roles, hashes, train_rows, threshold)  # in this process, or on Ray
+    read = []
+    real_read_unit = execution.read_unit
+
+    def recording_read_unit(unit, columns=None):
+        table = real_read_unit(unit, columns)
+        read.extend(table.column_names)
+        return table
+
+    monkeypatch.setattr(execution, "read_unit", recording_read_unit)
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # the units run here even if a test started Ray
+    got = stage.fit(files, groups, spec, roles, hashes, train_rows, threshold)  # in this process (no Ray here)
+    # the fit reads only what it needs: no id, no target, no passthrough-only column
+    assert read and set(read) <= set(st.fit_columns(spec))
+    assert not {"customer_id", "segment"} & set(read)
     whole = frame.copy()
     expected = st.finalize(st.merge([st.partial(whole, spec, plan, threshold)], spec), spec, threshold)
     assert json.dumps(got) == json.dumps(expected)
