@@ -33,20 +33,38 @@ def _chunk(batch, rows: int, features: int, classes: int, seed: int):
     return {"X": X, "y": y.astype(np.float32), "valid": np.zeros(rows, dtype=bool)}
 
 
-def _cpu_seconds() -> float:
-    """CPU-seconds of this process and its live descendants (the local Ray's GCS, raylet and workers), not of other
-    users of the machine."""
-    import psutil
+class _CpuMeter:
+    """CPU-seconds of this process and its descendants (the local Ray's GCS, raylet, workers; not other users of the
+    machine), sampled every 0.2 s so that processes which exit during a fit (Ray Train's workers) still count."""
 
-    me = psutil.Process()
-    total = 0.0
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
+    def __init__(self) -> None:
+        import threading
+
+        self._seen: dict = {}
+        self._lock = threading.Lock()
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                with self._lock:
+                    self._seen[(proc.pid, proc.create_time())] = times.user + times.system
+            except psutil.Error:
+                pass
+
+    def _loop(self) -> None:
+        while True:
+            self._sample()
+            time.sleep(0.2)
+
+    def __call__(self) -> float:
+        self._sample()
+        with self._lock:
+            return sum(self._seen.values())
 
 
 def _one_process(chunks, loop_config):
@@ -86,6 +104,8 @@ def main() -> None:
 
     import ray
     import xgboost as xgb
+
+    _cpu_seconds = _CpuMeter()
 
     from kon_ray.cluster.config import ClusterConfig
     from kon_ray.infer import metrics
