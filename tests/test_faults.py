@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 ROWS = 60_000
 STAGES = "stages=[ingest,preprocess,drift]"
-TRANSFORM_TASK = "_transform_block"  # Ray titles a worker process after the task it runs: ray::MapBatches(...)
+TRANSFORM_TASK = "_transform_block"  # Ray titles a worker process after the task it runs: ray::_transform_block
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,9 @@ def test_a_worker_killed_while_computing_features_is_retried_and_the_output_matc
     assert not victim.is_running()
     assert proc.wait(timeout=900) == 0, (tmp_path / "run.out").read_text()[-3000:]
     log = (tmp_path / "run.out").read_text()
-    assert "will be retried" in log and "stage preprocess: finished" in log  # Ray's own line for the retry
+    # the victim was titled with the transform task, so it died inside one; the stage still finishes with every
+    # unit's parts written exactly once (Ray retried the task; its line goes to Ray's session log, not the terminal)
+    assert "stage preprocess: finished" in log
     _assert_same_outputs(run, reference)
 
 
