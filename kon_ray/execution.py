@@ -169,6 +169,48 @@ def plan(files: Sequence[str], columns: Sequence[str], *, per_column: bool = Fal
     return units
 
 
+def plan_whole_columns(files: Sequence[str], columns: Sequence[str], *, workers: Optional[int] = None,
+                       max_bytes: int = MAX_UNIT_BYTES,
+                       groups: Optional[List[RowGroupInfo]] = None) -> Optional[List[WorkUnit]]:
+    """Per-column work that needs every row of a column at once (e.g. a sample placed by row position, then
+    counts on edges from it, in one read): one unit per column group, each over all row ranges in input order.
+
+    Enough column groups for every CPU (UNITS_PER_CPU each) and none above `max_bytes`; None when even one
+    column's rows exceed `max_bytes` (the caller then makes several passes over `plan`'s units).
+    """
+    columns = list(columns)
+    groups = row_groups(files) if groups is None else groups
+    groups = [g for g in groups if g.rows > 0]
+    if not groups or not columns:
+        return []
+    sizes = {c: sum(g.column_bytes.get(c, 0) for g in groups) for c in columns}
+    if max(sizes.values()) > max_bytes:
+        return None
+    workers = workers or cpus()
+    by_memory = math.ceil(sum(sizes.values()) / max_bytes)
+    count = min(len(columns), max(UNITS_PER_CPU * workers, by_memory))
+    ranges, position = [], 0
+    for group in groups:
+        ranges.append(RowRange(group.file, group.index, 0, group.rows, group.rows, position))
+        position += group.rows
+    parts = _split_by_size(columns, sizes, count, max_bytes)
+    return [WorkUnit(i, tuple(ranges), tuple(part)) for i, part in enumerate(parts)]
+
+
+def _split_by_size(items: Sequence[str], sizes: Dict[str, int], count: int, max_bytes: int) -> List[List[str]]:
+    """`items` in order, cut into about `count` runs of about equal total size, none above max_bytes."""
+    target = min(max_bytes, max(1, math.ceil(sum(sizes.values()) / max(1, count))))
+    parts: List[List[str]] = [[]]
+    total = 0
+    for item in items:
+        if parts[-1] and total + sizes[item] > target:
+            parts.append([])
+            total = 0
+        parts[-1].append(item)
+        total += sizes[item]
+    return parts
+
+
 def _bytes(group: RowGroupInfo, columns: Sequence[str]) -> int:
     return sum(group.column_bytes.get(c, 0) for c in columns) or sum(group.column_bytes.values())
 

@@ -172,6 +172,7 @@ def measure(cmd: list, env: dict, linger_s: float = 60.0) -> dict:
     """Run `cmd`; wall time to its exit, CPU-seconds of it and every descendant, peak RSS of the whole tree."""
     cpu_before = _children_cpu()
     peak, stop = [0], threading.Event()
+    seen: dict = {}  # pid -> (kind, CPU-seconds when last seen): the split by process kind (approximate)
 
     def sample() -> None:
         me = psutil.Process()
@@ -180,6 +181,10 @@ def measure(cmd: list, env: dict, linger_s: float = 60.0) -> dict:
             for p in me.children(recursive=True):
                 try:
                     total += p.memory_info().rss
+                    times = p.cpu_times()
+                    if p.pid not in seen:
+                        seen[p.pid] = (_kind(p), 0.0)
+                    seen[p.pid] = (seen[p.pid][0], times.user + times.system)
                 except psutil.Error:
                     pass
             peak[0] = max(peak[0], total)
@@ -209,15 +214,32 @@ def measure(cmd: list, env: dict, linger_s: float = 60.0) -> dict:
     if proc.returncode not in (0,):
         print(output[-3000:])
         raise SystemExit(f"{cmd[:4]} failed with exit code {proc.returncode}")
-    return {"wall": wall, "cpu": _children_cpu() - cpu_before, "peak": peak[0], "output": output}
+    split: dict = {}
+    for kind, cpu in seen.values():
+        split[kind] = split.get(kind, 0.0) + cpu
+    return {"wall": wall, "cpu": _children_cpu() - cpu_before, "peak": peak[0], "output": output, "split": split}
+
+
+def _kind(p: psutil.Process) -> str:
+    """driver | ray workers | ray daemons (gcs, raylet, ...): what a process of the run is."""
+    name = p.name()
+    if name.startswith("ray::") or "default_worker.py" in " ".join(p.cmdline()[:3]):
+        return "ray workers"
+    if p.ppid() == os.getpid():
+        return "driver"
+    return "ray daemons"
 
 
 # --- the run -------------------------------------------------------------------------------------------------
 
 
 def _line(name: str, m: dict, extra: str = "") -> str:
-    return (f"  {name:9s} wall {m['wall']:7.1f} s   CPU {m['cpu']:7.1f} s (all processes)"
+    line = (f"  {name:9s} wall {m['wall']:7.1f} s   CPU {m['cpu']:7.1f} s (all processes)"
             f"   peak RSS {m['peak'] / 2**30:5.2f} GiB{extra}")
+    if len(m["split"]) > 1:
+        line += "\n            CPU by process (sampled): " + ", ".join(
+            f"{kind} {cpu:.1f} s" for kind, cpu in sorted(m["split"].items()))
+    return line
 
 
 def bench_layout(layout: str, ref: str, cur: str, tmp: str, args) -> dict:

@@ -166,11 +166,15 @@ def sample_unit(table: pa.Table, unit: execution.WorkUnit, columns: Sequence[str
     """The unit's sampled values (every `step`-th row of the whole input) of its numeric columns: per column a
     list of one sorted array of the non-missing values (sorted here, in parallel, so the driver only merges)."""
     names = [c for c in columns if unit.columns is None or c in unit.columns]
-    picked = table.select(names).take(pa.array(sample_positions(unit, step)))
+    picked = table.select(names)
+    if step > 1:
+        picked = picked.take(pa.array(sample_positions(unit, step)))
     out = {}
     for name in names:
         values = S.numeric_values(picked.column(name), name)
-        out[name] = [np.sort(values[~np.isnan(values)])]
+        values = values[~np.isnan(values)]
+        values.sort()
+        out[name] = [values]
     return out
 
 
@@ -213,6 +217,83 @@ def reduce(source: Source, plan: S.BatchPlan) -> dict:
 def _empty_summary(plan: S.BatchPlan) -> dict:
     return S.summarise_batch(pa.table({c: pa.array([], pa.float64()) for c in plan.numeric}
                                       | {c: pa.array([], pa.string()) for c in plan.categorical}), plan)
+
+
+def fit_unit(table: pa.Table, unit: execution.WorkUnit, numeric: Sequence[str], categorical: Sequence[str],
+             ks_bins: int, psi_bins: int, step: int, first_column: str) -> dict:
+    """The reference fitted in one read, for a unit that holds every row of its columns (in input order): the
+    sample (every `step`-th row), the KS edges from it, slot counts, the exact PSI edges and counts; category
+    counts. The same numbers as the passes of `fit_reference` over smaller units: {"rows", "numeric", "categories"}."""
+    names = set(unit.columns) if unit.columns is not None else set(numeric) | set(categorical)
+    out: dict = {"rows": table.num_rows if first_column in names else 0, "numeric": {}, "categories": {}}
+    positions = sample_positions(unit, step) if step > 1 else None
+    for name in numeric:
+        if name not in names:
+            continue
+        values = S.numeric_values(table.column(name), name)
+        finite = values[~np.isnan(values)]
+        finite.sort()
+        if positions is None:
+            sampled = finite
+        else:
+            sampled = values[positions]
+            sampled = sampled[~np.isnan(sampled)]
+            sampled.sort()
+        edges = S.sample_edges(sampled, ks_bins)
+        bounds = S.sorted_slot_bounds(finite, edges)
+        slots = np.append(np.diff(bounds), len(values) - len(finite)).astype(np.int64)
+        collected = S.empty_collected()
+        if len(finite):
+            lo, hi, _ = quantile_ranks(len(finite), psi_bins)
+            parts = [(code, finite[bounds[code]:bounds[code + 1]])
+                     for code in S.needed_slots(slots, np.concatenate([lo, hi]))]
+            if parts:
+                collected = (np.concatenate([np.full(len(v), code, dtype=np.int64) for code, v in parts]),
+                             np.concatenate([v for _, v in parts]))
+        out["numeric"][name] = numeric_reference(slots, edges, collected, psi_bins)
+    for name in categorical:
+        if name in names:
+            out["categories"][name] = S.category_counts(table.column(name))
+    return out
+
+
+def merge_fitted(a: Optional[dict], b: dict) -> dict:
+    """Fitted column groups together (each column is fitted by exactly one unit)."""
+    if a is None:
+        return b
+    return {"rows": a["rows"] + b["rows"], "numeric": {**a["numeric"], **b["numeric"]},
+            "categories": {**a["categories"], **b["categories"]}}
+
+
+def numeric_reference(slots: np.ndarray, ks_edges: np.ndarray, collected, psi_bins: int) -> NumericReference:
+    """A numeric column's reference from its slot counts and the values of the slots holding the PSI quantiles."""
+    n = int(slots[:-1].sum())
+    if n == 0:  # all missing: PSI has only the missing bin, KS is undefined
+        return NumericReference(ks_edges=ks_edges, ks_slots=slots, psi_edges=np.empty(0),
+                                psi_counts=np.array([0, slots[-1]], dtype=np.int64))
+    lo, hi, gamma = quantile_ranks(n, psi_bins)
+    values = S.order_statistics(slots, ks_edges, collected, np.concatenate([lo, hi]))
+    psi_edges = edges_from_order_stats(values[: len(lo)], values[len(lo):], gamma)
+    psi_counts = S.psi_counts_from_slots(slots, ks_edges, collected, psi_edges)
+    return NumericReference(ks_edges=ks_edges, ks_slots=slots, psi_edges=psi_edges, psi_counts=psi_counts)
+
+
+def _fit_in_one_read(source: Source, numeric: Sequence[str], categorical: Sequence[str],
+                     cfg: DriftConfig) -> Optional[dict]:
+    """The reference fitted with one read of each column, when every unit can hold all rows of its columns
+    (an in-memory table; files whose columns fit execution.MAX_UNIT_BYTES each); else None."""
+    columns = list(numeric) + list(categorical)
+    step = max(1, -(-source.rows() // cfg.sample_rows))  # ceil: at most sample_rows rows, as `sample`
+    kwargs = {"numeric": list(numeric), "categorical": list(categorical), "ks_bins": cfg.ks_bins,
+              "psi_bins": cfg.psi_bins, "step": step, "first_column": columns[0]}
+    if source.table is not None:
+        return fit_unit(source.table.select(columns), _whole_table(source.table), **kwargs)
+    if source.dataset is not None:
+        return None
+    units = execution.plan_whole_columns(source.files, columns, groups=source.row_groups())
+    if units is None:
+        return None
+    return execution.map_reduce(fit_unit, units, merge_fitted, columns=columns, kwargs=kwargs)
 
 
 # --- the sample that places the KS edges -------------------------------------------------------------------
@@ -287,6 +368,13 @@ def fit_reference(data, cfg: DriftConfig, columns: Optional[Sequence[str]] = Non
         raise DataError(f"{source.label}: no numeric or categorical columns to analyse")
     source = source.only(numeric + categorical)
 
+    fitted = _fit_in_one_read(source, numeric, categorical, cfg)
+    if fitted is not None:
+        if fitted["rows"] == 0:
+            raise DataError(f"{source.label}: no rows")
+        numeric_refs = {c: fitted["numeric"][c] for c in numeric}
+        return _reference(fitted["rows"], numeric_refs, fitted["categories"], categorical, cfg, source)
+
     sampled = sample(source, numeric, cfg.sample_rows)
     ks_edges = {c: S.sample_edges(sampled[c], cfg.ks_bins) for c in numeric}
     guess = {c: _speculative_slots(sampled[c], ks_edges[c], cfg.psi_bins) for c in numeric}
@@ -294,18 +382,15 @@ def fit_reference(data, cfg: DriftConfig, columns: Optional[Sequence[str]] = Non
     if first["rows"] == 0:
         raise DataError(f"{source.label}: no rows")
 
-    ranks = {}
     missing_slots = {}
     for c in numeric:
         slots = first["slots"][c]
         n = int(slots[:-1].sum())
         if n == 0:
             continue  # all missing: PSI has only the missing bin, KS is undefined
-        lo, hi, gamma = quantile_ranks(n, cfg.psi_bins)
-        ranks[c] = (lo, hi, gamma)
+        lo, hi, _ = quantile_ranks(n, cfg.psi_bins)
         needed = S.needed_slots(slots, np.concatenate([lo, hi]))
-        absent = np.setdiff1d(needed, guess[c])
-        if len(absent):
+        if len(np.setdiff1d(needed, guess[c])):
             missing_slots[c] = needed
     collected = {c: first["collected"].get(c, S.empty_collected()) for c in numeric}
     if missing_slots:
@@ -315,23 +400,16 @@ def fit_reference(data, cfg: DriftConfig, columns: Optional[Sequence[str]] = Non
         for c in missing_slots:
             collected[c] = second["collected"].get(c, S.empty_collected())
 
-    numeric_refs = {}
-    for c in numeric:
-        slots = first["slots"][c]
-        if c in ranks:
-            lo, hi, gamma = ranks[c]
-            values = S.order_statistics(slots, ks_edges[c], collected[c], np.concatenate([lo, hi]))
-            psi_edges = edges_from_order_stats(values[: len(lo)], values[len(lo):], gamma)
-            psi_counts = S.psi_counts_from_slots(slots, ks_edges[c], collected[c], psi_edges)
-        else:
-            psi_edges = np.empty(0)
-            psi_counts = np.array([0, slots[-1]], dtype=np.int64)
-        numeric_refs[c] = NumericReference(ks_edges=ks_edges[c], ks_slots=slots, psi_edges=psi_edges,
-                                           psi_counts=psi_counts)
+    numeric_refs = {c: numeric_reference(first["slots"][c], ks_edges[c], collected[c], cfg.psi_bins) for c in numeric}
+    return _reference(first["rows"], numeric_refs, first["categories"], categorical, cfg, source)
+
+
+def _reference(rows: int, numeric_refs: dict, categories: dict, categorical: Sequence[str], cfg: DriftConfig,
+               source: Source) -> ReferenceSummary:
     # categories in one fixed order (missing last), so the saved summary is the same whatever order units merged in
-    categorical_refs = {c: dict(sorted(first["categories"][c].items(), key=lambda kv: (kv[0] is None, str(kv[0]))))
+    categorical_refs = {c: dict(sorted(categories[c].items(), key=lambda kv: (kv[0] is None, str(kv[0]))))
                         for c in categorical}
-    return ReferenceSummary(rows=first["rows"], psi_bins=cfg.psi_bins, numeric=numeric_refs,
+    return ReferenceSummary(rows=rows, psi_bins=cfg.psi_bins, numeric=numeric_refs,
                             categorical=categorical_refs, source=source.label)
 
 

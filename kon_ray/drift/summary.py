@@ -88,7 +88,8 @@ def summarise_batch(table: pa.Table, plan: BatchPlan) -> dict:
         values = numeric_values(table.column(name), name)
         # Sorting the batch's values once and searching the few edges in them is as cheap as np.histogram
         # (which sorts too) and much cheaper than searching every value among thousands of edges.
-        finite = np.sort(values[~np.isnan(values)])
+        finite = values[~np.isnan(values)]  # a new array: sorted in place
+        finite.sort()
         missing = len(values) - len(finite)
         edges = plan.ks_edges[name]
         bounds = sorted_slot_bounds(finite, edges)

@@ -77,14 +77,20 @@ def _check(ref, cur, cfg=CFG):
 
 @pytest.fixture
 def units(monkeypatch):
-    """Plan with a given worker count and unit floor: few units, or many (column groups and row ranges)."""
-    original = execution.plan
+    """Plan with a given worker count and unit floor: few units, or many (column groups and row ranges); the
+    reference fitted in one read (units holding whole columns) or in passes over row ranges (as when a column
+    does not fit one unit's memory)."""
+    plan, whole = execution.plan, execution.plan_whole_columns
 
-    def use(workers: int, min_rows: int) -> None:
+    def use(workers: int, min_rows: int, one_read: bool) -> None:
         def planned(files, columns, **kw):
-            return original(files, columns, **{**kw, "workers": workers, "min_rows": min_rows})
+            return plan(files, columns, **{**kw, "workers": workers, "min_rows": min_rows})
+
+        def planned_whole(files, columns, **kw):
+            return whole(files, columns, **{**kw, "workers": workers}) if one_read else None
 
         monkeypatch.setattr(execution, "plan", planned)
+        monkeypatch.setattr(execution, "plan_whole_columns", planned_whole)
 
     return use
 
@@ -100,12 +106,14 @@ def test_every_layout_and_unit_count_gives_the_same_report(ray_session, data, un
     ref, cur, ref_paths, cur_paths = data
     expected_summary, expected = _check(ref, cur)  # the frames themselves: one in-memory unit, no Ray
     assert expected_summary.rows == ROWS
-    for workers, min_rows in ((1, 16_384), (7, 500)):
-        units(workers, min_rows)
-        for layout in ref_paths:
-            summary, got = _check(ref_paths[layout], cur_paths[layout])
-            assert summary.to_json() | {"source": ""} == expected_summary.to_json() | {"source": ""}, layout
-            assert got == expected, (layout, workers)
+    for one_read in (True, False):
+        for workers, min_rows in ((1, 16_384), (7, 500)):
+            units(workers, min_rows, one_read)
+            for layout in ref_paths:
+                summary, got = _check(ref_paths[layout], cur_paths[layout])
+                case = (layout, workers, "one read" if one_read else "passes")
+                assert summary.to_json() | {"source": ""} == expected_summary.to_json() | {"source": ""}, case
+                assert got == expected, case
 
 
 def test_many_units_do_cut_columns_and_row_groups(data):
@@ -134,9 +142,11 @@ def test_statistics_match_the_oracles(ray_session, data):
         assert got[name]["psi"] == pytest.approx(oracle.psi_categorical(ref[name], cur[name]), abs=1e-12)
 
 
+@pytest.mark.parametrize("one_read", [True, False])
 @pytest.mark.parametrize("layout", ["one_group", "row_groups", "files"])
-def test_ks_edges_span_a_time_ordered_reference(ray_session, data, layout):
+def test_ks_edges_span_a_time_ordered_reference(ray_session, data, units, layout, one_read):
     ref, _, ref_paths, _ = data
+    units(3, 500, one_read)
     rise = ref["rise"].to_numpy()
     edges = fit_reference(ref_paths[layout], CFG, columns=["rise"]).numeric["rise"].ks_edges
     step = ROWS // CFG.sample_rows  # every 20th row: rows 0, 20, ..., 19980
@@ -144,3 +154,16 @@ def test_ks_edges_span_a_time_ordered_reference(ray_session, data, layout):
     assert edges[-1] == rise[ROWS - step]
     # evenly spread over the whole range: no gap wider than a few sample steps of the rising column
     assert np.max(np.diff(edges)) <= 2 * (rise[-1] - rise[0]) / CFG.ks_bins
+
+
+def test_whole_column_units_hold_every_row_of_their_columns(data):
+    _, _, ref_paths, _ = data
+    from kon_ray.ingest import find_files
+
+    columns = ["rise", "cont", "disc", "cat", "flag"]
+    files = find_files(ref_paths["files"])
+    planned = execution.plan_whole_columns(files, columns, workers=2)
+    assert [c for u in planned for c in u.columns] == columns  # each column in exactly one unit, in order
+    assert all(sum(r.rows for r in u.ranges) == ROWS for u in planned)
+    assert [r.first_row for r in planned[0].ranges][:3] == [0, 1, 701]  # file 0: 1 row; file 1: row groups of 700 and 299
+    assert execution.plan_whole_columns(files, columns, max_bytes=1000) is None  # a column too big for one unit
