@@ -1,18 +1,23 @@
 """Where drift meets Ray: plan the passes over the data, run the pure per-unit summaries, merge them.
 
-Passes over the data (each reads only the columns it needs):
-  reference  1. a sample places the KS edges: every k-th row by its position in the whole input (Parquet files,
-                an in-memory table), so it spans the whole reference and is the same on any layout; a row-hash
-                sample of a Ray Dataset, whose row order is not fixed. It never enters a statistic.
-             2. every unit counts KS slots and categories, and keeps the values of the few KS slots that the
-                sample says hold the quantiles PSI needs (kon_ray.drift.summary).
-             3. only if a needed slot was not kept: one more pass over those numeric columns for those slots.
-  current    1. every unit counts KS slots, PSI bins and categories on the reference's edges.
+Reference, in one read (files whose columns each fit one unit, execution.plan_whole_columns; an in-memory table):
+  every unit holds all rows of its column group and does everything (`fit_unit`): the sample that places the KS
+  edges (every k-th row by position in the whole input), slot counts on those edges, the exact PSI quantiles
+  from the values of the slots that hold them, category counts.
+Reference, in passes (a column too big for one unit; a Ray Dataset):
+  1. the sample: every k-th row by position (files), or a row-hash sample of a Ray Dataset, whose row order is not
+     fixed. It spans the whole reference and, for files and tables, is the same on any layout. It never enters a
+     statistic.
+  2. every unit counts KS slots and categories, and keeps the values of the few KS slots that the sample says
+     hold the quantiles PSI needs (kon_ray.drift.summary).
+  3. only if a needed slot was not kept: one more pass over those numeric columns for those slots.
+  Both ways give the same numbers, bit for bit (the same sample, the same counts, the same order statistics).
+Current: one pass; every unit counts KS slots, PSI bins and categories on the reference's edges.
 Parquet files run through the execution layer (kon_ray.execution): work units from the footers, split by column
-groups when a file has too few row groups, as plain Ray tasks; a pandas DataFrame runs the same per-unit function
-in this process (one unit); a Ray Dataset (scored predictions) runs it per block with map_batches, materialised
-once. Each unit returns one small summary; summaries merge exactly (counts add), so no result depends on the
-layout or the number of units.
+groups when a file has too few row groups, as plain Ray tasks (in this process when Ray is not running); a pandas
+DataFrame runs the same per-unit functions in this process (one unit); a Ray Dataset (scored predictions) runs
+them per block with map_batches, materialised once. Each unit returns one small summary; summaries merge exactly
+(counts add, rows are counted by one column group), so no result depends on the layout or the number of units.
 """
 
 from __future__ import annotations
