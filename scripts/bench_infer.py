@@ -219,10 +219,11 @@ def main() -> None:
             results.append((layout, plain_wall, plain_cpu, first, second))
             shutil.rmtree(run_dir, ignore_errors=True)
         if results:
-            print("\nlayout | plain wall / CPU-s | stage 1st wall / CPU-s | stage 2nd wall / CPU-s | ratio wall 1st/2nd")
+            print("\nlayout | plain wall / CPU-s | stage 1st wall / CPU-s | stage 2nd wall / CPU-s | wall ratio 1st / 2nd"
+                  " | CPU ratio 1st / 2nd")
             for layout, pw, pc, (w1, c1), (w2, c2) in results:
                 print(f"{layout} | {pw:.2f} / {pc:.2f} | {w1:.2f} / {c1:.2f} | {w2:.2f} / {c2:.2f} | "
-                      f"{w1 / pw:.2f}x / {w2 / pw:.2f}x (goal <= {GOAL}x)")
+                      f"{w1 / pw:.2f}x / {w2 / pw:.2f}x (goal <= {GOAL}x) | {c1 / pc:.2f}x / {c2 / pc:.2f}x")
         if ray.is_initialized():
             ray.shutdown()
     finally:
