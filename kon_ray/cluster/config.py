@@ -14,11 +14,31 @@ from kon_ray.errors import ConfigError
 
 CLUSTER_KINDS = ("local", "ray", "ec2", "sagemaker")
 
+# Keys without which a cloud cluster would fall back to Ray's or AWS's permissive defaults: {key: terraform output}
+EC2_REQUIRED = {
+    "instance_profile_arn": "ray_node_instance_profile_arn",
+    "security_group_id": "ray_security_group_id",
+    "subnet_id": "ray_subnet_id",
+    "kms_key_id": "kms_key_arn",
+    "auth_token_secret": "ray_token_secret_arn",
+}
+SAGEMAKER_REQUIRED = {
+    "security_group_id": "ray_security_group_id",
+    "subnet_id": "ray_subnet_id",
+    "kms_key_id": "kms_key_arn",
+    "auth_token_secret": "ray_token_secret_arn",
+}
+
 # arn:aws:iam::123456789012:role/path/name (also the aws-cn / aws-us-gov partitions)
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 INSTANCE_PROFILE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]{1,512}$")
 REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 # SageMaker training job names: 1-63 chars, alphanumerics and hyphens, starting alphanumeric
+# a Secrets Manager secret: its ARN, or its name (letters, digits and /_+=.@-)
+SECRET_ID = re.compile(r"^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+|[\w/+=.@-]{1,512})$")
+KMS_KEY = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[\w/+=.@-]+$")
+SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")
+SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 JOB_NAME_PREFIX = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,39}$")
 
 
@@ -39,6 +59,15 @@ class ClusterConfig:
     runtime_env_pip: bool = False  # true: the job installs requirements.lock (slow); false: the image has the deps
     job_timeout_s: Optional[int] = None  # stop the job after this many seconds (None = no limit)
     nodes: Optional[int] = None  # ray: the cluster's node count if known (>1 requires s3:// storage)
+    # Ray's token authentication (kon_ray/cluster/auth.py): a file holding the head's token, read when neither
+    # $RAY_AUTH_TOKEN nor $RAY_AUTH_TOKEN_PATH is set
+    auth_token_file: Optional[str] = None
+    # ec2 / sagemaker: the Secrets Manager secret (name or ARN) holding the token, which the nodes read at start
+    # (terraform output -raw ray_token_secret_arn); ray / ec2: also where the client looks last for its token
+    auth_token_secret: Optional[str] = None
+    # ec2: the KMS key encrypting the nodes' root volumes; sagemaker: the training volumes and the output
+    # (terraform output -raw kms_key_arn)
+    kms_key_id: Optional[str] = None
 
     # --- ec2: a Ray cluster launched by `ray up` ---
     cluster_yaml: str = "cluster/ec2.yaml"  # the cluster-launcher template, rendered with the values below
@@ -57,7 +86,9 @@ class ClusterConfig:
     security_group_id: Optional[str] = None  # terraform output -raw ray_security_group_id
     subnet_id: Optional[str] = None  # terraform output -raw ray_subnet_id (None = the default VPC's)
     ssh_user: str = "ubuntu"
-    port_forward: bool = False  # true: reach the dashboard through `ray dashboard` (SSH); false: HEAD_IP:8265
+    # true: reach the dashboard through `ray dashboard` (an SSH tunnel; the head binds it to 127.0.0.1);
+    # false: http://HEAD_IP:8265 (the head binds it to 0.0.0.0, token-authenticated)
+    port_forward: bool = True
 
     # --- sagemaker: a training job running Ray across its instances ---
     instance_count: int = 1
@@ -91,6 +122,18 @@ class ClusterConfig:
             raise ConfigError(f"cluster.nodes must be >= 1, got {self.nodes}")
         if self.region is not None and not REGION.match(self.region):
             raise ConfigError(f"cluster.region {self.region!r} is not an AWS region name (e.g. eu-west-1)")
+        if self.auth_token_file is not None and not str(self.auth_token_file).strip():
+            raise ConfigError("cluster.auth_token_file is empty; set the path of a file holding the Ray token, or null")
+        if self.auth_token_secret is not None and not SECRET_ID.match(self.auth_token_secret):
+            raise ConfigError(
+                f"cluster.auth_token_secret {self.auth_token_secret!r} is not a Secrets Manager secret name or ARN;"
+                " take it from `terraform output -raw ray_token_secret_arn`"
+            )
+        if self.kms_key_id is not None and not KMS_KEY.match(self.kms_key_id):
+            raise ConfigError(
+                f"cluster.kms_key_id {self.kms_key_id!r} is not a KMS key ARN; take it from"
+                " `terraform output -raw kms_key_arn`"
+            )
         getattr(self, f"_check_{self.kind}")()
 
     def _check_local(self) -> None:
@@ -130,10 +173,20 @@ class ClusterConfig:
                 f"cluster.instance_profile_arn {self.instance_profile_arn!r} is not an instance-profile ARN;"
                 " take it from `terraform output -raw ray_node_instance_profile_arn`"
             )
-        if self.security_group_id is not None and not re.match(r"^sg-[0-9a-f]{8,17}$", self.security_group_id):
+        self._check_network_ids()
+
+    def _check_network_ids(self) -> None:
+        if self.security_group_id is not None and not SECURITY_GROUP.match(self.security_group_id):
             raise ConfigError(f"cluster.security_group_id {self.security_group_id!r} is not a security group id (sg-...)")
-        if self.subnet_id is not None and not re.match(r"^subnet-[0-9a-f]{8,17}$", self.subnet_id):
+        if self.subnet_id is not None and not SUBNET.match(self.subnet_id):
             raise ConfigError(f"cluster.subnet_id {self.subnet_id!r} is not a subnet id (subnet-...)")
+
+    def require(self, keys: dict, why: str) -> None:
+        """A ConfigError naming every key of `keys` ({key: terraform output}) that is unset, and where to find it."""
+        missing = [f"cluster.{key} (terraform output -raw {output})" for key, output in keys.items()
+                   if not getattr(self, key)]
+        if missing:
+            raise ConfigError(f"cluster={self.kind} {why}: set {', '.join(missing)}")
 
     def _check_sagemaker(self) -> None:
         if not self.image:
@@ -181,6 +234,13 @@ class ClusterConfig:
                 )
         if self.poll_s <= 0:
             raise ConfigError(f"cluster.poll_s must be > 0, got {self.poll_s}")
+        self._check_network_ids()
+        # Fail closed: the job runs inside the VPC, encrypted with the project key, its Ray token-authenticated.
+        self.require(SAGEMAKER_REQUIRED, "runs only inside the project's VPC, encrypted, with Ray's token")
+
+    def _check_ec2_launch(self) -> None:
+        """What `ray up` needs before kon_ray renders the cluster file (kon_ray/cluster/ec2.py): no Ray defaults."""
+        self.require(EC2_REQUIRED, "launches nodes only with the project's role, network, key and Ray token")
 
     def node_count(self) -> Optional[int]:
         """How many Ray nodes this cluster may have (None when unknown)."""

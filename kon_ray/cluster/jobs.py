@@ -1,12 +1,19 @@
 """Submitting a run to a running Ray cluster as a Ray Job (the Jobs API on the head's dashboard port, 8265).
 
-The project folder travels as the job's `working_dir` (without data, outputs, virtual environments, git and
-infrastructure state); the cluster's nodes are expected to run the project image, so the locked dependencies are
-already installed (`cluster.runtime_env_pip=true` installs requirements.lock in the job instead: slow). The job
-runs `python -m kon_ray.run` with the user's overrides plus `cluster.kind=local cluster.address=auto`, so it
-joins the cluster's Ray instead of submitting again; paths are made absolute because the job's current folder is
-its own copy of the working_dir. Ray's token authentication, when enabled, is handled by the Jobs SDK itself
-(RAY_AUTH_TOKEN or the token file).
+What travels with the job is an allowlist (UPLOAD): kon_ray/, conf/, pyproject.toml and requirements.lock, copied
+into a fresh folder that becomes the job's `working_dir`; nothing else of the project folder (data, outputs, git,
+infra state, virtual environments, stray files) can reach the cluster. The cluster's nodes are expected to run the
+project image, so the locked dependencies are already installed (`cluster.runtime_env_pip=true` installs
+requirements.lock in the job instead: slow). The job runs `python -m kon_ray.run` with the user's overrides plus
+`cluster.kind=local cluster.address=auto`, so it joins the cluster's Ray instead of submitting again; paths are
+made absolute because the job's current folder is its own copy of the working_dir.
+
+Authentication (kon_ray/cluster/auth.py): the client finds the head's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH,
+cluster.auth_token_file, cluster.auth_token_secret), turns Ray's token mode on for this process (Ray's client
+sends no token without RAY_AUTH_MODE=token) and sends it as the Authorization header; a head that refuses it is a
+ClusterError (exit 5) naming those sources. No credential travels with the job: not the token (the driver runs on
+the head, which holds it), not AWS keys (the nodes use their own AWS chain), not a password in an override, in
+tracking.uri or in a forwarded variable (refused before submission: `check_no_secrets`).
 """
 
 from __future__ import annotations
@@ -15,12 +22,16 @@ import asyncio
 import logging
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 
 from kon_ray import storage
+from kon_ray.cluster.auth import Token, auth_failure, enable_client_auth, find_token
 from kon_ray.config import CONF_DIR, KonConfig
 from kon_ray.errors import ClusterError, ConfigError
 
@@ -28,32 +39,18 @@ log = logging.getLogger("kon_ray")
 
 PROJECT_DIR = CONF_DIR.parent
 
-# Never uploaded with the job: environments, data, run outputs, tracking stores, git, infra state, caches.
-WORKING_DIR_EXCLUDES = [
-    ".venv/",
-    ".venv-tools/",
-    ".git/",
-    "data/",
-    "outputs/",
-    "multirun/",
-    "mlruns/",
-    "mlartifacts/",
-    "mlflow.db",
-    ".kon_cache/",
-    "infra/",
-    "*.tfstate*",
-    ".env",
-    "**/__pycache__/",
-    ".pytest_cache/",
-    "*.egg-info/",
-]
+# The only project paths uploaded with a job: the package, its config, and what pins its dependencies.
+UPLOAD = ("kon_ray", "conf", "pyproject.toml", "requirements.lock")
+# Inside those: never build litter, nor a stray local store or secret file someone left there.
+UPLOAD_SKIP = ("__pycache__", "*.pyc", ".pytest_cache", "*.egg-info", "mlflow.db", "*.tfstate*", ".env", ".DS_Store")
 
 # Not secrets: where S3/MLflow live. Credentials are never forwarded; the cluster's nodes use their own AWS chain.
 FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION", "MLFLOW_TRACKING_URI")
 
 # Overrides that the job must not inherit: it runs the pipeline itself, on the cluster's Ray, with the paths below.
+# The client's token settings mean nothing on the cluster (its driver runs on the head with the head's token).
 _REPLACED_KEYS = ("cluster.kind", "cluster.address", "output_dir", "dataset.path", "cluster.storage_path",
-                  "hydra.run.dir", "hydra.sweep.dir")
+                  "hydra.run.dir", "hydra.sweep.dir", "cluster.auth_token_file", "cluster.auth_token_secret")
 
 
 def _key(override: str) -> str:
@@ -99,16 +96,53 @@ def entrypoint(overrides: Sequence[str]) -> str:
     return shlex.join(["python", "-m", "kon_ray.run", *overrides])
 
 
-def runtime_env(config: KonConfig, environ: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+def stage_upload(folder: Path, project: Path = PROJECT_DIR) -> Path:
+    """Copy the allowlisted paths (UPLOAD) of `project` into `folder`: the job's working_dir."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in UPLOAD:
+        source = project / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns(*UPLOAD_SKIP), dirs_exist_ok=True)
+        elif source.is_file():
+            shutil.copy2(source, folder / name)
+        else:
+            raise ConfigError(f"{source} is missing: the job's upload needs {', '.join(UPLOAD)} in the project folder")
+    return folder
+
+
+def runtime_env(config: KonConfig, environ: Optional[Dict[str, str]] = None,
+                working_dir: Optional[Path] = None) -> Dict[str, Any]:
+    """The job's runtime_env: the staged allowlist as its working_dir, only the FORWARDED_ENV variables."""
     environ = os.environ if environ is None else environ
     env: Dict[str, Any] = {
-        "working_dir": str(PROJECT_DIR),
-        "excludes": list(WORKING_DIR_EXCLUDES),
+        "working_dir": str(working_dir or PROJECT_DIR),
         "env_vars": {name: environ[name] for name in FORWARDED_ENV if environ.get(name)},
     }
     if config.cluster.runtime_env_pip:
-        env["pip"] = str(PROJECT_DIR / "requirements.lock")
+        env["pip"] = str((working_dir or PROJECT_DIR) / "requirements.lock")
     return env
+
+
+def check_no_secrets(overrides: Sequence[str], env_vars: Dict[str, str]) -> None:
+    """A job's command line and runtime_env are stored by the head and shown in its dashboard to anyone who may use
+    the Jobs API: refuse, before submitting, an override or a forwarded variable that carries a secret."""
+    from kon_ray.secrets import URL_PASSWORD, is_secret_key
+
+    for override in overrides:
+        key = _key(override)
+        value = override.split("=", 1)[1] if "=" in override else ""
+        if (is_secret_key(key) and value.strip("'\" ") not in ("", "null")) or URL_PASSWORD.search(value):
+            raise ConfigError(
+                f"the override {key}=... carries a secret, which would travel in clear in the Ray job's command"
+                " line: give the cluster's nodes that secret through their environment or image instead"
+                " (MLflow: MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD on the nodes)"
+            )
+    for name, value in env_vars.items():
+        if URL_PASSWORD.search(value):
+            raise ConfigError(
+                f"${name} carries a password, which would travel in clear in the Ray job's environment: drop it"
+                " from the URL and give the cluster's nodes the credentials through their own environment"
+            )
 
 
 @dataclass
@@ -119,13 +153,18 @@ class JobOutcome:
     logs_streamed: bool = field(default=False)
 
 
-def connect(address: str) -> Any:
-    """A JobSubmissionClient for `address`, or a ClusterError saying how to fix the address."""
+def connect(address: str, token: Optional[Token] = None) -> Any:
+    """A JobSubmissionClient for `address` sending `token`, or a ClusterError saying how to fix the address or the
+    token (the client checks the head's version on creation, so a refused token shows here)."""
     from ray.job_submission import JobSubmissionClient
 
+    enable_client_auth(token)
     try:
-        return JobSubmissionClient(address)
+        return JobSubmissionClient(address, headers=token.header() if token else None)
     except Exception as exc:  # ConnectionError, RuntimeError, requests errors: all mean "not reachable"
+        refused = auth_failure(exc, address, token)
+        if refused is not None:
+            raise refused from None
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClusterError(
             f"cannot reach the Ray Jobs API at {address} ({reason[:200]}): check cluster.address (the head's"
@@ -147,6 +186,9 @@ def submit_and_wait(
     try:
         job_id = client.submit_job(entrypoint=entry, runtime_env=env, metadata=metadata or {})
     except Exception as exc:
+        refused = auth_failure(exc, getattr(client, "_address", "the head"), None)
+        if refused is not None:
+            raise refused from None
         raise ClusterError(f"the Ray cluster refused the job: {_first_line(exc)}") from None
     log.info("submitted Ray job %s; following its logs (Ctrl-C stops it)", job_id)
     try:
@@ -227,8 +269,9 @@ def submit_run(
     address: str,
     *,
     require_shared: bool = False,
-    connect_fn: Callable[[str], Any] = connect,
+    connect_fn: Callable[..., Any] = connect,
     out: Optional[TextIO] = None,  # default: the terminal (kon_ray.terminal.result_stream)
+    token: Optional[Token] = None,  # found by the caller (ec2); default: find_token(config.cluster)
 ) -> int:
     """The whole Jobs path for cluster=ray (and cluster=ec2 once its head is up)."""
     job_args = job_overrides(overrides, config, require_shared=require_shared)
@@ -237,15 +280,18 @@ def submit_run(
             "dataset.path is a local path: it must exist at the same place on the cluster's nodes"
             " (use s3:// for a remote cluster)"
         )
-    client = connect_fn(address)
-    return submit_and_wait(
-        client,
-        entrypoint(job_args),
-        runtime_env(config),
-        timeout_s=config.cluster.job_timeout_s,
-        out=out,
-        metadata={"kon_ray_dataset": config.dataset.name},
-    )
+    with tempfile.TemporaryDirectory(prefix="kon-job-") as staging:
+        env = runtime_env(config, working_dir=stage_upload(Path(staging) / "kon_ray_job"))
+        check_no_secrets(job_args, env["env_vars"])
+        client = connect_fn(address, token if token is not None else find_token(config.cluster))
+        return submit_and_wait(
+            client,
+            entrypoint(job_args),
+            env,
+            timeout_s=config.cluster.job_timeout_s,
+            out=out,
+            metadata={"kon_ray_dataset": config.dataset.name},
+        )
 
 
 def job_args_value(overrides: Sequence[str], key: str) -> str:

@@ -8,6 +8,8 @@
 | sagemaker    | a SageMaker training job running Ray across its instances (kon_ray/cluster/sagemaker.py)|
 
 Each returns the run's exit code; misconfiguration raises ConfigError (2), cluster failures ClusterError (5).
+Before anything is submitted: a local-file tracking store is refused (the run would track nowhere; see
+kon_ray/tracking/uri.py), and each kind authenticates to its Ray with the head's token (kon_ray/cluster/auth.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from kon_ray.config import KonConfig
 
 def submit(config: KonConfig, plain: Dict[str, Any], overrides: Sequence[str]) -> int:
     cluster = config.cluster
+    if config.tracking.enabled:
+        from kon_ray.tracking.uri import check_remote_uri
+
+        check_remote_uri(config.tracking.uri, cluster.kind)
     if cluster.kind == "ray":
         from kon_ray.cluster.jobs import submit_run
 

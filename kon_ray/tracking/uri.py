@@ -33,6 +33,26 @@ def resolve_uri(uri: Optional[str]) -> str:
     return chosen
 
 
+def is_local_file(uri: str) -> bool:
+    """A store that is a file on this machine (sqlite, file:, a bare path): nobody else can write to it."""
+    return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri and not uri.startswith("arn:")
+
+
+def check_remote_uri(uri: Optional[str], cluster_kind: str) -> None:
+    """A run on a remote cluster tracks to a server: a local-file store is refused before anything is submitted.
+
+    The pipeline's driver runs on the cluster, where this machine's file does not exist (and a Ray job's working
+    folder is read-only), so the run would track nowhere; refusing is clearer than logging through the client."""
+    resolved = resolve_uri(uri)
+    if is_local_file(resolved):
+        where = "tracking.uri" if uri else "tracking.uri (null: $MLFLOW_TRACKING_URI, else ./mlflow.db)"
+        raise ConfigError(
+            f"{where} is {resolved}, a file on this machine, but cluster={cluster_kind} runs the pipeline elsewhere:"
+            " set tracking.uri=http(s)://HOST:PORT (an MLflow server the cluster reaches) or"
+            " tracking.uri=arn:aws:sagemaker:... , or run with tracking=off"
+        )
+
+
 def is_sagemaker(uri: str) -> bool:
     return uri.startswith(SAGEMAKER_PREFIX)
 

@@ -112,18 +112,143 @@ def test_s3_paths_pass_through_and_shared_paths_are_required(tmp_path: Path) -> 
     assert jobs.job_args_value(args, "dataset.path") == "s3://b/POLA"
 
 
-def test_runtime_env_excludes_and_forwards_no_credentials(tmp_path: Path) -> None:
+def test_runtime_env_forwards_no_credentials(tmp_path: Path) -> None:
     config = _config(tmp_path, "cluster=ray", "cluster.address=http://h:8265")
-    env = jobs.runtime_env(config, {"AWS_SECRET_ACCESS_KEY": "x", "AWS_ACCESS_KEY_ID": "y",
-                                    "AWS_ENDPOINT_URL_S3": "http://minio:9000"})
-    assert env["working_dir"] == str(REPO)
-    for excluded in (".venv/", "data/", "outputs/", ".git/", "multirun/", "mlruns/", "infra/"):
-        assert excluded in env["excludes"]
+    env = jobs.runtime_env(config, {"AWS_SECRET_ACCESS_KEY": "x", "AWS_ACCESS_KEY_ID": "y", "RAY_AUTH_TOKEN": "t",
+                                    "AWS_ENDPOINT_URL_S3": "http://minio:9000"}, working_dir=tmp_path / "up")
+    assert env["working_dir"] == str(tmp_path / "up")
     assert env["env_vars"] == {"AWS_ENDPOINT_URL_S3": "http://minio:9000"}
     assert "pip" not in env
     pip = jobs.runtime_env(_config(tmp_path, "cluster=ray", "cluster.address=http://h:8265",
-                                   "cluster.runtime_env_pip=true"), {})
-    assert pip["pip"].endswith("requirements.lock")
+                                   "cluster.runtime_env_pip=true"), {}, working_dir=tmp_path / "up")
+    assert pip["pip"] == str(tmp_path / "up" / "requirements.lock")
+
+
+def test_the_upload_is_the_allowlist_only(tmp_path: Path) -> None:
+    """Whatever else lies in the project folder (data, outputs, a stray secret, git, infra state) stays here."""
+    project = tmp_path / "project"
+    for rel in ("kon_ray/__init__.py", "kon_ray/cluster/x.py", "conf/config.yaml", "pyproject.toml",
+                "requirements.lock", "data/POLA/part.parquet", "outputs/run.log", ".env", "secrets.txt",
+                ".git/config", "infra/terraform.tfstate", "mlflow.db", "kon_ray/__pycache__/x.cpython-312.pyc",
+                "conf/mlflow.db", "README.md"):
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text("x")
+    staged = jobs.stage_upload(tmp_path / "job", project)
+    uploaded = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())
+    assert uploaded == ["conf/config.yaml", "kon_ray/__init__.py", "kon_ray/cluster/x.py", "pyproject.toml",
+                        "requirements.lock"]
+    real = jobs.stage_upload(tmp_path / "real")
+    assert (real / "kon_ray" / "run.py").is_file() and (real / "conf" / "config.yaml").is_file()
+    assert sorted(p.name for p in real.iterdir()) == sorted(jobs.UPLOAD)
+
+
+@pytest.mark.parametrize("override", [
+    "tracking.uri=https://kon:hunter2@mlflow.example.com",
+    "+hydra.job.env_set.API_TOKEN=abc123",
+    "+db_password=hunter2",
+])
+def test_an_override_carrying_a_secret_is_refused_before_submission(override: str) -> None:
+    with pytest.raises(ConfigError, match="carries a secret, which would travel in clear in the Ray job's command"):
+        jobs.check_no_secrets(["+dataset=POLA", override], {})
+    jobs.check_no_secrets(["+dataset=POLA", "tracking.uri=https://mlflow.example.com", "model.eta=0.1"], {})
+
+
+def test_a_forwarded_variable_with_a_password_is_refused() -> None:
+    with pytest.raises(ConfigError, match="MLFLOW_TRACKING_URI carries a password"):
+        jobs.check_no_secrets([], {"MLFLOW_TRACKING_URI": "https://u:pw@mlflow.example.com"})
+
+
+def test_the_clients_token_settings_stay_with_the_client(tmp_path: Path) -> None:
+    config = _config(tmp_path, "cluster=ray", "cluster.address=http://h:8265")
+    args = jobs.job_overrides(["+dataset=POLA", "cluster.auth_token_file=/home/me/token",
+                               "cluster.auth_token_secret=kon-ray-token"], config)
+    assert not [a for a in args if "auth_token" in a]
+
+
+# --- a remote run tracks to a server ---
+
+
+@pytest.mark.parametrize("uri", [None, "sqlite:///mlflow.db", "mlruns.db", "file:///tmp/mlruns"])
+def test_a_remote_run_with_a_local_tracking_file_is_refused(tmp_path: Path, monkeypatch, uri) -> None:
+    from kon_ray.cluster.remote import submit
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    overrides = ["cluster=ray", "cluster.address=http://h:8265"] + ([f"tracking.uri={uri}"] if uri else [])
+    config = _config(tmp_path, *overrides)
+    if uri is None:  # compose_config points tracking at tmp: back to the shipped default (null)
+        import dataclasses
+
+        config = dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, uri=None))
+    with pytest.raises(ConfigError, match="tracking.uri.* a file on this machine, but cluster=ray runs the pipeline"
+                                          " elsewhere: set tracking.uri=http\\(s\\)://HOST:PORT") as err:
+        submit(config, {}, [])
+    assert err.value.exit_code == 2
+
+
+def test_a_remote_run_with_a_tracking_server_or_off_passes_the_check() -> None:
+    from kon_ray.tracking.uri import check_remote_uri
+
+    for uri in ("http://mlflow:5000", "https://mlflow.example.com",
+                "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/kon"):
+        check_remote_uri(uri, "ray")
+
+
+# --- authentication (Ray 2.60: the client sends the token only with RAY_AUTH_MODE=token) ---
+
+
+def test_the_token_comes_from_env_then_path_then_config_file_then_secret(tmp_path: Path) -> None:
+    from kon_ray.cluster import auth
+
+    file_a, file_b = tmp_path / "a", tmp_path / "b"
+    file_a.write_text("from-path\n")
+    file_b.write_text("from-config")
+    cluster = SimpleNamespace(auth_token_file=str(file_b), auth_token_secret="kon-ray-token", region=None)
+    fetch = lambda secret, region: f"from-{secret}"  # noqa: E731
+    both = {"RAY_AUTH_TOKEN": "from-env", "RAY_AUTH_TOKEN_PATH": str(file_a)}
+    assert auth.find_token(cluster, dict(both), fetch).value == "from-env"
+    assert auth.find_token(cluster, {"RAY_AUTH_TOKEN_PATH": str(file_a)}, fetch).value == "from-path"
+    found = auth.find_token(cluster, {}, fetch)
+    assert (found.value, found.source) == ("from-config", f"cluster.auth_token_file ({file_b})")
+    cluster.auth_token_file = None
+    assert auth.find_token(cluster, {}, fetch).value == "from-kon-ray-token"
+    cluster.auth_token_secret = None
+    assert auth.find_token(cluster, {}, fetch) is None
+    assert "from-env" not in repr(auth.find_token(cluster, dict(both), fetch))  # never in a message or log line
+
+
+def test_a_missing_token_file_is_exit_5_saying_where_tokens_come_from(tmp_path: Path) -> None:
+    from kon_ray.cluster import auth
+
+    cluster = SimpleNamespace(auth_token_file=str(tmp_path / "nope"), auth_token_secret=None)
+    with pytest.raises(ClusterError, match="cluster.auth_token_file .*nope: cannot read the Ray token .* set"
+                                           " RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or cluster.auth_token_file") as err:
+        auth.find_token(cluster, {})
+    assert err.value.exit_code == 5
+
+
+def test_token_mode_is_turned_on_for_the_client_only_when_a_token_is_found() -> None:
+    from kon_ray.cluster import auth
+
+    env = {"RAY_AUTH_MODE": "disabled"}
+    auth.enable_client_auth(None, env)
+    assert env == {"RAY_AUTH_MODE": "disabled"}
+    auth.enable_client_auth(auth.Token("cluster.auth_token_file (/t)", "tok"), env)
+    assert env == {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "tok"}
+    env = {"RAY_AUTH_TOKEN_PATH": "/t"}
+    auth.enable_client_auth(auth.Token("RAY_AUTH_TOKEN_PATH (/t)", "tok"), env)
+    assert env == {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": "/t"}
+
+
+def test_refusals_by_the_head_become_one_line_saying_where_the_token_comes_from() -> None:
+    from kon_ray.cluster import auth
+
+    missing = auth.auth_failure(RuntimeError("Authentication required: Unauthorized: Missing authentication token"),
+                                "http://h:8265", None)
+    assert "requires an authentication token and none was found: set RAY_AUTH_TOKEN" in str(missing)
+    wrong = auth.auth_failure(RuntimeError("Authentication failed: Forbidden: Invalid authentication token"),
+                              "http://h:8265", auth.Token("RAY_AUTH_TOKEN", "x"))
+    assert "refused the token from RAY_AUTH_TOKEN (wrong token): set RAY_AUTH_TOKEN" in str(wrong)
+    assert auth.auth_failure(ConnectionError("Failed to connect"), "http://h:8265", None) is None
 
 
 class FakeClient:
