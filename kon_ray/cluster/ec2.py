@@ -1,11 +1,19 @@
 """cluster=ec2: a Ray cluster on EC2 from Ray's cluster launcher, then the run as a Ray Job on it.
 
 1. Render cluster/ec2.yaml (cluster.cluster_yaml) with the conf/cluster/ec2.yaml values and check it against
-   Ray's own schema (ray/autoscaler/ray-schema.json), before anything touches AWS.
+   Ray's own schema (ray/autoscaler/ray-schema.json), before anything touches AWS. Rendering fails closed: without
+   the instance profile, security group, subnet, KMS key and token secret from infra/ it refuses (exit 2) rather
+   than let Ray fall back to its defaults (EC2/S3 full access, SSH from anywhere, the default VPC). Every node gets
+   IMDSv2 only, a root volume encrypted with the project key, and tags on everything RunInstances creates
+   (instance, volume, network interface, spot request), which the head's IAM policy requires
+   (infra/modules/iam: aws:RequestTag/ray-cluster-name); every node reads the Ray token from Secrets Manager and
+   starts Ray with token authentication on.
 2. `ray get-head-ip <rendered>`; when no head answers, `ray up -y <rendered>` (minutes), then ask again.
 3. Reach the Jobs API: cluster.address if set; else through `ray dashboard` (an SSH tunnel to localhost) with
-   cluster.port_forward=true; else http://HEAD_IP:8265 (the security group must let you reach 8265).
-4. Submit as for cluster=ray; the data and the run folder must be s3:// (the nodes are other machines).
+   cluster.port_forward=true, the default (the head binds its dashboard to 127.0.0.1); else http://HEAD_IP:8265
+   (the head binds 0.0.0.0; the security group must let you reach 8265; the token still guards it).
+4. Submit as for cluster=ray with the head's token (kon_ray/cluster/auth.py; the same secret, read by the
+   submitting principal, when no local token is set); the data and the run folder must be s3://.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import copy
 import json
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,6 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import yaml
 
+from kon_ray.cluster.auth import WHERE, find_token
 from kon_ray.cluster.config import ClusterConfig
 from kon_ray.config import CONF_DIR, KonConfig
 from kon_ray.errors import ClusterError, ConfigError
@@ -30,6 +40,12 @@ from kon_ray.net import free_port, wait_for_port
 log = logging.getLogger("kon_ray")
 
 PROJECT_DIR = CONF_DIR.parent
+CLUSTER_TAG = "ray-cluster-name"  # Ray's own tag (TAG_RAY_CLUSTER_NAME); the head's IAM conditions name it
+# What RunInstances creates and can tag at launch; spot requests only for spot workers.
+TAGGED_RESOURCES = ("instance", "volume", "network-interface")
+SPOT_RESOURCE = "spot-instances-request"
+# `python -m kon_ray.cluster.auth` writes the secret's token to ~/.ray/auth_token; Ray reads it in token mode.
+TOKEN_PREFIX = "python -m kon_ray.cluster.auth {secret} {region} && export RAY_AUTH_MODE=token && "
 HEAD_TYPE = "ray.head.default"
 WORKER_TYPE = "ray.worker.default"
 RENDERED_DIR = Path("outputs") / "cluster"
@@ -54,7 +70,8 @@ def ecr_registry(image: str) -> Optional[str]:
 
 
 def render(cluster: ClusterConfig, template: Dict[str, Any]) -> Dict[str, Any]:
-    """The template with the config's values in place; unset optional values remove the template's placeholders."""
+    """The template with the config's values in place; refuses (ConfigError) when infra's values are missing."""
+    cluster._check_ec2_launch()
     cfg = copy.deepcopy(template)
     region = cluster.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region:
@@ -89,12 +106,41 @@ def render(cluster: ClusterConfig, template: Dict[str, Any]) -> Dict[str, Any]:
     worker["max_workers"] = cluster.max_workers
     head_profile = cluster.head_instance_profile_arn or cluster.instance_profile_arn
     for node, profile in ((head["node_config"], head_profile), (worker["node_config"], cluster.instance_profile_arn)):
-        _set_or_drop(node, "IamInstanceProfile", {"Arn": profile} if profile else None)
-        _set_or_drop(node, "SecurityGroupIds", [cluster.security_group_id] if cluster.security_group_id else None)
-        _set_or_drop(node, "SubnetIds", [cluster.subnet_id] if cluster.subnet_id else None)
+        node["IamInstanceProfile"] = {"Arn": profile}
+        node["SecurityGroupIds"] = [cluster.security_group_id]
+        node["SubnetIds"] = [cluster.subnet_id]
+        # IMDSv2 only; hop limit 2 so that the container (one hop further) still reaches the instance role
+        node["MetadataOptions"] = {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 2}
+        for mapping in node.setdefault("BlockDeviceMappings", [{"DeviceName": "/dev/sda1", "Ebs": {}}]):
+            mapping.setdefault("Ebs", {}).update(Encrypted=True, KmsKeyId=cluster.kms_key_id)
     _set_or_drop(worker["node_config"], "InstanceMarketOptions", {"MarketType": "spot"} if cluster.spot_workers else None)
     head["node_config"].pop("InstanceMarketOptions", None)  # the head is always on-demand
+    head["node_config"]["TagSpecifications"] = tag_specifications(cluster.cluster_name, spot=False)
+    worker["node_config"]["TagSpecifications"] = tag_specifications(cluster.cluster_name, spot=cluster.spot_workers)
+    prefix = TOKEN_PREFIX.format(secret=shlex.quote(cluster.auth_token_secret or ""), region=region)
+    dashboard_host = "127.0.0.1" if cluster.port_forward and not cluster.address else "0.0.0.0"
+    cfg["head_start_ray_commands"] = [
+        _with_token(command, prefix).replace("--dashboard-host=127.0.0.1", f"--dashboard-host={dashboard_host}")
+        for command in cfg.get("head_start_ray_commands", [])
+    ]
+    cfg["worker_start_ray_commands"] = [_with_token(c, prefix) for c in cfg.get("worker_start_ray_commands", [])]
     return cfg
+
+
+def tag_specifications(cluster_name: str, spot: bool) -> List[Dict[str, Any]]:
+    """RunInstances TagSpecifications: the cluster tag on every resource launched (Ray adds its own node tags to
+    the instance's), as the head's IAM policy requires of each."""
+    tags = [{"Key": CLUSTER_TAG, "Value": cluster_name}, {"Key": "project", "Value": "kon_ray"}]
+    kinds = TAGGED_RESOURCES + ((SPOT_RESOURCE,) if spot else ())
+    return [{"ResourceType": kind, "Tags": [dict(t) for t in tags]} for kind in kinds]
+
+
+def _with_token(command: str, prefix: str) -> str:
+    """`ray start ...` preceded by fetching the token and turning token mode on (same shell, so it applies)."""
+    if "ray start" not in command:
+        return command
+    head, _, rest = command.partition("ray start")
+    return f"{head}{prefix}ray start{rest}"
 
 
 def _set_or_drop(node: Dict[str, Any], key: str, value: Any) -> None:
@@ -177,12 +223,15 @@ def submit_ec2(config: KonConfig, overrides: Sequence[str], runner: Runner = sub
     cluster = config.cluster
     cfg = render(cluster, load_template(cluster.cluster_yaml))
     validate(cfg)
+    token = find_token(cluster)  # before `ray up`: the head will refuse a client without it
+    if token is None:
+        raise ClusterError(f"cluster=ec2 starts its head with token authentication and no token was found: {WHERE}")
     rendered = write_rendered(cfg)
     ip = ensure_up(rendered, runner)
     if cluster.address:
-        return submit_run(config, overrides, cluster.address, require_shared=True)
+        return submit_run(config, overrides, cluster.address, require_shared=True, token=token)
     if not cluster.port_forward:
-        return submit_run(config, overrides, f"http://{ip}:8265", require_shared=True)
+        return submit_run(config, overrides, f"http://{ip}:8265", require_shared=True, token=token)
     port = free_port()
     tunnel = subprocess.Popen(dashboard_command(rendered, port))
     try:
@@ -191,7 +240,7 @@ def submit_ec2(config: KonConfig, overrides: Sequence[str], runner: Runner = sub
                 f"`ray dashboard` did not open localhost:{port} within 60 s: check SSH access to the head"
                 " (security group port 22, auth.ssh_user)"
             )
-        return submit_run(config, overrides, f"http://127.0.0.1:{port}", require_shared=True)
+        return submit_run(config, overrides, f"http://127.0.0.1:{port}", require_shared=True, token=token)
     finally:
         tunnel.terminate()
         try:
