@@ -7,9 +7,15 @@ hyperparameter (JSON list), and a stopping condition; then it follows the job: s
 appear only once instances start, so missing ones are waited for). Completed -> 0; Failed/Stopped -> ClusterError
 (exit 5) with SageMaker's FailureReason. Ctrl-C stops the job and exits 130.
 
-Inside the job, docker/entrypoint.sh runs kon_ray.cluster.sagemaker_entry on every instance (the Ray bootstrap).
-The run folder is <cluster.s3_output>/<job name>/run (or output_dir when that is already s3://). Credentials come
-from the standard AWS chain; none are put in the request.
+The job runs only inside the project's VPC (VpcConfig from cluster.subnet_id / cluster.security_group_id, the
+infra outputs), its volumes and output encrypted with the project key (cluster.kms_key_id), traffic between its
+instances encrypted (EnableInterContainerTrafficEncryption); the config refuses a sagemaker run without them.
+
+Inside the job, docker/entrypoint.sh runs kon_ray.cluster.sagemaker_entry on every instance (the Ray bootstrap):
+each instance reads the Ray token from the Secrets Manager secret named by the KON_RAY_TOKEN_SECRET environment
+variable (the secret's ARN travels, never its value) and starts Ray with token authentication on, the dashboard
+bound to the instance's private address. The run folder is <cluster.s3_output>/<job name>/run (or output_dir
+when that is already s3://). Credentials come from the standard AWS chain; none are put in the request.
 """
 
 from __future__ import annotations
@@ -33,11 +39,12 @@ CHANNEL = "data"
 CHANNEL_DIR = f"/opt/ml/input/data/{CHANNEL}"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 HYPERPARAMETER = "kon_overrides"
+TOKEN_SECRET_ENV = "KON_RAY_TOKEN_SECRET"  # read by kon_ray/cluster/sagemaker_entry.py
 HYPERPARAMETER_MAX = 2500  # CreateTrainingJob's limit on one hyperparameter value
 TERMINAL = ("Completed", "Failed", "Stopped")
 
 _REPLACED_KEYS = ("cluster.kind", "cluster.address", "output_dir", "dataset.path", "cluster.storage_path",
-                  "hydra.run.dir", "hydra.sweep.dir")
+                  "hydra.run.dir", "hydra.sweep.dir", "cluster.auth_token_file", "cluster.auth_token_secret")
 
 
 def job_name(prefix: str, dataset: str, now: Optional[datetime] = None) -> str:
@@ -109,12 +116,19 @@ def training_job_request(config: KonConfig, overrides: Sequence[str], name: str)
                 "InputMode": "File",
             }
         ],
-        "OutputDataConfig": {"S3OutputPath": storage.join(cluster.s3_output or "", name, "sagemaker")},
+        "OutputDataConfig": {
+            "S3OutputPath": storage.join(cluster.s3_output or "", name, "sagemaker"),
+            "KmsKeyId": cluster.kms_key_id,
+        },
         "ResourceConfig": {
             "InstanceType": cluster.instance_type,
             "InstanceCount": cluster.instance_count,
             "VolumeSizeInGB": cluster.volume_size_gb,
+            "VolumeKmsKeyId": cluster.kms_key_id,
         },
+        "VpcConfig": {"SecurityGroupIds": [cluster.security_group_id], "Subnets": [cluster.subnet_id]},
+        "EnableInterContainerTrafficEncryption": True,
+        "Environment": {TOKEN_SECRET_ENV: cluster.auth_token_secret},
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": cluster.spot_workers,
         "Tags": [{"Key": "project", "Value": "kon_ray"}, {"Key": "dataset", "Value": config.dataset.name}],

@@ -8,6 +8,12 @@ wait for the head's port, `ray start --address=HEAD:6379`, and stay until the he
 a worker outliving its head is the normal end of the job, not a failure (SageMaker would mark the job Failed if
 any instance exited non-zero, which `ray start --block` does when its head goes away).
 
+Authentication: before `ray start`, every instance reads the Ray token from the Secrets Manager secret named by
+$KON_RAY_TOKEN_SECRET (set by the launcher; the execution role may read it) into ~/.ray/auth_token and runs Ray,
+and the pipeline, with RAY_AUTH_MODE=token: a process inside the VPC without the token can neither join the
+cluster nor submit to it. Without the variable the instance refuses to start Ray (fail closed). The head's
+dashboard listens on the instance's private address, not 0.0.0.0.
+
 `plan_node` is the pure part (tested on sample resource configs); `main` does the waiting and the processes.
 """
 
@@ -31,6 +37,7 @@ RESOURCE_CONFIG = "/opt/ml/input/config/resourceconfig.json"
 HYPERPARAMETERS = "/opt/ml/input/config/hyperparameters.json"
 FAILURE_FILE = "/opt/ml/output/failure"  # SageMaker shows its text as the job's FailureReason
 RAY_PORT = 6379
+TOKEN_SECRET_ENV = "KON_RAY_TOKEN_SECRET"  # the secret's name or ARN (kon_ray/cluster/sagemaker.py sets it)
 JOIN_TIMEOUT_S = 600.0
 
 
@@ -50,7 +57,7 @@ class NodePlan:
         """`ray start` for this node; IPs resolved by the caller (SageMaker hosts resolve by name)."""
         common = [f"--node-ip-address={node_ip}", "--disable-usage-stats"]
         if self.role == "head":
-            return ["ray", "start", "--head", f"--port={self.port}", "--dashboard-host=0.0.0.0", *common]
+            return ["ray", "start", "--head", f"--port={self.port}", f"--dashboard-host={node_ip}", *common]
         return ["ray", "start", f"--address={head_ip or self.head_host}:{self.port}", *common]
 
 
@@ -164,6 +171,27 @@ def run_worker(plan: NodePlan, run: Callable[..., Any] = subprocess.run,
     return 0
 
 
+def enable_token_auth(environ: Dict[str, str], fetch: Optional[Callable[[str], str]] = None,
+                      token_file: Optional[Path] = None) -> Path:
+    """Read the token from the secret named by $KON_RAY_TOKEN_SECRET into the token file and turn Ray's token mode
+    on for this process and its children (`ray start`, the pipeline). A RuntimeError when it cannot."""
+    from kon_ray.cluster import auth
+    from kon_ray.errors import ClusterError
+
+    secret = environ.get(TOKEN_SECRET_ENV)
+    if not secret:
+        raise RuntimeError(f"${TOKEN_SECRET_ENV} is not set: the launcher names the Ray token's secret there"
+                           " (cluster.auth_token_secret); refusing to start Ray without authentication")
+    try:
+        value = (fetch or auth.secret_value)(secret)
+    except ClusterError as exc:
+        raise RuntimeError(str(exc)) from None
+    path = auth.write_node_token(value, token_file or auth.DEFAULT_TOKEN_FILE)
+    environ.pop("RAY_AUTH_TOKEN", None)
+    environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(path))
+    return path
+
+
 def main(argv: Sequence[str] = ()) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -171,6 +199,10 @@ def main(argv: Sequence[str] = ()) -> int:
         overrides = run_overrides(dict(os.environ), _read_json(HYPERPARAMETERS))
     except (ValueError, json.JSONDecodeError) as exc:
         return _fail(f"cannot plan the Ray cluster: {exc}")
+    try:
+        enable_token_auth(os.environ)  # type: ignore[arg-type]  (os.environ: this process and its children)
+    except RuntimeError as exc:
+        return _fail(f"cannot set up Ray's token authentication: {exc}")
     log.info("%s is the Ray %s (head %s, %d hosts)", plan.current_host, plan.role, plan.head_address,
              len(plan.hosts))
     return run_head(plan, overrides) if plan.role == "head" else run_worker(plan)

@@ -19,12 +19,18 @@ from tests.conftest import compose_config
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/kon-ray:0.1.0"
 ROLE = "arn:aws:iam::123456789012:role/kon-ray-sagemaker"
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
+KEY = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kon-ray-dev-ray-token-AbCdEf"
+# the infra outputs a sagemaker run requires (terraform output, README "Running beyond one machine")
+INFRA = ["cluster.security_group_id=sg-0123456789abcdef0", "cluster.subnet_id=subnet-0123456789abcdef0",
+         f"cluster.kms_key_id={KEY}", f"cluster.auth_token_secret={SECRET}"]
 
 
-def _config(tmp_path: Path, *overrides: str):
+def _config(tmp_path: Path, *overrides: str, infra=tuple(INFRA)):
     return load_config(compose_config(
         ["+dataset=POLA", "cluster=sagemaker", f"cluster.image={IMAGE}", f"cluster.role_arn={ROLE}",
-         "cluster.s3_output=s3://kon-bucket/kon-ray", "dataset.path=s3://kon-bucket/POLA", *overrides], tmp_path))
+         "cluster.s3_output=s3://kon-bucket/kon-ray", "dataset.path=s3://kon-bucket/POLA", *infra, *overrides],
+        tmp_path))
 
 
 def test_request_shape(tmp_path: Path) -> None:
@@ -34,10 +40,14 @@ def test_request_shape(tmp_path: Path) -> None:
     req = sm.training_job_request(config, ["+dataset=POLA", "cluster=sagemaker", "stages=[ingest]"], name)
     assert req["AlgorithmSpecification"] == {"TrainingImage": IMAGE, "TrainingInputMode": "File"}
     assert req["RoleArn"] == ROLE
-    assert req["ResourceConfig"] == {"InstanceType": "ml.m5.4xlarge", "InstanceCount": 3, "VolumeSizeInGB": 100}
+    assert req["ResourceConfig"] == {"InstanceType": "ml.m5.4xlarge", "InstanceCount": 3, "VolumeSizeInGB": 100,
+                                     "VolumeKmsKeyId": KEY}
     assert req["InputDataConfig"][0]["ChannelName"] == "data"
     assert req["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://kon-bucket/POLA"
-    assert req["OutputDataConfig"] == {"S3OutputPath": f"s3://kon-bucket/kon-ray/{name}/sagemaker"}
+    assert req["OutputDataConfig"] == {"S3OutputPath": f"s3://kon-bucket/kon-ray/{name}/sagemaker", "KmsKeyId": KEY}
+    assert req["VpcConfig"] == {"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0123456789abcdef0"]}
+    assert req["EnableInterContainerTrafficEncryption"] is True
+    assert req["Environment"] == {"KON_RAY_TOKEN_SECRET": SECRET}  # the secret's ARN; the token never travels
     assert req["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400}
     assert json.loads(req["HyperParameters"]["kon_overrides"]) == [
         "+dataset=POLA", "cluster=sagemaker", "stages=[ingest]", "cluster.kind=local", "cluster.address=auto",
@@ -69,6 +79,12 @@ def test_bad_values_name_the_key(tmp_path: Path, override: str, message: str) ->
         _config(tmp_path, override)
 
 
+@pytest.mark.parametrize("missing", ["security_group_id", "subnet_id", "kms_key_id", "auth_token_secret"])
+def test_a_job_outside_the_vpc_unencrypted_or_unauthenticated_is_refused(tmp_path: Path, missing: str) -> None:
+    with pytest.raises(ConfigError, match=f"cluster=sagemaker runs only inside .*cluster.{missing} \\(terraform"):
+        _config(tmp_path, infra=[o for o in INFRA if not o.startswith(f"cluster.{missing}=")])
+
+
 def test_local_data_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="dataset.path is .*a local path: SageMaker reads its data from S3"):
         sm.training_job_request(_config(tmp_path, "dataset.path=data/POLA"), [], "j")
@@ -96,6 +112,10 @@ def test_launch_against_moto(moto_endpoint, tmp_path: Path) -> None:
     assert stored["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://kon-bucket/POLA"
     assert json.loads(stored["HyperParameters"]["kon_overrides"])[-3] == "dataset.path='/opt/ml/input/data/data'"
     assert stored["StoppingCondition"]["MaxRuntimeInSeconds"] == 86400
+    # what moto stores of the VPC / encryption settings (it echoes the ones it models)
+    for key in ("VpcConfig", "EnableInterContainerTrafficEncryption", "Environment"):
+        if key in stored:
+            assert stored[key] == sm.training_job_request(config, [], name)[key], key
 
 
 def test_missing_log_streams_are_tolerated(moto_endpoint) -> None:

@@ -12,8 +12,8 @@ from kon_ray.cluster import sagemaker_entry as entry
 def test_one_host_is_its_own_head() -> None:
     plan = entry.plan_node({"current_host": "algo-1", "hosts": ["algo-1"]})
     assert (plan.role, plan.head_host, plan.head_address) == ("head", "algo-1", "algo-1:6379")
-    assert plan.start_command("10.0.0.1") == [
-        "ray", "start", "--head", "--port=6379", "--dashboard-host=0.0.0.0",
+    assert plan.start_command("10.0.0.1") == [  # the dashboard on the instance's private address, not 0.0.0.0
+        "ray", "start", "--head", "--port=6379", "--dashboard-host=10.0.0.1",
         "--node-ip-address=10.0.0.1", "--disable-usage-stats",
     ]
 
@@ -78,3 +78,33 @@ def test_head_runs_the_pipeline_and_stops_ray(monkeypatch, tmp_path) -> None:
     assert calls[0][:3] == ["ray", "start", "--head"]
     assert calls[1][1:] == ["-m", "kon_ray.run", "+dataset=POLA"]
     assert calls[2] == ["ray", "stop"]
+
+
+def test_every_instance_reads_the_token_and_turns_token_mode_on(tmp_path) -> None:
+    env = {"KON_RAY_TOKEN_SECRET": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:t", "RAY_AUTH_TOKEN": "old"}
+    asked = []
+    path = entry.enable_token_auth(env, fetch=lambda s: asked.append(s) or "s3cr3t\n", token_file=tmp_path / "tok")
+    assert asked == [env["KON_RAY_TOKEN_SECRET"]]
+    assert path.read_text() == "s3cr3t" and oct(path.stat().st_mode & 0o777) == "0o600"
+    assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN_PATH"] == str(path)
+    assert "RAY_AUTH_TOKEN" not in env  # the file is the only source: the value is in no process environment
+
+
+def test_an_instance_without_the_token_secret_refuses_to_start_ray(tmp_path) -> None:
+    with pytest.raises(RuntimeError, match="KON_RAY_TOKEN_SECRET is not set.*refusing to start Ray"):
+        entry.enable_token_auth({}, fetch=lambda s: "x", token_file=tmp_path / "tok")
+
+
+def test_the_token_is_read_from_secrets_manager(moto_endpoint, tmp_path) -> None:
+    import boto3
+
+    from kon_ray.cluster import auth
+
+    arn = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
+        Name="kon-ray-entry-token", SecretString="tok-123")["ARN"]
+    env = {"KON_RAY_TOKEN_SECRET": arn}
+    path = entry.enable_token_auth(env, token_file=tmp_path / "auth_token")
+    assert path.read_text() == "tok-123"
+    with pytest.raises(RuntimeError, match="cannot read the Ray token from the Secrets Manager secret nope"):
+        entry.enable_token_auth({"KON_RAY_TOKEN_SECRET": "nope"}, token_file=tmp_path / "t2")
+    assert auth.secret_value(arn) == "tok-123"
