@@ -62,3 +62,8 @@ def ks_pvalue(d: float, n: int, m: int) -> float:
     big, small = sorted([float(n), float(m)], reverse=True)
     en = big * small / (big + small)
     return float(np.clip(kstwo.sf(d, np.round(en)), 0.0, 1.0))
+
+
+def ks_pvalues(triples: "list[tuple[float, int, int]]") -> "list[float]":
+    """ks_pvalue for each (d, n, m): the batch form the execution layer spreads over CPUs."""
+    return [ks_pvalue(d, n, m) for d, n, m in triples]
