@@ -12,8 +12,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
@@ -143,3 +144,125 @@ def moto_endpoint() -> Iterator[str]:
 
 _MOTO_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
              "AWS_ENDPOINT_URL_S3", "AWS_PROFILE")
+
+
+# --- a real multi-node Ray with token authentication on (tests/cluster/test_multinode.py) ---------------------
+
+
+def token_env(token_file: Path, **extra: str) -> Dict[str, str]:
+    """The environment of a node of the token-authenticated test cluster: Ray's token mode, the token from its
+    file (as `ray start --head` on a machine with a token runs by default), nothing inherited from the suite's
+    RAY_AUTH_MODE=disabled."""
+    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}", RAY_AUTH_MODE="token",
+               RAY_AUTH_TOKEN_PATH=str(token_file))
+    for name in ("RAY_ADDRESS", "RAY_AUTH_TOKEN"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+def _node_ports() -> List[str]:
+    return [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
+
+
+def _ray_start(cmd: List[str], env: Dict[str, str], temp_dir: str) -> None:
+    for _ in (1, 2):  # on a loaded machine a raylet can miss Ray's fixed 30 s registration window
+        started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+        if started.returncode == 0:
+            return
+        stop_ray_head(temp_dir)
+    pytest.fail(f"{' '.join(cmd[:3])} failed twice: {started.stderr[-2000:]}")
+
+
+def start_worker_node(cluster: Dict[str, Any], cpus: int) -> str:
+    """One more worker node (its own raylet, object store and agents) joining the cluster; its node id."""
+    import json as _json
+
+    before = set(cluster["node_ids"]())
+    # its own temp folder: nodes sharing one would share runtime_resources/, and one node's cleanup of a job's
+    # working_dir would delete the folder the job's driver runs in on another
+    temp_dir = tempfile.mkdtemp(prefix="kmw", dir="/tmp")
+    cluster["temp_dirs"].append(temp_dir)
+    _ray_start([str(VENV_BIN / "ray"), "start", f"--address={cluster['gcs']}", f"--num-cpus={cpus}",
+                "--object-store-memory=120000000", f"--temp-dir={temp_dir}", *_node_ports(),
+                "--disable-usage-stats"], cluster["env"], temp_dir)
+    for _ in range(120):
+        new = set(cluster["node_ids"]()) - before
+        if new:
+            node_id = new.pop()
+            cluster["node_temp_dirs"][node_id] = temp_dir
+            return node_id
+        time.sleep(0.5)
+    pytest.fail(f"the new worker node did not register ({_json.dumps(sorted(before))})")
+
+
+@pytest.fixture(scope="module")
+def token_cluster(moto_endpoint, tmp_path_factory) -> Iterator[Dict[str, Any]]:
+    """A Ray head (no CPUs: every task runs on a worker node) and two worker nodes of 2 CPUs each, each node its own
+    raylet, all with token authentication on; the Jobs API on a free port of 127.0.0.1."""
+    import secrets as _secrets
+
+    temp_dir = tempfile.mkdtemp(prefix="kmn", dir="/tmp")
+    token_file = tmp_path_factory.mktemp("ray_token") / "auth_token"
+    token_file.write_text(_secrets.token_hex(32))
+    token_file.chmod(0o600)
+    env = token_env(token_file)
+    port, dash = free_port(), free_port()
+    cluster: Dict[str, Any] = {
+        "address": f"http://127.0.0.1:{dash}", "gcs": f"127.0.0.1:{port}", "temp_dir": temp_dir,
+        "token_file": token_file, "token": token_file.read_text(), "env": env, "temp_dirs": [temp_dir],
+        "node_temp_dirs": {},
+    }
+    cluster["node_ids"] = lambda: [n["node_id"] for n in state_query(cluster, "nodes") if n["state"] == "ALIVE"]
+    try:
+        _ray_start([
+            str(VENV_BIN / "ray"), "start", "--head", f"--port={port}", f"--dashboard-port={dash}",
+            "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=0", f"--temp-dir={temp_dir}",
+            "--object-store-memory=120000000", f"--ray-client-server-port={free_port()}", *_node_ports(),
+            "--disable-usage-stats",
+        ], env, temp_dir)
+        if not wait_for_port(dash, 60):
+            pytest.fail(f"the Ray dashboard did not open port {dash}")
+        cluster["head_node"] = cluster["node_ids"]()[0]
+        cluster["workers"] = [start_worker_node(cluster, 2), start_worker_node(cluster, 2)]
+        yield cluster
+    finally:  # a throwaway cluster: every process of its nodes killed at once, no graceful wait per node
+        pids = sorted({pid for folder in cluster["temp_dirs"] for pid in _processes_of(folder)})
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for folder in cluster["temp_dirs"]:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+_STATE_SCRIPT = """
+import json, sys
+from ray.util import state
+kind, address = sys.argv[1], sys.argv[2]
+if kind == "nodes":
+    rows = [{"node_id": n.node_id, "state": n.state} for n in state.list_nodes(address=address, limit=1000)]
+elif kind == "tasks":
+    rows = [{"name": t.name, "node_id": t.node_id, "state": t.state, "type": t.type, "job_id": t.job_id,
+             "worker_id": t.worker_id, "start_time_ms": t.start_time_ms}
+            for t in state.list_tasks(address=address, detail=True, limit=10000, raise_on_missing_output=False)]
+else:
+    rows = [{"node_id": w.node_id, "worker_id": w.worker_id, "worker_type": w.worker_type, "pid": w.pid}
+            for w in state.list_workers(address=address, detail=True, limit=10000, raise_on_missing_output=False)]
+print(json.dumps(rows))
+"""
+
+
+def state_query(cluster: Dict[str, Any], kind: str) -> List[Dict[str, Any]]:
+    """Ray's state API (ray.util.state: list_nodes / list_tasks / list_workers) against the cluster, in a
+    subprocess with the token (this test process runs with Ray's authentication off)."""
+    import json as _json
+
+    done = subprocess.run([sys.executable, "-c", _STATE_SCRIPT, kind, cluster["address"]], env=cluster["env"],
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"ray.util.state list {kind} failed: {done.stderr[-2000:]}")
+    return _json.loads(done.stdout.strip().splitlines()[-1])
