@@ -39,6 +39,9 @@ MAX_UNIT_BYTES = 512 * 1024**2
 # Units per CPU when whole row groups or column groups allow it: enough that one slow unit does not leave a core
 # idle at the end of a pass, few enough that per-task costs stay small.
 UNITS_PER_CPU = 2
+# Work units go to every node, not first to the node with the most free CPUs (Ray's default packs a few tasks onto
+# one node; on several nodes a pass of 2-4 units would then run on one).
+SPREAD = "SPREAD"
 # At most this many tasks per CPU are submitted ahead of the results being collected (bounds driver memory).
 IN_FLIGHT_PER_CPU = 2
 
@@ -281,7 +284,7 @@ def map_units(fn: Callable[..., Any], units: Sequence[WorkUnit], *, columns: Opt
         for unit in units:
             yield _run_unit(fn, unit, columns, kwargs)
         return
-    remote = ray.remote(_run_unit).options(num_cpus=num_cpus, max_retries=retries,
+    remote = ray.remote(_run_unit).options(num_cpus=num_cpus, max_retries=retries, scheduling_strategy=SPREAD,
                                            name=name or getattr(fn, "__name__", "unit"))
     fn_ref, kwargs_ref = ray.put(fn), ray.put(kwargs)
     window = max(1, int(IN_FLIGHT_PER_CPU * cpus() / max(num_cpus, 1e-3)))
@@ -318,7 +321,7 @@ def map_chunks(fn: Callable[[List[Any]], List[Any]], items: Sequence[Any], *, mi
     if not ray.is_initialized() or chunks < 2:
         return list(fn(items))
     bounds = [round(i * len(items) / chunks) for i in range(chunks + 1)]
-    remote = ray.remote(fn).options(num_cpus=1, max_retries=3)
+    remote = ray.remote(fn).options(num_cpus=1, max_retries=3, scheduling_strategy=SPREAD)
     with user_errors():
         parts = ray.get([remote.remote(items[a:b]) for a, b in zip(bounds, bounds[1:])])
     return [value for part in parts for value in part]
@@ -370,7 +373,8 @@ def blocks(fn: Callable[..., Any], units: Sequence[WorkUnit], *, estimated_bytes
 
     if not ray.is_initialized() or estimated_bytes < LOCAL_BLOCK_BYTES:
         return Blocks(list(map_units(fn, units, columns=columns, kwargs=kwargs)), remote=False)
-    remote = ray.remote(_run_unit).options(num_cpus=1, max_retries=3, name=getattr(fn, "__name__", "unit"))
+    remote = ray.remote(_run_unit).options(num_cpus=1, max_retries=3, scheduling_strategy=SPREAD,
+                                           name=getattr(fn, "__name__", "unit"))
     fn_ref, kwargs_ref = ray.put(fn), ray.put(dict(kwargs or {}))
     refs = [remote.remote(fn_ref, unit, columns, kwargs_ref) for unit in units]
     ray.wait(refs, num_returns=len(refs), fetch_local=False)  # all computed before the passes over them

@@ -26,7 +26,7 @@ from kon_ray.errors import DataError
 from kon_ray.infer import html, onepass
 from kon_ray.infer.report import build_report, feature_importance
 from kon_ray.infer.score import ModelBundle, input_columns, load_bundle, merge_metric_partials, prob_columns
-from kon_ray.segment.io import require_columns, split_columns, split_dir
+from kon_ray.segment.io import require_columns, split_columns, split_dir, split_files
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
             drift={p: onepass.counting_plan(r) for p, r in references.items() if not isinstance(r, str)}
             if with_drift and split == "current" else {},
         )
-        units = execution.plan(storage.list_files(source), columns)
+        units = execution.plan(split_files(source), columns)
         totals = execution.map_reduce(onepass.score_unit, units, onepass.merge, columns=columns,
                                       kwargs={"spec": spec}, name=f"infer_{split}") or onepass.Totals()
         metrics["rows"] += totals.rows

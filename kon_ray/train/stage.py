@@ -31,7 +31,7 @@ from kon_ray.config import POPULATIONS
 from kon_ray.context import RunContext
 from kon_ray.errors import DataError
 from kon_ray.execution import kon_error_in, user_errors
-from kon_ray.segment.io import read_split, require_columns, split_dir
+from kon_ray.segment.io import read_split, require_columns, split_dir, split_files
 from kon_ray.train import single
 from kon_ray.segment.state import STATE_FILE, SegmentState
 from kon_ray.train.boost import Progress, xgb_params
@@ -79,7 +79,7 @@ def class_counts(train_dir: str, id_column: str, target_column: str, fraction: f
     the driver."""
     import pandas as pd
 
-    units = execution.plan(storage.list_files(train_dir), [id_column, target_column, POPULATION_COLUMN])
+    units = execution.plan(split_files(train_dir), [id_column, target_column, POPULATION_COLUMN])
     parts = list(execution.map_units(
         _count_unit, units, columns=[id_column, target_column, POPULATION_COLUMN], name="train_class_counts",
         kwargs=dict(target_column=target_column, id_column=id_column, validation_fraction=fraction, seed=seed),
@@ -210,7 +210,7 @@ def train_population(
     name = f"{dataset.name}-{population}-{uuid.uuid4().hex[:8]}"
 
     if one_process:
-        units = execution.plan(storage.list_files(train_dir), columns)
+        units = execution.plan(split_files(train_dir), columns)
         fitted = single.fit(units, columns, block_kwargs, loop_config, cpus=threads, storage_path=storage_path,
                             name=name, max_failures=model_cfg.max_failures)
         return {**fitted, "params": loop_config["params"], "trained_in": ONE_PROCESS}
