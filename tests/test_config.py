@@ -23,11 +23,16 @@ def test_the_three_datasets_are_declared():
 
 # The values a user must give with a cluster choice (each choice's own config says so when they are missing).
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/kon-ray:0.1.0"
+# what the infra outputs give a remote cluster (terraform output; README "Running beyond one machine")
+NETWORK = ["cluster.security_group_id=sg-0123456789abcdef0", "cluster.subnet_id=subnet-0123456789abcdef0",
+           "cluster.kms_key_id=arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555",
+           "cluster.auth_token_secret=arn:aws:secretsmanager:eu-west-1:123456789012:secret:kon-ray-dev-ray-token-AbCdEf"]
 CLUSTER_NEEDS = {
     "ray": ["cluster.address=http://127.0.0.1:8265"],
-    "ec2": [f"cluster.image={IMAGE}"],
+    "ec2": [f"cluster.image={IMAGE}", *NETWORK,
+            "cluster.instance_profile_arn=arn:aws:iam::123456789012:instance-profile/kon-ray-dev-ray-node"],
     "sagemaker": [f"cluster.image={IMAGE}", "cluster.role_arn=arn:aws:iam::123456789012:role/kon",
-                  "cluster.s3_output=s3://bucket/kon-ray"],
+                  "cluster.s3_output=s3://bucket/kon-ray", *NETWORK],
 }
 
 
