@@ -37,13 +37,16 @@ def write_tiny_dataset(folder: Path | str, rows: int = 300) -> str:
 
 
 def _processes_of(temp_dir: str) -> List[int]:
-    """PIDs of the processes whose command line names temp_dir, with all their descendants."""
+    """PIDs of the processes whose command line names temp_dir, or whose open files (the logs Ray points their
+    stdout at) lie in it, with all their descendants. Some of Ray's helpers (the client server) name only the
+    head's address on their command line, and outlive the head as orphans otherwise."""
     import psutil
 
     roots = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
-            if any(temp_dir in arg for arg in proc.info["cmdline"] or []):
+            if any(temp_dir in arg for arg in proc.info["cmdline"] or []) or any(
+                    f.path.startswith(temp_dir) for f in proc.open_files()):
                 roots.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
