@@ -4,10 +4,13 @@ environment = "dev"
 cost_center = "ml-platform-dev"
 owner       = "ml-platform"
 
-vpc_name                = "kon-ray-dev"
-dashboard_ingress_cidrs = ["10.10.0.0/16"] # dev VPC + client VPN pool
-ssh_ingress_cidrs       = ["10.10.250.0/24"]
-ray_cluster_name        = "kon-ray-dev"
+vpc_name = "kon-ray-dev"
+# 8265 (dashboard/Jobs API) stays closed: kon_ray tunnels over SSH (cluster.port_forward=true).
+# For direct access set dashboard_ingress_enabled = true; it then opens to dashboard_ingress_cidrs.
+dashboard_ingress_enabled = false
+dashboard_ingress_cidrs   = ["10.10.0.0/16"] # dev VPC + client VPN pool
+ssh_ingress_cidrs         = ["10.10.250.0/24"]
+ray_cluster_name          = "kon-ray-dev"
 
 mlflow_server_size                = "Small"
 home_efs_retention                = "Delete"

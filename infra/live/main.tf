@@ -27,6 +27,7 @@ module "kon_ray" {
   vpc_name                          = var.vpc_name
   private_subnet_tags               = var.private_subnet_tags
   dashboard_ingress_cidrs           = var.dashboard_ingress_cidrs
+  dashboard_ingress_enabled         = var.dashboard_ingress_enabled
   ssh_ingress_cidrs                 = var.ssh_ingress_cidrs
   https_egress_cidrs                = var.https_egress_cidrs
   ray_cluster_name                  = var.ray_cluster_name

@@ -1,14 +1,17 @@
-# prod: dashboard and `ray up` SSH only from the bastion subnet, larger
+# prod: SSH (`ray up`, dashboard tunnel) only from the bastion subnet, larger
 # tracking server, longest retention.
 aws_region  = "eu-west-1"
 environment = "prod"
 cost_center = "ml-platform-prod"
 owner       = "ml-platform"
 
-vpc_name                = "kon-ray-prod"
-dashboard_ingress_cidrs = ["10.30.250.0/28"] # bastion subnet
-ssh_ingress_cidrs       = ["10.30.250.0/28"]
-ray_cluster_name        = "kon-ray-prod"
+vpc_name = "kon-ray-prod"
+# 8265 (dashboard/Jobs API) stays closed: kon_ray tunnels over SSH (cluster.port_forward=true).
+# For direct access set dashboard_ingress_enabled = true; it then opens to dashboard_ingress_cidrs.
+dashboard_ingress_enabled = false
+dashboard_ingress_cidrs   = ["10.30.250.0/28"] # bastion subnet
+ssh_ingress_cidrs         = ["10.30.250.0/28"]
+ray_cluster_name          = "kon-ray-prod"
 
 mlflow_server_size                = "Medium"
 home_efs_retention                = "Retain"

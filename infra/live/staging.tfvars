@@ -4,10 +4,13 @@ environment = "staging"
 cost_center = "ml-platform-staging"
 owner       = "ml-platform"
 
-vpc_name                = "kon-ray-staging"
-dashboard_ingress_cidrs = ["10.20.250.0/24"] # client VPN pool only
-ssh_ingress_cidrs       = ["10.20.250.0/24"]
-ray_cluster_name        = "kon-ray-staging"
+vpc_name = "kon-ray-staging"
+# 8265 (dashboard/Jobs API) stays closed: kon_ray tunnels over SSH (cluster.port_forward=true).
+# For direct access set dashboard_ingress_enabled = true; it then opens to dashboard_ingress_cidrs.
+dashboard_ingress_enabled = false
+dashboard_ingress_cidrs   = ["10.20.250.0/24"] # client VPN pool only
+ssh_ingress_cidrs         = ["10.20.250.0/24"]
+ray_cluster_name          = "kon-ray-staging"
 
 mlflow_server_size                = "Small"
 home_efs_retention                = "Retain"

@@ -60,7 +60,14 @@ variable "private_subnet_tags" {
 
 variable "dashboard_ingress_cidrs" {
   type        = list(string)
-  description = "IPv4 CIDRs allowed to reach the Ray dashboard/Jobs API on 8265 (VPN, bastion). Never 0.0.0.0/0."
+  description = "IPv4 CIDRs allowed to reach the Ray dashboard/Jobs API on 8265 (VPN, bastion) when dashboard_ingress_enabled is true. Never 0.0.0.0/0."
+  default     = []
+}
+
+variable "dashboard_ingress_enabled" {
+  type        = bool
+  description = "Open 8265 to dashboard_ingress_cidrs for direct Jobs API access (cluster.port_forward=false). Off by default: kon_ray tunnels over SSH (ssh_ingress_cidrs)."
+  default     = false
 }
 
 variable "ssh_ingress_cidrs" {

@@ -323,9 +323,6 @@ def test_every_resource_the_launcher_creates_carries_the_tag_the_head_policy_req
     assert tag_on_launch and set(ec2.TAGGED_RESOURCES) <= set(tag_on_launch[0]["resources"])
 
 
-@pytest.mark.xfail(strict=True, reason="infra/modules/iam: the head's RunInstances/TagOnLaunch statements do not list"
-                   " spot-instances-request/*, so spot workers (InstanceMarketOptions) cannot be launched; see the"
-                   " issue-14 report for the policy change")
 def test_spot_requests_are_tagged_and_allowed_by_the_head_policy(tmp_path: Path) -> None:
     required = _tag_conditions(head_policy_statements())
     config = _config(tmp_path, "cluster.spot_workers=true")

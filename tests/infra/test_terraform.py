@@ -439,14 +439,30 @@ def test_ray_ports_open_only_to_the_security_group_itself(hcl):
     assert any(lo <= lo_w and hi >= hi_w and _is_self_only(b) for _, lo, hi, b in rules), "Ray worker port range not opened"
 
 
-def test_dashboard_only_from_the_configured_cidr_variable(hcl):
+def test_dashboard_closed_by_default_and_only_from_the_configured_cidr_variable(hcl):
+    """8265 is closed unless dashboard_ingress_enabled (clients tunnel over SSH: cluster.port_forward=true), and
+    then open only to dashboard_ingress_cidrs."""
     rules = [(n, lo, hi, b) for n, lo, hi, b in _ray_rules(hcl) if lo <= DASHBOARD_PORT <= hi]
     assert len(rules) == 1, f"exactly one rule may open {DASHBOARD_PORT}: {[r[0] for r in rules]}"
     name, lo, hi, body = rules[0]
     assert (lo, hi) == (DASHBOARD_PORT, DASHBOARD_PORT), "the dashboard rule must open 8265 only"
-    assert attr(body, "for_each") == "${toset(var.dashboard_ingress_cidrs)}"
+    assert attr(body, "for_each") == "${var.dashboard_ingress_enabled ? toset(var.dashboard_ingress_cidrs) : toset([])}"
     assert attr(body, "cidr_ipv4") == "${each.value}"
     assert "referenced_security_group_id" not in body and "cidr_ipv6" not in body
+    for directory in ("infra/modules/ray_network", "infra/modules/kon_ray_stack", LIVE):
+        assert variable_default(hcl, directory, "dashboard_ingress_enabled") is False, f"{directory}: 8265 must default closed"
+    calls = {n: b for _, n, b in module_calls(hcl, "infra/modules/kon_ray_stack/")}
+    assert attr(calls["network"], "dashboard_ingress_enabled") == "${var.dashboard_ingress_enabled}"
+    live = {n: b for _, n, b in module_calls(hcl, LIVE + "/")}
+    assert attr(live["kon_ray"], "dashboard_ingress_enabled") == "${var.dashboard_ingress_enabled}"
+
+
+def test_only_ssh_reaches_the_ray_group_from_outside_by_default(hcl):
+    """Rules with a CIDR source on the Ray group: SSH (22) from ssh_ingress_cidrs, and the opt-in dashboard rule."""
+    external = {name: (lo, hi) for name, lo, hi, body in _ray_rules(hcl) if "cidr_ipv4" in body}
+    assert external == {"ssh": (22, 22), "ray_dashboard": (DASHBOARD_PORT, DASHBOARD_PORT)}, external
+    rules = {name: body for name, _, _, body in _ray_rules(hcl)}
+    assert attr(rules["ssh"], "for_each") == "${toset(var.ssh_ingress_cidrs)}"
 
 
 def test_dashboard_and_ssh_cidrs_reject_the_world(hcl):

@@ -154,8 +154,8 @@ run "dashboard_and_ssh_never_open_to_the_internet" {
   }
 
   assert {
-    condition     = alltrue([for r in aws_vpc_security_group_ingress_rule.ray_dashboard : r.cidr_ipv4 != "0.0.0.0/0" && r.from_port == 8265 && r.to_port == 8265])
-    error_message = "the dashboard rules open 8265 only, never to 0.0.0.0/0"
+    condition     = length(aws_vpc_security_group_ingress_rule.ray_dashboard) == 0
+    error_message = "8265 is closed by default (clients tunnel over SSH: cluster.port_forward=true)"
   }
 
   assert {
@@ -168,6 +168,44 @@ run "dashboard_and_ssh_never_open_to_the_internet" {
     condition     = alltrue([for r in aws_vpc_security_group_ingress_rule.ssh : r.cidr_ipv4 == "10.10.250.0/24"])
     error_message = "SSH only from the configured private range"
   }
+}
+
+run "dashboard_opens_to_the_configured_cidrs_only_when_enabled" {
+  command = plan
+
+  module {
+    source = "../modules/ray_network"
+  }
+
+  variables {
+    name_prefix               = "kon-ray-dev"
+    vpc_id                    = "vpc-0123456789abcdef0"
+    dashboard_ingress_enabled = true
+    dashboard_ingress_cidrs   = ["10.10.0.0/16", "172.16.4.0/24", "192.168.1.0/28"]
+  }
+
+  assert {
+    condition = (toset([for r in aws_vpc_security_group_ingress_rule.ray_dashboard : r.cidr_ipv4]) == toset(var.dashboard_ingress_cidrs)
+    && alltrue([for r in aws_vpc_security_group_ingress_rule.ray_dashboard : r.from_port == 8265 && r.to_port == 8265]))
+    error_message = "enabled, 8265 opens to dashboard_ingress_cidrs only, and only 8265"
+  }
+}
+
+run "rejects_an_enabled_dashboard_without_cidrs" {
+  command = plan
+
+  module {
+    source = "../modules/ray_network"
+  }
+
+  variables {
+    name_prefix               = "kon-ray-dev"
+    vpc_id                    = "vpc-0123456789abcdef0"
+    dashboard_ingress_enabled = true
+    dashboard_ingress_cidrs   = []
+  }
+
+  expect_failures = [var.dashboard_ingress_enabled]
 }
 
 run "rejects_split_world_cidrs" {
@@ -241,8 +279,8 @@ run "ray_token_secret_is_kms_encrypted_and_readable_only_by_nodes_and_submitters
   variables {
     name                     = "kon-ray-dev-ray-token"
     kms_key_arn              = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000"
-    node_role_names          = { node = "kon-ray-dev-ray-node", head = "kon-ray-dev-ray-head" }
-    node_role_arns           = ["arn:aws:iam::123456789012:role/kon-ray-dev-ray-node", "arn:aws:iam::123456789012:role/kon-ray-dev-ray-head"]
+    node_role_names          = { node = "kon-ray-dev-ray-node", head = "kon-ray-dev-ray-head", sagemaker = "kon-ray-dev-sagemaker-execution" }
+    node_role_arns           = ["arn:aws:iam::123456789012:role/kon-ray-dev-ray-node", "arn:aws:iam::123456789012:role/kon-ray-dev-ray-head", "arn:aws:iam::123456789012:role/kon-ray-dev-sagemaker-execution"]
     submitter_principal_arns = ["arn:aws:iam::123456789012:role/ml-operators"]
   }
 
@@ -260,8 +298,8 @@ run "ray_token_secret_is_kms_encrypted_and_readable_only_by_nodes_and_submitters
   }
 
   assert {
-    condition     = toset(keys(aws_iam_role_policy.read)) == toset(["node", "head"])
-    error_message = "both Ray node roles get the read policy"
+    condition     = toset(keys(aws_iam_role_policy.read)) == toset(["node", "head", "sagemaker"])
+    error_message = "every Ray node role (EC2 workers, EC2 head, SageMaker) gets the read policy"
   }
 }
 
@@ -360,5 +398,112 @@ run "no_schedule_without_an_image" {
   assert {
     condition     = length(aws_scheduler_schedule.pipeline) == 0 && length(aws_scheduler_schedule.drift) == 0
     error_message = "no schedule before the first image exists"
+  }
+}
+
+# ------------------------------------------------- Ray head (autoscaler) role
+run "ray_head_may_launch_tagged_spot_workers_with_encrypted_volumes" {
+  command = plan
+
+  module {
+    source = "../modules/iam"
+  }
+
+  variables {
+    name_prefix                = "kon-ray-dev"
+    data_bucket_arn            = "arn:aws:s3:::kon-ray-dev-data-123456789012"
+    mlflow_bucket_arn          = "arn:aws:s3:::kon-ray-dev-mlflow-123456789012"
+    kms_key_arn                = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+    ecr_repository_arn         = "arn:aws:ecr:eu-west-1:123456789012:repository/kon-ray-dev"
+    mlflow_tracking_server_arn = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/kon-ray-dev-mlflow"
+    ray_cluster_name           = "kon-ray-dev"
+    ray_subnet_ids             = ["subnet-0aaaaaaaaaaaaaaaa"]
+    ray_security_group_arn     = "arn:aws:ec2:eu-west-1:123456789012:security-group/sg-0123456789abcdef0"
+  }
+
+  # Spot workers: RunInstances creates a spot-instances-request, tagged with the cluster's tag at launch.
+  assert {
+    condition = anytrue([for s in data.aws_iam_policy_document.ray_autoscaler.statement :
+      s.sid == "RunTaggedClusterInstances" && s.actions == toset(["ec2:RunInstances"])
+      && contains(s.resources, "arn:aws:ec2:eu-west-1:123456789012:spot-instances-request/*")
+      && anytrue([for c in s.condition : c.test == "StringEquals" && c.variable == "aws:RequestTag/ray-cluster-name" && c.values == tolist(["kon-ray-dev"])])
+    ])
+    error_message = "the head may launch spot requests only tagged ray-cluster-name = the cluster name"
+  }
+
+  assert {
+    condition = anytrue([for s in data.aws_iam_policy_document.ray_autoscaler.statement :
+      s.sid == "TagOnLaunch" && s.actions == toset(["ec2:CreateTags"])
+      && contains(s.resources, "arn:aws:ec2:eu-west-1:123456789012:spot-instances-request/*")
+      && anytrue([for c in s.condition : c.variable == "ec2:CreateAction" && c.values == tolist(["RunInstances"])])
+    ])
+    error_message = "the head may tag spot requests, at launch only"
+  }
+
+  # Root volumes encrypted with the project key: grant (for AWS resources only) and data keys, on that key only.
+  assert {
+    condition = anytrue([for s in data.aws_iam_policy_document.ray_autoscaler.statement :
+      s.actions == toset(["kms:CreateGrant"]) && s.resources == toset([var.kms_key_arn])
+      && anytrue([for c in s.condition : c.test == "Bool" && c.variable == "kms:GrantIsForAWSResource" && c.values == tolist(["true"])])
+    ])
+    error_message = "the head may create grants on the project key for AWS resources (EBS) only"
+  }
+
+  assert {
+    condition = alltrue([for a in ["kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncrypt*"] : anytrue([
+      for s in data.aws_iam_policy_document.ray_autoscaler.statement : contains(s.actions, a) && s.resources == toset([var.kms_key_arn])
+    ])])
+    error_message = "the head may generate data keys and re-encrypt with the project key, on that key only"
+  }
+
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.ray_autoscaler.statement :
+      !anytrue([for a in s.actions : startswith(a, "kms:")]) || s.resources == toset([var.kms_key_arn])
+    ])
+    error_message = "every KMS permission of the head names the project key only"
+  }
+}
+
+# The stack gives every Ray node's role (EC2 head and workers, SageMaker instances) and the submitters the token.
+run "ray_token_is_readable_by_head_workers_sagemaker_and_submitters" {
+  command = plan
+
+  variables {
+    ray_job_submitter_arns = ["arn:aws:iam::123456789012:role/ml-operators"]
+  }
+
+  override_resource {
+    target          = module.kon_ray.module.iam.aws_iam_role.ray_head
+    override_during = plan
+    values          = { arn = "arn:aws:iam::123456789012:role/kon-ray-dev-ray-head" }
+  }
+  override_resource {
+    target          = module.kon_ray.module.iam.aws_iam_role.ray_node
+    override_during = plan
+    values          = { arn = "arn:aws:iam::123456789012:role/kon-ray-dev-ray-node" }
+  }
+  override_resource {
+    target          = module.kon_ray.module.iam.aws_iam_role.sagemaker_execution
+    override_during = plan
+    values          = { arn = "arn:aws:iam::123456789012:role/kon-ray-dev-sagemaker-execution" }
+  }
+
+  assert {
+    condition = toset(module.kon_ray.ray_token_readers.principal_arns) == toset([
+      "arn:aws:iam::123456789012:role/kon-ray-dev-ray-head",
+      "arn:aws:iam::123456789012:role/kon-ray-dev-ray-node",
+      "arn:aws:iam::123456789012:role/kon-ray-dev-sagemaker-execution",
+      "arn:aws:iam::123456789012:role/ml-operators",
+    ])
+    error_message = "the token's resource policy admits exactly the head, the workers, the SageMaker execution role and the submitters"
+  }
+
+  assert {
+    condition = module.kon_ray.ray_token_readers.role_names == {
+      head      = "kon-ray-dev-ray-head"
+      node      = "kon-ray-dev-ray-node"
+      sagemaker = "kon-ray-dev-sagemaker-execution"
+    }
+    error_message = "the head, worker and SageMaker execution roles each get the token's read policy"
   }
 }

@@ -356,7 +356,8 @@ data "aws_iam_policy_document" "ray_autoscaler" {
     resources = ["*"]
   }
 
-  # New instances/volumes/ENIs must carry this cluster's tag.
+  # New instances/volumes/ENIs (and spot requests, for spot workers) must
+  # carry this cluster's tag.
   statement {
     sid     = "RunTaggedClusterInstances"
     effect  = "Allow"
@@ -365,6 +366,7 @@ data "aws_iam_policy_document" "ray_autoscaler" {
       "${local.ec2_arn_prefix}:instance/*",
       "${local.ec2_arn_prefix}:volume/*",
       "${local.ec2_arn_prefix}:network-interface/*",
+      "${local.ec2_arn_prefix}:spot-instances-request/*",
     ]
 
     condition {
@@ -390,15 +392,44 @@ data "aws_iam_policy_document" "ray_autoscaler" {
   }
 
   statement {
-    sid       = "TagOnLaunch"
-    effect    = "Allow"
-    actions   = ["ec2:CreateTags"]
-    resources = ["${local.ec2_arn_prefix}:instance/*", "${local.ec2_arn_prefix}:volume/*", "${local.ec2_arn_prefix}:network-interface/*"]
+    sid     = "TagOnLaunch"
+    effect  = "Allow"
+    actions = ["ec2:CreateTags"]
+    resources = [
+      "${local.ec2_arn_prefix}:instance/*",
+      "${local.ec2_arn_prefix}:volume/*",
+      "${local.ec2_arn_prefix}:network-interface/*",
+      "${local.ec2_arn_prefix}:spot-instances-request/*",
+    ]
 
     condition {
       test     = "StringEquals"
       variable = "ec2:CreateAction"
       values   = ["RunInstances"]
+    }
+  }
+
+  # Node root volumes are encrypted with the project key (cluster/ec2.yaml
+  # KmsKeyId): EC2 creates a grant for the volume and a data key on behalf of
+  # the role that launches it. The key policy delegates to IAM in this account
+  # (modules/kms_key), so this statement is all that is needed.
+  statement {
+    sid       = "EncryptLaunchedVolumes"
+    effect    = "Allow"
+    actions   = ["kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncrypt*"]
+    resources = [var.kms_key_arn]
+  }
+
+  statement {
+    sid       = "GrantKeyToLaunchedVolumes"
+    effect    = "Allow"
+    actions   = ["kms:CreateGrant"]
+    resources = [var.kms_key_arn]
+
+    condition {
+      test     = "Bool"
+      variable = "kms:GrantIsForAWSResource"
+      values   = ["true"]
     }
   }
 

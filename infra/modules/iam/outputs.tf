@@ -3,6 +3,11 @@ output "sagemaker_execution_role_arn" {
   value       = aws_iam_role.sagemaker_execution.arn
 }
 
+output "sagemaker_execution_role_name" {
+  description = "Name of the SageMaker execution role."
+  value       = aws_iam_role.sagemaker_execution.name
+}
+
 output "mlflow_server_role_arn" {
   description = "ARN of the role assumed by the MLflow tracking server."
   value       = aws_iam_role.mlflow_server.arn

@@ -81,11 +81,12 @@ module "ecr" {
 module "network" {
   source = "../ray_network"
 
-  name_prefix             = local.prefix
-  vpc_id                  = data.aws_vpc.this.id
-  dashboard_ingress_cidrs = var.dashboard_ingress_cidrs
-  ssh_ingress_cidrs       = var.ssh_ingress_cidrs
-  https_egress_cidrs      = var.https_egress_cidrs
+  name_prefix               = local.prefix
+  vpc_id                    = data.aws_vpc.this.id
+  dashboard_ingress_cidrs   = var.dashboard_ingress_cidrs
+  dashboard_ingress_enabled = var.dashboard_ingress_enabled
+  ssh_ingress_cidrs         = var.ssh_ingress_cidrs
+  https_egress_cidrs        = var.https_egress_cidrs
 }
 
 module "iam" {
@@ -153,16 +154,23 @@ resource "aws_cloudwatch_log_group" "sagemaker" {
   kms_key_id        = module.kms.key_arn
 }
 
+# Read at start by every Ray node: the EC2 head and workers, and the SageMaker
+# instances (kon_ray/cluster/sagemaker_entry.py, as the execution role).
 module "ray_token" {
   source = "../ray_token_secret"
 
   name        = "${local.prefix}-ray-token"
   kms_key_arn = module.kms.key_arn
   node_role_names = {
-    node = module.iam.ray_node_role_name
-    head = module.iam.ray_head_role_name
+    node      = module.iam.ray_node_role_name
+    head      = module.iam.ray_head_role_name
+    sagemaker = module.iam.sagemaker_execution_role_name
   }
-  node_role_arns           = [module.iam.ray_node_role_arn, module.iam.ray_head_role_arn]
+  node_role_arns = [
+    module.iam.ray_node_role_arn,
+    module.iam.ray_head_role_arn,
+    module.iam.sagemaker_execution_role_arn,
+  ]
   submitter_principal_arns = var.ray_job_submitter_arns
 }
 

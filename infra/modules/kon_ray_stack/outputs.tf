@@ -103,6 +103,11 @@ output "ray_token_secret_arn" {
   value       = module.ray_token.secret_arn
 }
 
+output "ray_token_readers" {
+  description = "Principals the Ray token secret admits (Ray head, workers, SageMaker execution role, submitters) and the roles given its read policy."
+  value       = module.ray_token.readers
+}
+
 output "schedule_group_name" {
   description = "EventBridge Scheduler group of the scheduled runs."
   value       = module.schedules.schedule_group_name

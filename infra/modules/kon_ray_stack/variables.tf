@@ -32,7 +32,14 @@ variable "private_subnet_tags" {
 
 variable "dashboard_ingress_cidrs" {
   type        = list(string)
-  description = "IPv4 CIDRs allowed to reach the Ray dashboard/Jobs API (8265). Never 0.0.0.0/0."
+  description = "IPv4 CIDRs allowed to reach the Ray dashboard/Jobs API (8265) when dashboard_ingress_enabled is true. Never 0.0.0.0/0."
+  default     = []
+}
+
+variable "dashboard_ingress_enabled" {
+  type        = bool
+  description = "Open 8265 to dashboard_ingress_cidrs (direct Jobs API access, cluster.port_forward=false). Off: clients tunnel over SSH."
+  default     = false
 }
 
 variable "ssh_ingress_cidrs" {

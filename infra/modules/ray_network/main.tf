@@ -60,8 +60,13 @@ resource "aws_vpc_security_group_ingress_rule" "ssh_from_cluster" {
   description                  = "SSH from the Ray head (autoscaler node setup; cluster members only)"
 }
 
+# The dashboard/Jobs API (8265) is closed by default: kon_ray reaches it
+# through an SSH tunnel to the head (cluster.port_forward=true, over the SSH
+# rule below). A team that wants direct access (cluster.port_forward=false)
+# sets dashboard_ingress_enabled = true, and 8265 opens to
+# dashboard_ingress_cidrs only.
 resource "aws_vpc_security_group_ingress_rule" "ray_dashboard" {
-  for_each = toset(var.dashboard_ingress_cidrs)
+  for_each = var.dashboard_ingress_enabled ? toset(var.dashboard_ingress_cidrs) : toset([])
 
   security_group_id = aws_security_group.ray.id
   cidr_ipv4         = each.value
@@ -71,8 +76,9 @@ resource "aws_vpc_security_group_ingress_rule" "ray_dashboard" {
   description       = "Ray dashboard and Jobs API from an allowed operator network"
 }
 
-# The Ray cluster launcher (ray up / ray attach) drives nodes over SSH. Off by
-# default (empty list); set ssh_ingress_cidrs to a VPN/bastion range to use it.
+# The Ray cluster launcher (ray up / ray attach) and kon_ray's dashboard
+# tunnel (cluster.port_forward=true) reach the head over SSH. Off by default
+# (empty list); set ssh_ingress_cidrs to a VPN/bastion range to use it.
 resource "aws_vpc_security_group_ingress_rule" "ssh" {
   for_each = toset(var.ssh_ingress_cidrs)
 

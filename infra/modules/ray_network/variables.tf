@@ -15,7 +15,7 @@ variable "vpc_id" {
 
 variable "dashboard_ingress_cidrs" {
   type        = list(string)
-  description = "IPv4 CIDRs (VPN, bastion, CI runner range) allowed to reach the Ray dashboard and Jobs API on port 8265. Private (RFC 1918), /16 or longer."
+  description = "IPv4 CIDRs (VPN, bastion, CI runner range) allowed to reach the Ray dashboard and Jobs API on port 8265 when dashboard_ingress_enabled is true. Private (RFC 1918), /16 or longer."
   default     = []
 
   validation {
@@ -24,6 +24,17 @@ variable "dashboard_ingress_cidrs" {
     # them lies entirely in it. ["0.0.0.0/1", "128.0.0.0/1"], public ranges and IPv6 fail.
     condition     = alltrue([for c in var.dashboard_ingress_cidrs : try(tonumber(split("/", c)[1]) >= 16 && can(regex("^(10\\.|172\\.(1[6-9]|2[0-9]|3[01])\\.|192\\.168\\.)", cidrhost(c, 0))), false)])
     error_message = "dashboard_ingress_cidrs must be private IPv4 CIDRs (RFC 1918) with a prefix of /16 or longer."
+  }
+}
+
+variable "dashboard_ingress_enabled" {
+  type        = bool
+  description = "Open the Ray dashboard/Jobs API (8265) to dashboard_ingress_cidrs. Off by default: kon_ray reaches it through an SSH tunnel (cluster.port_forward=true); turn on only for direct access (cluster.port_forward=false)."
+  default     = false
+
+  validation {
+    condition     = !var.dashboard_ingress_enabled || length(var.dashboard_ingress_cidrs) > 0
+    error_message = "dashboard_ingress_enabled needs at least one CIDR in dashboard_ingress_cidrs."
   }
 }
 

@@ -1,9 +1,14 @@
 # The Ray cluster's authentication token (RAY_AUTH_TOKEN) in Secrets Manager,
 # encrypted with the project key. Terraform creates the secret, not its
 # value, so the token is in neither a plan nor the state: set it once (and to
-# rotate it) with `aws secretsmanager put-secret-value` (infra/README.md). Only the Ray node roles and the submitting principals may read it:
+# rotate it) with `aws secretsmanager put-secret-value` (infra/README.md). Only the Ray node roles (EC2 head and
+# workers, the SageMaker execution role) and the submitting principals may read it:
 # their identity policies allow it, and the resource policy denies everyone
 # else, whatever their own policies say.
+
+locals {
+  reader_arns = concat(var.node_role_arns, var.submitter_principal_arns)
+}
 
 data "aws_iam_policy_document" "access" {
   statement {
@@ -20,7 +25,7 @@ data "aws_iam_policy_document" "access" {
     condition {
       test     = "ArnNotEquals"
       variable = "aws:PrincipalArn"
-      values   = concat(var.node_role_arns, var.submitter_principal_arns)
+      values   = local.reader_arns
     }
   }
 }

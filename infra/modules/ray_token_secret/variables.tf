@@ -10,12 +10,12 @@ variable "kms_key_arn" {
 
 variable "node_role_names" {
   type        = map(string)
-  description = "IAM roles of the Ray nodes, by a static label (e.g. { node = ..., head = ... }): they get GetSecretValue on this secret."
+  description = "IAM roles of the Ray nodes, by a static label (e.g. { node = ..., head = ..., sagemaker = ... }: EC2 workers, EC2 head, SageMaker execution role): they get GetSecretValue on this secret."
 }
 
 variable "node_role_arns" {
   type        = list(string)
-  description = "ARNs of the same Ray node roles (the secret's resource policy admits them)."
+  description = "ARNs of the same Ray node roles, the SageMaker execution role included (the secret's resource policy admits them)."
 }
 
 variable "submitter_principal_arns" {
