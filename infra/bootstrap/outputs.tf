@@ -10,5 +10,5 @@ output "state_kms_key_arn" {
 
 output "backend_config" {
   description = "Arguments for `terraform init` in infra/live (with -backend-config=<env>.s3.tfbackend)."
-  value       = "-backend-config=\"bucket=${module.state_bucket.bucket_name}\" -backend-config=\"kms_key_id=${module.kms.key_arn}\""
+  value       = "-backend-config=bucket=${module.state_bucket.bucket_name} -backend-config=kms_key_id=${module.kms.key_arn}"
 }
