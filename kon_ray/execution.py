@@ -321,9 +321,11 @@ def map_chunks(fn: Callable[[List[Any]], List[Any]], items: Sequence[Any], *, mi
     if not ray.is_initialized() or chunks < 2:
         return list(fn(items))
     bounds = [round(i * len(items) / chunks) for i in range(chunks + 1)]
-    remote = ray.remote(fn).options(num_cpus=1, max_retries=3, scheduling_strategy=SPREAD)
+    remote = ray.remote(_apply).options(num_cpus=1, max_retries=3, scheduling_strategy=SPREAD,
+                                        name=getattr(fn, "__name__", None) or getattr(fn, "func", fn).__name__)
+    fn_ref = ray.put(fn)  # any callable, a functools.partial too
     with user_errors():
-        parts = ray.get([remote.remote(items[a:b]) for a, b in zip(bounds, bounds[1:])])
+        parts = ray.get([remote.remote(fn_ref, items[a:b]) for a, b in zip(bounds, bounds[1:])])
     return [value for part in parts for value in part]
 
 
