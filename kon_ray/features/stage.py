@@ -23,7 +23,6 @@ Outputs (under the stage folder, features/ in the run folder):
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections import Counter
@@ -52,7 +51,6 @@ from kon_ray.features.state import (
     raw_value_partial,
     sample_matrix,
     sample_threshold,
-    sample_values,
     save_feature_state,
 )
 from kon_ray.features.transform import feature_arrays, population_of, transform_batch
@@ -213,16 +211,8 @@ def fit(files: Sequence[str], groups, spec: Spec, roles: np.ndarray, sample_hash
     frame = pa.table(pooled).to_pandas() if pooled else pd.DataFrame(index=range(len(sample_hashes)))
     if len(frame) != len(sample_hashes):
         raise RuntimeError(f"fit sample: {len(frame)} rows read, {len(sample_hashes)} planned")
-    # deriving the ~100k sample rows is the fit's one serial step: cut the rows into one chunk per CPU
-    chunks = [frame.iloc[rows] for rows in np.array_split(np.arange(len(frame)), execution.cpus()) if len(rows)]
-    derived = execution.map_chunks(functools.partial(_sample_values, spec=spec), chunks, min_per_task=1)
-    values = np.concatenate(derived, axis=1) if derived else None
-    merged = {"rows": train_rows, "counts": counts, "sample": sample_matrix(frame, sample_hashes, spec, values)}
+    merged = {"rows": train_rows, "counts": counts, "sample": sample_matrix(frame, sample_hashes, spec)}
     return finalize(merged, spec, threshold)
-
-
-def _sample_values(frames: List[pd.DataFrame], spec: Spec) -> List[np.ndarray]:
-    return [sample_values(frame, spec) for frame in frames]
 
 
 def _fit_block(table: pa.Table, unit: execution.WorkUnit, spec: Spec, roles: np.ndarray) -> Dict[str, Any]:

@@ -25,7 +25,7 @@ sample's raw values, `sample_matrix` on the driver) and checks the raw values in
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
 import numpy as np
 import pandas as pd
@@ -251,24 +251,15 @@ def merge_counts(counts: Dict[str, Dict[str, int]], part: Mapping[str, Mapping[s
     return counts
 
 
-def sample_values(sample: pd.DataFrame, spec: Spec) -> np.ndarray:
-    """The value features of raw sample rows (float32, value features x rows, in the rows' order). Derive is
-    row-wise, so any cut of the rows into chunks, derived apart and concatenated, gives the same array."""
+def sample_matrix(sample: pd.DataFrame, hashes: np.ndarray, spec: Spec) -> np.ndarray:
+    """The fit sample's value features (float32, rows x value features) in fit-hash order, as `merge` pools the
+    samples of `partial`: derive is row-wise, so deriving the pooled raw rows gives the same values."""
     values = spec.of_kind("value")
     columns = np.empty((len(values), len(sample)), dtype=np.float32)  # feature-major: contiguous writes
     if len(sample):
         derived = derive(sample, spec)
         for j, name in enumerate(values):
             columns[j] = derived[name]
-    return columns
-
-
-def sample_matrix(sample: pd.DataFrame, hashes: np.ndarray, spec: Spec,
-                  values: Optional[np.ndarray] = None) -> np.ndarray:
-    """The fit sample's value features (float32, rows x value features) in fit-hash order, as `merge` pools the
-    samples of `partial`: derive is row-wise, so deriving the pooled raw rows gives the same values. `values`:
-    `sample_values(sample, spec)` when the caller derived it already (in chunks, in parallel)."""
-    columns = sample_values(sample, spec) if values is None else values
     # (rows x features) in Fortran order, so finalize's per-feature columns are contiguous; same values
     return columns[:, np.argsort(hashes, kind="stable")].T
 
