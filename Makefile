@@ -39,12 +39,12 @@ $(TOOLS)/.installed: requirements-tools.lock
 tools: $(TOOLS)/.installed
 
 data/$(DATASET): | venv
-	RAY_AUTH_MODE=disabled $(PY) -m kon_ray.synth +dataset=$(DATASET)
+	$(PY) -m kon_ray.synth +dataset=$(DATASET)
 
 data: data/$(DATASET)
 
 run: venv data/$(DATASET)
-	RAY_AUTH_MODE=disabled $(PY) -m kon_ray.run +dataset=$(DATASET)
+	$(PY) -m kon_ray.run +dataset=$(DATASET)
 
 test: venv tools
 	RAY_AUTH_MODE=disabled $(PY) -m pytest -q
