@@ -1,8 +1,9 @@
 """Prediction drift: the same statistics on a model's predicted class probabilities, reference vs current.
 
-`prediction_drift` is what InferenceReporting calls once it has scored both windows. Before training, the drift
-stage asks the tracking registry for each population's latest model (`find_models`); when there is none it
-says why instead of failing.
+`prediction_drift` compares two windows' probabilities given as data; InferenceReporting instead counts them in its
+scoring pass (kon_ray/infer/onepass.py) and both end in `report_block`. Before training, the drift stage asks the
+tracking registry for each population's latest model (`find_models`); when there is none it says why instead of
+failing.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ def prediction_drift(ref_probs, cur_probs, cfg: DriftConfig, columns: Optional[S
     numeric_cfg = DriftConfig(**{**cfg.__dict__, "column_types": {}})  # probabilities are numeric, always
     reference = fit_reference(ref_probs, numeric_cfg, columns=columns, label="reference predictions")
     current = summarise_current(reference, cur_probs, numeric_cfg, label="current predictions")
-    features = compare(reference, current, numeric_cfg)
+    return report_block(reference, current, numeric_cfg)
+
+
+def report_block(reference, current: dict, cfg: DriftConfig) -> Dict[str, Any]:
+    """The report's prediction-drift block from a fitted reference and the current counts on its edges:
+    {"available": True, "severity": worst class severity, "psi_max", "features": [per-class results]}."""
+    features = compare(reference, current, cfg)
     worst = max((f["severity"] for f in features), key=SEVERITIES.index, default="NONE")
     return {
         "available": True,

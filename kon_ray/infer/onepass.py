@@ -184,17 +184,9 @@ def counting_plan(reference: ReferenceSummary) -> S.BatchPlan:
 
 def drift_report(reference: ReferenceSummary, current: dict, cfg: DriftConfig) -> Dict[str, Any]:
     """The report's prediction-drift block, as kon_ray.drift.prediction.prediction_drift gives it."""
-    from kon_ray.drift.compare import compare  # driver only: scipy.stats costs a worker seconds to import
-    from kon_ray.drift.severity import SEVERITIES
+    from kon_ray.drift.prediction import report_block  # driver only: scipy.stats costs a worker seconds to import
 
-    features = compare(reference, current, cfg)
-    worst = max((f["severity"] for f in features), key=SEVERITIES.index, default="NONE")
-    return {
-        "available": True,
-        "severity": worst,
-        "psi_max": max((f["psi"] for f in features), default=0.0),
-        "features": features,
-    }
+    return report_block(reference, current, cfg)
 
 
 __all__ = ["PassSpec", "Totals", "models", "score_unit", "write_part", "merge", "fit_reference", "counting_plan",
