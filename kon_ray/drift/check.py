@@ -55,7 +55,7 @@ def gate(report: Dict[str, Any], cfg: DriftConfig, output_dir: str) -> None:
         why = f"{s['drifted']} of {s['features']} features drifted (share > {cfg.drift_share:g})"
         if s["drifted_share"] <= cfg.drift_share:
             why = f"prediction drift is HIGH ({s['drifted']} of {s['features']} features drifted)"
-        raise DriftGateError(f"drift gate: {why}; see {storage.join(output_dir, SUMMARY_TXT)}")
+        raise DriftGateError(f"{why}; see {storage.join(output_dir, SUMMARY_TXT)}")  # the error's kind says "drift gate"
 
 
 def metrics(report: Dict[str, Any]) -> Dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from kon_ray import storage
-from kon_ray.context import RunContext
+from kon_ray.context import STAGE_FOLDERS, RunContext
 from kon_ray.drift.check import gate, metrics, run_check
 from kon_ray.drift.prediction import find_models, model_prediction_drift, not_available
 from kon_ray.features.spec import calendar_features
@@ -37,5 +37,5 @@ def run(ctx: RunContext) -> Dict[str, Any]:
             return not_available(f"model could not score the data ({type(exc).__name__}: {exc})")
 
     report = run_check(cfg, current, ctx.output_dir, reference=reference, exclude=exclude, prediction=prediction)
-    gate(report, cfg, ctx.stage_dir("drift"))  # the message names the published folder, not the staging one
+    gate(report, cfg, storage.join(ctx.run_dir, STAGE_FOLDERS["drift"]))  # the run folder's drift/, where users look
     return metrics(report)
