@@ -263,6 +263,19 @@ def read_unit(unit: WorkUnit, columns: Optional[Sequence[str]] = None) -> pa.Tab
 # --- running -------------------------------------------------------------------------------------------------
 
 
+def _task(body: Callable[..., Any], name: str, num_cpus: float = 1, retries: int = 3):
+    """The Ray task every pass submits: `num_cpus` each, spread over the nodes, run again `retries` times when its
+    worker dies (never for an exception raised by the work itself)."""
+    import ray
+
+    return ray.remote(body).options(num_cpus=num_cpus, max_retries=retries, scheduling_strategy=SPREAD, name=name)
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    """A task's name in Ray's dashboard and process titles: the stage function's (also through functools.partial)."""
+    return getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "task")
+
+
 def _run_unit(fn: Callable[..., Any], unit: WorkUnit, columns: Optional[Sequence[str]], kwargs: Dict[str, Any]):
     return fn(read_unit(unit, columns), unit, **kwargs)
 
@@ -284,8 +297,7 @@ def map_units(fn: Callable[..., Any], units: Sequence[WorkUnit], *, columns: Opt
         for unit in units:
             yield _run_unit(fn, unit, columns, kwargs)
         return
-    remote = ray.remote(_run_unit).options(num_cpus=num_cpus, max_retries=retries, scheduling_strategy=SPREAD,
-                                           name=name or getattr(fn, "__name__", "unit"))
+    remote = _task(_run_unit, name or _name(fn), num_cpus, retries)
     fn_ref, kwargs_ref = ray.put(fn), ray.put(kwargs)
     window = max(1, int(IN_FLIGHT_PER_CPU * cpus() / max(num_cpus, 1e-3)))
     pending: List[Any] = []
@@ -321,8 +333,7 @@ def map_chunks(fn: Callable[[List[Any]], List[Any]], items: Sequence[Any], *, mi
     if not ray.is_initialized() or chunks < 2:
         return list(fn(items))
     bounds = [round(i * len(items) / chunks) for i in range(chunks + 1)]
-    remote = ray.remote(_apply).options(num_cpus=1, max_retries=3, scheduling_strategy=SPREAD,
-                                        name=getattr(fn, "__name__", None) or getattr(fn, "func", fn).__name__)
+    remote = _task(_apply, _name(fn))
     fn_ref = ray.put(fn)  # any callable, a functools.partial too
     with user_errors():
         parts = ray.get([remote.remote(fn_ref, items[a:b]) for a, b in zip(bounds, bounds[1:])])
@@ -352,7 +363,7 @@ class Blocks:
             return [fn(block, *args) for block in self.items]
         import ray
 
-        remote = ray.remote(_apply).options(num_cpus=1, max_retries=3, name=getattr(fn, "__name__", "block"))
+        remote = _task(_apply, _name(fn))
         with user_errors():
             return ray.get([remote.remote(fn, ref, *args) for ref in self.items])
 
@@ -375,8 +386,7 @@ def blocks(fn: Callable[..., Any], units: Sequence[WorkUnit], *, estimated_bytes
 
     if not ray.is_initialized() or estimated_bytes < LOCAL_BLOCK_BYTES:
         return Blocks(list(map_units(fn, units, columns=columns, kwargs=kwargs)), remote=False)
-    remote = ray.remote(_run_unit).options(num_cpus=1, max_retries=3, scheduling_strategy=SPREAD,
-                                           name=getattr(fn, "__name__", "unit"))
+    remote = _task(_run_unit, _name(fn))
     fn_ref, kwargs_ref = ray.put(fn), ray.put(dict(kwargs or {}))
     refs = [remote.remote(fn_ref, unit, columns, kwargs_ref) for unit in units]
     ray.wait(refs, num_returns=len(refs), fetch_local=False)  # all computed before the passes over them

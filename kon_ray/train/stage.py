@@ -30,7 +30,7 @@ from kon_ray import execution, storage
 from kon_ray.config import POPULATIONS
 from kon_ray.context import RunContext
 from kon_ray.errors import DataError
-from kon_ray.execution import kon_error_in, user_errors
+from kon_ray.execution import user_errors
 from kon_ray.segment.io import read_split, require_columns, split_dir, split_files
 from kon_ray.train import single
 from kon_ray.segment.state import STATE_FILE, SegmentState
@@ -265,9 +265,6 @@ def fit(data, loop_config: Dict[str, Any], *, workers: int, cpus_per_worker: int
         shutil.rmtree(local, ignore_errors=True)
 
     return {"checkpoint_dir": local, "progress": progress, "metrics": dict(result.metrics or {}), "cleanup": cleanup}
-
-
-_kon_error = kon_error_in  # kon_ray/infer/stage.py still imports it from here
 
 
 def _metadata(ctx: RunContext, population: str, features: List[str], classes: List[str],
