@@ -119,19 +119,28 @@ def check_writable(path: str, key: str) -> None:
 
 
 STAGING_MARK = "._tmp-"
+# On S3 every stage stages under this one prefix of its bucket, so that a single lifecycle rule (infra/modules/
+# secure_bucket, `expire-abandoned-staging`) can expire what a killed run left behind. S3 has no rename: publishing
+# copies the objects whatever the staged key, so staging away from the final folder costs nothing there.
+S3_STAGING_PREFIX = "_kon_staging"
 
 
 def staging_dir(final: str) -> str:
-    """A sibling temp location for a stage's outputs, published later by `publish`. Its name carries the writing
-    process's id so that a later run can tell a folder abandoned by a killed run from one still being written."""
-    return f"{final.rstrip('/')}{STAGING_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    """A temp location for a stage's outputs, published later by `publish`. Locally a sibling of `final` (publishing
+    is one rename); on S3 under the bucket's S3_STAGING_PREFIX. Its name carries the writing process's id so that a
+    later run can tell a folder abandoned by a killed run from one still being written."""
+    suffix = f"{STAGING_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    if is_s3(final):
+        parsed = urlparse(final)
+        return f"s3://{parsed.netloc}/{S3_STAGING_PREFIX}/{parsed.path.strip('/')}{suffix}"
+    return f"{final.rstrip('/')}{suffix}"
 
 
 def remove_abandoned_staging(final: str) -> List[str]:
     """Delete local staging folders of `final` whose writer process is gone (a run killed mid-stage); return them.
 
-    Only local folders: on S3 the writer may be another machine, so leftovers there are left for a lifecycle rule
-    (they are never read: without a published manifest a stage is not reused).
+    Only local folders: on S3 the writer may be another machine, so leftovers there (all under S3_STAGING_PREFIX,
+    never read: without a published manifest a stage is not reused) are expired by the bucket's lifecycle rule.
     """
     if is_s3(final):
         return []

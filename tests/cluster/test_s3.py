@@ -70,9 +70,29 @@ def test_run_reads_and_writes_s3(bucket: str, stages, request, tmp_path) -> None
         for rel in files:
             key = storage.join(pointer["location"], rel)[len(f"s3://{bucket}/"):]
             assert s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    staged_left = s3.list_objects_v2(Bucket=bucket, Prefix=f"{storage.S3_STAGING_PREFIX}/runs/{name}/")
+    # every stage's staged objects were moved out when it published (pyarrow's empty directory markers may stay)
+    assert [o["Key"] for o in staged_left.get("Contents", []) if o["Size"] > 0] == []
     location = json.loads(s3.get_object(Bucket=bucket, Key=f"runs/{name}/ingest.json")["Body"].read())["location"]
     summary = json.loads(storage.read_text(storage.join(location, "ingest.json")))
     assert summary["rows"] == ROWS and len(summary["files"]) == 2
+
+
+def test_s3_stages_under_one_prefix_that_the_lifecycle_rule_expires(bucket: str) -> None:
+    """Staged objects sit under _kon_staging/ (infra/modules/secure_bucket's `expire-abandoned-staging` rule), not
+    beside the final folder, and publishing moves them to the final keys and leaves nothing staged."""
+    import os
+
+    final = f"s3://{bucket}/runs/staging-check/.cache/features-abc"
+    staged = storage.staging_dir(final)
+    assert staged.startswith(f"s3://{bucket}/_kon_staging/runs/staging-check/.cache/features-abc._tmp-{os.getpid()}-")
+    storage.write_json(storage.join(staged, "part.json"), {"rows": 3})
+    storage.publish(staged, final)
+    assert storage.read_json(storage.join(final, "part.json")) == {"rows": 3}
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    left = s3.list_objects_v2(Bucket=bucket, Prefix="_kon_staging/").get("Contents", [])
+    # only pyarrow's empty directory markers of the parents stay (the lifecycle rule expires them); no staged data
+    assert [o["Key"] for o in left if not (o["Key"].endswith("/") and o["Size"] == 0)] == []
 
 
 def test_credentials_are_not_forwarded_to_jobs(bucket: str, tmp_path) -> None:

@@ -269,6 +269,36 @@ run "buckets_encrypted_with_the_project_key_and_private" {
   }
 }
 
+# kon_ray/storage.py stages S3 outputs under _kon_staging/; what a killed run leaves there must expire.
+run "abandoned_staging_objects_expire" {
+  command = plan
+
+  module {
+    source = "../modules/secure_bucket"
+  }
+
+  variables {
+    bucket_name            = "kon-ray-dev-data-123456789012"
+    kms_key_arn            = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+    access_log_bucket_name = "kon-ray-dev-access-logs-123456789012"
+  }
+
+  assert {
+    condition     = aws_s3_bucket_lifecycle_configuration.this.rule[1].id == "expire-abandoned-staging" && aws_s3_bucket_lifecycle_configuration.this.rule[1].status == "Enabled"
+    error_message = "the second lifecycle rule is the enabled staging rule"
+  }
+
+  assert {
+    condition     = aws_s3_bucket_lifecycle_configuration.this.rule[1].filter[0].prefix == "_kon_staging/"
+    error_message = "the staging rule covers the _kon_staging/ prefix (kon_ray/storage.py S3_STAGING_PREFIX)"
+  }
+
+  assert {
+    condition     = aws_s3_bucket_lifecycle_configuration.this.rule[1].expiration[0].days == 3
+    error_message = "staged objects expire after 3 days"
+  }
+}
+
 run "ray_token_secret_is_kms_encrypted_and_readable_only_by_nodes_and_submitters" {
   command = plan
 

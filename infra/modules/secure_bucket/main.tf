@@ -67,6 +67,29 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
     }
   }
 
+  # kon_ray stages every stage's outputs under one prefix (kon_ray/storage.py S3_STAGING_PREFIX) and copies them to
+  # their final keys when the stage succeeds; what a killed run left there is never read, and expires here.
+  rule {
+    id     = "expire-abandoned-staging"
+    status = "Enabled"
+
+    filter {
+      prefix = var.staging_prefix
+    }
+
+    expiration {
+      days = var.staging_expiration_days
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+
   depends_on = [aws_s3_bucket_versioning.this]
 }
 

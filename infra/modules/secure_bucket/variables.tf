@@ -45,3 +45,25 @@ variable "force_destroy" {
   description = "Allow Terraform to delete the bucket even if it still holds objects. Keep false outside throw-away environments."
   default     = false
 }
+
+variable "staging_prefix" {
+  type        = string
+  description = "Key prefix under which kon_ray stages a stage's outputs before publishing them (kon_ray/storage.py S3_STAGING_PREFIX)."
+  default     = "_kon_staging/"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+/$", var.staging_prefix))
+    error_message = "staging_prefix must be one top-level folder name ending in '/'."
+  }
+}
+
+variable "staging_expiration_days" {
+  type        = number
+  description = "Days after which staged objects left by an interrupted run expire (longer than any one stage runs)."
+  default     = 3
+
+  validation {
+    condition     = var.staging_expiration_days >= 1
+    error_message = "staging_expiration_days must be at least 1."
+  }
+}
