@@ -88,7 +88,15 @@ def run_pipeline(
             if start_ray is not None and stage not in DRIVER_ONLY_STAGES:
                 start_ray()
                 start_ray = None
-            metrics, seconds = _run_stage(ctx, stage, final)
+            started = time.perf_counter()
+            try:
+                metrics, seconds = _run_stage(ctx, stage, final)
+            except DriftGateError:
+                # the gate stopped the run after publishing its reports: the observer gets them before the run
+                # ends (a tracked run is then FAILED with stopped_by=drift_gate, its evidence in MLflow)
+                if observer is not None:
+                    observer.stage_finished(stage, time.perf_counter() - started, _gated_metrics(final), final)
+                raise
         _link_into_run_folder(ctx, stage, final)
         results[stage] = metrics
         if observer is not None:
@@ -127,6 +135,19 @@ def _run_stage(ctx: RunContext, stage: str, final: str) -> tuple[Dict[str, Any],
     rows = f", {metrics['rows']:,} rows" if isinstance(metrics.get("rows"), int) else ""
     log.info("stage %s: finished in %.1f s%s -> %s", stage, seconds, rows, final)
     return metrics, seconds
+
+
+def _gated_metrics(folder: str) -> Dict[str, Any]:
+    """The metrics a drift stage stopped by its gate would have returned, from the report it published
+    ({} when the report cannot be read: the observer still logs the folder)."""
+    from kon_ray.drift.check import metrics
+    from kon_ray.drift.report import REPORT_JSON
+
+    try:
+        return dict(metrics(storage.read_json(storage.join(folder, REPORT_JSON))), stopped_by_gate=1)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("drift gate: could not read the metrics of %s: %s", folder, exc)
+        return {"stopped_by_gate": 1}
 
 
 def _spilled_since(before: Optional[int]) -> int:

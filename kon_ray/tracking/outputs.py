@@ -81,6 +81,28 @@ def drift_flag(drift_folder: str, metrics: Mapping[str, Any]) -> Optional[str]:
     return None
 
 
+def prediction_drift(drift_folder: str) -> Tuple[Dict[str, float], Dict[str, str]]:
+    """(metrics, tags) of the drift report's prediction drift: `prediction_drift/psi_max` and
+    `prediction_psi/<population>/<class>` when a model was scored, the tag `prediction_drift` (its severity, or
+    `not_checked` with the reason in `prediction_drift.reason`); ({}, {}) without a readable report."""
+    report = read_json_if_there(storage.join(drift_folder, "drift_report.json"))
+    summary = report.get("summary") if isinstance(report, Mapping) else None
+    block = summary.get("prediction_drift") if isinstance(summary, Mapping) else None
+    if not isinstance(block, Mapping):
+        return {}, {}
+    if not block.get("available"):
+        return {}, {"prediction_drift": "not_checked", "prediction_drift.reason": str(block.get("reason", ""))[:5000]}
+    metrics: Dict[str, float] = {}
+    psi_max = number(block.get("psi_max"))
+    if psi_max is not None:
+        metrics["prediction_drift/psi_max"] = psi_max
+    for feature in block.get("features") or []:
+        value = number(feature.get("psi")) if isinstance(feature, Mapping) else None
+        if value is not None and feature.get("name"):
+            metrics[safe_name(f"prediction_psi/{feature['name']}")] = value
+    return metrics, {"prediction_drift": str(block.get("severity"))}
+
+
 def population_models(models_folder: str) -> Iterator[Tuple[str, str, Dict[str, Any]]]:
     """(population, model.ubj path, metadata) for each models/<population>/ holding a model."""
     fs, root = storage.filesystem(models_folder)

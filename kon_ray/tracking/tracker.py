@@ -9,13 +9,19 @@ pipeline's `StageObserver`. What lands where:
 - after each stage: `time/<stage>` (seconds), the stage's metrics (`ingest/rows`, `psi/<feature>`,
   `domestic/macro_f1`, `<stage>/cached`...), its reports, states and manifests as artifacts under the stage's
   folder name (`drift/drift_report.html`, `features/feature_state.json`...); after ingest the dataset fingerprint
-  (params `data.path`, `data.rows`, `data.schema_hash`, `data.fingerprint`); after drift the tag `drift_flag`;
-  after train, per population, the training curves (`domestic/curve/validation_mlogloss`, step = boosting round), the
-  final metrics from metadata.json and the model (`mlflow.xgboost.log_model`, input example = a few test rows,
-  signature inferred), its id in the tag `model_id.<population>`;
+  (params `data.path`, `data.rows`, `data.schema_hash`, `data.fingerprint`); after drift the tag `drift_flag`
+  and the prediction drift (`prediction_drift/psi_max`, `prediction_psi/<population>/<class>`, tag
+  `prediction_drift` = its severity or `not_checked`); after train, per population, the training curves
+  (`domestic/curve/validation_mlogloss`, step = boosting round), the final metrics from metadata.json and the
+  model (`mlflow.xgboost.log_model`, input example = a few test rows, signature inferred), its id in the tag
+  `model_id.<population>`;
 - at the end, success or not: the Hydra `.hydra/` folder, the run's log file, `status` tag, and the run's end
   status. Only a successful run registers its models (`tracking.register_models`), as `<dataset>-<population>`,
   with the population's metrics in the version's description.
+
+A run the drift gate stops (`drift.fail_on_drift=true`) is told about the drift stage like any other before it
+ends (kon_ray/pipeline.py): its reports, `psi/<feature>`, `drift/drift_flag`, the `drift_flag` tag and the
+prediction drift are in MLflow, plus `drift/stopped_by_gate` = 1.
 
 How a run ends (MLflow status, tag `status`):
 
@@ -214,6 +220,9 @@ class Tracker:
             flag = outputs.drift_flag(folder, metrics)
             if flag is not None:
                 self._tags({"drift_flag": flag})
+            predicted, predicted_tags = outputs.prediction_drift(folder)
+            self._metrics(predicted)
+            self._tags(predicted_tags)
         self._artifacts(stage, folder)
         if stage == "train":
             self._models(folder)
