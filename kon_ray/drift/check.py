@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from kon_ray import storage
 from kon_ray.drift import reference as reference_io
-from kon_ray.drift.compare import compare, summarise
+from kon_ray.drift.compare import compare, skipped_columns, summarise
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.engine import fit_reference, summarise_current
 from kon_ray.drift.prediction import not_available
@@ -34,7 +34,7 @@ def run_check(
     if reference_summary:
         ref = reference_io.load(reference_summary, psi_bins=cfg.psi_bins)
     else:
-        ref = fit_reference(reference, cfg, exclude=list(exclude) + list(cfg.exclude))
+        ref = fit_reference(reference, cfg, exclude=list(exclude) + list(cfg.exclude), current=current)
     cur = summarise_current(ref, current, cfg, label=current_label)
     # written only once the current data has been read: a bad current dataset leaves the output folder untouched
     reference_io.save(ref, storage.join(output_dir, REFERENCE_SUMMARY))
@@ -42,7 +42,8 @@ def run_check(
     pred = prediction() if prediction else not_available("no model available: none given to this check")
     label = current if isinstance(current, str) else (current_label or "current")
     report = build_report(features, summarise(features, cfg, pred), reference=ref.source or str(reference_summary),
-                          current=label, rows={"reference": ref.rows, "current": cur["rows"]})
+                          current=label, rows={"reference": ref.rows, "current": cur["rows"]},
+                          skipped=skipped_columns(ref, cur))
     write_reports(report, output_dir, cfg.plots)
     log.info("drift: %s", headline(report))
     return report

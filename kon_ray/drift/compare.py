@@ -16,6 +16,7 @@ from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.ks import ks_from_slots, ks_pvalue, ks_pvalues
 from kon_ray.drift.psi import psi
 from kon_ray.drift.reference import ReferenceSummary
+from kon_ray.drift.report import bin_labels
 from kon_ray.drift.severity import DRIFTED, SEVERITIES, adjust_pvalues, overall_flag, severity
 
 MAX_CATEGORIES_IN_REPORT = 50  # the statistics use every category; the JSON lists the largest ones
@@ -35,6 +36,10 @@ def numeric_feature(name: str, ref, cur_slots: np.ndarray, cur_psi: np.ndarray, 
     if p_value is None:
         p_value = ks_pvalue(d_low, n, m)
     psi_value = psi(ref.psi_counts, cur_psi, cfg.psi_epsilon)
+    notes = []
+    if not np.isfinite(d_low):
+        side = "reference" if n == 0 else "current"
+        notes.append(f"KS undefined (statistic, p_value, effect_size, ks_upper null): no non-missing {side} value")
     return {
         "name": name,
         "type": "numeric",
@@ -53,10 +58,14 @@ def numeric_feature(name: str, ref, cur_slots: np.ndarray, cur_psi: np.ndarray, 
         "reference_missing": int(ref.ks_slots[-1]),
         "current_missing": int(cur_slots[-1]),
         "bins": {
-            "edges": ref.psi_edges.tolist(),  # interior edges; bins (-inf, e0], (e0, e1], ..., (e_last, inf), missing
+            # interior edges of the finite values' bins (-inf, e0], (e0, e1], ..., (e_last, inf); then the -inf,
+            # +inf and missing bins
+            "edges": ref.psi_edges.tolist(),
+            "labels": bin_labels(ref.psi_edges.tolist()),
             "reference": ref.psi_counts.tolist(),
             "current": cur_psi.tolist(),
         },
+        "notes": notes,
     }
 
 
@@ -70,6 +79,7 @@ def categorical_feature(name: str, ref_counts: Dict, cur_counts: Dict, cfg: Drif
     stat, p_value, dof, cramers_v = chi2_homogeneity(ref, cur)
     psi_value = psi(ref, cur, cfg.psi_epsilon)
     order = np.argsort(-(ref + cur), kind="stable")[:MAX_CATEGORIES_IN_REPORT]
+    notes = [] if np.isfinite(stat) else ["chi-squared undefined (statistic, p_value, effect_size null): no rows"]
     return {
         "name": name,
         "type": "categorical",
@@ -92,6 +102,7 @@ def categorical_feature(name: str, ref_counts: Dict, cur_counts: Dict, cfg: Drif
             "reference": ref[order].tolist(),
             "current": cur[order].tolist(),
         },
+        "notes": notes,
     }
 
 
@@ -99,7 +110,7 @@ def compare(reference: ReferenceSummary, current: dict, cfg: DriftConfig) -> Lis
     """One result per analysed feature, in the reference's column order, with BH-adjusted p-values."""
     from kon_ray import execution
 
-    numeric = list(reference.numeric.items())
+    numeric = [(n, r) for n, r in reference.numeric.items() if n not in current.get("skipped", {})]
     triples = []
     for name, ref in numeric:
         d_low, _ = ks_from_slots(ref.ks_slots, current["slots"][name])
@@ -111,12 +122,19 @@ def compare(reference: ReferenceSummary, current: dict, cfg: DriftConfig) -> Lis
         for (name, ref), p in zip(numeric, p_values)
     ] + [
         categorical_feature(name, counts, current["categories"][name], cfg)
-        for name, counts in reference.categorical.items()
+        for name, counts in reference.categorical.items() if name not in current.get("skipped", {})
     ]
     adjusted = adjust_pvalues([np.nan if f["p_value"] is None else f["p_value"] for f in features])
     for feature, p_adj in zip(features, adjusted):
         feature["p_value_adjusted"] = _num(p_adj)
     return features
+
+
+def skipped_columns(reference: ReferenceSummary, current: dict) -> List[Dict[str, str]]:
+    """The report's `skipped`: every column not analysed (a type drift does not analyse, mixed kinds across files,
+    or a current type the reference's kind cannot read), with the reason."""
+    both = {**reference.skipped, **current.get("skipped", {})}
+    return [{"name": name, "reason": reason} for name, reason in both.items()]
 
 
 def summarise(features: List[Dict[str, Any]], cfg: DriftConfig, prediction: Dict[str, Any]) -> Dict[str, Any]:

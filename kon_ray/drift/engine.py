@@ -35,7 +35,7 @@ import pyarrow as pa
 from kon_ray import execution, storage
 from kon_ray.drift import summary as S
 from kon_ray.drift.config import DriftConfig
-from kon_ray.drift.psi import edges_from_order_stats, quantile_ranks
+from kon_ray.drift.psi import edges_from_order_stats
 from kon_ray.drift.reference import NumericReference, ReferenceSummary
 from kon_ray.errors import ConfigError, DataError
 
@@ -55,17 +55,27 @@ class Source:
     table: Optional[pa.Table] = None  # a pandas DataFrame, as Arrow
     groups: Optional[tuple] = None  # the files' row groups (execution.row_groups), read once
 
-    def schema(self) -> pa.Schema:
+    def schemas(self) -> List[tuple]:
+        """(file, Arrow schema) of every file (footers only), or of the table / dataset: a column's kind is decided
+        from all of them, never from the first file alone."""
         if self.files:
             from kon_ray.ingest import read_metadata
 
-            return read_metadata(self.files[0])[0]
+            return [(f, read_metadata(f)[0]) for f in self.files]
         if self.table is not None:
-            return self.table.schema
+            return [(self.label, self.table.schema)]
         try:  # one row as Arrow: the same types whether the blocks are Arrow or pandas
-            return self.dataset.take_batch(1, batch_format="pyarrow").schema
+            return [(self.label, self.dataset.take_batch(1, batch_format="pyarrow").schema)]
         except ValueError:
             raise DataError(f"{self.label}: the dataset is empty") from None
+
+    def schema(self) -> pa.Schema:
+        """The column names in first-seen order (types from the first file that has each column)."""
+        fields: Dict[str, pa.Field] = {}
+        for _, schema in self.schemas():
+            for f in schema:
+                fields.setdefault(f.name, f)
+        return pa.schema(list(fields.values()))
 
     def rows(self) -> int:
         if self.files:
@@ -138,8 +148,44 @@ def _map_reduce(source: Source, fn, columns: Sequence[str], merge, kwargs: dict)
     """`fn(table, unit, **kwargs)` over every unit of `source` (files or an in-memory table), merged."""
     if source.table is not None:
         return fn(source.table.select(list(columns)), _whole_table(source.table), **kwargs)
-    units = execution.plan(source.files, list(columns), per_column=True, groups=source.row_groups())
+    units = _plan_units(source, columns)
     return execution.map_reduce(fn, units, merge, columns=list(columns), kwargs=kwargs)
+
+
+def _type_groups(source: Source, columns: Sequence[str]) -> List[List[str]]:
+    """The files grouped by their Arrow types of `columns`: a unit never mixes files whose types Arrow cannot
+    concatenate (string and string_view, a dictionary and plain strings); one group in the usual case."""
+    groups: Dict[tuple, List[str]] = {}
+    for file, schema in source.schemas():
+        key = tuple(str(schema.field(c).type) if c in schema.names else "" for c in columns)
+        groups.setdefault(key, []).append(file)
+    return list(groups.values())
+
+
+def _plan_units(source: Source, columns: Sequence[str]) -> List[execution.WorkUnit]:
+    """Per-column work units; with files of several type signatures, planned per signature, and every row range
+    given its position in the whole input (so the every-k-th-row sample is the same as on a uniform layout)."""
+    row_groups = source.row_groups()
+    by_type = _type_groups(source, columns)
+    if len(by_type) == 1:
+        return execution.plan(source.files, list(columns), per_column=True, groups=row_groups)
+    offsets, position = {}, 0
+    for g in row_groups:  # the first row of every file in the whole input
+        offsets.setdefault(g.file, position)
+        position += g.rows
+    units: List[execution.WorkUnit] = []
+    for files in by_type:
+        chosen = set(files)
+        subset = [g for g in row_groups if g.file in chosen]
+        local, position = {}, 0
+        for g in subset:
+            local.setdefault(g.file, position)
+            position += g.rows
+        for unit in execution.plan(files, list(columns), per_column=True, groups=subset):
+            ranges = tuple(dataclasses.replace(r, first_row=offsets[r.file] + r.first_row - local[r.file])
+                           for r in unit.ranges)
+            units.append(dataclasses.replace(unit, index=len(units), ranges=ranges))
+    return units
 
 
 # --- the per-unit summaries (pure) --------------------------------------------------------------------------
@@ -248,8 +294,8 @@ def fit_unit(table: pa.Table, unit: execution.WorkUnit, numeric: Sequence[str], 
         bounds = S.sorted_slot_bounds(finite, edges)
         slots = np.append(np.diff(bounds), len(values) - len(finite)).astype(np.int64)
         collected = S.empty_collected()
-        if len(finite):
-            lo, hi, _ = quantile_ranks(len(finite), psi_bins)
+        lo, hi, _, n_finite = S.psi_ranks(slots, psi_bins)
+        if n_finite:
             parts = [(code, finite[bounds[code]:bounds[code + 1]])
                      for code in S.needed_slots(slots, np.concatenate([lo, hi]))]
             if parts:
@@ -272,11 +318,10 @@ def merge_fitted(a: Optional[dict], b: dict) -> dict:
 
 def numeric_reference(slots: np.ndarray, ks_edges: np.ndarray, collected, psi_bins: int) -> NumericReference:
     """A numeric column's reference from its slot counts and the values of the slots holding the PSI quantiles."""
-    n = int(slots[:-1].sum())
-    if n == 0:  # all missing: PSI has only the missing bin, KS is undefined
+    lo, hi, gamma, n_finite = S.psi_ranks(slots, psi_bins)
+    if n_finite == 0:  # no finite value: PSI has one empty finite bin beside -inf, +inf and missing
         return NumericReference(ks_edges=ks_edges, ks_slots=slots, psi_edges=np.empty(0),
-                                psi_counts=np.array([0, slots[-1]], dtype=np.int64))
-    lo, hi, gamma = quantile_ranks(n, psi_bins)
+                                psi_counts=S.psi_counts_from_slots(slots, ks_edges, S.empty_collected(), np.empty(0)))
     values = S.order_statistics(slots, ks_edges, collected, np.concatenate([lo, hi]))
     psi_edges = edges_from_order_stats(values[: len(lo)], values[len(lo):], gamma)
     psi_counts = S.psi_counts_from_slots(slots, ks_edges, collected, psi_edges)
@@ -293,8 +338,8 @@ def _fit_in_one_read(source: Source, numeric: Sequence[str], categorical: Sequen
               "psi_bins": cfg.psi_bins, "step": step, "first_column": columns[0]}
     if source.table is not None:
         return fit_unit(source.table.select(columns), _whole_table(source.table), **kwargs)
-    if source.dataset is not None:
-        return None
+    if source.dataset is not None or len(_type_groups(source, columns)) > 1:
+        return None  # a unit holding every row would mix files of different types: the passes plan per type
     units = execution.plan_whole_columns(source.files, columns, groups=source.row_groups())
     if units is None:
         return None
@@ -349,28 +394,71 @@ def _sample_dataset(ds, columns: Sequence[str], rows: int) -> pa.Table:
 
 
 def column_kinds(schema: pa.Schema, columns: Iterable[str], overrides: Dict[str, str], label: str) -> Dict[str, str]:
-    """numeric | categorical per analysed column (drift.column_types wins); a DataError for an absent column."""
-    kinds: Dict[str, str] = {}
-    for name in columns:
-        if name not in schema.names:
-            raise DataError(f"{label}: column {name!r} is missing")
-        kind = overrides.get(name) or S.column_kind(schema.field(name).type)
-        if kind is not None:
-            kinds[name] = kind
+    """numeric | categorical per analysed column of one schema (drift.column_types wins); a DataError for an absent
+    column. `resolve_kinds` decides over every file of both sides."""
+    kinds, _ = resolve_kinds([(label, schema)], [], list(columns), overrides, label)
     return kinds
 
 
+def resolve_kinds(reference: Sequence[tuple], current: Sequence[tuple], columns: Sequence[str],
+                  overrides: Dict[str, str], ref_label: str, cur_label: str = "current"):
+    """(kinds, skipped) from the (file, schema) pairs of both sides: a column's kind is `drift.column_types`' when
+    declared, else the one kind its typed files agree on (an Arrow null column, no values at all, takes the kind
+    of the files that have values; null everywhere is numeric, all missing). Columns of a type drift does not
+    analyse, or numeric in one file and categorical in another, are skipped with the reason (`skipped`: name ->
+    reason). A column absent from a file is a DataError naming the file."""
+    kinds: Dict[str, str] = {}
+    skipped: Dict[str, str] = {}
+    sides = [(f, sch, ref_label) for f, sch in reference] + [(f, sch, cur_label) for f, sch in current]
+    for name in columns:
+        seen: Dict[str, tuple] = {}  # kind -> (file, type), the first file of each kind
+        reason = ""
+        for file, schema, label in sides:
+            if name not in schema.names:
+                raise DataError(f"{file}: column {name!r} is missing ({label})")
+            arrow_type = schema.field(name).type
+            kind, why = S.type_kind(arrow_type)
+            if kind is None:
+                reason = reason or f"{arrow_type} in {file}: {why}"
+                kind = "unsupported"
+            seen.setdefault(kind, (file, arrow_type))
+        if name in overrides:
+            kinds[name] = overrides[name]
+            continue
+        typed = [k for k in seen if k != S.EMPTY]
+        if reason:
+            skipped[name] = reason
+        elif len(typed) > 1:
+            (f1, t1), (f2, t2) = seen[S.NUMERIC], seen[S.CATEGORICAL]
+            skipped[name] = (f"numeric ({t1}) in {f1} but categorical ({t2}) in {f2}: declare"
+                             f" drift.column_types.{name}=categorical (or numeric) to analyse it")
+        else:
+            kinds[name] = typed[0] if typed else S.NUMERIC  # null everywhere: numeric, every value missing
+    return kinds, skipped
+
+
 def fit_reference(data, cfg: DriftConfig, columns: Optional[Sequence[str]] = None,
-                  exclude: Sequence[str] = (), label: str = "") -> ReferenceSummary:
-    """Summarise the reference once: KS edges and counts, exact PSI edges and counts, category counts."""
+                  exclude: Sequence[str] = (), label: str = "", current=None) -> ReferenceSummary:
+    """Summarise the reference once: KS edges and counts, exact PSI edges and counts, category counts. With
+    `current` (the data it will be compared with), column kinds are decided from the files of both sides."""
     source = as_source(data, label)
-    schema = source.schema()
-    wanted = [c for c in (columns if columns is not None else schema.names) if c not in set(exclude)]
-    kinds = column_kinds(schema, wanted, dict(cfg.column_types), source.label)
+    ref_schemas = source.schemas()
+    names = source.schema().names
+    wanted = [c for c in (columns if columns is not None else names) if c not in set(exclude)]
+    cur_schemas = []
+    if current is not None:
+        cur_source = as_source(current, "current")
+        cur_schemas = [(f, sch) for f, sch in cur_source.schemas()]
+        present = set(cur_source.schema().names)
+        for c in wanted:
+            if c not in present:
+                raise DataError(f"{cur_source.label}: column {c!r} is missing")
+    kinds, skipped = resolve_kinds(ref_schemas, cur_schemas, wanted, dict(cfg.column_types), source.label)
     numeric = tuple(c for c in wanted if kinds.get(c) == "numeric")
     categorical = tuple(c for c in wanted if kinds.get(c) == "categorical")
     if not numeric and not categorical:
-        raise DataError(f"{source.label}: no numeric or categorical columns to analyse")
+        why = "; ".join(f"{c}: {r}" for c, r in skipped.items())
+        raise DataError(f"{source.label}: no numeric or categorical columns to analyse" + (f" ({why})" if why else ""))
     source = source.only(numeric + categorical)
 
     fitted = _fit_in_one_read(source, numeric, categorical, cfg)
@@ -378,7 +466,7 @@ def fit_reference(data, cfg: DriftConfig, columns: Optional[Sequence[str]] = Non
         if fitted["rows"] == 0:
             raise DataError(f"{source.label}: no rows")
         numeric_refs = {c: fitted["numeric"][c] for c in numeric}
-        return _reference(fitted["rows"], numeric_refs, fitted["categories"], categorical, cfg, source)
+        return _reference(fitted["rows"], numeric_refs, fitted["categories"], categorical, cfg, source, skipped)
 
     sampled = sample(source, numeric, cfg.sample_rows)
     ks_edges = {c: S.sample_edges(sampled[c], cfg.ks_bins) for c in numeric}
@@ -390,10 +478,9 @@ def fit_reference(data, cfg: DriftConfig, columns: Optional[Sequence[str]] = Non
     missing_slots = {}
     for c in numeric:
         slots = first["slots"][c]
-        n = int(slots[:-1].sum())
-        if n == 0:
-            continue  # all missing: PSI has only the missing bin, KS is undefined
-        lo, hi, _ = quantile_ranks(n, cfg.psi_bins)
+        lo, hi, _, n_finite = S.psi_ranks(slots, cfg.psi_bins)
+        if n_finite == 0:
+            continue  # no finite value: no PSI quantile to find
         needed = S.needed_slots(slots, np.concatenate([lo, hi]))
         if len(np.setdiff1d(needed, guess[c])):
             missing_slots[c] = needed
@@ -406,21 +493,21 @@ def fit_reference(data, cfg: DriftConfig, columns: Optional[Sequence[str]] = Non
             collected[c] = second["collected"].get(c, S.empty_collected())
 
     numeric_refs = {c: numeric_reference(first["slots"][c], ks_edges[c], collected[c], cfg.psi_bins) for c in numeric}
-    return _reference(first["rows"], numeric_refs, first["categories"], categorical, cfg, source)
+    return _reference(first["rows"], numeric_refs, first["categories"], categorical, cfg, source, skipped)
 
 
 def _reference(rows: int, numeric_refs: dict, categories: dict, categorical: Sequence[str], cfg: DriftConfig,
-               source: Source) -> ReferenceSummary:
+               source: Source, skipped: Dict[str, str]) -> ReferenceSummary:
     # categories in one fixed order (missing last), so the saved summary is the same whatever order units merged in
     categorical_refs = {c: dict(sorted(categories[c].items(), key=lambda kv: (kv[0] is None, str(kv[0]))))
                         for c in categorical}
     return ReferenceSummary(rows=rows, psi_bins=cfg.psi_bins, numeric=numeric_refs,
-                            categorical=categorical_refs, source=source.label)
+                            categorical=categorical_refs, source=source.label, skipped=dict(skipped))
 
 
 def _speculative_slots(sampled: np.ndarray, edges: np.ndarray, bins: int) -> np.ndarray:
     """KS slots that probably hold the PSI quantiles (from the sorted sample), kept in the first pass to save one."""
-    values = sampled[~np.isnan(sampled)]
+    values = sampled[np.isfinite(sampled)]  # the PSI quantiles are over the finite values
     if not len(values) or not len(edges):
         return np.empty(0, dtype=np.int64)
     # the sample's quantiles, by linear interpolation as np.quantile (the values are sorted: no partition needed)
@@ -435,24 +522,34 @@ def _speculative_slots(sampled: np.ndarray, edges: np.ndarray, bins: int) -> np.
 
 
 def summarise_current(reference: ReferenceSummary, data, cfg: DriftConfig, label: str = "") -> dict:
-    """Count the current data on the reference's edges: {"rows", "slots", "psi", "categories"}."""
+    """Count the current data on the reference's edges: {"rows", "slots", "psi", "categories", "skipped"}. A
+    column whose current type cannot be read as the reference's kind (strings for a numeric reference, say) is
+    not counted but named in "skipped" with the reason; an Arrow null column is all missing, of either kind."""
     source = as_source(data, label)
-    schema = source.schema()
-    kinds = column_kinds(schema, reference.columns, dict(cfg.column_types), source.label)
+    schemas = source.schemas()
+    skipped: Dict[str, str] = {}
     for name in reference.columns:
         expected = "numeric" if name in reference.numeric else "categorical"
-        if kinds.get(name) != expected:
-            raise DataError(
-                f"{source.label}: column {name!r} is {kinds.get(name) or schema.field(name).type} here but"
-                f" {expected} in the reference"
-            )
+        for file, schema in schemas:
+            if name not in schema.names:
+                raise DataError(f"{file}: column {name!r} is missing ({source.label})")
+            kind, why = S.type_kind(schema.field(name).type)
+            if kind in (S.EMPTY, expected) or name in cfg.column_types:
+                continue
+            found = kind or f"not analysed ({why})"
+            skipped[name] = f"{expected} in the reference but {schema.field(name).type} ({found}) in {file}"
+            break
     plan = S.BatchPlan(
-        numeric=tuple(reference.numeric),
-        categorical=tuple(reference.categorical),
+        numeric=tuple(c for c in reference.numeric if c not in skipped),
+        categorical=tuple(c for c in reference.categorical if c not in skipped),
         ks_edges={c: r.ks_edges for c, r in reference.numeric.items()},
         psi_edges={c: r.psi_edges for c, r in reference.numeric.items()},
     )
+    if not plan.columns:
+        raise DataError(f"{source.label}: no column can be compared with the reference ("
+                        + "; ".join(f"{c}: {r}" for c, r in skipped.items()) + ")")
     current = reduce(source.only(plan.columns), plan)
     if current["rows"] == 0:
         raise DataError(f"{source.label}: no rows")
+    current["skipped"] = skipped
     return current

@@ -5,12 +5,14 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Dict, List, Sequence
 
-from kon_ray.drift.report import _order, _p, headline, prediction_line
+from kon_ray.drift.report import _order, _p, bin_labels, headline, prediction_line
 from kon_ray.drift.severity import DRIFTED
 
 COLOURS = {"HIGH": "#c62828", "MODERATE": "#ef6c00", "LOW": "#9e9d24", "NONE": "#2e7d32"}
 REF, CUR = "#4a6fa5", "#e3872d"
-MAX_BARS = 12
+MAX_BARS = 16
+CHAR_PX = 5.6  # the width of one character at font-size 10 (system sans-serif, digits and punctuation)
+SLANT = 0.7072  # sin 45 degrees: the labels' slant
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;color:#222}
@@ -23,7 +25,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{padding:4px 8px;border-bottom:1px solid #eee;text-align:right}th{background:#f5f5f5;position:sticky;top:0}
 td.l,th.l{text-align:left}.badge{color:#fff;border-radius:4px;padding:1px 6px;font-size:11px;font-weight:600}
-.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:14px}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(540px,100%),1fr));gap:14px}
 figure{margin:0;border:1px solid #ddd;border-radius:6px;padding:8px}figcaption{font-size:13px;margin-bottom:4px}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px}
 """
@@ -37,27 +39,27 @@ def _num(value: Any, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def bin_labels(edges: Sequence[float]) -> List[str]:
-    """Readable labels for right-closed bins on interior edges, then the missing bin."""
-    if not edges:
-        return ["all", "missing"]
-    e = [f"{x:.3g}" for x in edges]
-    return [f"\u2264 {e[0]}"] + [f"({a}, {b}]" for a, b in zip(e, e[1:])] + [f"> {e[-1]}", "missing"]
-
-
 def bars_svg(labels: Sequence[str], ref: Sequence[int], cur: Sequence[int], title: str) -> str:
-    """Grouped bars of reference and current proportions, as inline SVG."""
+    """Grouped bars of reference and current proportions, as inline SVG. Labels are never cut: they are written
+    whole, slanted, and the margins below and to the left grow to hold the longest one (a fixed margin clipped
+    "(1.1e+03, 1.12e..."); the SVG scales down with a narrow window (viewBox)."""
     ref_total, cur_total = max(sum(ref), 1), max(sum(cur), 1)
-    pr = [r / ref_total for r in ref][:MAX_BARS]
-    pc = [c / cur_total for c in cur][:MAX_BARS]
-    labels = list(labels)[:MAX_BARS]
-    width, height, left, bottom, top = 520, 240, 56, 66, 10
+    keep = list(range(len(labels)))[:MAX_BARS]
+    pr = [ref[i] / ref_total for i in keep]
+    pc = [cur[i] / cur_total for i in keep]
+    labels = [labels[i] for i in keep]
+    longest = max([len(label) for label in labels] + [1]) * CHAR_PX  # the slanted label's length in pixels
+    reach = longest * SLANT  # its horizontal and vertical extent at 45 degrees
+    left = max(56, int(reach - 10))
+    width = max(520, left + 24 * len(labels) + 10)
+    bottom, top = int(reach + 20), 10
+    height = 180 + bottom
     plot_h = height - bottom - top
     top_value = max(pr + pc + [1e-9])
     group = (width - left - 10) / max(len(labels), 1)
     bar = min(18.0, group * 0.38)
-    parts = [f'<svg width="{width}" height="{height}" role="img"'
-             f' aria-label="{escape(title)}">']
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img"'
+             f' style="max-width:100%;height:auto" aria-label="{escape(title)}">']
     for frac in (0.0, 0.5, 1.0):
         y = top + plot_h * (1 - frac)
         parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e5e5"/>'
@@ -69,17 +71,20 @@ def bars_svg(labels: Sequence[str], ref: Sequence[int], cur: Sequence[int], titl
             h = plot_h * value / top_value
             parts.append(f'<rect class="bar" x="{x + dx:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}"'
                          f' height="{h:.1f}" fill="{colour}"><title>{escape(label)}: {value:.2%}</title></rect>')
-        text = label if len(label) <= 16 else label[:15] + "\u2026"
-        parts.append(f'<text x="{x:.1f}" y="{height - bottom + 12}" font-size="10" fill="#444" text-anchor="end"'
-                     f' transform="rotate(-35 {x:.1f} {height - bottom + 12})">{escape(text)}</text>')
+        y = height - bottom + 12
+        parts.append(f'<text class="label" x="{x:.1f}" y="{y}" font-size="10" fill="#444" text-anchor="end"'
+                     f' transform="rotate(-45 {x:.1f} {y})">{escape(label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
 def _plot(feature: Dict[str, Any]) -> str:
     if feature["type"] == "numeric":
-        labels = bin_labels(feature["bins"]["edges"])
+        labels = feature["bins"].get("labels") or bin_labels(feature["bins"]["edges"])
         ref, cur = feature["bins"]["reference"], feature["bins"]["current"]
+        # the -inf and +inf bins (before the missing bin) are shown only when a side has such values
+        keep = [i for i in range(len(labels)) if i < len(labels) - 3 or i == len(labels) - 1 or ref[i] or cur[i]]
+        labels, ref, cur = [labels[i] for i in keep], [ref[i] for i in keep], [cur[i] for i in keep]
     else:
         cats = feature["categories"]
         labels = ["missing" if c is None else str(c) for c in cats["labels"]]
@@ -88,6 +93,13 @@ def _plot(feature: Dict[str, Any]) -> str:
     return (f'<figure><figcaption><b>{escape(feature["name"])}</b> {_badge(feature["severity"])}'
             f' PSI {feature["psi"]:.4f}, {feature["test"].upper()} {_num(feature["statistic"], ".4g")}'
             f'</figcaption>{bars_svg(labels, ref, cur, title)}</figure>')
+
+
+def _skipped(items: Sequence[Dict[str, str]]) -> str:
+    if not items:
+        return ""
+    rows = "".join(f"<li><b>{escape(i['name'])}</b>: {escape(i['reason'])}</li>" for i in items)
+    return f'<h2>Not analysed</h2><ul class="meta" id="skipped">{rows}</ul>'
 
 
 def render(report: Dict[str, Any], plots: int = 8) -> str:
@@ -125,6 +137,7 @@ KS statistic exact to within {s['ks_bound_max']:.1e} (reported D &le; exact D &l
 <th class="l">severity</th></tr></thead><tbody>
 {''.join(rows)}
 </tbody></table>
+{_skipped(report.get("skipped", []))}
 <p class="meta">Effect size: KS D for numeric features, Cram&eacute;r's V for categorical ones.
 Severity: PSI &gt; {s['thresholds']['psi_high']} HIGH; {s['thresholds']['psi_moderate']} &le; PSI &le;
 {s['thresholds']['psi_high']} MODERATE if p &lt; {s['thresholds']['p_value']}, else LOW; below, NONE.</p>

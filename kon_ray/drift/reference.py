@@ -16,15 +16,15 @@ import numpy as np
 from kon_ray import storage
 from kon_ray.errors import ConfigError, DataError
 
-FORMAT = "kon_ray.drift.reference/1"
+FORMAT = "kon_ray.drift.reference/2"  # /2: -inf/+inf KS edges and PSI bins, skipped columns
 
 
 @dataclass(frozen=True)
 class NumericReference:
-    ks_edges: np.ndarray  # sorted reference values
+    ks_edges: np.ndarray  # -inf, sorted finite reference values, +inf (summary.sample_edges)
     ks_slots: np.ndarray  # counts per KS slot (kon_ray.drift.ks), last = missing
-    psi_edges: np.ndarray  # interior PSI edges: exact np.quantile(ref, i/B), duplicates removed
-    psi_counts: np.ndarray  # counts per right-closed PSI bin (len(psi_edges) + 1), then missing
+    psi_edges: np.ndarray  # interior PSI edges: exact np.quantile(finite ref values, i/B), duplicates removed
+    psi_counts: np.ndarray  # finite values per right-closed PSI bin (len(psi_edges) + 1), then -inf, +inf, missing
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class ReferenceSummary:
     numeric: Dict[str, NumericReference] = field(default_factory=dict)
     categorical: Dict[str, Dict[Optional[str], int]] = field(default_factory=dict)  # None = missing
     source: str = ""
+    skipped: Dict[str, str] = field(default_factory=dict)  # column -> why it is not analysed
 
     @property
     def columns(self) -> list[str]:
@@ -47,7 +48,7 @@ class ReferenceSummary:
             "psi_bins": self.psi_bins,
             "numeric": {
                 name: {
-                    "ks_edges": ref.ks_edges.tolist(),
+                    "ks_edges": ref.ks_edges[1:-1].tolist(),  # strict JSON: the -inf and +inf ends are implied
                     "ks_slots": ref.ks_slots.tolist(),
                     "psi_edges": ref.psi_edges.tolist(),
                     "psi_counts": ref.psi_counts.tolist(),
@@ -55,6 +56,7 @@ class ReferenceSummary:
                 for name, ref in self.numeric.items()
             },
             "categorical": {name: [[k, v] for k, v in counts.items()] for name, counts in self.categorical.items()},
+            "skipped": dict(self.skipped),
         }
 
     @classmethod
@@ -63,7 +65,7 @@ class ReferenceSummary:
             raise DataError(f"{path}: not a kon_ray drift reference summary (expected format {FORMAT})")
         numeric = {
             name: NumericReference(
-                ks_edges=np.asarray(ref["ks_edges"], dtype=np.float64),
+                ks_edges=np.concatenate(([-np.inf], np.asarray(ref["ks_edges"], dtype=np.float64), [np.inf])),
                 ks_slots=np.asarray(ref["ks_slots"], dtype=np.int64),
                 psi_edges=np.asarray(ref["psi_edges"], dtype=np.float64),
                 psi_counts=np.asarray(ref["psi_counts"], dtype=np.int64),
@@ -72,12 +74,13 @@ class ReferenceSummary:
         }
         categorical = {name: {k: int(v) for k, v in pairs} for name, pairs in obj["categorical"].items()}
         return cls(rows=int(obj["rows"]), psi_bins=int(obj["psi_bins"]), numeric=numeric,
-                   categorical=categorical, source=obj.get("source", ""))
+                   categorical=categorical, source=obj.get("source", ""), skipped=dict(obj.get("skipped") or {}))
 
 
 def save(summary: ReferenceSummary, path: str) -> None:
     # Compact: the KS counts make this a few MB at 240 features; Python's float repr round-trips exactly.
-    storage.write_text(path, json.dumps(summary.to_json(), separators=(",", ":")) + "\n")
+    # allow_nan=False: strict JSON (every stored number is finite; the infinite KS edges are implied)
+    storage.write_text(path, json.dumps(summary.to_json(), separators=(",", ":"), allow_nan=False) + "\n")
 
 
 def load(path: str, psi_bins: Optional[int] = None) -> ReferenceSummary:

@@ -9,15 +9,19 @@ JSON shape:
    "features": [{"name", "type": numeric|categorical, "psi", "test": ks|chi2, "statistic", "p_value",
                  "p_value_adjusted", "severity", "effect_size", "effect_size_name": ks_d|cramers_v,
                  "reference_rows", "current_rows", "reference_missing", "current_missing",
-                 numeric: "ks_upper", "ks_exact", "bins": {"edges", "reference", "current"};
-                 categorical: "dof", "categories": {"count", "labels", "reference", "current"}}]}
-Undefined numbers (a KS test on a column with no values) are null.
+                 "notes": [why a number is null],
+                 numeric: "ks_upper", "ks_exact", "bins": {"edges", "labels", "reference", "current"} (the finite
+                 values' bins, then -inf, +inf, missing);
+                 categorical: "dof", "categories": {"count", "labels", "reference", "current"}}],
+   "skipped": [{"name", "reason"}]}
+Strict JSON: undefined numbers (a KS test on a column with no values) are null, with the reason in "notes".
 """
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 from kon_ray import storage
 from kon_ray.drift.severity import SEVERITIES
@@ -29,9 +33,36 @@ REFERENCE_SUMMARY = "reference_summary.json"
 
 
 def build_report(features: List[Dict[str, Any]], summary: Dict[str, Any], reference: str, current: str,
-                 rows: Dict[str, int]) -> Dict[str, Any]:
+                 rows: Dict[str, int], skipped: Sequence[Dict[str, str]] = ()) -> Dict[str, Any]:
     return {"kind": "kon_ray.drift.report", "version": 1, "reference": reference, "current": current,
-            "rows": rows, "summary": summary, "features": features}
+            "rows": rows, "summary": summary, "features": features, "skipped": list(skipped)}
+
+
+def edge_texts(edges: Sequence[float]) -> List[str]:
+    """The edges as short numbers, with just enough significant digits (at least 3) that neighbours differ."""
+    for digits in range(3, 18):
+        texts = [_number(x, digits) for x in edges]
+        if all(a != b for a, b in zip(texts, texts[1:])):
+            return texts
+    return [repr(float(x)) for x in edges]
+
+
+def _number(x: float, digits: int) -> str:
+    text = format(float(x) + 0.0, f".{digits}g")  # + 0.0: no "-0"
+    if "e" in text:  # 1.1e+03 -> 1.1e3: shorter, and still what Python and numpy read back
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text
+
+
+def bin_labels(edges: Sequence[float]) -> List[str]:
+    """Labels of a numeric feature's PSI bins, in the order of its counts: the finite values' right-closed bins on
+    the interior edges, then -inf, +inf and missing."""
+    if not len(edges):
+        return ["finite", "-inf", "+inf", "missing"]
+    e = edge_texts(edges)
+    return ([f"\u2264 {e[0]}"] + [f"({a}, {b}]" for a, b in zip(e, e[1:])] + [f"> {e[-1]}"]
+            + ["-inf", "+inf", "missing"])
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
@@ -77,6 +108,8 @@ def summary_text(report: Dict[str, Any], top: int = 20) -> str:
     ]
     if s["ks_bound_exceeded"]:
         lines.insert(-1, f"KS bound wider than the tolerance for: {', '.join(s['ks_bound_exceeded'])}")
+    for item in report.get("skipped", []):
+        lines.insert(-1, f"not analysed: {item['name']} ({item['reason']})")
     ordered = sorted(report["features"], key=_order)
     width = max([len("feature")] + [len(f["name"]) for f in ordered[:top]])
     lines.append(f"{'feature':<{width}}  {'type':<11}  {'PSI':>8}  test  {'stat':>10}  {'p':>9}  {'p (BH)':>9}"
@@ -96,11 +129,19 @@ def _order(feature: Dict[str, Any]):
     return (-SEVERITIES.index(feature["severity"]), -feature["psi"], feature["name"])
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays as Python numbers and lists (then checked like any other number)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
 def write_reports(report: Dict[str, Any], out_dir: str, plots: int) -> Dict[str, str]:
     from kon_ray.drift.html import render
 
     paths = {name: storage.join(out_dir, name) for name in (REPORT_JSON, SUMMARY_TXT, REPORT_HTML)}
-    storage.write_json(paths[REPORT_JSON], report)
+    # strict JSON: every number in the report is finite or null (a NaN or inf here is a bug, not a token to write)
+    storage.write_text(paths[REPORT_JSON], json.dumps(report, indent=2, allow_nan=False, default=_plain) + "\n")
     storage.write_text(paths[SUMMARY_TXT], summary_text(report))
     storage.write_text(paths[REPORT_HTML], render(report, plots))
     return paths

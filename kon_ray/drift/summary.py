@@ -21,17 +21,37 @@ from kon_ray.errors import DataError
 MISSING = None  # the missing category's key in category counts
 
 
+NUMERIC, CATEGORICAL, EMPTY = "numeric", "categorical", "null"  # EMPTY: an Arrow null column, no values at all
+
+
+def type_kind(arrow_type: pa.DataType) -> Tuple[Optional[str], str]:
+    """(kind, reason) for one file's Arrow type: NUMERIC, CATEGORICAL, EMPTY (takes the kind the other files
+    give), or None with the reason drift does not analyse the type (README "Drift: the contract")."""
+    t = arrow_type
+    if pa.types.is_null(t):
+        return EMPTY, ""
+    if pa.types.is_dictionary(t):
+        value_kind, reason = type_kind(t.value_type)
+        return (CATEGORICAL, "") if value_kind is not None else (None, f"dictionary of {t.value_type}: {reason}")
+    if (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+            or pa.types.is_boolean(t)):
+        return CATEGORICAL, ""
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return NUMERIC, ""
+    if pa.types.is_temporal(t):
+        return None, "dates and times are not analysed (a later window differs by construction)"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t) \
+            or pa.types.is_binary_view(t):
+        return None, "binary values are not analysed"
+    if pa.types.is_nested(t):
+        return None, "nested values (lists, structs, maps) are not analysed"
+    return None, f"Arrow type {t} is not analysed"
+
+
 def column_kind(arrow_type: pa.DataType) -> Optional[str]:
-    """numeric | categorical | None (a type drift does not analyse, e.g. dates)."""
-    if pa.types.is_dictionary(arrow_type):
-        return "categorical"
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_boolean(arrow_type):
-        return "categorical"
-    if pa.types.is_null(arrow_type):  # a column with no values at all (pandas all-NaN): numeric, all missing
-        return "numeric"
-    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
-        return "numeric"
-    return None
+    """numeric | categorical | None (a type drift does not analyse); an Arrow null column alone is numeric."""
+    kind, _ = type_kind(arrow_type)
+    return NUMERIC if kind == EMPTY else kind
 
 
 def numeric_values(column: pa.ChunkedArray | pa.Array, name: str = "") -> np.ndarray:
@@ -47,9 +67,14 @@ def numeric_values(column: pa.ChunkedArray | pa.Array, name: str = "") -> np.nda
 
 
 def category_counts(column: pa.ChunkedArray | pa.Array) -> Dict[Optional[str], int]:
-    """Counts per category (as strings, so bool/int categories compare across files) and MISSING for null."""
+    """Counts per category (as strings, so bool/int categories compare across files) and MISSING for null.
+    A float column forced categorical follows the contract too: NaN is missing (not a category "nan") and
+    -0.0 is 0.0."""
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
+    if pa.types.is_floating(column.type):
+        column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+        column = pc.add(column, pa.scalar(0.0, column.type))  # -0.0 + 0.0 == +0.0 (IEEE), so both print "0"
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         column = pc.cast(column, pa.string())
     counts: Dict[Optional[str], int] = {}
@@ -96,9 +121,7 @@ def summarise_batch(table: pa.Table, plan: BatchPlan) -> dict:
         if plan.count:
             out["slots"][name] = np.append(np.diff(bounds), missing).astype(np.int64)
         if name in plan.psi_edges:
-            at_most = np.searchsorted(finite, plan.psi_edges[name], side="right")  # right-closed, as pandas.cut
-            counts = np.diff(np.concatenate(([0], at_most, [len(finite)])))
-            out["psi"][name] = np.append(counts, missing).astype(np.int64)
+            out["psi"][name] = psi_counts_sorted(finite, plan.psi_edges[name], missing)
         wanted = plan.collect.get(name)
         if wanted is not None and len(wanted):
             parts = [(code, finite[bounds[code]:bounds[code + 1]]) for code in wanted]
@@ -142,16 +165,56 @@ def merge(a: Optional[dict], b: dict) -> dict:
 
 
 def sample_edges(sample: np.ndarray, bins: int) -> np.ndarray:
-    """KS edges from sampled reference values: every distinct value when there are at most `bins` of them (then
-    KS is exact), else the sample's order statistics at j/bins (actual values, so heavy ties become edges)."""
-    values = sample[~np.isnan(sample)]
+    """KS edges from sampled reference values: -inf, then every distinct finite value when there are at most `bins`
+    of them (then KS is exact), else the sample's order statistics at j/bins (actual values, so heavy ties become
+    edges), then +inf. The two infinite edges are always there, so the slots count -inf and +inf exactly (the
+    PSI quantiles are taken over the finite values between them) whether or not the sample met an infinity."""
+    values = sample[np.isfinite(sample)]
     if len(values) > 1 and not np.all(values[1:] >= values[:-1]):  # a sorted sample (the engine's) is not resorted
         values = np.sort(values)
     distinct = _distinct_sorted(values)
-    if len(distinct) <= bins:
-        return distinct
-    positions = np.round(np.linspace(0, len(values) - 1, bins + 1)).astype(np.int64)
-    return _distinct_sorted(values[positions])
+    if len(distinct) > bins:
+        positions = np.round(np.linspace(0, len(values) - 1, bins + 1)).astype(np.int64)
+        distinct = _distinct_sorted(values[positions])
+    return np.concatenate(([-np.inf], distinct, [np.inf]))
+
+
+def infinite_counts(slots: np.ndarray) -> Tuple[int, int]:
+    """(-inf count, +inf count) from slot counts on `sample_edges` edges: the slots of the first and last edge."""
+    return int(slots[1]), int(slots[-3])
+
+
+def psi_ranks(slots: np.ndarray, bins: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(lo, hi, gamma, n_finite): the ranks among all non-missing values (so -inf values come first) of the order
+    statistics np.quantile(finite values, i/B) interpolates; the quantiles are over the finite values only."""
+    from kon_ray.drift.psi import quantile_ranks
+
+    low_inf, high_inf = infinite_counts(slots)
+    n_finite = int(slots[:-1].sum()) - low_inf - high_inf
+    lo, hi, gamma = quantile_ranks(max(n_finite, 1), bins)
+    return lo + low_inf, hi + low_inf, gamma, n_finite
+
+
+def psi_counts_sorted(sorted_values: np.ndarray, psi_edges: np.ndarray, missing: int) -> np.ndarray:
+    """PSI counts of sorted non-missing values: the finite values in the right-closed bins of `psi_edges` (outer
+    bins open, as pandas.cut), then -inf, +inf and missing, each its own bin."""
+    low_inf = int(np.searchsorted(sorted_values, -np.inf, side="right"))
+    finite_end = int(np.searchsorted(sorted_values, np.inf, side="left"))
+    at_most = np.searchsorted(sorted_values, psi_edges, side="right")  # right-closed, as pandas.cut
+    counts = np.diff(np.concatenate(([low_inf], at_most, [finite_end])))
+    return np.concatenate((counts, [low_inf, len(sorted_values) - finite_end, missing])).astype(np.int64)
+
+
+def psi_edges_sorted(sorted_values: np.ndarray, bins: int) -> np.ndarray:
+    """The exact PSI edges np.unique(np.quantile(finite values, i/B)) of sorted non-missing values; empty when
+    there is no finite value."""
+    from kon_ray.drift.psi import edges_from_order_stats, quantile_ranks
+
+    finite = sorted_values[np.isfinite(sorted_values)]
+    if not len(finite):
+        return np.empty(0)
+    lo, hi, gamma = quantile_ranks(len(finite), bins)
+    return edges_from_order_stats(finite[lo], finite[hi], gamma)
 
 
 def _distinct_sorted(values: np.ndarray) -> np.ndarray:
@@ -209,11 +272,12 @@ def count_at_most(
 def psi_counts_from_slots(
     slots: np.ndarray, edges: np.ndarray, collected: Tuple[np.ndarray, np.ndarray], psi_edges: np.ndarray
 ) -> np.ndarray:
-    """Reference counts per PSI bin (right-closed, outer bins open) plus the missing bin."""
-    n = int(slots[:-1].sum())
-    at_most = np.array([count_at_most(slots, edges, collected, q) for q in psi_edges] + [n], dtype=np.int64)
-    counts = np.diff(np.concatenate(([0], at_most)))
-    return np.append(counts, slots[-1]).astype(np.int64)
+    """Reference counts per PSI bin, laid out as `psi_counts_sorted`: finite bins, -inf, +inf, missing."""
+    low_inf, high_inf = infinite_counts(slots)
+    finite_end = int(slots[:-1].sum()) - high_inf
+    at_most = [count_at_most(slots, edges, collected, q) for q in psi_edges]
+    counts = np.diff(np.array([low_inf, *at_most, finite_end], dtype=np.int64))
+    return np.concatenate((counts, [low_inf, high_inf, slots[-1]])).astype(np.int64)
 
 
 def empty_collected() -> Tuple[np.ndarray, np.ndarray]:

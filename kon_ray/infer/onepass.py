@@ -34,7 +34,6 @@ import pyarrow.parquet as pq
 from kon_ray import storage
 from kon_ray.drift import summary as S
 from kon_ray.drift.config import DriftConfig
-from kon_ray.drift.psi import edges_from_order_stats, quantile_ranks
 from kon_ray.drift.reference import NumericReference, ReferenceSummary
 from kon_ray.execution import WorkUnit
 from kon_ray.infer.score import (
@@ -163,14 +162,9 @@ def fit_reference(probs: np.ndarray, columns: Sequence[str], cfg: DriftConfig,
         missing = len(values) - len(finite)
         edges = S.sample_edges(finite, cfg.ks_bins)
         slots = np.append(np.diff(S.sorted_slot_bounds(finite, edges)), missing).astype(np.int64)
-        if len(finite):
-            lo, hi, gamma = quantile_ranks(len(finite), cfg.psi_bins)
-            psi_edges = edges_from_order_stats(finite[lo], finite[hi], gamma)
-            at_most = np.searchsorted(finite, psi_edges, side="right")  # right-closed bins, as pandas.cut
-            psi_counts = np.append(np.diff(np.concatenate(([0], at_most, [len(finite)]))), missing).astype(np.int64)
-        else:  # all missing: PSI has only the missing bin, KS is undefined (as the drift engine)
-            psi_edges = np.empty(0)
-            psi_counts = np.array([0, missing], dtype=np.int64)
+        # the drift engine's layout: quantile edges from the finite values; -inf, +inf and missing their own bins
+        psi_edges = S.psi_edges_sorted(finite, cfg.psi_bins)
+        psi_counts = S.psi_counts_sorted(finite, psi_edges, missing)
         numeric[name] = NumericReference(ks_edges=edges, ks_slots=slots, psi_edges=psi_edges, psi_counts=psi_counts)
     return ReferenceSummary(rows=len(probs), psi_bins=cfg.psi_bins, numeric=numeric, source=source)
 

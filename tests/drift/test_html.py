@@ -22,11 +22,13 @@ CFG = DriftConfig()
 
 
 def _report() -> dict:
-    edges = np.array([1.0, 2.0, 3.0])
-    ref = NumericReference(ks_edges=edges, ks_slots=np.array([0, 10, 0, 10, 0, 10, 0, 1]),
-                           psi_edges=np.array([1.0, 2.0]), psi_counts=np.array([10, 10, 10, 1]))
+    # KS edges -inf, 1, 2, 3, +inf; PSI bins (-inf, 1], (1, 2], (2, inf), then -inf, +inf, missing
+    edges = np.array([-np.inf, 1.0, 2.0, 3.0, np.inf])
+    ref = NumericReference(ks_edges=edges, ks_slots=np.array([0, 0, 0, 10, 0, 10, 0, 10, 0, 0, 0, 1]),
+                           psi_edges=np.array([1.0, 2.0]), psi_counts=np.array([10, 10, 10, 0, 0, 1]))
     features = [
-        numeric_feature("kwh <&>", ref, np.array([0, 2, 0, 5, 0, 20, 3, 0]), np.array([2, 5, 23, 0]), CFG),
+        numeric_feature("kwh <&>", ref, np.array([0, 0, 0, 2, 0, 5, 0, 20, 3, 0, 0, 0]),
+                        np.array([2, 5, 23, 0, 0, 0]), CFG),
         categorical_feature("tariff", {"A": 50, "B": 40, None: 10}, {"A": 20, "B": 60, "C": 20}, CFG),
         categorical_feature("stable", {"x": 50, "y": 50}, {"x": 49, "y": 51}, CFG),
     ]

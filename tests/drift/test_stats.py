@@ -52,6 +52,7 @@ def _slots_and_values(values: np.ndarray, edges: np.ndarray):
 
 @pytest.mark.parametrize("edges", [np.array([2.0, 5.0]), np.array([0.5, 1.0, 3.0, 7.0, 9.0]), np.array([])])
 def test_exact_psi_edges_and_counts_from_slots(edges):
+    edges = np.concatenate(([-np.inf], edges, [np.inf]))  # sample_edges' layout: the infinite ends always there
     values = np.array([1.0, 5.0, 2.0, 2.0, np.nan, 7.5, 3.0, 9.0, 4.0, 5.0, np.nan])
     slots, collected = _slots_and_values(values, edges)
     finite = np.sort(values[~np.isnan(values)])
@@ -62,7 +63,7 @@ def test_exact_psi_edges_and_counts_from_slots(edges):
     np.testing.assert_array_equal(psi_edges, np.unique(np.quantile(finite, [0.25, 0.5, 0.75])))
     counts = psi_counts_from_slots(slots, edges, collected, psi_edges)
     cut = pd.cut(pd.Series(finite), [-np.inf, *psi_edges, np.inf], right=True).value_counts(sort=False)
-    np.testing.assert_array_equal(counts, [*cut.to_numpy(), 2])
+    np.testing.assert_array_equal(counts, [*cut.to_numpy(), 0, 0, 2])  # then -inf, +inf, missing
     assert count_at_most(slots, edges, collected, 5.0) == np.count_nonzero(finite <= 5.0)
 
 
@@ -166,7 +167,9 @@ def test_bh_adjustment_and_flag():
 
 
 def test_sample_edges_keep_distinct_values_and_heavy_ties():
-    assert sample_edges(np.array([3.0, 1.0, 1.0, np.nan]), 8).tolist() == [1.0, 3.0]
+    assert sample_edges(np.array([3.0, 1.0, 1.0, np.nan]), 8).tolist() == [-np.inf, 1.0, 3.0, np.inf]
+    # infinities are never inner edges: the two ends are -inf and +inf whatever the sample holds
+    assert sample_edges(np.array([np.inf, 2.0, -np.inf, np.inf]), 8).tolist() == [-np.inf, 2.0, np.inf]
     values = np.concatenate([np.full(500, 7.0), np.linspace(0, 1, 500)])
     assert 7.0 in sample_edges(values, 16)
 

@@ -93,8 +93,9 @@ def test_prediction_drift_as_the_drift_contract_states_it(staged):
             edges = np.unique(np.quantile(r, np.arange(1, cfg.psi_bins) / cfg.psi_bins))
             assert feature["bins"]["edges"] == edges.tolist()
             counts = [np.bincount(np.searchsorted(edges, x, side="left"), minlength=len(edges) + 1) for x in (r, c)]
-            assert feature["bins"]["reference"] == counts[0].tolist() + [0]
-            assert feature["bins"]["current"] == counts[1].tolist() + [0]
+            # then the -inf, +inf and missing bins: probabilities are finite and never missing
+            assert feature["bins"]["reference"] == counts[0].tolist() + [0, 0, 0]
+            assert feature["bins"]["current"] == counts[1].tolist() + [0, 0, 0]
             p_r, p_c = (np.where(k == 0, cfg.psi_epsilon, k / k.sum()) for k in counts)
             assert feature["psi"] == pytest.approx(float(np.sum((p_c - p_r) * np.log(p_c / p_r))), rel=1e-12)
             exact = ks_2samp(r, c, method="asymp")
