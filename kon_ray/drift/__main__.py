@@ -6,12 +6,19 @@ tree; exit codes as `python -m kon_ray.run` (kon_ray/errors.py).
 The inputs are checked before Ray starts, and every error names this command's own key: `reference` and `current`
 must be readable Parquet (a file or a folder of parts), `reference_summary` a readable summary JSON, `output` a
 writable folder. A check that stops there leaves no run folder behind.
+
+`tracking.uri=URI` (an MLflow server, sqlite:///file or arn:aws:sagemaker:...) logs the check as one MLflow run:
+reports as artifacts, `psi/<feature>`, the flag, the reference's fingerprint (kon_ray/tracking/drift_check.py).
+Checks against one reference summary share an experiment (`tracking.experiment`, else drift-<fingerprint>), so
+`python -m kon_ray.drift.history` can draw each feature's PSI over the batches. The URI is checked before Ray
+starts too; without tracking.uri nothing is tracked and MLflow is not imported.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -24,7 +31,8 @@ from kon_ray.terminal import result_stream
 from kon_ray.cluster.config import ClusterConfig
 from kon_ray.config import check_known_keys, register_configs
 from kon_ray.drift.config import DriftConfig
-from kon_ray.errors import ConfigError, DataError
+from kon_ray.errors import ConfigError, DataError, DriftGateError
+from kon_ray.tracking.config import DriftTrackingConfig
 
 log = logging.getLogger("kon_ray")
 
@@ -37,6 +45,7 @@ class DriftStandaloneConfig:
     current: str = MISSING
     output: str = MISSING  # folder for the reports (local or s3://)
     exclude: List[str] = field(default_factory=list)  # columns not analysed (ids, dates, targets)
+    tracking: DriftTrackingConfig = field(default_factory=DriftTrackingConfig)  # off unless tracking.uri is set
 
 
 def register() -> None:
@@ -106,19 +115,41 @@ def _check_summary(path: str, psi_bins: int) -> None:
 
 def _check(cfg: DictConfig) -> int:
     config = load(cfg)
+    tracking_uri = _tracking_target(config.tracking)  # a config error (2) before the inputs' data errors (3)
     check_inputs(config)
     started_work()
     from kon_ray.cluster.local import init_local_ray
     from kon_ray.drift.check import gate, run_check
     from kon_ray.drift.report import SUMMARY_TXT, summary_text
 
+    started = time.time()
     init_local_ray(config.cluster)
     report = run_check(config.drift, config.current, config.output, reference=config.reference,
                        reference_summary=config.reference_summary, exclude=config.exclude)
     print(summary_text(report), end="", file=result_stream())
     log.info("reports in %s (%s, drift_report.json, drift_report.html)", config.output, SUMMARY_TXT)
-    gate(report, config.drift, config.output)
+    stopped = None
+    try:
+        gate(report, config.drift, config.output)
+    except DriftGateError as exc:
+        stopped = exc
+        raise
+    finally:  # a check the gate stops is tracked too: its run ends FAILED with stopped_by=drift_gate
+        if tracking_uri is not None:
+            from kon_ray.tracking.drift_check import log_check
+
+            log_check(config.tracking, tracking_uri, report, config.output, config.drift, config.current, started,
+                      stopped)
     return 0
+
+
+def _tracking_target(tracking: DriftTrackingConfig) -> str | None:
+    """Before Ray starts: the MLflow target answers (a ConfigError naming tracking.uri otherwise)."""
+    if tracking.uri is None:
+        return None
+    from kon_ray.tracking.drift_check import check_target
+
+    return check_target(tracking)
 
 
 cli = hydra_cli("drift_standalone", main, register, schema=DriftStandaloneConfig)

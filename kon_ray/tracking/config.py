@@ -34,3 +34,22 @@ class TrackingConfig:
             raise ConfigError("tracking.best_metric must not be empty (e.g. validation_mlogloss)")
         if self.input_example_rows < 1:
             raise ConfigError(f"tracking.input_example_rows must be >= 1, got {self.input_example_rows}")
+
+
+@dataclass(frozen=True)
+class DriftTrackingConfig:
+    """`tracking.*` of the standalone drift check (conf/drift_standalone.yaml): off unless `uri` is set."""
+
+    uri: Optional[str] = None  # None: not tracked; an MLflow URI (http(s)://, sqlite:///, arn:aws:sagemaker:...)
+    experiment: Optional[str] = None  # None: drift-<first 12 hex digits of the reference fingerprint>
+    run_name: Optional[str] = None  # None: <current data's name>-<time>
+
+    def __post_init__(self) -> None:
+        if self.uri is not None and not self.uri.strip():
+            raise ConfigError("tracking.uri must not be empty: give an MLflow URI, or leave it null (not tracked)")
+        if self.experiment is not None and not self.experiment.strip():
+            raise ConfigError("tracking.experiment must not be empty: give a name, or leave it null (named from"
+                              " the reference's fingerprint)")
+        if self.uri is None and (self.experiment is not None or self.run_name is not None):
+            key = "tracking.experiment" if self.experiment is not None else "tracking.run_name"
+            raise ConfigError(f"{key} is set but tracking.uri is not: set tracking.uri=URI to track the check")

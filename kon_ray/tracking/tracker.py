@@ -81,7 +81,21 @@ def import_mlflow():
         logger.handlers = []
         logger.propagate = True
         logger.setLevel(logging.WARNING)
+    headers = logging.getLogger("mlflow.tracking.request_header.registry")
+    if not any(isinstance(f, _PluginHeaderNoise) for f in headers.filters):
+        headers.addFilter(_PluginHeaderNoise())
     return mlflow
+
+
+class _PluginHeaderNoise(logging.Filter):
+    """sagemaker-mlflow's request header provider parses every tracking URI as an ARN, so with any other URI each
+    request logs "Encountered unexpected error during resolving request headers: list index out of range"
+    (aws/sagemaker-mlflow#15, open); no header is lost (the plugin adds one for ARNs only, which kon_ray checks
+    before use: tracking/uri.py). Only that line is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("resolving request headers" in message and "list index out of range" in message)
 
 
 def git_state() -> Dict[str, str]:

@@ -1,7 +1,9 @@
 """Where runs are tracked: resolving `tracking.uri`, and checking it before the pipeline starts (no MLflow import).
 
-- `tracking.uri` set: that URI (http(s)://host:port for a server, sqlite:///path, arn:aws:sagemaker:... for a
-  SageMaker-managed MLflow tracking server, which needs the optional `sagemaker-mlflow` plugin);
+- `tracking.uri` set: that URI (http(s)://host:port for a server, sqlite:///path, or
+  arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME for the SageMaker-managed server infra/ creates,
+  `terraform output -raw mlflow_tracking_server_arn`; the `sagemaker-mlflow` plugin in requirements.lock resolves
+  it to the region's endpoint and signs every request with SigV4);
 - else `$MLFLOW_TRACKING_URI`;
 - else `sqlite:///mlflow.db` resolved against the working directory (MLflow 3 deprecates the ./mlruns file store).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,7 +22,11 @@ from typing import Optional
 from kon_ray.errors import ConfigError
 
 DEFAULT_DB = "mlflow.db"
-SAGEMAKER_PREFIX = "arn:aws:sagemaker:"
+# what the plugin accepts (sagemaker_mlflow/mlflow_sagemaker_helpers.py): partition aws or aws-us-gov, a tracking
+# server or an MLflow app
+SAGEMAKER_ARN = re.compile(
+    r"^arn:aws(-us-gov)?:sagemaker:[a-z0-9-]+:[0-9]{12}:(mlflow-tracking-server|mlflow-app)/[A-Za-z0-9-]+$"
+)
 
 
 def resolve_uri(uri: Optional[str]) -> str:
@@ -54,16 +61,22 @@ def check_remote_uri(uri: Optional[str], cluster_kind: str) -> None:
 
 
 def is_sagemaker(uri: str) -> bool:
-    return uri.startswith(SAGEMAKER_PREFIX)
+    return uri.startswith(("arn:aws:sagemaker:", "arn:aws-us-gov:sagemaker:"))
 
 
 def check_uri(uri: str, timeout_s: float = 5.0) -> None:
     """Fail early, with the fix, when the tracking target cannot work: the plugin missing, the server down."""
     if is_sagemaker(uri):
+        if not SAGEMAKER_ARN.match(uri):
+            raise ConfigError(
+                f"tracking.uri {uri} is not a SageMaker MLflow ARN: expected"
+                " arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME"
+                " (terraform output -raw mlflow_tracking_server_arn in infra/live)"
+            )
         if importlib.util.find_spec("sagemaker_mlflow") is None:
             raise ConfigError(
-                f"tracking.uri {uri} is a SageMaker MLflow tracking server, which needs the sagemaker-mlflow plugin:"
-                " pip install 'kon_ray[sagemaker]' (or run with tracking=off)"
+                f"tracking.uri {uri} is a SageMaker MLflow tracking server, which needs the sagemaker-mlflow plugin"
+                " (pinned in requirements.lock): pip install --no-deps -r requirements.lock, or run with tracking=off"
             )
         return
     if uri.startswith(("http://", "https://")):
