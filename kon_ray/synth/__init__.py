@@ -4,16 +4,18 @@
     generate(dataset_cfg, synth_cfg, output)   # -> {"dataset", "rows", "files", "path", "seconds", "rows_per_s"}
     ensure_sample(dataset_cfg)                 # the default sample at dataset.path, unless data is already there
 
-The contract later stages and their tests may rely on (kon_ray/synth/schema.py lists the columns, model.py draws
-them; tests/synth check every point below):
+The contract later stages and their tests may rely on (conf/dataset/<NAME>.yaml declares the columns, their roles,
+the industrial tariffs and the estrato cut points; kon_ray/synth/schema.py holds the generator's knobs and checks
+the YAML against them; model.py draws the columns; tests/synth check every point below):
 
 Records. One row per customer (`customer_id` int64, unique, unordered); `record_date` (date32) uniform over the
 `synth.months` months ending at `synth.end_month` (day 1-28, from the billing cycle). Each record carries 12 months
 of history: `<prefix>01` .. `<prefix>12`, where 12 is the record's own month and 01 eleven months before.
 Population: `tariff_type` in `industrial_values` (comercial, industrial, industrial_mt; HFAC: gnv for the
 third) is industrial (~16-20 % of rows), residencial / residencial_rural is domestic.
-`avaluo_catastral` (COP, lognormal, 1 % null) cut at model.ESTRATO_THRESHOLDS (the YAMLs'
-segment.estrato_thresholds) gives domestic estratos 1-6 of about 22/33/27/9/5/3 %.
+`avaluo_catastral` (COP, lognormal, 1 % null) cut at the YAML's segment.estrato_thresholds (the cut points the
+segment stage uses, and by which the generator prices subsidies) gives domestic estratos 1-6 of about
+22/33/27/9/5/3 %.
 
 Label. `segment` in bajo_consumo, regular, alto_consumo, estacional, creciente, moroso. The class mix depends on
 population, tariff, wealth (avaluo, zone), region (coastal regions: more estacional) and payment channel (cash:

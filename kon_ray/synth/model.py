@@ -24,7 +24,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from kon_ray.synth.schema import SERIES_MONTHS, DatasetSpec
+from kon_ray.synth.schema import SERIES_MONTHS, DatasetSpec, SynthDataset
 
 BLOCK_ROWS = 1_000  # the unit of randomness; part of the determinism contract: changing it changes every row
 DRIFT_MONTHS = 6  # the drift window: the last 6 months of the span (the later half if the span is < 12 months)
@@ -75,9 +75,8 @@ _MUNI_CDF = [np.cumsum(w) / w.sum() for w in (1.0 / np.arange(1, k + 1) ** 1.1 f
 ZONES = tuple(f"ZSE-{i}" for i in range(1, 7))
 _ZONE_CUTS = np.array([-1.0, -0.35, 0.3, 0.95, 1.6])  # on wealth + noise
 
-# Estrato 1..6 from avaluo_catastral (COP): the 5 cut points the dataset YAMLs declare as
-# segment.estrato_thresholds; domestic shares come out near 22/34/26/10/5/3 % (Colombian-like).
-ESTRATO_THRESHOLDS = (45_000_000.0, 95_000_000.0, 185_000_000.0, 275_000_000.0, 410_000_000.0)
+# Estrato 1..6 comes from avaluo_catastral (COP) cut at the dataset YAML's segment.estrato_thresholds (the
+# pipeline's own rule); the avaluo model above gives domestic shares near 22/33/27/9/5/3 % for the YAMLs' cut points.
 # Unit price factor by estrato (Colombian subsidies for 1-3, contributions for 5-6); industrial pays 1.2.
 _PRICE_FACTOR = np.array([0.45, 0.55, 0.85, 1.0, 1.2, 1.2])
 
@@ -130,7 +129,8 @@ def municipalities() -> Tuple[str, ...]:
 
 
 def categories(spec: DatasetSpec) -> Dict[str, Tuple[str, ...]]:
-    """The values each string column can take, in code order (codes index these; -1 is null)."""
+    """The values each string column can take, in code order (codes index these; -1 is null): the columns in this
+    table are drawn as strings, whichever of them a dataset declares."""
     tariffs = tuple(v for v, _ in spec.domestic_tariffs) + tuple(v for v, _ in spec.industrial_tariffs)
     table = {
         "tariff_type": tariffs,
@@ -144,7 +144,23 @@ def categories(spec: DatasetSpec) -> Dict[str, Tuple[str, ...]]:
         "voltage_level": VOLTAGE_LEVELS,
         "pressure_class": PRESSURE_CLASSES,
     }
-    return {c.name: table[c.name] for c in spec.columns if c.type == "string"}
+    return table
+
+
+def drawn_kind(name: str, values: np.ndarray, cats: Dict[str, Tuple[str, ...]]) -> str:
+    """The declared type (conf/dataset/*.yaml) that the values a rule draws for `name` are written as."""
+    if values.dtype.kind == "M":
+        return "date"
+    if values.dtype.kind == "f":
+        return "float64"
+    if values.dtype.kind == "b":
+        return "bool"
+    return "string" if name in cats else "int64"
+
+
+def _dates(days: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 as datetime64[D] (so a column's kind says it is a date); NULL_DATE becomes NaT."""
+    return days.astype(np.int64).view("datetime64[D]")
 
 
 def customer_ids(rows: np.ndarray, seed: int) -> np.ndarray:
@@ -177,8 +193,12 @@ def _null(rng: np.random.Generator, values: np.ndarray, rate: np.ndarray | float
     return np.where(mask, np.nan if values.dtype.kind == "f" else -1, values)
 
 
-def generate_block(spec: DatasetSpec, calendar: Calendar, drift: float, seed: int, block: int) -> Dict[str, np.ndarray]:
-    """BLOCK_ROWS records of `spec` as {column: array}; string columns as int codes, dates as days since epoch."""
+def generate_block(
+    data: SynthDataset, calendar: Calendar, drift: float, seed: int, block: int
+) -> Dict[str, np.ndarray]:
+    """BLOCK_ROWS records of `data` as {column: array}; string columns as int codes (categories), dates as
+    datetime64[D] (NaT = null). Every dataset gets the shared columns; an extra column only when `data` declares it."""
+    spec = data.spec
     rng = block_rng(seed, spec, block)
     n = BLOCK_ROWS
     out: Dict[str, np.ndarray] = {}
@@ -190,7 +210,7 @@ def generate_block(spec: DatasetSpec, calendar: Calendar, drift: float, seed: in
     d = np.where(month >= calendar.drift_from, drift, 0.0)  # drift strength per record (0 outside the window)
     cycle = rng.integers(0, len(BILLING_CYCLES), n)
     record = calendar.month_starts[month] + (cycle * 27) // (len(BILLING_CYCLES) - 1)  # day 1..28
-    out["record_date"] = record
+    out["record_date"] = _dates(record)
 
     # 2. where and who
     region = _choice(rng, _REGION_SHARE, n)
@@ -219,7 +239,7 @@ def generate_block(spec: DatasetSpec, calendar: Calendar, drift: float, seed: in
         18.15 + 0.75 * wealth + rng.normal(0.0, 0.3, n),
     )
     avaluo = np.round(np.exp(log_av), -3)
-    estrato = np.searchsorted(np.array(ESTRATO_THRESHOLDS), avaluo, side="right")  # 0..5
+    estrato = np.searchsorted(np.array(data.estrato_thresholds), avaluo, side="right")  # 0..5
     out["avaluo_catastral"] = _null(rng, avaluo, 0.01)
     zone = np.searchsorted(_ZONE_CUTS, wealth + rng.normal(0.0, 0.55, n))
     out["socioeconomic_zone"] = _null(rng, zone, 0.04)
@@ -303,7 +323,7 @@ def generate_block(spec: DatasetSpec, calendar: Calendar, drift: float, seed: in
     credit = rng.random(n) < 0.02  # a credit in the customer's favour
     out["outstanding_balance"] = np.round(np.where(credit, -rng.uniform(2_000.0, 120_000.0, n), balance), 2)
     since = np.where(is_[MOROSO], overdue + rng.integers(0, 30, n), rng.integers(0, 33, n))
-    out["last_payment_date"] = np.where(rng.random(n) < 0.01, NULL_DATE, record - since)
+    out["last_payment_date"] = _dates(np.where(rng.random(n) < 0.01, NULL_DATE, record - since))
     out["payment_channel"] = _null(rng, channel, 0.012)
     out["is_autopay"] = ((channel == DEBITO) & (rng.random(n) < 0.9)) | (rng.random(n) < 0.03)
     online = (channel == PSE) | (channel == APP)
@@ -318,69 +338,69 @@ def generate_block(spec: DatasetSpec, calendar: Calendar, drift: float, seed: in
     out["meter_age_years"] = _null(rng, np.round(age, 1), 0.03 + AGE_NULL_SHIFT * np.minimum(d, 4.0))
 
     tenure = np.where(is_[CRECIENTE], rng.exponential(1.3, n) + 0.1, rng.exponential(8.5, n) + 0.3)
-    out["contract_start"] = record - np.round(np.minimum(tenure, 45.0) * 365.25).astype(np.int64)
+    out["contract_start"] = _dates(record - np.round(np.minimum(tenure, 45.0) * 365.25).astype(np.int64))
 
-    # columns only some datasets have; each is drawn only when the dataset has it
-    if spec.has("debt_agreement"):
+    # columns only some datasets have; each is drawn only when the dataset declares it
+    if data.has("debt_agreement"):
         out["debt_agreement"] = rng.random(n) < np.where(is_[MOROSO], 0.3, 0.02)
-    if spec.has("complaints_12m"):
+    if data.has("complaints_12m"):
         out["complaints_12m"] = rng.poisson(0.12 + 0.5 * is_[MOROSO] + 0.2 * is_[ESTACIONAL]).astype(np.int64)
-    if spec.has("billing_cycle"):
+    if data.has("billing_cycle"):
         out["billing_cycle"] = cycle
-    if spec.has("paid_m01"):
+    if data.has("paid_m01"):
         pays = rng.random((n, SERIES_MONTHS)) >= np.where(is_[MOROSO], late, 0.3 * late)[:, None]
         paid = np.where(pays & (bill > 0), np.round(bill * rng.uniform(0.95, 1.0, (n, SERIES_MONTHS)), 0), 0.0)
         paid = np.where(np.isnan(bill), np.nan, paid)
         for m in range(SERIES_MONTHS):
             out[f"paid_m{m + 1:02d}"] = paid[:, m]
-    if spec.has("subsidy_contribution"):  # negative: a subsidy (estrato 1-3); positive: a contribution
+    if data.has("subsidy_contribution"):  # negative: a subsidy (estrato 1-3); positive: a contribution
         out["subsidy_contribution"] = np.round((factor - 1.0) * spec.unit_price * np.exp(level), 0)
-    if spec.has("tax_amount"):
+    if data.has("tax_amount"):
         out["tax_amount"] = _null(rng, np.round(np.where(industrial, 0.06, 0.04) * monthly_bill, 0), 0.02)
-    if spec.has("adjustments_amount"):
+    if data.has("adjustments_amount"):
         kind = rng.random(n)
         credit, charge = -rng.lognormal(10.0, 1.0, n), rng.lognormal(9.5, 1.0, n)
         adjust = np.where(kind < 0.10, credit, np.where(kind > 0.96, charge, 0.0))
         out["adjustments_amount"] = np.round(adjust, 0)
-    if spec.has("reconnection_count"):
+    if data.has("reconnection_count"):
         out["reconnection_count"] = rng.poisson(0.04 + 0.6 * (is_[MOROSO] & (overdue > 60))).astype(np.int64)
-    if spec.has("service_suspended"):
+    if data.has("service_suspended"):
         out["service_suspended"] = (is_[MOROSO] & (overdue > 90) & (rng.random(n) < 0.6)) | (rng.random(n) < 0.005)
-    if spec.has("has_solar_panels"):
+    if data.has("has_solar_panels"):
         out["has_solar_panels"] = solar
-    if spec.has("contracted_power_kw"):
+    if data.has("contracted_power_kw"):
         sized = np.exp(level + rng.normal(0.0, 0.4, n))  # sized at contract time, not on today's use
         steps = _POWER_STEPS[np.minimum(np.searchsorted(_POWER_STEPS, sized / 45.0), len(_POWER_STEPS) - 1)]
         power = np.where(industrial, np.round(sized / 150.0, 1), steps)
         out["contracted_power_kw"] = _null(rng, power, 0.02)
-    if spec.has("household_size"):
+    if data.has("household_size"):
         people = 1.0 + rng.poisson(np.clip(1.5 + 0.15 * wealth, 0.2, None), n)
         out["household_size"] = _null(rng, np.where(industrial, np.nan, people), 0.06)
-    if spec.has("peak_demand_kw"):
+    if data.has("peak_demand_kw"):
         peak = np.nan_to_num(usage[:, -1], nan=np.exp(level)) / (730.0 * rng.uniform(0.25, 0.6, n))
         out["peak_demand_kw"] = _null(rng, np.round(peak, 2), 0.08)
-    if spec.has("outage_hours_12m"):
+    if data.has("outage_hours_12m"):
         hours = rng.lognormal(1.2 - 0.4 * _REGION_WEALTH[region], 0.9, n)
         out["outage_hours_12m"] = np.round(np.where(rng.random(n) < 0.45, 0.0, hours), 1)
-    if spec.has("voltage_level"):
+    if data.has("voltage_level"):
         high = rng.random(n)
         # comercial: BT, 10 % MT; industrial: 60 % MT; the high tier: MT, 30 % AT
         volt = np.where(tier == 0, 1 * (high < 0.1), np.where(tier == 1, 1 * (high < 0.6), 1 + (high < 0.3)))
         out["voltage_level"] = np.where(industrial, volt, 0)
-    if spec.has("property_area_m2"):
+    if data.has("property_area_m2"):
         area = np.where(industrial, rng.lognormal(5.8, 1.0, n), np.exp(4.2 + 0.3 * wealth + rng.normal(0.0, 0.35, n)))
         out["property_area_m2"] = _null(rng, np.round(area, 1), 0.10)
-    if spec.has("appliance_count"):
+    if data.has("appliance_count"):
         out["appliance_count"] = 1 + rng.poisson(np.clip(1.2 + 0.3 * wealth + 3.0 * industrial, 0.2, None)).astype(
             np.int64
         )
-    if spec.has("has_gas_heater"):
+    if data.has("has_gas_heater"):
         out["has_gas_heater"] = rng.random(n) < np.where(industrial, 0.3, _sigmoid(-1.0 + 0.8 * wealth))
-    if spec.has("pressure_class"):
+    if data.has("pressure_class"):
         out["pressure_class"] = np.where(industrial, np.where(tier == 2, 2, 1 + (rng.random(n) < 0.3)), 0)
-    if spec.has("last_inspection_date"):
+    if data.has("last_inspection_date"):
         since_inspection = rng.integers(0, 6 * 365, n)
         missing = rng.random(n) < 0.08
-        out["last_inspection_date"] = np.where(missing, NULL_DATE, record - since_inspection)
+        out["last_inspection_date"] = _dates(np.where(missing, NULL_DATE, record - since_inspection))
         out["inspection_overdue"] = (since_inspection > 5 * 365) | (missing & (rng.random(n) < 0.5))
     return out

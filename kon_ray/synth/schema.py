@@ -1,24 +1,40 @@
-"""The synthetic datasets' columns: the single source of the raw schema the generator writes.
+"""What the generator knows about each dataset beyond its YAML: its generative knobs, keyed by name.
 
-`conf/dataset/<NAME>.yaml` declares the same columns (tests/synth check that they agree, name, order and type).
-Each column has a role that says how the pipeline uses it; `feature_lists` turns roles into the FeatureConfig
-lists the dataset YAML carries. `missing` is the range the column's null share falls in for the reference
-(older) months, whatever the seed; tests/synth check it on a 20k sample.
+One source for each fact, and why this split:
+
+- `conf/dataset/<NAME>.yaml` is what users read and edit and what the pipeline checks data against, so it is the
+  source of the raw schema (`columns:`: names, file order, types), of the columns' roles (`features:`), of which
+  tariff values are industrial (`industrial_values`) and of the estrato cut points
+  (`segment.estrato_thresholds`). The generator reads all of them from the composed dataset config and repeats
+  none of them.
+- This module holds only what the generator alone needs: per dataset its random-stream code, usage levels,
+  prices, tariff and meter-brand shares (keyed by value); per column the range its null share falls in
+  (`NULL_SHARE`, keyed by column name). kon_ray/synth/model.py holds the rule that draws each column.
+- `bind(dataset)` joins the two before a row is written and fails with one ConfigError naming the column (or
+  value) and the file to fix: a declared column the generator has no rule for, a column the generator draws that
+  the YAML does not declare, a declared type the rule does not draw, an industrial tariff one side lacks.
+
+The rules are the code of `model.generate_block` (shared columns always, a dataset's extra columns when the YAML
+declares them); rather than a third hand-kept list of "what the generator can draw", `bind` draws one probe block
+and compares its columns and kinds with the declaration. A probe is a few milliseconds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Dict, List, Tuple
+from typing import TYPE_CHECKING, Dict, List, Tuple
 
 import pyarrow as pa
 
 from kon_ray.errors import ConfigError
 
+if TYPE_CHECKING:
+    from kon_ray.config import DatasetConfig
+
 SERIES_MONTHS = 12  # <prefix>01 .. <prefix>12: 12 months of history, 12 = the record's own month
 
-# Declared type -> the Arrow type the generator writes.
+# Declared type (conf/dataset/*.yaml `columns:`) -> the Arrow type the generator writes.
 ARROW_TYPES = {
     "int64": pa.int64(),
     "float64": pa.float64(),
@@ -27,38 +43,57 @@ ARROW_TYPES = {
     "date": pa.date32(),
 }
 
-# Roles: id, date, target, population (tariff), series, numeric, flag (bool), categorical, dates (other dates).
-ROLES = ("id", "date", "target", "population", "series", "numeric", "flag", "categorical", "dates")
+# The columns whose meaning the generator's rules fix (what it draws as id, date, label and population).
+ROLE_COLUMNS = {
+    "id_column": "customer_id",
+    "date_column": "record_date",
+    "target_column": "segment",
+    "population_column": "tariff_type",
+}
+ESTRATO_COLUMN = "avaluo_catastral"  # the generator prices bills by the estrato of this column
 
 
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: str  # one of ARROW_TYPES
-    role: str  # one of ROLES
-    missing: Tuple[float, float] = (0.0, 0.0)  # null share range in the reference months (all rows)
+def _series(prefix: str, share: Tuple[float, float]) -> Dict[str, Tuple[float, float]]:
+    return {f"{prefix}{k:02d}": share for k in range(1, SERIES_MONTHS + 1)}
 
-    def __post_init__(self) -> None:
-        assert self.type in ARROW_TYPES, self.type
-        assert self.role in ROLES, self.role
+
+# The range each column's null share falls in over the reference (pre-drift) months on a 20k-row sample, whatever
+# the seed (tests/synth check it); a column not listed has no nulls. Keyed by column name: a column means the same
+# in every dataset that has it.
+NULL_SHARE: Dict[str, Tuple[float, float]] = {
+    "socioeconomic_zone": (0.025, 0.055),
+    "avaluo_catastral": (0.004, 0.02),
+    "payment_channel": (0.005, 0.02),
+    "meter_brand": (0.03, 0.07),
+    "meter_age_years": (0.02, 0.045),
+    "last_payment_date": (0.005, 0.02),
+    **_series("kwh_m", (0.012, 0.03)),
+    **_series("gas_m3_m", (0.012, 0.03)),
+    **_series("bill_m", (0.002, 0.01)),
+    **_series("paid_m", (0.002, 0.01)),
+    "tax_amount": (0.01, 0.03),
+    "contracted_power_kw": (0.01, 0.03),
+    "household_size": (0.17, 0.29),
+    "peak_demand_kw": (0.06, 0.10),
+    "property_area_m2": (0.08, 0.12),
+    "last_inspection_date": (0.06, 0.10),
+}
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One synthetic dataset: its columns and the few knobs of the generative model that differ between them."""
+    """One synthetic dataset's generative knobs: the few parameters of the model that differ between datasets."""
 
     name: str
     code: int  # mixed into every block's seed, so two datasets never share a random stream
-    columns: Tuple[Column, ...]
-    series_prefixes: Tuple[str, ...]  # monthly series, e.g. ("kwh_m", "bill_m")
     usage_prefix: str  # the consumption series (kwh_m or gas_m3_m); drift scales it
     usage_unit: str  # kWh or m3
     domestic_usage: float  # median monthly use of a domestic "regular" record
     industrial_usage: float  # median monthly use of an industrial "regular" record
     unit_price: float  # COP per unit before subsidies/contributions
     fixed_charge: Tuple[float, float]  # COP per month: (domestic, industrial)
-    domestic_tariffs: Tuple[Tuple[str, float], ...]  # (value, share within domestic)
-    industrial_tariffs: Tuple[Tuple[str, float], ...]  # (value, share within industrial)
+    domestic_tariffs: Tuple[Tuple[str, float], ...]  # (value, share within domestic): standard, then rural
+    industrial_tariffs: Tuple[Tuple[str, float], ...]  # (value, share within industrial): low, mid, high tier
     industrial_share: float  # overall share of industrial records
     meter_brands: Tuple[Tuple[str, float], ...]  # (brand, share) in the reference months
     new_meter_brand: str  # appears only in the drift window
@@ -67,74 +102,31 @@ class DatasetSpec:
     def industrial_values(self) -> List[str]:
         return [value for value, _ in self.industrial_tariffs]
 
-    @property
-    def names(self) -> List[str]:
-        return [c.name for c in self.columns]
 
-    def has(self, name: str) -> bool:
-        return name in self._name_set
+@dataclass(frozen=True)
+class SynthDataset:
+    """A dataset as the generator draws it: the YAML's declared columns and estrato cut points with the dataset's
+    knobs (built and checked by `bind`; small and picklable, it travels to the writer's worker processes)."""
+
+    spec: DatasetSpec
+    columns: Tuple[Tuple[str, str], ...]  # (column, declared type) in file order: dataset.columns
+    estrato_thresholds: Tuple[float, ...]  # dataset.segment.estrato_thresholds
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def has(self, column: str) -> bool:
+        """Whether the dataset declares `column` (a rule for an optional column draws only then)."""
+        return column in self._names
 
     @cached_property
-    def _name_set(self) -> frozenset:
-        return frozenset(self.names)
-
-    def declared_columns(self) -> Dict[str, str]:
-        """column -> declared type, in file order: what conf/dataset/<NAME>.yaml `columns:` must say."""
-        return {c.name: c.type for c in self.columns}
+    def _names(self) -> frozenset:
+        return frozenset(name for name, _ in self.columns)
 
     def arrow_schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in self.columns])
+        return pa.schema([pa.field(name, ARROW_TYPES[kind]) for name, kind in self.columns])
 
-    def feature_lists(self) -> Dict[str, List[str]]:
-        """The FeatureConfig lists for this dataset: what conf/dataset/<NAME>.yaml `features:` must say."""
-        return {
-            "monthly_series": list(self.series_prefixes),
-            "numeric": [c.name for c in self.columns if c.role in ("numeric", "flag")],
-            "categorical": [c.name for c in self.columns if c.role in ("population", "categorical")],
-            "dates": [c.name for c in self.columns if c.role == "dates"],
-        }
-
-
-def _series(prefix: str, missing: Tuple[float, float]) -> Tuple[Column, ...]:
-    return tuple(Column(f"{prefix}{k:02d}", "float64", "series", missing) for k in range(1, SERIES_MONTHS + 1))
-
-
-def _head(usage_prefix: str) -> Tuple[Column, ...]:
-    """Columns every dataset has, in file order (before the dataset's own extras)."""
-    return (
-        Column("customer_id", "int64", "id"),
-        Column("record_date", "date", "date"),
-        Column("tariff_type", "string", "population"),
-        Column("segment", "string", "target"),
-        Column("region", "string", "categorical"),
-        Column("municipality", "string", "categorical"),
-        Column("socioeconomic_zone", "string", "categorical", (0.025, 0.055)),
-        Column("avaluo_catastral", "float64", "numeric", (0.004, 0.02)),
-        Column("payment_channel", "string", "categorical", (0.005, 0.02)),
-        Column("meter_brand", "string", "categorical", (0.03, 0.07)),
-        Column("meter_age_years", "float64", "numeric", (0.02, 0.045)),
-        Column("contract_start", "date", "dates"),
-        Column("last_payment_date", "date", "dates", (0.005, 0.02)),
-        Column("late_payments_12m", "int64", "numeric"),
-        Column("days_past_due", "int64", "numeric"),
-        Column("outstanding_balance", "float64", "numeric"),
-        Column("is_autopay", "bool", "flag"),
-        Column("paperless_billing", "bool", "flag"),
-        Column("avg_consumption_6m", "float64", "numeric"),
-        *_series(usage_prefix, (0.012, 0.03)),
-        *_series("bill_m", (0.002, 0.01)),
-    )
-
-
-def _pick(columns: Tuple[Column, ...], drop: Tuple[str, ...] = ()) -> Tuple[Column, ...]:
-    return tuple(c for c in columns if c.name not in drop)
-
-
-_DEBT = (
-    Column("debt_agreement", "bool", "flag"),
-    Column("complaints_12m", "int64", "numeric"),
-    Column("billing_cycle", "string", "categorical"),
-)
 
 _ELECTRIC_BRANDS = (
     ("Landis+Gyr", 0.24),
@@ -158,20 +150,6 @@ _GAS_BRANDS = (
 CLIE = DatasetSpec(
     name="CLIE",
     code=1,
-    columns=(
-        *_head("kwh_m"),
-        *_DEBT,
-        *_series("paid_m", (0.002, 0.01)),
-        Column("subsidy_contribution", "float64", "numeric"),
-        Column("tax_amount", "float64", "numeric", (0.01, 0.03)),
-        Column("adjustments_amount", "float64", "numeric"),
-        Column("reconnection_count", "int64", "numeric"),
-        Column("service_suspended", "bool", "flag"),
-        Column("has_solar_panels", "bool", "flag"),
-        Column("contracted_power_kw", "float64", "numeric", (0.01, 0.03)),
-        Column("household_size", "float64", "numeric", (0.17, 0.29)),
-    ),
-    series_prefixes=("kwh_m", "bill_m", "paid_m"),
     usage_prefix="kwh_m",
     usage_unit="kWh",
     domestic_usage=160.0,
@@ -188,16 +166,6 @@ CLIE = DatasetSpec(
 POLA = DatasetSpec(
     name="POLA",
     code=2,
-    columns=(
-        *_head("kwh_m"),
-        Column("billing_cycle", "string", "categorical"),
-        Column("contracted_power_kw", "float64", "numeric", (0.01, 0.03)),
-        Column("peak_demand_kw", "float64", "numeric", (0.06, 0.10)),
-        Column("outage_hours_12m", "float64", "numeric"),
-        Column("voltage_level", "string", "categorical"),
-        Column("has_solar_panels", "bool", "flag"),
-    ),
-    series_prefixes=("kwh_m", "bill_m"),
     usage_prefix="kwh_m",
     usage_unit="kWh",
     domestic_usage=145.0,
@@ -214,18 +182,6 @@ POLA = DatasetSpec(
 HFAC = DatasetSpec(
     name="HFAC",
     code=3,
-    columns=(
-        *_head("gas_m3_m"),
-        *_pick(_DEBT, drop=("billing_cycle",)),
-        Column("household_size", "float64", "numeric", (0.17, 0.29)),
-        Column("property_area_m2", "float64", "numeric", (0.08, 0.12)),
-        Column("appliance_count", "int64", "numeric"),
-        Column("has_gas_heater", "bool", "flag"),
-        Column("pressure_class", "string", "categorical"),
-        Column("last_inspection_date", "date", "dates", (0.06, 0.10)),
-        Column("inspection_overdue", "bool", "flag"),
-    ),
-    series_prefixes=("gas_m3_m", "bill_m"),
     usage_prefix="gas_m3_m",
     usage_unit="m3",
     domestic_usage=19.0,
@@ -243,10 +199,78 @@ SPECS: Dict[str, DatasetSpec] = {spec.name: spec for spec in (CLIE, POLA, HFAC)}
 
 
 def spec_for(name: str) -> DatasetSpec:
-    """The generator's spec for a dataset name, or a ConfigError listing the ones it can generate."""
+    """The generator's knobs for a dataset name, or a ConfigError listing the ones it can generate."""
     try:
         return SPECS[name]
     except KeyError:
         raise ConfigError(
             f"dataset.name {name!r}: the synthetic generator knows only {', '.join(SPECS)}"
         ) from None
+
+
+def bind(dataset: "DatasetConfig") -> SynthDataset:
+    """The dataset config joined with the generator's knobs for it, checked to fit (see the module docstring)."""
+    spec = spec_for(dataset.name)
+    where = f"conf/dataset/{dataset.name}.yaml"
+    if not dataset.columns:
+        raise ConfigError(f"dataset.columns of {dataset.name} is empty ({where}): kon_ray.synth writes what it declares")
+    for key, column in ROLE_COLUMNS.items():
+        if getattr(dataset, key) != column:
+            raise ConfigError(
+                f"dataset.{key}: kon_ray.synth draws {column!r} for it, got {getattr(dataset, key)!r} ({where})"
+            )
+    industrial = set(spec.industrial_values)
+    for value in dataset.industrial_values:
+        if value not in industrial:
+            raise ConfigError(
+                f"dataset.industrial_values: kon_ray.synth draws no tariff_type {value!r} for {dataset.name}"
+                f" (its industrial tariffs: {', '.join(spec.industrial_values)}; {where})"
+            )
+    for value in spec.industrial_values:
+        if value not in dataset.industrial_values:
+            raise ConfigError(
+                f"dataset.industrial_values lacks {value!r}, an industrial tariff_type kon_ray.synth draws for"
+                f" {dataset.name}; add it in {where}"
+            )
+    segment = dataset.segment
+    if segment.estrato_column != ESTRATO_COLUMN:
+        raise ConfigError(
+            f"dataset.segment.estrato_column: kon_ray.synth prices bills by the estrato of {ESTRATO_COLUMN!r},"
+            f" got {segment.estrato_column!r} ({where})"
+        )
+    if len(segment.estrato_thresholds) != 5:
+        raise ConfigError(
+            f"dataset.segment.estrato_thresholds: kon_ray.synth needs the 5 cut points of estrato 1..6 ({where})"
+        )
+    data = SynthDataset(
+        spec=spec,
+        columns=tuple((str(name), str(kind)) for name, kind in dataset.columns.items()),
+        estrato_thresholds=tuple(float(t) for t in segment.estrato_thresholds),
+    )
+    _check_columns(data, where)
+    return data
+
+
+def _check_columns(data: SynthDataset, where: str) -> None:
+    """The declared columns are exactly those the generator's rules draw for this dataset, of the declared kinds."""
+    from kon_ray.synth import model  # model imports this module
+
+    probe = model.generate_block(data, model.Calendar.ending("2026-10", 24), 1.0, 0, 0)
+    cats = model.categories(data.spec)
+    for name, kind in data.columns:
+        if name not in probe:
+            raise ConfigError(
+                f"dataset.columns.{name}: kon_ray.synth has no rule for column {name!r} of {data.name} ({where});"
+                " remove it there or add its rule to kon_ray/synth/model.py"
+            )
+        drawn = model.drawn_kind(name, probe[name], cats)
+        if drawn != kind:
+            raise ConfigError(
+                f"dataset.columns.{name}: declared {kind}, but kon_ray.synth draws {drawn} values for it ({where})"
+            )
+    for name, values in probe.items():
+        if not data.has(name):
+            raise ConfigError(
+                f"dataset.columns: {where} does not declare {name!r}, which kon_ray.synth draws for {data.name};"
+                f" add `{name}: {model.drawn_kind(name, values, cats)}`"
+            )

@@ -15,10 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kon_ray import storage
-from kon_ray.errors import ConfigError
 from kon_ray.synth.config import SynthConfig
 from kon_ray.synth.model import BLOCK_ROWS, NULL_DATE, Calendar, categories, generate_block
-from kon_ray.synth.schema import ARROW_TYPES, DatasetSpec, spec_for
+from kon_ray.synth.schema import ARROW_TYPES, SynthDataset, bind
 
 if TYPE_CHECKING:
     from kon_ray.config import DatasetConfig
@@ -47,25 +46,26 @@ def plan(rows: int, rows_per_file: int) -> List[Part]:
     ]
 
 
-def rows_table(spec: DatasetSpec, calendar: Calendar, drift: float, seed: int, start: int, stop: int) -> pa.Table:
+def rows_table(data: SynthDataset, calendar: Calendar, drift: float, seed: int, start: int, stop: int) -> pa.Table:
     """Rows [start, stop) as an Arrow table in the declared column order, whatever blocks they straddle."""
     first, last = start // BLOCK_ROWS, (stop - 1) // BLOCK_ROWS
-    blocks = [generate_block(spec, calendar, drift, seed, b) for b in range(first, last + 1)]
+    blocks = [generate_block(data, calendar, drift, seed, b) for b in range(first, last + 1)]
     lo, hi = start - first * BLOCK_ROWS, stop - first * BLOCK_ROWS
-    cats = categories(spec)
+    cats = categories(data.spec)
     arrays = []
-    for column in spec.columns:
-        values = np.concatenate([block[column.name] for block in blocks])[lo:hi]
-        arrays.append(_to_arrow(values, column.type, cats.get(column.name)))
-    return pa.Table.from_arrays(arrays, schema=spec.arrow_schema())
+    for name, kind in data.columns:
+        values = np.concatenate([block[name] for block in blocks])[lo:hi]
+        arrays.append(_to_arrow(values, kind, cats.get(name)))
+    return pa.Table.from_arrays(arrays, schema=data.arrow_schema())
 
 
 def _to_arrow(values: np.ndarray, kind: str, cats: Optional[Tuple[str, ...]]) -> pa.Array:
     if kind == "float64":
         return pa.array(values.astype(np.float64), pa.float64(), from_pandas=True)  # NaN -> null
     if kind == "date":
-        missing = values == NULL_DATE
-        return pa.array(np.where(missing, 0, values).astype(np.int32), pa.date32(), mask=missing)
+        days = values.view(np.int64)  # datetime64[D] -> days since 1970-01-01; NaT is NULL_DATE
+        missing = days == NULL_DATE
+        return pa.array(np.where(missing, 0, days).astype(np.int32), pa.date32(), mask=missing)
     if kind == "string":
         assert cats is not None
         codes = values.astype(np.int32)
@@ -78,32 +78,21 @@ def iter_tables(
     dataset: "DatasetConfig", synth: SynthConfig, rows: Optional[int] = None
 ) -> Iterator[Tuple[Part, pa.Table]]:
     """The dataset's parts in order, without writing them (tests read a sample this way)."""
-    spec = spec_for(dataset.name)
+    data = bind(dataset)
     calendar = Calendar.ending(synth.end_month, synth.months)
     total = rows or synth.rows or dataset.sample_rows
     for part in plan(total, synth.rows_per_file):
-        yield part, rows_table(spec, calendar, synth.drift, synth.seed, part.start, part.stop)
+        yield part, rows_table(data, calendar, synth.drift, synth.seed, part.start, part.stop)
 
 
-def _write_part(args: Tuple[str, str, int, float, int, str, int, int]) -> Tuple[int, float, float]:
+def _write_part(args: Tuple[SynthDataset, str, int, float, int, str, int, int]) -> Tuple[int, float, float]:
     """Generate one part and write it; runs inline or in a worker process. Returns (rows, seconds, CPU seconds)."""
-    name, end_month, months, drift, seed, path, start, stop = args
+    data, end_month, months, drift, seed, path, start, stop = args
     began, cpu = time.perf_counter(), time.process_time()
-    table = rows_table(spec_for(name), Calendar.ending(end_month, months), drift, seed, start, stop)
+    table = rows_table(data, Calendar.ending(end_month, months), drift, seed, start, stop)
     fs, fs_path = storage.filesystem(path)
     pq.write_table(table, fs_path, filesystem=fs, compression="zstd")
     return table.num_rows, time.perf_counter() - began, time.process_time() - cpu
-
-
-def check_declared(dataset: "DatasetConfig", spec: DatasetSpec) -> None:
-    """The dataset YAML's `columns:` must be exactly what the generator writes (when it declares any)."""
-    declared, written = dict(dataset.columns), spec.declared_columns()
-    if declared and declared != written:
-        differ = sorted(set(declared.items()) ^ set(written.items()))
-        raise ConfigError(
-            f"dataset.columns of {dataset.name} differ from what kon_ray.synth writes, e.g. {differ[:3]};"
-            f" make conf/dataset/{dataset.name}.yaml list kon_ray.synth.schema.{dataset.name}.declared_columns()"
-        )
 
 
 def generate(dataset: "DatasetConfig", synth: SynthConfig, output: Optional[str] = None) -> Dict[str, object]:
@@ -111,8 +100,7 @@ def generate(dataset: "DatasetConfig", synth: SynthConfig, output: Optional[str]
 
     Returns the summary: dataset, rows, files, path, seconds, rows_per_s.
     """
-    spec = spec_for(dataset.name)
-    check_declared(dataset, spec)
+    data = bind(dataset)  # the YAML's columns and cut points with the generator's knobs; a mismatch fails here
     rows = synth.rows or dataset.sample_rows
     target = output or synth.output or dataset.path
     parts = plan(rows, synth.rows_per_file)
@@ -120,12 +108,12 @@ def generate(dataset: "DatasetConfig", synth: SynthConfig, output: Optional[str]
     fs, staged_path = storage.filesystem(staged)
     if not storage.is_s3(staged):  # S3 has no folders; a marker object would outlive the staging prefix
         fs.create_dir(staged_path, recursive=True)
-    settings = (spec.name, synth.end_month, synth.months, synth.drift, synth.seed)
+    settings = (data, synth.end_month, synth.months, synth.drift, synth.seed)
     jobs = [(*settings, storage.join(staged, p.name), p.start, p.stop) for p in parts]
     workers = min(synth.workers, len(parts))
     log.info(
         "generating %s: %d rows in %d part(s) of <= %d rows, %d process(es), seed %d, drift %g -> %s",
-        spec.name, rows, len(parts), synth.rows_per_file, workers, synth.seed, synth.drift, target,
+        data.name, rows, len(parts), synth.rows_per_file, workers, synth.seed, synth.drift, target,
     )
     began = time.perf_counter()
     done = 0
@@ -135,19 +123,19 @@ def generate(dataset: "DatasetConfig", synth: SynthConfig, output: Optional[str]
             with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                 for part, (count, seconds, cpu) in zip(parts, pool.map(_write_part, jobs)):
                     done += count
-                    _progress(spec.name, part, count, seconds, cpu, done, rows, began)
+                    _progress(data.name, part, count, seconds, cpu, done, rows, began)
         else:
             for part, job in zip(parts, jobs):
                 count, seconds, cpu = _write_part(job)
                 done += count
-                _progress(spec.name, part, count, seconds, cpu, done, rows, began)
+                _progress(data.name, part, count, seconds, cpu, done, rows, began)
         storage.publish(staged, target)
     except BaseException:
         storage.remove(staged)  # a failed or interrupted run leaves nothing behind, not even the staging folder
         raise
     seconds = time.perf_counter() - began
     summary: Dict[str, object] = {
-        "dataset": spec.name,
+        "dataset": data.name,
         "rows": rows,
         "files": len(parts),
         "path": target,
@@ -169,7 +157,7 @@ def generate(dataset: "DatasetConfig", synth: SynthConfig, output: Optional[str]
             "parts": [p.name for p in parts],
         },
     )
-    log.info("%s: %d rows in %.1f s (%s rows/s) -> %s", spec.name, rows, seconds, summary["rows_per_s"], target)
+    log.info("%s: %d rows in %.1f s (%s rows/s) -> %s", data.name, rows, seconds, summary["rows_per_s"], target)
     return summary
 
 
