@@ -119,18 +119,25 @@ def dataset_choices() -> List[str]:
     return sorted(path.stem for path in (CONF_DIR / "dataset").glob("*.yaml"))
 
 
-def no_dataset_message() -> str:
+def no_dataset_message(command: str = "kon_ray.run") -> str:
     return (
         f"no dataset chosen: add +dataset=NAME, one of {', '.join(dataset_choices())}"
-        " (e.g. python -m kon_ray.run +dataset=POLA)"
+        f" (e.g. python -m {command} +dataset=POLA)"
     )
 
 
 def load_config(cfg: DictConfig) -> KonConfig:
     """Validate a composed config and return it as frozen dataclasses; raise ConfigError naming the bad key."""
+    config: KonConfig = load_root(cfg, KonConfig, "kon_ray.run")
+    return config
+
+
+def load_root(cfg: DictConfig, schema: type, command: str) -> Any:
+    """`load_config` for any command's root dataclass `schema` (the generator's: kon_ray/synth/command.py);
+    `command` names it in the no-dataset message."""
     if "dataset" not in cfg or OmegaConf.is_missing(cfg, "dataset"):
-        raise ConfigError(no_dataset_message())
-    check_known_keys(cfg, KonConfig)
+        raise ConfigError(no_dataset_message(command))
+    check_known_keys(cfg, schema)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"config key {missing[0]} has no value; set it with {missing[0]}=...")
@@ -144,8 +151,8 @@ def load_config(cfg: DictConfig) -> KonConfig:
             raise cause from None
         key = getattr(exc, "full_key", None)
         raise ConfigError(f"config key {key}: {exc.msg if hasattr(exc, 'msg') else exc}") from None
-    if not isinstance(config, KonConfig):
-        raise ConfigError("the composed config does not follow the KonConfig schema (conf/config.yaml)")
+    if not isinstance(config, schema):
+        raise ConfigError(f"the composed config does not follow the {schema.__name__} schema")
     return config
 
 
