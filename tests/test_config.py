@@ -126,3 +126,24 @@ def test_cli_prints_the_composed_config():
     result = _cli("+dataset=POLA", "--cfg", "job")
     assert result.returncode == 0
     assert "name: POLA" in result.stdout and "max_depth:" in result.stdout
+
+
+def test_debug_tiny_makes_the_whole_run_tiny(tmp_path):
+    """debug=tiny composed as each command composes it (no Ray): the generator a 3,000-row sample, the pipeline small
+    models and a small Ray, nothing else changed; the same dataset config for both; drift's bins valid at that size."""
+    import dataclasses
+
+    from tests.synth.conftest import composed as composed_for_the_generator
+
+    default = load_config(compose_config(["+dataset=POLA"], tmp_path))
+    tiny = load_config(compose_config(["+dataset=POLA", "debug=tiny"], tmp_path))
+    assert (tiny.model.num_boost_round, tiny.model.early_stopping_rounds) == (20, 5)
+    assert tiny.cluster.object_store_gb == 1.0 and tiny.cluster.kind == "local"
+    assert dataclasses.replace(tiny, model=default.model, cluster=default.cluster, synth=default.synth) == default
+    assert dataclasses.replace(tiny.model, num_boost_round=200, early_stopping_rounds=10) == default.model
+
+    generator = composed_for_the_generator("POLA", "debug=tiny")
+    assert generator.synth == dataclasses.replace(default.synth, rows=3000)
+    assert generator.dataset == tiny.dataset  # one dataset config, whichever command composes it
+    current = generator.synth.rows * tiny.split.current_months // generator.synth.months  # ~750 records
+    assert current >= 50 * tiny.drift.psi_bins  # at least 50 expected records per PSI bin in the current window

@@ -10,7 +10,9 @@ import pyarrow as pa
 import pytest
 from hydra import compose, initialize_config_dir
 
-from kon_ray.config import CONF_DIR, DatasetConfig, KonConfig, load_config, register_configs
+from kon_ray.config import CONF_DIR, DatasetConfig
+from kon_ray.synth import command
+from kon_ray.synth.command import SynthCommandConfig
 from kon_ray.synth.config import SynthConfig
 from kon_ray.synth.model import Calendar
 from kon_ray.synth.writer import iter_tables
@@ -18,12 +20,13 @@ from kon_ray.synth.writer import iter_tables
 SAMPLE_ROWS = 20_000
 
 
-def composed(name: str) -> KonConfig:
-    """conf/ composed with +dataset=NAME as `python -m kon_ray.synth` would, validated."""
-    register_configs()
+def composed(name: str, *overrides: str) -> SynthCommandConfig:
+    """The generator's root config (conf/synth.yaml) composed with +dataset=NAME as `python -m kon_ray.synth`
+    composes it, validated."""
+    command.register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        cfg = compose(config_name="config", overrides=[f"+dataset={name}", "output_dir=unused"])
-    return load_config(cfg)
+        cfg = compose(config_name=command.CONFIG_NAME, overrides=[f"+dataset={name}", *overrides])
+    return command.load(cfg)
 
 
 @pytest.fixture(scope="session")

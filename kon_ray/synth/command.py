@@ -1,0 +1,52 @@
+"""The generator's own root config (conf/synth.yaml): the dataset it draws and the synth.* settings, nothing else.
+
+`python -m kon_ray.synth` composes conf/synth.yaml, not the pipeline's conf/config.yaml: it needs no model,
+cluster, drift, tracking, stages or output_dir, and a key the generator does not read is an unknown key on its
+command line. The `debug` group is shared with the pipeline (one word, `debug=tiny`, makes both tiny); the
+generator reads that overlay's `dataset` part (dataset.sample_rows: its default rows) and leaves the sections only
+the pipeline has (model, cluster, drift) unread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from kon_ray.config import (
+    DatasetConfig,
+    _schema,
+    check_known_keys,
+    load_root,
+    no_dataset_message,
+    register_configs,
+)
+from kon_ray.errors import ConfigError
+from kon_ray.synth.config import SynthConfig
+
+CONFIG_NAME = "synth"  # conf/synth.yaml
+SECTIONS = ("dataset", "synth")  # what the generator reads of the composed config
+
+
+@dataclass(frozen=True)
+class SynthCommandConfig:
+    dataset: DatasetConfig = MISSING
+    synth: SynthConfig = field(default_factory=SynthConfig)
+
+
+def register() -> None:
+    """The dataset group's schema (base_dataset) and `base_synth`, the synth section's schema (conf/synth.yaml)."""
+    register_configs()
+    ConfigStore.instance().store(name="base_synth", node=_schema(SynthConfig), package="synth")
+
+
+def load(cfg: DictConfig) -> SynthCommandConfig:
+    """Validate the generator's sections of a composed conf/synth.yaml; ConfigError naming the bad key."""
+    if "dataset" not in cfg or OmegaConf.is_missing(cfg, "dataset"):
+        raise ConfigError(no_dataset_message("kon_ray.synth"))
+    own = OmegaConf.masked_copy(cfg, [section for section in SECTIONS if section in cfg])
+    check_known_keys(own, SynthCommandConfig)
+    typed = OmegaConf.merge(OmegaConf.structured(SynthCommandConfig), own)  # the schema's root: to_object builds it
+    config: SynthCommandConfig = load_root(typed, SynthCommandConfig, "kon_ray.synth")
+    return config
