@@ -1,6 +1,7 @@
 """DriftCheck as a pipeline stage: the reference window (preprocess train + test) against the current window.
 
-Reads `features/train`, `features/test` (reference) and `features/current` (current) from PreprocessSplit,
+Reads `features/train`, `features/test` and `features/reference_rest` (together the whole reference window,
+whatever balanced sampling chose for training) and `features/current` (current) from PreprocessSplit,
 analyses every column except the dataset's id, date and target columns and `drift.exclude`, and writes
 reference_summary.json, drift_report.json, drift_summary.txt and drift_report.html. With
 `drift.fail_on_drift=true` and the flag raised it raises DriftGateError after writing them (exit code 4).
@@ -21,7 +22,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     cfg = ctx.config.drift
     dataset = ctx.config.dataset
     features = ctx.input_dir("preprocess")
-    reference = [storage.join(features, "train"), storage.join(features, "test")]
+    # the whole reference window: balanced sampling selects what training reads, not what drift compares
+    reference = [storage.join(features, name) for name in ("train", "test", "reference_rest")]
     current = storage.join(features, "current")
     exclude = [dataset.id_column, dataset.date_column, dataset.target_column]
     if not cfg.calendar_features:

@@ -17,6 +17,10 @@ none of which holds the feature matrix in one process:
 
 Outputs (under the stage folder, features/ in the run folder):
     train/ test/ current/   Parquet parts: passthrough columns, population, features (see transform.py)
+    reference_rest/         the reference window's labelled rows that balanced sampling (split.train_per_class /
+                            test_per_class) left out of train and test: with train and test, the whole reference
+                            window, which DriftCheck compares (sampling selects what training reads, not what drift
+                            compares); empty without sampling
     feature_state.json      the fitted state (load_feature_state, feature_columns)
     split_summary.json      rows per split and class, feature count and names, the split plan
 """
@@ -63,6 +67,9 @@ log = logging.getLogger("kon_ray")
 SPLIT_BITS = 0b0011
 TRAIN_PORTION = 0b0100  # in the train portion (before balanced sampling): the rows the fit and the checks see
 FIT_SAMPLE = 0b1000  # in the deterministic fit sample (state.py)
+REFERENCE_REST = 0b10000  # reference window, labelled, left out by balanced sampling: written to reference_rest/
+REST = 4  # the output code of those rows (beside splits.TRAIN / TEST / CURRENT)
+OUTPUTS = {**splits.SPLITS, REST: "reference_rest"}
 # The smallest work unit the passes cut (the execution layer's default; tests lower it to cut tiny data finely).
 UNIT_MIN_ROWS = execution.MIN_UNIT_ROWS
 
@@ -118,6 +125,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     summary = {
         "dataset": spec.dataset,
         "rows": {name: int(sum(counts.get(name, {}).values())) for name in splits.SPLITS.values()},
+        "reference_rest_rows": int(sum(counts.get(OUTPUTS[REST], {}).values())),
         "rows_per_class": {name: dict(sorted(counts.get(name, {}).items())) for name in splits.SPLITS.values()},
         "population_missing_rows": done["population_missing"],
         "feature_count": len(spec.features),
@@ -127,8 +135,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         "plan": plan,
     }
     storage.write_json(ctx.out("split_summary.json"), summary)
-    for name in splits.SPLITS.values():  # an empty split is still a folder, so readers find it
-        if summary["rows"][name] == 0:
+    for name in OUTPUTS.values():  # an empty split is still a folder, so readers find it
+        if counts.get(name) is None or not sum(counts[name].values()):
             storage.write_text(ctx.out(name, ".empty"), "")
     log.info("preprocess %s: %d features; rows %s", spec.dataset, len(spec.features), summary["rows"])
     return {
@@ -178,8 +186,11 @@ def row_roles(ids: np.ndarray, month_idx: np.ndarray, targets: pd.Series, plan: 
     from kon_ray.features.state import FIT_SALT
 
     roles = splits.assign(ids, month_idx, targets, plan).astype(np.int8)
-    train = splits.assign(ids, month_idx, targets, plan, sample=False) == splits.TRAIN
+    unsampled = splits.assign(ids, month_idx, targets, plan, sample=False)
+    train = unsampled == splits.TRAIN
     roles[train] |= TRAIN_PORTION
+    left_out = (roles & SPLIT_BITS) == splits.EXCLUDED
+    roles[((unsampled == splits.TRAIN) | (unsampled == splits.TEST)) & left_out] |= REFERENCE_REST
     train_at = np.flatnonzero(train)
     h3 = splits.salted(splits.id_hash(ids[train_at], plan["seed"]), FIT_SALT)
     in_sample = h3 <= np.uint64(sample_threshold(len(train_at), spec.fit_sample_rows))
@@ -241,6 +252,7 @@ def _transform_block(table: pa.Table, unit: execution.WorkUnit, spec: Spec, stat
     role = roles[positions(unit)]
     checks = raw_value_partial(table, (role & TRAIN_PORTION) != 0, spec)
     split = role & SPLIT_BITS
+    split[(role & REFERENCE_REST) != 0] = REST
     fs, base = storage.filesystem(out_dir)
     writers: Dict[str, pq.ParquetWriter] = {}
     counts: Dict[str, Counter] = {}
@@ -257,7 +269,7 @@ def _transform_block(table: pa.Table, unit: execution.WorkUnit, spec: Spec, stat
             result = transform_table(chunk, spec, state)
             population_missing += result.column(POPULATION).null_count
             kept = chunk_split[keep]
-            for code, name in splits.SPLITS.items():
+            for code, name in OUTPUTS.items():
                 mask = kept == code
                 if not mask.any():
                     continue

@@ -118,3 +118,29 @@ def test_a_kon_error_inside_a_ray_task_surfaces_as_itself():
     with pytest.raises(TaskError):  # anything else is left alone
         with user_errors():
             raise TaskError(ValueError("a bug"))
+
+
+@pytest.mark.slow  # two preprocess + drift runs (~25 s on 2 shared cores)
+def test_drift_compares_the_whole_reference_window_whatever_the_training_sample(ray_session, tiny, tmp_path):
+    """Balanced sampling selects what training reads: train + test + reference_rest hold every labelled reference
+    row either way, and DriftCheck's report is the same with sampling on and off."""
+    import json
+
+    reports, rows = {}, {}
+    for name, sampling in (("off", []), ("on", ["split.train_per_class=50", "split.test_per_class=20"])):
+        folder = tmp_path / name
+        (folder / "data").parent.mkdir()
+        (folder / "data").symlink_to(tiny / "data")
+        ctx = make_ctx(folder, "split.current_months=3", "stages=[ingest,preprocess,drift]", "tracking.enabled=false",
+                       *sampling)
+        run_pipeline(ctx)
+        out = Path(ctx.stage_dir("preprocess"))
+        rows[name] = {split: len(pd.read_parquet(out / split)) if list((out / split).glob("*.parquet")) else 0
+                      for split in ("train", "test", "reference_rest")}
+        reports[name] = json.loads((Path(ctx.stage_dir("drift")) / "drift_report.json").read_text())
+    assert rows["on"]["train"] == 4 * 50 and rows["on"]["test"] == 4 * 20  # the sample is what training reads
+    assert rows["off"]["reference_rest"] == 0
+    assert sum(rows["on"].values()) == sum(rows["off"].values())  # ...and nothing of the window is lost to drift
+    assert reports["on"]["rows"] == reports["off"]["rows"]
+    assert reports["on"]["rows"]["reference"] == sum(rows["off"].values())
+    assert reports["on"]["features"] == reports["off"]["features"]
