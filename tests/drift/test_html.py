@@ -65,3 +65,54 @@ def test_html_renders_in_headless_chromium(tmp_path):
     assert len(re.findall(r'<rect class="bar"', dom)) == 2 * 4 + 2 * 4  # ref+cur per bin / category
     console_errors = [line for line in result.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console_errors, console_errors
+
+
+def _wide_report() -> dict:
+    """A numeric feature whose edges need many digits (the audit's "(1.1e+03, 1.12e..." case), with infinities."""
+    edges = np.array([1103.5, 1104.25, 1120.125, 123456.75, 1234567.5])
+    n = len(edges)
+    ks_edges = np.concatenate(([-np.inf], edges, [np.inf]))
+    ref = NumericReference(ks_edges=ks_edges, ks_slots=np.array([0, 3] + [0, 10] * n + [0, 4, 0, 2]),
+                           psi_edges=edges, psi_counts=np.array([1] * (n + 1) + [3, 4, 2]))
+    cur_psi = np.array([30, 1, 1, 1, 1, 1, 0, 9, 1])
+    features = [numeric_feature("monthly_kwh_consumption_previous_quarter", ref,
+                                np.array([0, 0] + [0, 5] * n + [0, 9, 0, 1]), cur_psi, CFG)]
+    summary = summarise(features, CFG, not_available("no model available: test"))
+    return build_report(features, summary, "ref/", "cur/", {"reference": 59, "current": 45})
+
+
+# Measures every axis label against its SVG and the window; a test-only script added to a copy of the page.
+MEASURE = """<script>
+const out = [];
+for (const t of document.querySelectorAll('svg text.label')) {
+  const b = t.getBoundingClientRect(), s = t.ownerSVGElement.getBoundingClientRect();
+  out.push([t.textContent, b.left >= s.left - 0.5 && b.right <= s.right + 0.5 && b.top >= s.top - 0.5
+            && b.bottom <= s.bottom + 0.5 && b.right <= window.innerWidth, Math.round(s.width)]);
+}
+document.body.setAttribute('data-labels', JSON.stringify(out));
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+@pytest.mark.parametrize("width", [1280, 700])
+def test_bin_labels_are_whole_and_inside_the_plot_at_two_widths(tmp_path, width):
+    import html as html_lib
+    import json
+
+    report = _wide_report()
+    page = tmp_path / "page.html"
+    page.write_text(render(report, plots=8).replace("</body>", MEASURE + "</body>"))
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--window-size={width},1600",
+         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=2000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    labels = json.loads(html_lib.unescape(re.search(r'data-labels="([^"]*)"', result.stdout).group(1)))
+    # whole labels with the fewest significant digits (at least 3) that tell neighbours apart: 4 digits print
+    # 1103.5 and 1104.25 both as 1104, so 5 digits (1103.5, 1104.2, 1120.1, 1.2346e5, 1.2346e6)
+    assert [text for text, _, _ in labels] == [
+        "\u2264 1103.5", "(1103.5, 1104.2]", "(1104.2, 1120.1]", "(1120.1, 1.2346e5]", "(1.2346e5, 1.2346e6]",
+        "> 1.2346e6", "-inf", "+inf", "missing"]
+    assert all(inside for _, inside, _ in labels), labels  # nothing cut by the SVG's edge or the window
+    assert all(svg_width <= width for _, _, svg_width in labels)
