@@ -1,9 +1,17 @@
 """A population report as one self-contained HTML page: inline CSS and inline SVG plots (confusion-matrix heatmap,
 feature-importance bars, accuracy by estrato and by cluster beside the majority-class baseline), no scripts and
-nothing fetched from outside."""
+nothing fetched from outside.
+
+An SVG clips what falls outside it, and SVG text cannot be measured without a browser, so every label column is
+sized from a conservative estimate of its text's width (`text_width`: DejaVu Sans, the widest of the usual UI
+fonts, plus a margin); a name longer than a plot's label budget is shortened in the middle ("kwh_mean…_log"), the
+full name in the element's tooltip. Plots carry a viewBox and shrink with a narrow window rather than being cut
+off at its edge (tests/infer/test_html.py checks both in headless Chromium at two window widths).
+"""
 
 from __future__ import annotations
 
+import math
 from html import escape
 from typing import Any, List, Mapping, Sequence, Tuple
 
@@ -13,8 +21,45 @@ h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:2rem;bo
 .sub{color:#52606d;margin-top:0} table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
 th,td{padding:.3rem .6rem;border-bottom:1px solid #e4e7eb;text-align:right} th:first-child,td:first-child{text-align:left}
 th{background:#f5f7fa} .good{color:#0b7a3e;font-weight:600} .warn{color:#b44d12;font-weight:600}
-.grid{display:flex;flex-wrap:wrap;gap:2rem} figure{margin:0} figcaption{font-size:.85rem;color:#52606d}
+.grid{display:flex;flex-wrap:wrap;gap:2rem} figure{margin:0;max-width:100%} figcaption{font-size:.85rem;color:#52606d}
+svg{max-width:100%;height:auto} .wide{overflow-x:auto;max-width:100%}
+td:first-child{overflow-wrap:anywhere} td+td,th{white-space:nowrap}
 """
+
+# Advance widths in em of DejaVu Sans (Chromium's sans-serif on most Linux machines, and wider than Segoe UI, San
+# Francisco, Roboto or Liberation Sans), as Chromium renders them, rounded up; any other character is at most
+# DEFAULT_EM (digits and most lower case 0.64). tests/infer/test_html.py measures every printable ASCII character.
+_EM = (dict.fromkeys("'ijlIJ", 0.3) | dict.fromkeys(",./:;\\|f-()[]tr! ", 0.42)
+       | dict.fromkeys("ABCDGHNOQRUVXZ&", 0.8) | dict.fromkeys("wM#+<=>^~", 0.88) | dict.fromkeys("mW%@", 1.02))
+DEFAULT_EM = 0.66
+WIDTH_MARGIN = 1.06
+LABEL_CHARS = 48  # importance and confusion-matrix labels longer than this are shortened in the middle
+
+
+def text_width(text: str, font_size: float) -> float:
+    """An upper bound, in px, of `text`'s rendered width at `font_size` px in the report's sans-serif font."""
+    return WIDTH_MARGIN * font_size * sum(_EM.get(c, DEFAULT_EM) for c in text)
+
+
+def shorten(text: str, limit: int = LABEL_CHARS) -> str:
+    """`text` if at most `limit` characters, else its start and end around an ellipsis (a feature name's end, such
+    as `_log` or `_missing`, tells features apart as often as its start does)."""
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head):]
+
+
+def _label(text: str, shown: str, **attrs: Any) -> str:
+    """An SVG <text> showing `shown`, its tooltip the full `text`."""
+    attributes = " ".join(f'{k.rstrip("_").replace("_", "-")}="{v}"' for k, v in attrs.items())
+    return f"<text {attributes}><title>{escape(text)}</title>{escape(shown)}</text>"
+
+
+def _svg_open(width: float, height: float, title: str) -> str:
+    width, height = math.ceil(width), math.ceil(height)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+            f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>')
 
 
 def _pct(value: Any) -> str:
@@ -26,11 +71,18 @@ def _num(value: Any, spec: str = ".4f") -> str:
 
 
 def heatmap_svg(labels: Sequence[str], matrix: Sequence[Sequence[int]], title: str) -> str:
-    """Confusion matrix: rows = actual, columns = predicted; colour = share of the actual class (row)."""
-    k, cell, left, top = len(labels), 54, 120, 40
-    width, height = left + k * cell + 10, top + k * cell + 90
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="{escape(title)}"><title>{escape(title)}</title>']
+    """Confusion matrix: rows = actual, columns = predicted; colour = share of the actual class (row). The label
+    column fits the longest class name, and the bottom margin the predicted classes' names turned by 40 degrees."""
+    k, cell, font = len(labels), 54, 11
+    shown = [shorten(str(label)) for label in labels]
+    longest = max((text_width(t, font) for t in shown), default=0.0)
+    turn = math.radians(40)
+    # a turned label ends at its column's centre and reaches left by cos(40) and down by sin(40) of its width
+    left = max(120.0, longest + 12, longest * math.cos(turn) - cell / 2 + 8)
+    top = 40
+    width = left + k * cell + 10
+    height = top + k * cell + 12 + longest * math.sin(turn) + font + 8
+    parts = [_svg_open(width, height, title)]
     for i, row in enumerate(matrix):
         total = sum(row) or 1
         for j, count in enumerate(row):
@@ -39,35 +91,44 @@ def heatmap_svg(labels: Sequence[str], matrix: Sequence[Sequence[int]], title: s
             fill = f"rgb({shade},{shade + 5 if shade < 250 else 250},{min(255, shade + 40)})"
             x, y = left + j * cell, top + i * cell
             text_colour = "#fff" if share > 0.55 else "#1f2933"
-            parts.append(f'<rect x="{x}" y="{y}" width="{cell - 2}" height="{cell - 2}" fill="{fill}"/>'
-                         f'<text x="{x + cell / 2 - 1}" y="{y + cell / 2 + 4}" font-size="11" text-anchor="middle" '
-                         f'fill="{text_colour}">{count}</text>')
-        parts.append(f'<text x="{left - 6}" y="{top + i * cell + cell / 2 + 4}" font-size="11" '
-                     f'text-anchor="end">{escape(labels[i])}</text>')
+            parts.append(f'<rect x="{x:.1f}" y="{y}" width="{cell - 2}" height="{cell - 2}" fill="{fill}">'
+                         f'<title>actual {escape(str(labels[i]))}, predicted {escape(str(labels[j]))}: {count}</title>'
+                         f'</rect>'
+                         f'<text x="{x + cell / 2 - 1:.1f}" y="{y + cell / 2 + 4}" font-size="{font}" '
+                         f'text-anchor="middle" fill="{text_colour}">{count}</text>')
+        parts.append(_label(str(labels[i]), shown[i], x=f"{left - 6:.1f}", y=top + i * cell + cell / 2 + 4,
+                            font_size=font, text_anchor="end", class_="label"))
     for j, label in enumerate(labels):
         x = left + j * cell + cell / 2
-        parts.append(f'<text x="{x}" y="{top + k * cell + 12}" font-size="11" text-anchor="end" '
-                     f'transform="rotate(-40 {x} {top + k * cell + 12})">{escape(label)}</text>')
-    parts.append(f'<text x="{left}" y="{top - 22}" font-size="11" fill="#52606d">predicted →</text>'
+        y = top + k * cell + 12
+        parts.append(_label(str(label), shown[j], x=f"{x:.1f}", y=y, font_size=font, text_anchor="end",
+                            transform=f"rotate(-40 {x:.1f} {y})", class_="label"))
+    parts.append(f'<text x="{left:.1f}" y="{top - 22}" font-size="11" fill="#52606d">predicted →</text>'
                  f'<text x="4" y="{top - 8}" font-size="11" fill="#52606d">actual ↓</text></svg>')
     return "".join(parts)
 
 
 def hbars_svg(items: Sequence[Tuple[str, float]], title: str, value_format: str = ".3g") -> str:
-    """Horizontal bars, longest first as given."""
+    """Horizontal bars, longest first as given; the label column as wide as the longest (shortened) name."""
     if not items:
         return "<p>none</p>"
-    bar_h, left, width = 18, 180, 300
+    bar_h, font = 18, 11
+    shown = [shorten(str(name)) for name, _ in items]
+    left = max(60.0, max(text_width(t, font) for t in shown) + 12)
+    width = min(300.0, max(160.0, 480 - left))  # long names take room from the bars: the chart fits ~600 px
     top = max(v for _, v in items) or 1.0
     height = len(items) * (bar_h + 4) + 10
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 80}" height="{height}" role="img" '
-             f'aria-label="{escape(title)}"><title>{escape(title)}</title>']
-    for i, (name, value) in enumerate(items):
+    values = [format(value, value_format) for _, value in items]
+    right = max(text_width(v, font) for v in values) + 10
+    parts = [_svg_open(left + width + right, height, title)]
+    for i, ((name, value), label, text) in enumerate(zip(items, shown, values)):
         y = 5 + i * (bar_h + 4)
         w = max(1.0, width * value / top)
-        parts.append(f'<text x="{left - 6}" y="{y + 13}" font-size="11" text-anchor="end">{escape(name)}</text>'
-                     f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="#3e7cb1"/>'
-                     f'<text x="{left + w + 4}" y="{y + 13}" font-size="11">{format(value, value_format)}</text>')
+        parts.append(f'<g><title>{escape(str(name))}: {text}</title>'
+                     + _label(str(name), label, x=f"{left - 6:.1f}", y=y + 13, font_size=font, text_anchor="end",
+                              class_="label")
+                     + f'<rect x="{left:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="#3e7cb1"/>'
+                     f'<text x="{left + w + 4:.1f}" y="{y + 13}" font-size="{font}">{text}</text></g>')
     return "".join(parts) + "</svg>"
 
 
@@ -78,9 +139,8 @@ def group_bars_svg(groups: Mapping[str, Mapping[str, Any]], title: str) -> str:
     names = list(groups)
     bar_w, gap, left, plot_h, top = 34, 14, 40, 160, 10
     width = left + len(names) * (bar_w + gap) + 20
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{plot_h + 60}" role="img" '
-             f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
-             f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 10}" y2="{top + plot_h}" stroke="#9aa5b1"/>']
+    parts = [_svg_open(width, plot_h + 60, title)
+             + f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 10}" y2="{top + plot_h}" stroke="#9aa5b1"/>']
     for tick in (0.0, 0.5, 1.0):
         y = top + plot_h * (1 - tick)
         parts.append(f'<text x="{left - 4}" y="{y + 4}" font-size="10" text-anchor="end">{tick:.0%}</text>')
@@ -93,17 +153,26 @@ def group_bars_svg(groups: Mapping[str, Mapping[str, Any]], title: str) -> str:
                      f'<title>{escape(name)}: accuracy {_pct(g["accuracy"])}, {g["rows"]} rows</title></rect>'
                      f'<line x1="{x - 3}" y1="{b:.1f}" x2="{x + bar_w + 3}" y2="{b:.1f}" stroke="#1f2933" '
                      f'stroke-width="2"/>'
-                     f'<text x="{x + bar_w / 2}" y="{top + plot_h + 14}" font-size="11" text-anchor="middle">'
-                     f'{escape(name)}</text>'
-                     f'<text x="{x + bar_w / 2}" y="{top + plot_h + 28}" font-size="9" fill="#52606d" '
+                     + _label(name, _fit(name, bar_w + gap - 2, 11), x=x + bar_w / 2, y=top + plot_h + 14,
+                              font_size=11, text_anchor="middle", class_="label")
+                     + f'<text x="{x + bar_w / 2}" y="{top + plot_h + 28}" font-size="9" fill="#52606d" '
                      f'text-anchor="middle">{g["rows"]}</text>')
     return "".join(parts) + "</svg>"
+
+
+def _fit(text: str, room: float, font_size: float) -> str:
+    """`text`, or as much of its start as fits `room` px followed by an ellipsis."""
+    if text_width(text, font_size) <= room:
+        return text
+    while text and text_width(text + "…", font_size) > room:
+        text = text[:-1]
+    return text + "…"
 
 
 def _table(header: Sequence[str], rows: List[Sequence[str]]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def _split_section(name: str, m: Mapping[str, Any]) -> str:
