@@ -150,6 +150,6 @@ def test_a_user_error_inside_a_task_comes_back_as_itself(tmp_path, tasks_defined
 def test_map_chunks_spreads_a_list_over_tasks_and_keeps_its_order(ray_session):
     from kon_ray.drift.ks import ks_pvalue, ks_pvalues
 
-    triples = [(d, 500_000, 400_000) for d in np.linspace(0.0005, 0.02, 40)]
+    triples = [(d, 50_000, 40_000) for d in np.linspace(0.0005, 0.02, 40)]
     spread = execution.map_chunks(ks_pvalues, triples)
     assert spread == [ks_pvalue(*t) for t in triples]  # scipy's kstwo.sf, one by one here
