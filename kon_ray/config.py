@@ -24,6 +24,7 @@ from kon_ray.drift.config import DriftConfig
 from kon_ray.errors import ConfigError
 from kon_ray.features.config import FeatureConfig, SplitConfig
 from kon_ray.segment.config import SegmentConfig
+from kon_ray.stages import STAGE_ORDER  # the registry of stages (re-exported for the CLI and tests)
 from kon_ray.synth.config import SynthConfig
 from kon_ray.tracking.config import TrackingConfig
 from kon_ray.train.config import ModelConfig
@@ -36,7 +37,6 @@ omegaconf.dictconfig.is_structured_config_frozen = lambda _obj: False  # type: i
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 # The pipeline's stages in the only order they run. `stages=[...]` picks a subset; order is always this one.
-STAGE_ORDER = ("ingest", "preprocess", "drift", "segment", "train", "infer")
 
 # Declared raw column types (conf/dataset/*.yaml `columns:`), checked against the Parquet schema at ingest.
 COLUMN_TYPES = ("int64", "float64", "string", "bool", "date")

@@ -12,17 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Dict
 
 from kon_ray import storage
+from kon_ray.manifest import MANIFEST
 from kon_ray.config import KonConfig
+from kon_ray.stages import STAGES, stage as stage_entry
 
-# Each stage's folder in the run folder.
-STAGE_FOLDERS = {
-    "ingest": "ingest",
-    "preprocess": "features",
-    "drift": "drift",
-    "segment": "segment",
-    "train": "models",
-    "infer": "reports",
-}
+# Each stage's folder in the run folder (kon_ray/stages.py).
+STAGE_FOLDERS = {entry.name: entry.folder for entry in STAGES}
 
 
 @dataclass(frozen=True)
@@ -33,16 +28,23 @@ class RunContext:
     output_dir: str = ""  # this stage's staging folder, set by the pipeline for each stage
     stage_paths: Dict[str, str] = field(default_factory=dict)  # where each stage publishes (set by the pipeline)
     stage_keys: Dict[str, str] = field(default_factory=dict)  # each stage's key (kon_ray/manifest.py)
+    stage: str = ""  # the stage this context was handed to (set by the pipeline): it may read only its inputs
 
     def stage_dir(self, stage: str) -> str:
         """Where `stage` publishes its outputs for this config and data."""
         return self.stage_paths.get(stage) or storage.join(self.run_dir, STAGE_FOLDERS[stage])
 
     def input_dir(self, stage: str) -> str:
-        """An earlier stage's published folder; a clear error if that stage has not run in this run folder."""
+        """An earlier stage's published folder; a clear error if that stage has not run in this run folder.
+
+        A stage reads only the stages its registry entry declares (they make its manifest key): reading another
+        would let that stage's outputs change without this one being recomputed."""
+        if self.stage and stage not in stage_entry(self.stage).inputs:
+            raise RuntimeError(f"stage {self.stage!r} reads {stage!r}, which kon_ray/stages.py does not declare "
+                               f"among its inputs {stage_entry(self.stage).inputs}")
         path = self.stage_dir(stage)
         # planned by the pipeline, a stage is complete only once its manifest is written (kon_ray/manifest.py)
-        marker = storage.join(path, "_manifest.json") if self.stage_keys else path
+        marker = storage.join(path, MANIFEST) if self.stage_keys else path
         if not storage.exists(marker):
             from kon_ray.errors import ConfigError
 

@@ -10,29 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Dict, Mapping, Sequence
+from typing import Any, Dict, Mapping
 
 from kon_ray import storage
-
-# The config paths each stage's outputs depend on (dot paths into the plain config).
-STAGE_CONFIG: Dict[str, Sequence[str]] = {
-    "ingest": ("dataset.path", "dataset.columns", "dataset.id_column"),
-    "preprocess": ("dataset", "split", "seed"),
-    "drift": ("drift",),
-    "segment": ("dataset.segment", "seed"),
-    "train": ("model", "seed", "cluster.train_workers", "cluster.cpus_per_train_worker"),
-    "infer": ("drift",),
-}
-
-# The stages whose outputs each stage reads.
-STAGE_INPUTS: Dict[str, Sequence[str]] = {
-    "ingest": (),
-    "preprocess": ("ingest",),
-    "drift": ("preprocess",),
-    "segment": ("preprocess",),
-    "train": ("preprocess", "segment"),
-    "infer": ("preprocess", "segment", "train", "drift"),
-}
+from kon_ray.stages import STAGES
 
 MANIFEST = "_manifest.json"
 
@@ -44,17 +25,22 @@ def select(plain: Mapping[str, Any], path: str) -> Any:
     return node
 
 
-def stage_keys(plain: Mapping[str, Any], data_fingerprint: str) -> Dict[str, str]:
-    """The key of every stage, in pipeline order (a stage's key covers everything upstream of it)."""
+def stage_keys(plain: Mapping[str, Any], data_fingerprint: str,
+               extra: Mapping[str, Any] | None = None) -> Dict[str, str]:
+    """The key of every stage, in pipeline order (a stage's key covers everything upstream of it): the config
+    paths and inputs its registry entry declares (kon_ray/stages.py), the data's fingerprint for the stage that
+    reads the data, and `extra[stage]` (what else decides its outputs, from its `key_material` hook)."""
     keys: Dict[str, str] = {}
-    for stage, paths in STAGE_CONFIG.items():
+    for entry in STAGES:
         material = {
-            "stage": stage,
-            "config": {path: select(plain, path) for path in paths},
-            "inputs": {name: keys[name] for name in STAGE_INPUTS[stage]},
-            "data": data_fingerprint if stage == "ingest" else None,
+            "stage": entry.name,
+            "config": {path: select(plain, path) for path in entry.config},
+            "inputs": {name: keys[name] for name in entry.inputs},
+            "data": data_fingerprint if not entry.inputs else None,
         }
-        keys[stage] = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        if extra and extra.get(entry.name) is not None:
+            material["extra"] = extra[entry.name]
+        keys[entry.name] = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return keys
 
 

@@ -8,30 +8,17 @@ and how the jobs of a sweep share ingest, preprocess and drift.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import time
 from dataclasses import replace
 from typing import Any, Callable, Dict, Optional, Protocol
 
-from kon_ray import execution, manifest, storage
-from kon_ray.config import STAGE_ORDER
+from kon_ray import execution, manifest, stages, storage
 from kon_ray.context import STAGE_FOLDERS, RunContext
 from kon_ray.errors import DriftGateError
 
 log = logging.getLogger("kon_ray")
-
-# stage name -> module with `run(ctx) -> dict`
-STAGE_MODULES = {
-    "ingest": "kon_ray.ingest",
-    "preprocess": "kon_ray.features.stage",
-    "drift": "kon_ray.drift.stage",
-    "segment": "kon_ray.segment.stage",
-    "train": "kon_ray.train.stage",
-    "infer": "kon_ray.infer.stage",
-}
-
 
 class StageObserver(Protocol):
     """Told about every stage as it ends (MLflow tracking implements this)."""
@@ -39,8 +26,8 @@ class StageObserver(Protocol):
     def stage_finished(self, stage: str, seconds: float, metrics: Dict[str, Any], folder: str) -> None: ...
 
 
-def stage_function(stage: str) -> Callable[[RunContext], Dict[str, Any]]:
-    return importlib.import_module(STAGE_MODULES[stage]).run
+def stage_function(name: str) -> Callable[[RunContext], Dict[str, Any]]:
+    return stages.stage(name).function()
 
 
 def cache_root(ctx: RunContext) -> str:
@@ -57,14 +44,12 @@ def cache_root(ctx: RunContext) -> str:
 
 def plan(ctx: RunContext) -> RunContext:
     """Resolve where every stage's outputs live for this config and data (its keyed cache folder)."""
-    keys = manifest.stage_keys(ctx.plain, manifest.data_fingerprint(ctx.config.dataset.path))
+    extra = {entry.name: entry.extra_key_material(ctx.config) for entry in stages.STAGES
+             if entry.name in ctx.config.stages}
+    keys = manifest.stage_keys(ctx.plain, manifest.data_fingerprint(ctx.config.dataset.path), extra)
     root = cache_root(ctx)
     paths = {stage: storage.join(root, f"{stage}-{key}") for stage, key in keys.items()}
     return replace(ctx, stage_paths=paths, stage_keys=keys)
-
-
-# Stages that run without Ray (ingest reads only Parquet metadata and ids on the driver).
-DRIVER_ONLY_STAGES = ("ingest",)
 
 
 def run_pipeline(
@@ -76,7 +61,7 @@ def run_pipeline(
     ingest, and a re-run whose stages are all reused, never pay for starting Ray.
     """
     ctx = plan(ctx)
-    chosen = [stage for stage in STAGE_ORDER if stage in ctx.config.stages]
+    chosen = [stage for stage in stages.STAGE_ORDER if stage in ctx.config.stages]
     results: Dict[str, Dict[str, Any]] = {}
     for stage in chosen:
         final = ctx.stage_dir(stage)
@@ -85,7 +70,7 @@ def run_pipeline(
             metrics, seconds = dict(previous.get("metrics", {}), cached=1), 0.0
             log.info("stage %s: reused (key %s) from %s", stage, ctx.stage_keys[stage], final)
         else:
-            if start_ray is not None and stage not in DRIVER_ONLY_STAGES:
+            if start_ray is not None and stages.stage(stage).needs_ray:
                 start_ray()
                 start_ray = None
             started = time.perf_counter()
@@ -112,7 +97,7 @@ def _run_stage(ctx: RunContext, stage: str, final: str) -> tuple[Dict[str, Any],
     spilled_before = execution.spilled_bytes()
     start = time.perf_counter()
     try:
-        metrics = stage_function(stage)(replace(ctx, output_dir=staged)) or {}
+        metrics = stage_function(stage)(replace(ctx, output_dir=staged, stage=stage)) or {}
     except DriftGateError:
         # the gate stops the run only after its report is published (without a manifest: it is not reused)
         storage.publish(staged, final)

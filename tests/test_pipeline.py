@@ -138,3 +138,34 @@ def test_ray_starts_only_before_the_first_stage_that_runs_on_it(tmp_path, fake_s
     assert started == [0], "started once, before preprocess ran"
     pipeline.run_pipeline(_ctx(tmp_path, "c"), start_ray=lambda: started.append("again"))
     assert started == [0], "a run whose stages are all reused needs no Ray"
+
+
+# ------------------------------------------------------------------ the stage registry (kon_ray/stages.py)
+def test_a_stage_may_read_only_the_stages_it_declares(tmp_path, fake_stages):
+    pipeline.run_pipeline(_ctx(tmp_path, "a"))
+    ctx = pipeline.plan(_ctx(tmp_path, "a"))
+    segment = RunContext(config=ctx.config, plain=ctx.plain, run_dir=ctx.run_dir, stage_paths=ctx.stage_paths,
+                         stage_keys=ctx.stage_keys, stage="segment")
+    assert segment.input_dir("preprocess") == ctx.stage_paths["preprocess"]  # declared: segment reads features
+    with pytest.raises(RuntimeError, match="stage 'segment' reads 'train', which kon_ray/stages.py does not declare"):
+        segment.input_dir("train")
+
+
+def test_key_material_changes_that_stage_and_the_stages_after_it_only(tmp_path):
+    ctx = _ctx(tmp_path, "a")
+    before = manifest.stage_keys(ctx.plain, "fingerprint")
+    after = manifest.stage_keys(ctx.plain, "fingerprint", {"drift": {"model": "POLA-domestic/3"}})
+    changed = sorted(stage for stage in STAGE_ORDER if before[stage] != after[stage])
+    assert changed == ["drift", "infer"]  # infer reads drift; segment and train do not
+    assert manifest.stage_keys(ctx.plain, "fingerprint", {"drift": None}) == before
+
+
+def test_the_registry_orders_every_stage_after_its_inputs_and_names_distinct_folders():
+    from kon_ray.stages import STAGES
+
+    seen: list[str] = []
+    for entry in STAGES:
+        assert set(entry.inputs) <= set(seen), entry.name
+        seen.append(entry.name)
+    assert len({entry.folder for entry in STAGES}) == len(STAGES)
+    assert [entry.name for entry in STAGES if not entry.needs_ray] == ["ingest"]

@@ -1,0 +1,78 @@
+"""What a stage is, in one place: the pipeline, the manifest, the run context and the tracker all read this table.
+
+Adding a stage is one `Stage` entry here and one package with `run(ctx: RunContext) -> dict`.
+
+| stage      | package             | run folder | reads                               | Ray |
+|------------|---------------------|------------|-------------------------------------|-----|
+| ingest     | kon_ray.ingest      | ingest     | the data files                      | no  |
+| preprocess | kon_ray.features    | features   | ingest                              | yes |
+| drift      | kon_ray.drift       | drift      | preprocess                          | yes |
+| segment    | kon_ray.segment     | segment    | preprocess                          | yes |
+| train      | kon_ray.train       | models     | preprocess, segment                 | yes |
+| infer      | kon_ray.infer       | reports    | preprocess, segment, train, drift   | yes |
+
+Two names differ from their package on purpose: the pipeline's stage names are the seed's (PreprocessSplit,
+TrainDomestic/Industrial, InferenceReporting), while the run folders are named for what a user finds in them
+(`features/`, `models/`, `reports/`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Tuple
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    module: str  # the module with `run(ctx) -> dict`
+    folder: str  # its folder in the run folder
+    config: Tuple[str, ...]  # the config paths its outputs depend on (dot paths; part of its manifest key)
+    inputs: Tuple[str, ...] = ()  # the stages whose published folders it reads (ctx.input_dir refuses any other)
+    needs_ray: bool = True  # False: runs on the driver alone, so a run that stops there never starts Ray
+    tracked: str = ""  # what MLflow logs beyond its metrics and artifacts (a hook of kon_ray/tracking/tracker.py)
+    # "module:function" returning what else, outside the config and the data, decides its outputs (the version of
+    # a registered model it reads, say); mixed into its manifest key. Imported only when the pipeline plans.
+    key_material: str = ""
+
+    def function(self) -> Callable[[Any], Dict[str, Any]]:
+        return importlib.import_module(self.module).run
+
+    def extra_key_material(self, config: Any) -> Any:
+        if not self.key_material:
+            return None
+        module, function = self.key_material.split(":")
+        return getattr(importlib.import_module(module), function)(config)
+
+
+STAGES: Tuple[Stage, ...] = (
+    Stage("ingest", "kon_ray.ingest", "ingest", ("dataset.path", "dataset.columns", "dataset.id_column"),
+          needs_ray=False, tracked="data_fingerprint"),
+    Stage("preprocess", "kon_ray.features.stage", "features", ("dataset", "split", "seed"), ("ingest",)),
+    Stage("drift", "kon_ray.drift.stage", "drift", ("drift",), ("preprocess",), tracked="drift_evidence"),
+    Stage("segment", "kon_ray.segment.stage", "segment", ("dataset.segment", "seed"), ("preprocess",)),
+    Stage("train", "kon_ray.train.stage", "models",
+          ("model", "seed", "cluster.train_workers", "cluster.cpus_per_train_worker"), ("preprocess", "segment"),
+          tracked="models"),
+    Stage("infer", "kon_ray.infer.stage", "reports", ("drift",), ("preprocess", "segment", "train", "drift")),
+)
+
+BY_NAME: Dict[str, Stage] = {stage.name: stage for stage in STAGES}
+STAGE_ORDER: Tuple[str, ...] = tuple(stage.name for stage in STAGES)
+
+
+def stage(name: str) -> Stage:
+    return BY_NAME[name]
+
+
+def _check_order() -> None:
+    """Every stage reads only stages before it: the pipeline runs them in this order."""
+    seen: set[str] = set()
+    for entry in STAGES:
+        early = [name for name in entry.inputs if name not in seen]
+        assert not early, f"stage {entry.name} reads {early} before they run"
+        seen.add(entry.name)
+
+
+_check_order()
