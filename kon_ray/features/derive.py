@@ -56,6 +56,9 @@ def to_float(values: pd.Series | np.ndarray) -> np.ndarray:
 
 
 def signed_log1p(x: np.ndarray) -> np.ndarray:
+    """sign(x) * log(1 + |x|) as float64: tames heavy tails (bills, balances), keeps zero and the sign; NaN stays NaN.
+    Also the k-means transform of the segment stage (kon_ray/segment/kmeans.py)."""
+    x = np.asarray(x, dtype=np.float64)
     return np.sign(x) * np.log1p(np.abs(x))
 
 

@@ -23,23 +23,13 @@ from typing import Any, Dict, Sequence
 import numpy as np
 import pandas as pd
 
+from kon_ray.hashing import splitmix64
+
 EXCLUDED, TRAIN, TEST, CURRENT = 0, 1, 2, 3
 SPLITS = {TRAIN: "train", TEST: "test", CURRENT: "current"}
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 SAMPLE_SALT = 0x5A17  # h2, balanced sampling
 FIT_SALT = 0xF17  # h3, the fit sample in state.py
 _ALL = np.uint64(2**64 - 1)
-
-
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finalizer over uint64 (wrapping arithmetic); a bijection."""
-    with np.errstate(over="ignore"):
-        z = np.asarray(x, dtype=np.uint64) + _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-        return z ^ (z >> np.uint64(31))
 
 
 def id_hash(ids: pd.Series | np.ndarray, seed: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Sequence
 import numpy as np
 
 from kon_ray.segment.estrato import assign_estrato
-from kon_ray.segment.hashing import id_unit_interval
+from kon_ray.hashing import id_unit_interval
 from kon_ray.segment.kmeans import (
     LloydPartial,
     Moments,

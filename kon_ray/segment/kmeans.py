@@ -61,12 +61,6 @@ def merge_moments(parts: Iterable[Moments]) -> Moments:
     return merged
 
 
-def signed_log1p(X: np.ndarray) -> np.ndarray:
-    """sign(x) * log(1 + |x|): tames heavy tails (bills, balances) and keeps zero and the sign; NaN stays NaN."""
-    X = np.asarray(X, dtype=np.float64)
-    return np.sign(X) * np.log1p(np.abs(X))
-
-
 def standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """(X - mean) / std as float64; a missing value becomes 0, the training mean, so every record gets a cluster."""
     Z = (np.asarray(X, dtype=np.float64) - mean) / std

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from kon_ray.errors import DataError
-from kon_ray.segment.hashing import id_unit_interval
+from kon_ray.hashing import id_unit_interval
 from kon_ray.segment.state import SEGMENT_COLUMNS, SegmentState, assign_segments
 
 POPULATION_COLUMN = "population"  # written by the preprocess stage: "domestic" / "industrial"

@@ -9,7 +9,7 @@ import pytest
 import xgboost as xgb
 
 from kon_ray.errors import DataError
-from kon_ray.segment.hashing import id_unit_interval
+from kon_ray.hashing import id_unit_interval
 from kon_ray.train.boost import Progress, boost, parse_eval, xgb_params
 from kon_ray.train.data import (
     check_population,
