@@ -1,8 +1,9 @@
 """The edge every kon_ray command shares (`kon_ray.run`, `kon_ray.drift`, `kon_ray.synth`): a Hydra app over
 conf/ whose user errors become one line and a documented exit code (kon_ray/errors.py).
 
-- `guarded(work)` runs a command's body: KonError -> its code, Ctrl-C -> 130, anything else -> 1 with one line on
-  the terminal and the traceback only in the run's log file.
+- `guarded(work)` runs a command's body: KonError -> its code, Ctrl-C -> 130 and "interrupted: nothing was
+  published" (also when Ray wrapped the interruption), anything else -> 1 with one line on the terminal and the
+  traceback only in the run's log file.
 - `hydra_cli(config_name, main, register, schema)` builds the `cli()`: the command line is checked against the
   command's schema before Hydra runs (an unknown key, with or without `+`, names the closest valid key; a value of
   the wrong type names the expected type) and Hydra's own composition errors (bad override, unknown dataset) exit 2
@@ -41,12 +42,32 @@ def guarded(work: Callable[[], int]) -> int:
         keep_traceback_in_log_file()
         return exc.exit_code
     except KeyboardInterrupt:
-        log.error("interrupted: nothing was published")
-        return 130
+        return interrupted()
     except Exception as exc:  # a bug or an infrastructure fault: one line here, the traceback in the log file
+        if _wraps_interruption(exc):  # Ctrl-C that came back through a wrapper kon_ray did not unwrap
+            return interrupted()
         log.error("unexpected error: %s: %s (traceback in %s)", type(exc).__name__, exc, log_file() or "the log")
         keep_traceback_in_log_file()
         return 1
+
+
+INTERRUPTED = "interrupted: nothing was published"
+
+
+def interrupted() -> int:
+    """Ctrl-C, in any stage and wherever it surfaced (the driver, a Ray task, a Ray Train worker): one line, and 130.
+    The stage that was running published nothing (its staging folder is removed); finished stages stay published
+    and are reused when the same command runs again."""
+    log.error(INTERRUPTED)
+    return 130
+
+
+def _wraps_interruption(exc: BaseException) -> bool:
+    try:
+        from kon_ray.execution import interrupted_in
+    except ImportError:  # pragma: no cover - Ray is a dependency of every command
+        return False
+    return interrupted_in(exc)
 
 
 def log_file() -> str | None:

@@ -10,7 +10,9 @@ merge; this module decides *where* (Ray tasks, or this process when Ray is not r
            group into row ranges.
     run    map(unit -> small partial) as plain Ray tasks, at most a few per CPU in flight; partials merge on the
            driver as they arrive, in unit order, so the result never depends on which task finished first.
-    errors a KonError raised inside a task (or a Ray Train worker) comes back as itself, one line (`user_errors`).
+    errors a KonError raised inside a task (or a Ray Train worker) comes back as itself, one line (`user_errors`);
+           an interruption (Ctrl-C) comes back as KeyboardInterrupt, however Ray wrapped it, and the tasks still
+           running for the pass are cancelled (`cancel_on_interrupt`, `TaskGroup`).
     spill  what Ray spilled from its object store to disk (`spilled_bytes`), which the pipeline reports per stage.
 
 Parquet has no API to read part of a row group: a row range is read by decoding the row group's batches up to the
@@ -20,8 +22,10 @@ memory require, never more (the decoding before a range is paid again by each ra
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -301,7 +305,7 @@ def map_units(fn: Callable[..., Any], units: Sequence[WorkUnit], *, columns: Opt
     fn_ref, kwargs_ref = ray.put(fn), ray.put(kwargs)
     window = max(1, int(IN_FLIGHT_PER_CPU * cpus() / max(num_cpus, 1e-3)))
     pending: List[Any] = []
-    with user_errors():
+    with cancel_on_interrupt(pending), user_errors():
         for unit in units:
             pending.append(remote.remote(fn_ref, unit, columns, kwargs_ref))
             if len(pending) >= window:
@@ -335,19 +339,78 @@ def map_chunks(fn: Callable[[List[Any]], List[Any]], items: Sequence[Any], *, mi
     bounds = [round(i * len(items) / chunks) for i in range(chunks + 1)]
     remote = _task(_apply, _name(fn))
     fn_ref = ray.put(fn)  # any callable, a functools.partial too
-    with user_errors():
-        parts = ray.get([remote.remote(fn_ref, items[a:b]) for a, b in zip(bounds, bounds[1:])])
+    refs: List[Any] = []
+    with cancel_on_interrupt(refs), user_errors():
+        refs.extend(remote.remote(fn_ref, items[a:b]) for a, b in zip(bounds, bounds[1:]))
+        parts = ray.get(refs)
     return [value for part in parts for value in part]
 
 
-def run_remote(fn: Callable[..., Any], *args: Any, num_cpus: float = 1, **kwargs: Any) -> Any:
-    """One call of `fn` as a Ray task when Ray runs (so it may run on any node), else here; user errors unwrapped."""
+def run_remote(fn: Callable[..., Any], *args: Any, num_cpus: float = 1, group: Optional["TaskGroup"] = None,
+               **kwargs: Any) -> Any:
+    """One call of `fn` as a Ray task when Ray runs (so it may run on any node), else here; user errors unwrapped.
+
+    `group`: the task belongs to a `TaskGroup` (a call waited on by another thread than the main one, which alone
+    sees Ctrl-C): `group.cancel()` ends it and makes this call raise KeyboardInterrupt."""
     import ray
 
     if not ray.is_initialized():
         return fn(*args, **kwargs)
-    with user_errors():
-        return ray.get(ray.remote(fn).options(num_cpus=num_cpus, max_retries=0).remote(*args, **kwargs))
+    ref = ray.remote(fn).options(num_cpus=num_cpus, max_retries=0).remote(*args, **kwargs)
+    with cancel_on_interrupt([ref]), (group.member(ref) if group else contextlib.nullcontext()), user_errors():
+        return ray.get(ref)
+
+
+class TaskGroup:
+    """Ray tasks that other threads wait for (`run_remote(..., group=)`): only the main thread receives Ctrl-C, and
+    a thread blocked in `ray.get` would otherwise wait until its task finished on its own (a whole training fit).
+    `cancel()` cancels every member, and any task added later, so those threads return at once."""
+
+    def __init__(self) -> None:
+        self._refs: set = set()
+        self._lock = threading.Lock()
+        self.cancelled = False
+
+    @contextlib.contextmanager
+    def member(self, ref: Any) -> Iterator[None]:
+        with self._lock:
+            self._refs.add(ref)
+            cancelled = self.cancelled
+        if cancelled:
+            _cancel([ref])
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._refs.discard(ref)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            refs = list(self._refs)
+        _cancel(refs)
+
+
+@contextlib.contextmanager
+def cancel_on_interrupt(refs: List[Any]) -> Iterator[None]:
+    """When the driver is interrupted while waiting for `refs` (the list may grow inside the block), cancel them:
+    the work stops now rather than when the driver's Ray shuts down (on a cluster, the job's tasks would go on).
+    Also when a pass's generator is closed with tasks in flight (its consumer was interrupted between two results)."""
+    try:
+        yield
+    except (KeyboardInterrupt, GeneratorExit):
+        _cancel(refs)
+        raise
+
+
+def _cancel(refs: Sequence[Any]) -> None:
+    import ray
+
+    for ref in refs:
+        try:
+            ray.cancel(ref, force=True)  # force: kill the worker, also inside xgboost's or Arrow's C++ code
+        except Exception:  # noqa: BLE001 - already finished, or Ray is going away: nothing left to stop
+            pass
 
 
 class Blocks:
@@ -364,8 +427,10 @@ class Blocks:
         import ray
 
         remote = _task(_apply, _name(fn))
-        with user_errors():
-            return ray.get([remote.remote(fn, ref, *args) for ref in self.items])
+        refs: List[Any] = []
+        with cancel_on_interrupt(refs), user_errors():
+            refs.extend(remote.remote(fn, ref, *args) for ref in self.items)
+            return ray.get(refs)
 
 
 # Results below this many bytes in all stay in the driver: a pass over them in numpy here costs less than
@@ -388,8 +453,10 @@ def blocks(fn: Callable[..., Any], units: Sequence[WorkUnit], *, estimated_bytes
         return Blocks(list(map_units(fn, units, columns=columns, kwargs=kwargs)), remote=False)
     remote = _task(_run_unit, _name(fn))
     fn_ref, kwargs_ref = ray.put(fn), ray.put(dict(kwargs or {}))
-    refs = [remote.remote(fn_ref, unit, columns, kwargs_ref) for unit in units]
-    ray.wait(refs, num_returns=len(refs), fetch_local=False)  # all computed before the passes over them
+    refs: List[Any] = []
+    with cancel_on_interrupt(refs):
+        refs.extend(remote.remote(fn_ref, unit, columns, kwargs_ref) for unit in units)
+        ray.wait(refs, num_returns=len(refs), fetch_local=False)  # all computed before the passes over them
     return Blocks(refs, remote=True)
 
 
@@ -421,6 +488,23 @@ def spilled_bytes() -> Optional[int]:
 def kon_error_in(exc: Optional[BaseException]) -> Optional[KonError]:
     """The KonError a Ray task, actor or Ray Train worker raised, found through Ray's wrappers (RayTaskError.cause,
     __cause__, Ray Train's worker_failures / controller_failure), or None when the failure is not a user error."""
+    for current in _chain(exc):
+        # Ray's RayTaskError(DataError) is both a RayTaskError and a DataError: the user's own error is its cause
+        if isinstance(current, KonError) and not isinstance(getattr(current, "cause", None), BaseException):
+            return current
+    return None
+
+
+def interrupted_in(exc: Optional[BaseException]) -> bool:
+    """Whether `exc` is, or wraps, an interruption: a KeyboardInterrupt, or Ray's TaskCancelledError (what a task
+    interrupted by Ctrl-C or cancelled after one becomes: RayTaskError(TaskCancelledError)), found through the same
+    wrappers as `kon_error_in` (a Ray Train worker's failure included)."""
+    from ray.exceptions import TaskCancelledError
+
+    return any(isinstance(e, (KeyboardInterrupt, TaskCancelledError)) for e in _chain(exc))
+
+
+def _chain(exc: Optional[BaseException]) -> Iterator[BaseException]:
     seen: List[BaseException] = [exc] if exc is not None else []
     visited = set()
     while seen:
@@ -428,9 +512,7 @@ def kon_error_in(exc: Optional[BaseException]) -> Optional[KonError]:
         if id(current) in visited or len(visited) > 50:
             continue
         visited.add(id(current))
-        # Ray's RayTaskError(DataError) is both a RayTaskError and a DataError: the user's own error is its cause
-        if isinstance(current, KonError) and not isinstance(getattr(current, "cause", None), BaseException):
-            return current
+        yield current
         for attr in ("cause", "__cause__", "__context__", "controller_failure"):
             nested = getattr(current, attr, None)
             if isinstance(nested, BaseException):
@@ -438,12 +520,12 @@ def kon_error_in(exc: Optional[BaseException]) -> Optional[KonError]:
         for nested in (getattr(current, "worker_failures", None) or {}).values():
             if isinstance(nested, BaseException):
                 seen.append(nested)
-    return None
 
 
 class user_errors:
     """`with user_errors(): ...`: a KonError raised inside Ray re-raised as itself (its one line), not as Ray's
-    wrapped traceback. Anything else passes through unchanged."""
+    wrapped traceback; an interruption however Ray wrapped it (`interrupted_in`) re-raised as KeyboardInterrupt, so
+    that the command exits 130 and the MLflow run ends KILLED. Anything else passes through unchanged."""
 
     def __enter__(self) -> None:
         return None
@@ -454,4 +536,6 @@ class user_errors:
         original = kon_error_in(exc)
         if original is not None and original is not exc:
             raise original from None
+        if original is None and interrupted_in(exc):
+            raise KeyboardInterrupt() from exc
         return False

@@ -26,13 +26,16 @@ def run(
 ) -> Dict[str, Dict[str, Any]]:
     """Run the pipeline on an already started Ray, tracked in MLflow unless tracking=off; return each stage's
     metrics. The MLflow run always ends, with the status the outcome deserves (kon_ray/tracking/tracker.py)."""
+    from kon_ray.execution import user_errors
     from kon_ray.pipeline import run_pipeline
 
     ctx = RunContext(config=config, plain=plain, run_dir=config.output_dir)
     tracker = None
     try:
         with _tracking(config, plain) as tracker:
-            results = run_pipeline(ctx, tracker, start_ray)
+            # Ctrl-C however Ray wrapped it is a KeyboardInterrupt by the time the tracker sees it (MLflow: KILLED)
+            with user_errors():
+                results = run_pipeline(ctx, tracker, start_ray)
     except BaseException as exc:
         _record_sweep_job({}, tracker, exc)
         raise

@@ -109,17 +109,24 @@ def fit_task(units: Sequence[execution.WorkUnit], columns: Sequence[str], block_
 
 def fit(units: Sequence[execution.WorkUnit], columns: Sequence[str], block_kwargs: Dict[str, Any],
         loop_config: Dict[str, Any], *, cpus: int, storage_path: str, name: str,
-        max_failures: int) -> Dict[str, Any]:
+        max_failures: int, group: Optional[execution.TaskGroup] = None) -> Dict[str, Any]:
     """`fit_task` as one Ray task with `cpus` CPUs (here when Ray is not running), retried from its last checkpoint
-    up to `max_failures` times when the process is lost; same return shape as `kon_ray.train.stage.fit`."""
+    up to `max_failures` times when the process is lost; same return shape as `kon_ray.train.stage.fit`.
+
+    `group`: the task's `TaskGroup` when another thread than the main one waits for it. Interrupted (Ctrl-C, or the
+    group cancelled), the task is cancelled, its checkpoints removed, and KeyboardInterrupt raised."""
     import ray
 
     checkpoint_dir = storage.join(storage_path, name)
     for attempt in range(max_failures + 1):
         try:
             out = execution.run_remote(fit_task, list(units), list(columns), block_kwargs, loop_config,
-                                       checkpoint_dir, num_cpus=cpus)
+                                       checkpoint_dir, num_cpus=cpus, group=group)
             break
+        except KeyboardInterrupt:
+            if storage.exists(checkpoint_dir):
+                storage.remove(checkpoint_dir)  # a new run starts a new fit: nothing will resume from these
+            raise
         except KonError:
             raise
         except ray.exceptions.RayError as exc:

@@ -6,8 +6,10 @@ rows flagged by id hash). A population with fewer than `model.distributed_min_ro
 more than the whole fit of a small population); a larger one (or any, with `model.distributed_min_rows=0`) trains
 with Ray Train: Ray Data streams the blocks into `cluster.train_workers` XGBoost workers. Both paths run the same
 boosting loop and checkpoint under `cluster.storage_path` (default <run folder>/ray_train/), removed once the model
-folder is written. Everything the user can get wrong (missing columns, a population with too few records or one
-class) is checked on the driver before any training starts. Each model folder is self-contained:
+folder is written. Ctrl-C during a fit stops it on either path (its Ray tasks cancelled, Ray Train's run aborted),
+removes its checkpoints and comes back as KeyboardInterrupt, so the run exits 130. Everything the user can get
+wrong (missing columns, a population with too few records or one class) is checked on the driver before any
+training starts. Each model folder is self-contained:
 
     models/<population>/model.ubj            the booster (best round), feature names set
     models/<population>/metadata.json        features, classes, curve, params, counts, where it came from
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -118,12 +122,14 @@ def train_all(ctx: RunContext, fail_at_round: Optional[Dict[str, int]] = None) -
     # population wastes nothing on OpenMP barriers, which cost more than they save on a few thousand rows per node
     train_cpus = cluster.train_workers * cluster.cpus_per_train_worker
     threads = max(1, single.one_process_cpus(train_cpus) // max(1, len(small)))
+    group = execution.TaskGroup()  # the side-by-side fits' Ray tasks, waited on by the pool's threads
 
     def timed(population: str) -> Tuple[Dict[str, Any], float]:
         start = time.perf_counter()
         result = train_population(
             ctx, population, train_dir, columns, features, classes[population], segment_state,
             fail_at_round=(fail_at_round or {}).get(population), rows=rows[population], threads=threads,
+            group=group,
         )
         return result, time.perf_counter() - start
 
@@ -131,7 +137,13 @@ def train_all(ctx: RunContext, fail_at_round: Optional[Dict[str, int]] = None) -
     if small:
         with ThreadPoolExecutor(max_workers=len(small), thread_name_prefix="train") as pool:
             futures = {pop: pool.submit(timed, pop) for pop in small}
-            outcomes = {pop: future.result() for pop, future in futures.items()}
+            try:
+                outcomes = {pop: future.result() for pop, future in futures.items()}
+            except BaseException:
+                # Ctrl-C reaches only this thread, and leaving the pool waits for its threads: end their fits now
+                # (also when the other population failed: its model would not be used)
+                group.cancel()
+                raise
     for population in POPULATIONS:  # then the Ray Train fits, one at a time (each takes the training CPUs)
         if population not in outcomes:
             outcomes[population] = timed(population)
@@ -178,6 +190,7 @@ def train_population(
     fail_at_round: Optional[int] = None,
     rows: Optional[int] = None,
     threads: Optional[int] = None,
+    group: Optional[execution.TaskGroup] = None,
 ) -> Dict[str, Any]:
     """Fit one population's model, in one process below `model.distributed_min_rows` records, else with
     XGBoostTrainer; returns the final checkpoint's local folder, progress, params and which path trained it."""
@@ -212,7 +225,7 @@ def train_population(
     if one_process:
         units = execution.plan(split_files(train_dir), columns)
         fitted = single.fit(units, columns, block_kwargs, loop_config, cpus=threads, storage_path=storage_path,
-                            name=name, max_failures=model_cfg.max_failures)
+                            name=name, max_failures=model_cfg.max_failures, group=group)
         return {**fitted, "params": loop_config["params"], "trained_in": ONE_PROCESS}
 
     data = read_split(train_dir, columns).map_batches(training_block, batch_format="numpy", fn_kwargs=block_kwargs)
@@ -233,11 +246,10 @@ def fit(data, loop_config: Dict[str, Any], *, workers: int, cpus_per_worker: int
     Returns checkpoint_dir, progress, metrics (the worker's timings) and cleanup (removes the Ray Train folder and
     the local copy)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.xgboost import XGBoostTrainer
 
     if not storage.is_s3(storage_path):
         storage_path = os.path.abspath(storage_path)
-    trainer = XGBoostTrainer(
+    trainer = _trainer_class()(
         train_loop,
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": cpus_per_worker}),
@@ -249,8 +261,16 @@ def fit(data, loop_config: Dict[str, Any], *, workers: int, cpus_per_worker: int
         ),
         datasets={"train": data},
     )
-    with user_errors():  # a KonError raised inside a worker comes back wrapped: give the user the original
-        result = trainer.fit()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with user_errors():  # a KonError raised inside a worker comes back wrapped: give the user the original
+            result = trainer.fit()
+    except KeyboardInterrupt:
+        _remove_quietly(storage.join(storage_path, name))  # its checkpoints: a new run starts a new fit
+        raise
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)  # Ray Train leaves its handler installed after the fit
     if result.checkpoint is None:
         raise RuntimeError(f"{name}: Ray Train finished without a checkpoint")
     local = result.checkpoint.to_directory()
@@ -265,6 +285,37 @@ def fit(data, loop_config: Dict[str, Any], *, workers: int, cpus_per_worker: int
         shutil.rmtree(local, ignore_errors=True)
 
     return {"checkpoint_dir": local, "progress": progress, "metrics": dict(result.metrics or {}), "cleanup": cleanup}
+
+
+def _trainer_class():
+    """XGBoostTrainer with kon_ray's Ctrl-C. Ray Train (v2) installs its own SIGINT handler for the fit: it aborts
+    the run and then calls sys.exit(0) (the process exits 1 with no word to the user, and the MLflow run cannot
+    tell an interruption from an exit), and it stays installed after the fit. Ours aborts the run the same way
+    (controller.abort: the workers stop), then raises KeyboardInterrupt; a second Ctrl-C does not wait for the abort.
+    `fit` puts the previous handler back afterwards."""
+    from ray.train.xgboost import XGBoostTrainer
+
+    class Trainer(XGBoostTrainer):
+        def _register_sigint_handler(self, controller) -> None:  # Ray Train's hook, called in the main thread
+            def on_sigint(signum, frame):
+                signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: stop waiting
+                try:
+                    ray.get(controller.abort.remote())
+                except ray.exceptions.RayError:
+                    pass  # abort ends the controller actor, so this get fails: the run is stopped either way
+                raise KeyboardInterrupt
+
+            signal.signal(signal.SIGINT, on_sigint)
+
+    assert hasattr(XGBoostTrainer, "_register_sigint_handler"), "Ray Train's SIGINT hook moved (see _trainer_class)"
+    return Trainer
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        storage.remove(path)
+    except Exception as exc:  # noqa: BLE001 - leftover checkpoints are not worth hiding the interruption
+        log.debug("could not remove %s: %s", path, exc)
 
 
 def _metadata(ctx: RunContext, population: str, features: List[str], classes: List[str],
