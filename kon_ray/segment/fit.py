@@ -11,8 +11,8 @@ from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
 
-from kon_ray.segment.estrato import assign_estrato
 from kon_ray.hashing import id_unit_interval
+from kon_ray.segment.estrato import assign_estrato
 from kon_ray.segment.kmeans import (
     LloydPartial,
     Moments,
@@ -82,8 +82,8 @@ def fit_segment_state(
     log_scale: bool = False,
     sample_rows: int = INIT_SAMPLE_ROWS,
 ) -> tuple[SegmentState, Dict[str, Any]]:
-    """(`log_scale` only records in the state that the blocks' features were log-scaled by prepare_block.)"""
-    """Fit standardization and k-means centroids; return the state and small facts for the stage's metrics."""
+    """Fit standardization and k-means centroids; return the state and small facts for the stage's metrics.
+    (`log_scale` only records in the state that the blocks' features were log-scaled by prepare_block.)"""
     summaries = map_blocks(block_summary)
     rows = int(sum(s[0] for s in summaries))
     estrato_counts = sum(s[2] for s in summaries)
