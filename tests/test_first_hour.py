@@ -9,6 +9,9 @@
 
 Most checks call the commands' functions in-process; the few that need the real command line (Hydra's run folder,
 a sweep) run it as a subprocess on tiny data, about 3 s each.
+
+Item 1 (Ctrl-C in any stage: exit 130, one line, nothing published, MLflow KILLED) is tests/test_interrupt.py; item 8
+(reports checked in headless Chromium at two widths) is tests/drift/test_html.py and tests/infer/test_html.py.
 """
 
 from __future__ import annotations

@@ -269,7 +269,7 @@ def fit(data, loop_config: Dict[str, Any], *, workers: int, cpus_per_worker: int
         _remove_quietly(storage.join(storage_path, name))  # its checkpoints: a new run starts a new fit
         raise
     finally:
-        if threading.current_thread() is threading.main_thread():
+        if previous is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, previous)  # Ray Train leaves its handler installed after the fit
     if result.checkpoint is None:
         raise RuntimeError(f"{name}: Ray Train finished without a checkpoint")
