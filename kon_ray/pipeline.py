@@ -76,11 +76,11 @@ def run_pipeline(
             started = time.perf_counter()
             try:
                 metrics, seconds = _run_stage(ctx, stage, final)
-            except DriftGateError:
+            except DriftGateError as gated:
                 # the gate stopped the run after publishing its reports: the observer gets them before the run
                 # ends (a tracked run is then FAILED with stopped_by=drift_gate, its evidence in MLflow)
                 if observer is not None:
-                    observer.stage_finished(stage, time.perf_counter() - started, _gated_metrics(final), final)
+                    observer.stage_finished(stage, time.perf_counter() - started, _gated_metrics(final, gated), final)
                 raise
         _link_into_run_folder(ctx, stage, final)
         results[stage] = metrics
@@ -122,11 +122,16 @@ def _run_stage(ctx: RunContext, stage: str, final: str) -> tuple[Dict[str, Any],
     return metrics, seconds
 
 
-def _gated_metrics(folder: str) -> Dict[str, Any]:
-    """The metrics a drift stage stopped by its gate would have returned, from the report it published
-    ({} when the report cannot be read: the observer still logs the folder)."""
+def _gated_metrics(folder: str, gated: Optional[DriftGateError] = None) -> Dict[str, Any]:
+    """The metrics a stage stopped by the drift gate would have returned: those the error carries (InferenceReporting
+    attaches its own), else the drift stage's from the report it published ({} when the report cannot be read: the
+    observer still logs the folder)."""
     from kon_ray.drift.check import metrics
     from kon_ray.drift.report import REPORT_JSON
+
+    carried = getattr(gated, "metrics", None)
+    if isinstance(carried, dict):
+        return dict(carried, stopped_by_gate=1)
 
     try:
         return dict(metrics(storage.read_json(storage.join(folder, REPORT_JSON))), stopped_by_gate=1)
