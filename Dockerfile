@@ -18,7 +18,8 @@ ENV PYTHONUNBUFFERED=1 \
 
 # The locked dependencies first (their layer is reused while only the code changes). The lock pins the same
 # ray as the base image, so pip keeps the installed one. Every download must match a sha256 of the lock
-# (--require-hashes); --no-deps: the lock is complete, nothing outside it may be resolved.
+# (--require-hashes); --no-deps: the lock is complete, nothing outside it may be resolved. The lock holds the
+# sagemaker-mlflow plugin, so tracking.uri=arn:aws:sagemaker:...:mlflow-tracking-server/NAME works in the image.
 COPY --chown=1000:100 requirements.lock ./
 RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
 

@@ -36,12 +36,20 @@ def subprocess_env(**extra: str) -> Dict[str, str]:
     return env
 
 
+# A folder holding another MLflow for the server only (the client stays the locked one), e.g. the version infra/
+# gives the SageMaker-managed server: pip install --no-deps --target /tmp/mlflow30 mlflow==3.0.1 mlflow-skinny==3.0.1
+# then KON_MLFLOW_SERVER_PATH=/tmp/mlflow30 pytest tests/tracking (README, "Tracking": the supported pair).
+SERVER_PATH_ENV = "KON_MLFLOW_SERVER_PATH"
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory) -> Iterator[str]:
     """A real MLflow tracking server: sqlite backend and proxied artifacts in tmp, a free port; its URI."""
     root = tmp_path_factory.mktemp("mlflow_server")
     port = free_port()
     log = open(root / "server.log", "w")
+    older = os.environ.get(SERVER_PATH_ENV)
+    env = subprocess_env(PYTHONPATH=os.pathsep.join([older, str(REPO)])) if older else subprocess_env()
     process = subprocess.Popen(
         [
             sys.executable, "-m", "mlflow", "server",
@@ -49,7 +57,7 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
             "--artifacts-destination", str(root / "artifacts"),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         ],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=subprocess_env(),
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
     )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300  # a loaded CI machine takes minutes

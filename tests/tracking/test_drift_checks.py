@@ -261,3 +261,27 @@ def test_tracking_config_errors_name_the_key(tmp_path, caplog):
                         f"tracking.uri={dead}"))
     (line,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert line.startswith(f"config error: tracking.uri {dead}: no MLflow server answers")
+
+
+def test_history_bands_and_the_most_recent_crossing_first():
+    """Pure: bands at the exact thresholds, a batch that skipped a feature, and the page's order."""
+    from kon_ray.drift.config import DriftConfig
+    from kon_ray.drift.history import Batch, band, feature_histories
+
+    cfg = DriftConfig()
+    assert [band(v, cfg) for v in (0.0999, 0.1, 0.25, 0.2501)] == ["NONE", "MODERATE", "MODERATE", "HIGH"]
+    series = {  # batch 0, 1, 2, 3
+        "steady": [0.01, 0.02, 0.01, 0.03],          # never crosses
+        "early": [0.05, 0.30, 0.31, 0.32],           # NONE -> HIGH at batch 1
+        "late": [0.05, 0.06, 0.07, 0.12],            # NONE -> MODERATE at batch 3
+        "gap": [0.05, None, 0.20, None],             # not checked in 1 and 3: NONE -> MODERATE at batch 2
+        "back": [0.30, 0.30, 0.05, 0.04],            # HIGH -> NONE at batch 2
+    }
+    batches = [Batch(f"r{i}", f"b{i}", 1000 * i, "", None,
+                     {name: values[i] for name, values in series.items() if values[i] is not None}) for i in range(4)]
+    histories = feature_histories(batches, cfg)
+    assert [h.name for h in histories] == ["late", "gap", "back", "early", "steady"]  # gap before back: MODERATE > NONE
+    by_name = {h.name: h for h in histories}
+    assert (by_name["gap"].last_crossing, by_name["gap"].crossed_from, by_name["gap"].latest) == (2, "NONE", (0.20, "MODERATE"))
+    assert by_name["back"].crossed_from == "HIGH" and by_name["steady"].last_crossing is None
+    assert by_name["gap"].psi == [0.05, None, 0.20, None]

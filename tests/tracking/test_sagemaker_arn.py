@@ -27,7 +27,7 @@ import pytest
 
 from kon_ray.config import load_config, to_plain
 from kon_ray.net import free_port
-from tests.conftest import compose_config
+from tests.conftest import REPO, compose_config
 from tests.tracking.conftest import STAGE_METRICS, make_run_folder
 from tests.tracking.test_tracker import STAGE_DIRS, _artifacts
 
@@ -197,3 +197,29 @@ def test_a_sagemaker_arn_tracking_uri_resolves_signs_and_logs_a_run(tmp_path, ml
     assert {prefix + "drift/drift_report.html", prefix + "models/domestic/metadata.json"} <= keys
     assert {"drift/drift_report.html", "ingest/ingest.json"} <= _artifacts(direct, run.info.run_id)
     assert set(run.data.tags) >= {"model_id.domestic", "model_id.industrial"}  # models logged through the plugin
+
+
+def _pinned(name: str) -> str:
+    match = re.search(rf"^{re.escape(name)}==([\w.]+) \\\n(\s+--hash=sha256:[0-9a-f]{{64}}.*\n)+", 
+                      (REPO / "requirements.lock").read_text(), re.M)
+    assert match, f"{name} is not pinned with hashes in requirements.lock"
+    return match.group(1)
+
+
+def test_the_image_has_the_plugin_and_the_server_client_pair_is_written_down():
+    """The Dockerfile installs the lock, hash-checked; the lock pins the plugin, its boto3 and the client; the
+    server version of every Terraform layer is one value, and README and infra/README name that exact pair."""
+    plugin, client, _ = _pinned("sagemaker-mlflow"), _pinned("mlflow"), _pinned("boto3")
+    assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock" in (REPO / "Dockerfile").read_text()
+    servers = set()
+    for variables in ("infra/modules/mlflow_tracking/variables.tf", "infra/modules/kon_ray_stack/variables.tf",
+                      "infra/live/variables.tf"):
+        block = re.search(r'variable "mlflow_version" \{(.*?)\n\}', (REPO / variables).read_text(), re.S)
+        servers.add(re.search(r'default\s*=\s*"([^"]+)"', block.group(1)).group(1))
+    for main in ("infra/live/main.tf", "infra/modules/kon_ray_stack/main.tf"):  # passed down, never hard-coded
+        assert re.findall(r"mlflow_version\s*=\s*(\S+)", (REPO / main).read_text()) == ["var.mlflow_version"]
+    (server,) = servers
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert f"Supported pair: server `{server}`, client `mlflow=={client}`, plugin `sagemaker-mlflow=={plugin}`" in readme
+    infra = " ".join((REPO / "infra/README.md").read_text().split())
+    assert f"`mlflow_version` (default `{server}`" in infra and f"`mlflow=={client}` from the lock" in infra
