@@ -50,7 +50,8 @@ STAGES: Tuple[Stage, ...] = (
     Stage("ingest", "kon_ray.ingest", "ingest", ("dataset.path", "dataset.columns", "dataset.id_column"),
           needs_ray=False, tracked="data_fingerprint"),
     Stage("preprocess", "kon_ray.features.stage", "features", ("dataset", "split", "seed"), ("ingest",)),
-    Stage("drift", "kon_ray.drift.stage", "drift", ("drift",), ("preprocess",), tracked="drift_evidence"),
+    Stage("drift", "kon_ray.drift.stage", "drift", ("drift",), ("preprocess",), tracked="drift_evidence",
+          key_material="kon_ray.drift.stage:key_material"),  # the registered model versions it scores with
     Stage("segment", "kon_ray.segment.stage", "segment", ("dataset.segment", "seed"), ("preprocess",)),
     Stage("train", "kon_ray.train.stage", "models",
           ("model", "seed", "cluster.train_workers", "cluster.cpus_per_train_worker"), ("preprocess", "segment"),

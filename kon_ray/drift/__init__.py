@@ -22,7 +22,8 @@ The contract (README "Drift: the contract"):
 Public entry points:
 - `kon_ray.drift.stage.run(ctx)`: the pipeline stage.
 - `kon_ray.drift.check.run_check(cfg, current, output_dir, reference=..., reference_summary=...)`: one check.
-- `kon_ray.drift.prediction.prediction_drift(ref_probs, cur_probs, cfg)`: prediction drift for InferenceReporting.
+- `kon_ray.infer.onepass.prediction_drift(bundles, reference_files, current_files, id_column, cfg)`: prediction
+  drift with InferenceReporting's scorer (DriftCheck's registered models: kon_ray.drift.prediction).
 - `kon_ray.drift.engine.fit_reference(data, cfg)` / `summarise_current(reference, data, cfg)` and
   `kon_ray.drift.compare.compare(reference, current, cfg)`: the building blocks.
 - `python -m kon_ray.drift reference=PATH current=PATH output=DIR`: the standalone command.

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List
+import re
+from typing import Dict, List, Optional
 
 from kon_ray.errors import ConfigError
+
+
+PREDICTION_MODEL = re.compile(r"[1-9][0-9]*|@[A-Za-z0-9_-]+")  # a registered version, or @alias
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,9 @@ class DriftConfig:
     ks_tolerance: float = 1e-3  # the report flags a feature whose KS bound is wider than this
     sample_rows: int = 200_000  # reference rows sampled to place the KS bins (never used for a statistic)
     plots: int = 8  # distribution plots in drift_report.html, for the most drifted features
+    # the pipeline's DriftCheck scores both windows with each population's registered model `<dataset>-<population>`
+    # for prediction drift: null = its latest version, "3" = version 3, "@champion" = the version an alias points at
+    prediction_model: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.psi_bins < 2:
@@ -52,6 +59,11 @@ class DriftConfig:
             raise ConfigError(f"drift.sample_rows must be >= 1000, got {self.sample_rows}")
         if self.plots < 0:
             raise ConfigError(f"drift.plots must be >= 0, got {self.plots}")
+        if self.prediction_model is not None and not PREDICTION_MODEL.fullmatch(str(self.prediction_model)):
+            raise ConfigError(
+                "drift.prediction_model must be null (the latest registered version), a version number (3) or an"
+                f" alias (@champion), got {self.prediction_model!r}"
+            )
         for column, kind in self.column_types.items():
             if kind not in ("numeric", "categorical"):
                 raise ConfigError(f"drift.column_types.{column} must be numeric or categorical, got {kind!r}")

@@ -1,37 +1,30 @@
-"""Prediction drift: the same statistics on a model's predicted class probabilities, reference vs current.
+"""Prediction drift: the drift statistics on the models' class probabilities, reference vs current.
 
-`prediction_drift` compares two windows' probabilities given as data; InferenceReporting instead counts them in its
-scoring pass (kon_ray/infer/onepass.py) and both end in `report_block`. Before training, the drift stage asks the
-tracking registry for each population's latest model (`find_models`); when there is none it says why instead of
-failing.
+One scorer everywhere: InferenceReporting's (kon_ray.infer.score.score_batch, run per work unit by
+kon_ray.infer.onepass; columns `prob_<label>`). The reference pass returns each population's probabilities, the
+driver fits their reference summary exactly, the current pass counts its probabilities on the reference's edges
+(`onepass.prediction_drift`), and `report_block` compares them as the drift contract says. Two places use it:
+
+- DriftCheck (kon_ray.drift.stage): the reference window against the current window, scored with each
+  population's registered model `<dataset>-<population>` (its latest version, or `drift.prediction_model`).
+  `resolve` finds which version that is without loading anything (the drift stage's cache key holds it);
+  `load_bundles` loads exactly that version. When there is none, or the registry cannot answer, the report says
+  why instead of failing.
+- InferenceReporting (kon_ray.infer.stage): the run's own models, test split against current split.
+
+In both, HIGH prediction drift raises the overall drift flag, and `drift.fail_on_drift=true` then stops the run.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
-
-import numpy as np
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from kon_ray.drift.compare import compare
 from kon_ray.drift.config import DriftConfig
-from kon_ray.drift.engine import fit_reference, summarise_current
 from kon_ray.drift.severity import SEVERITIES
-
-
-def prediction_drift(ref_probs, cur_probs, cfg: DriftConfig, columns: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Drift of predicted class probabilities (one numeric column per class) between two windows.
-
-    Args:
-        ref_probs, cur_probs: pandas DataFrames, Ray Datasets or Parquet paths with the same probability columns.
-        cfg: the drift config (bins, thresholds).
-        columns: the probability columns; default every column of ref_probs.
-    Returns:
-        {"available": True, "severity": worst class severity, "psi_max", "features": [per-class results]}.
-    """
-    numeric_cfg = DriftConfig(**{**cfg.__dict__, "column_types": {}})  # probabilities are numeric, always
-    reference = fit_reference(ref_probs, numeric_cfg, columns=columns, label="reference predictions")
-    current = summarise_current(reference, cur_probs, numeric_cfg, label="current predictions")
-    return report_block(reference, current, numeric_cfg)
 
 
 def report_block(reference, current: dict, cfg: DriftConfig) -> Dict[str, Any]:
@@ -51,89 +44,180 @@ def not_available(reason: str) -> Dict[str, Any]:
     return {"available": False, "severity": None, "reason": reason}
 
 
-def find_models(dataset: str, tracking_cfg) -> Tuple[Dict[str, Tuple[Any, Dict]], str]:
-    """({population: (booster, metadata)}, reasons) from the tracking registry. Never raises."""
-    try:
-        from kon_ray.tracking.registry import find_latest_model  # the tracking stage's registry, when present
-    except ImportError as exc:
-        return {}, f"no model available: model registry not installed ({exc.name or exc})"
+def is_high(block: Mapping[str, Any]) -> bool:
+    """Whether a prediction-drift block raises the overall drift flag (HIGH, as the drift contract says)."""
+    return bool(block.get("available")) and block.get("severity") == "HIGH"
+
+
+def combine(blocks: Mapping[str, Mapping[str, Any]], models: Sequence[Dict[str, Any]] = (),
+            unscored: Mapping[str, str] = ()) -> Dict[str, Any]:
+    """One block from the populations' blocks: features named `<population>/prob_<label>`, the worst severity,
+    the largest PSI; `models` (what scored) and `not_checked` ({population: why}) say what it covers."""
+    done = {p: b for p, b in blocks.items() if b.get("available")}
+    skipped = dict(unscored) | {p: str(b.get("reason", "")) for p, b in blocks.items() if not b.get("available")}
+    if not done:
+        reason = "; ".join(f"{p}: {why}" for p, why in skipped.items()) or "no model available"
+        return dict(not_available(reason), models=list(models))
+    out: Dict[str, Any] = {
+        "available": True,
+        "severity": max((b["severity"] for b in done.values()), key=SEVERITIES.index),
+        "psi_max": max(b["psi_max"] for b in done.values()),
+        "features": [dict(f, name=f"{p}/{f['name']}") for p, b in done.items() for f in b["features"]],
+        "models": list(models),
+    }
+    if skipped:
+        out["not_checked"] = skipped
+    return out
+
+
+# --- which registered model DriftCheck scores with ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """One version of a registered model: `<dataset>-<population>` version `version`."""
+
+    population: str
+    name: str
+    version: str
+    run_id: Optional[str] = None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def describe(self) -> Dict[str, Any]:
+        return {"population": self.population, "name": self.name, "version": self.version, "uri": self.uri,
+                "run_id": self.run_id}
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The registered models DriftCheck will score with, and why any population has none."""
+
+    models: Tuple[RegisteredModel, ...] = ()
+    missing: Tuple[Tuple[str, str], ...] = ()  # (population, why it has no model)
+
+    def key_material(self) -> Optional[Dict[str, str]]:
+        """{population: "<name>/<version>"}: what the drift stage's key holds; None without any model."""
+        return {m.population: f"{m.name}/{m.version}" for m in self.models} or None
+
+    def reason(self) -> str:
+        return "; ".join(f"{population}: {why}" for population, why in self.missing)
+
+
+def resolve(dataset_name: str, tracking_cfg, pinned: Optional[str] = None) -> Resolution:
+    """Which version of `<dataset>-<population>` each population would be scored with: the latest, a pinned version
+    number, or the version an `@alias` points at. Registry look-ups only (nothing is downloaded); never raises."""
     from kon_ray.config import POPULATIONS
 
-    found, reasons = {}, []
+    def nobody(why: str) -> Resolution:
+        return Resolution(missing=tuple((p, why) for p in POPULATIONS))
+
+    if not tracking_cfg.enabled:
+        return nobody("tracking is off (tracking.enabled=false), so there is no model registry to take a model from")
+    try:
+        from kon_ray.secrets import redact_text
+        from kon_ray.tracking.tracker import import_mlflow, one_line, registered_name
+        from kon_ray.tracking.uri import resolve_uri
+    except ImportError as exc:
+        return nobody(f"model registry not installed ({exc.name or exc})")
+    uri = resolve_uri(tracking_cfg.uri)
+    shown = redact_text(uri)  # these messages end up in the drift report: never a password from the URI
+    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
+        return nobody(f"no tracking database at {shown} yet, so nothing is registered")
+    try:
+        import_mlflow()
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+    except Exception as exc:  # a registry that cannot answer must not stop the run: the report says why
+        return nobody(redact_text(f"the model registry at {shown} could not be reached ({one_line(exc)})"))
+    models, missing = [], []
     for population in POPULATIONS:
+        name = registered_name(dataset_name, population)
         try:
-            lookup = find_latest_model(dataset, population, tracking_cfg)
-        except Exception as exc:  # a registry that cannot answer must not stop the drift check
-            reasons.append(f"{population}: registry error ({type(exc).__name__}: {exc})")
+            found = _version(client, name, pinned)
+        except Exception as exc:
+            missing.append((population, redact_text(f"the model registry at {shown} could not be reached while"
+                                                    f" looking up {name!r} ({one_line(exc)})")))
             continue
-        if lookup.model is None:
-            reasons.append(f"{population}: {lookup.reason}")
+        if isinstance(found, str):
+            missing.append((population, found))
         else:
-            found[population] = lookup.model
-    return found, "no model available: " + "; ".join(reasons) if not found else ""
+            models.append(RegisteredModel(population, name, str(found.version), found.run_id))
+    return Resolution(tuple(models), tuple(missing))
 
 
-SEGMENT_COLUMNS = ("estrato", "cluster")  # model inputs the segment stage adds; not in the features folder
+def _version(client, name: str, pinned: Optional[str]):
+    """The model version to use, or why there is none (a string)."""
+    from mlflow.exceptions import MlflowException
+
+    if pinned is None:
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            return (f"nothing registered as {name!r} (a successful run with tracking.register_models=true"
+                    " registers its models)")
+        return max(versions, key=lambda v: int(v.version))
+    try:
+        if pinned.startswith("@"):
+            return client.get_model_version_by_alias(name, pinned[1:])
+        return client.get_model_version(name, pinned)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            what = f"alias {pinned[1:]!r}" if pinned.startswith("@") else f"version {pinned}"
+            return f"drift.prediction_model={pinned}: {name!r} has no {what}"
+        raise
 
 
-def _score(batch, booster, features: Sequence[str], classes: Sequence[Any], population: str,
-           population_column: str, segment_state: Optional[Dict[str, Any]] = None):
-    import pandas as pd
-    import xgboost
+def load_bundles(resolution: Resolution, tracking_cfg) -> Tuple[List[Any], Dict[str, str]]:
+    """([ModelBundle], {population: why not}) for exactly the versions `resolution` names. Never raises."""
+    from kon_ray.infer.score import ModelBundle
+    from kon_ray.segment.state import SegmentState
+    from kon_ray.secrets import redact_text
+    from kon_ray.tracking.tracker import import_mlflow, one_line
+    from kon_ray.tracking.uri import resolve_uri
 
-    batch = batch[batch[population_column] == population]
-    if segment_state:
-        from kon_ray.segment.state import SegmentState, assign_segments
-
-        batch = assign_segments(batch, SegmentState.from_dict(segment_state))
-    probs = booster.predict(xgboost.DMatrix(batch[list(features)].astype("float64")))
-    if probs.ndim == 1:  # binary objective: P(class 1)
-        probs = np.column_stack([1 - probs, probs])
-    classes = classes or range(probs.shape[1])
-    return pd.DataFrame({f"proba_{c}": probs[:, i] for i, c in enumerate(classes)})
-
-
-def _class_labels(metadata: Dict[str, Any]) -> List[Any]:
-    """Labels in the model's class order: `class_labels`, else the values of the {index: label} `classes`."""
-    if metadata.get("class_labels"):
-        return list(metadata["class_labels"])
-    classes = metadata.get("classes") or []
-    if isinstance(classes, dict):
-        return [classes[k] for k in sorted(classes, key=int)]
-    return list(classes)
-
-
-def _input_columns(features: Sequence[str], segment_state: Optional[Dict[str, Any]]) -> List[str]:
-    """The columns to read for the model: its features, with estrato/cluster replaced by their raw inputs."""
-    if not segment_state:
-        return list(features)
-    raw = [c for c in features if c not in SEGMENT_COLUMNS]
-    inputs = ([segment_state.get("estrato_column")] if segment_state.get("estrato_column") else []) + list(
-        segment_state.get("cluster_features") or []
-    )
-    return list(dict.fromkeys(raw + inputs))
+    uri = resolve_uri(tracking_cfg.uri)
+    bundles, failed = [], {}
+    for model in resolution.models:
+        try:
+            metadata, state = _model_files(uri, model)
+            if not metadata.get("features") or not metadata.get("class_labels"):
+                raise ValueError(f"models/{model.population}/metadata.json of run {model.run_id} has no features"
+                                 " or class_labels")
+            mlflow = import_mlflow()
+            previous = mlflow.get_tracking_uri()
+            mlflow.set_tracking_uri(uri)
+            try:
+                booster = mlflow.xgboost.load_model(model.uri)
+            finally:
+                mlflow.set_tracking_uri(previous)
+            metadata = dict(metadata, population=model.population)
+            bundles.append(ModelBundle(model.population, booster, metadata, SegmentState.from_dict(state)))
+        except Exception as exc:  # a model deleted under us, a run without its files: no comparison, not a crash
+            failed[model.population] = redact_text(f"could not load {model.name} version {model.version}: "
+                                                   f"{one_line(exc)}")
+    return bundles, failed
 
 
-def model_prediction_drift(models: Dict[str, Tuple[Any, Dict]], reference, current, cfg: DriftConfig,
-                           population_column: str = "population") -> Dict[str, Any]:
-    """Score both windows with each population's booster (Ray map_batches) and compare class probabilities."""
-    from kon_ray.drift.engine import as_source
+def _model_files(uri: str, model: RegisteredModel) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """The metadata.json and segment_state.json the train stage wrote beside the model, from its run's artifacts."""
+    import tempfile
 
-    per_population = {}
-    for population, (booster, metadata) in models.items():
-        features = list(metadata.get("features") or metadata.get("feature_names") or booster.feature_names or [])
-        classes = _class_labels(metadata)
-        segment_state = metadata.get("segment_state") if set(SEGMENT_COLUMNS) & set(features) else None
-        scored = []
-        for data, label in ((reference, "reference"), (current, "current")):
-            ds = as_source(data, label).to_dataset(_input_columns(features, segment_state) + [population_column])
-            scored.append(ds.map_batches(_score, fn_kwargs={"booster": booster, "features": features,
-                                                            "classes": classes, "population": population,
-                                                            "population_column": population_column,
-                                                            "segment_state": segment_state},
-                                         batch_format="pandas"))
-        per_population[population] = prediction_drift(scored[0], scored[1], cfg)
-    worst = max((r["severity"] for r in per_population.values()), key=SEVERITIES.index, default="NONE")
-    return {"available": True, "severity": worst,
-            "psi_max": max(r["psi_max"] for r in per_population.values()),
-            "features": [dict(f, name=f"{p}/{f['name']}") for p, r in per_population.items() for f in r["features"]]}
+    from mlflow.tracking import MlflowClient
+
+    if not model.run_id:
+        raise ValueError("the model version has no source run to take its metadata.json from")
+    client = MlflowClient(uri)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="kon_model_") as scratch:
+        for name in ("metadata.json", "segment_state.json"):
+            path = client.download_artifacts(model.run_id, f"models/{model.population}/{name}", scratch)
+            with open(path, encoding="utf-8") as handle:
+                out.append(json.load(handle))
+    return out[0], out[1]
+
+
+__all__ = ["report_block", "not_available", "is_high", "combine", "RegisteredModel", "Resolution", "resolve",
+           "load_bundles"]

@@ -4,7 +4,11 @@ JSON shape:
   {"kind": "kon_ray.drift.report", "version": 1, "reference": str, "current": str,
    "rows": {"reference": int, "current": int},
    "summary": {"features", "drifted", "drifted_share", "severity_counts": {NONE, LOW, MODERATE, HIGH},
-               "top_drifted": [{"name", "severity", "psi"}] (at most 10), "prediction_drift": {...},
+               "top_drifted": [{"name", "severity", "psi"}] (at most 10),
+               "prediction_drift": {"available", "severity", "psi_max", "features": [per class, named
+                                    <population>/prob_<label>], "models": [{"population", "name", "version", "uri",
+                                    "run_id"}], "not_checked": {population: why}} or {"available": false,
+                                    "severity": null, "reason", "models"},
                "ks_bound_max", "ks_bound_exceeded": [names], "drift_flag": bool, "thresholds": {...}},
    "features": [{"name", "type": numeric|categorical, "psi", "test": ks|chi2, "statistic", "p_value",
                  "p_value_adjusted", "severity", "effect_size", "effect_size_name": ks_d|cramers_v,
@@ -88,10 +92,21 @@ def headline(report: Dict[str, Any]) -> str:
 
 
 def prediction_line(prediction: Dict[str, Any]) -> str:
+    """One line: the severity (or why it was not checked), and with which registered model versions."""
     if not prediction.get("available"):
         return f"prediction drift: not checked ({prediction.get('reason', 'no model available')})"
-    return (f"prediction drift: {prediction['severity']} (max PSI {prediction['psi_max']:.4f} over"
-            f" {len(prediction['features'])} class probabilities)")
+    models = [m for m in prediction.get("models", [])
+              if m.get("population") not in prediction.get("not_checked", {})]
+    names = ", ".join(f"{m['name']} version {m['version']}" for m in models)
+    scored = f" with {names}" if models else ""
+    line = (f"prediction drift: {prediction['severity']} (max PSI {prediction['psi_max']:.4f} over"
+            f" {len(prediction['features'])} class probabilities){scored}")
+    skipped = prediction.get("not_checked") or {}
+    if skipped:
+        line += "; not checked: " + "; ".join(f"{p}: {why}" for p, why in skipped.items())
+    if prediction.get("severity") == "HIGH":
+        line += " -> raises the drift flag"
+    return line
 
 
 def summary_text(report: Dict[str, Any], top: int = 20) -> str:

@@ -5,17 +5,57 @@ whatever balanced sampling chose for training) and `features/current` (current) 
 analyses every column except the dataset's id, date and target columns and `drift.exclude`, and writes
 reference_summary.json, drift_report.json, drift_summary.txt and drift_report.html. With
 `drift.fail_on_drift=true` and the flag raised it raises DriftGateError after writing them (exit code 4).
+
+Prediction drift scores both windows with each population's registered model `<dataset>-<population>` (its latest
+version, or the one `drift.prediction_model` names) through InferenceReporting's scorer
+(kon_ray.drift.prediction). Which version that is decides the report, so it is part of the stage's key:
+`key_material` looks it up when the pipeline plans, and the stage then scores with exactly that version.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict
+import logging
+from typing import Any, Dict, Optional, Tuple
 
 from kon_ray import storage
+from kon_ray.config import KonConfig
 from kon_ray.context import STAGE_FOLDERS, RunContext
+from kon_ray.drift import prediction as P
 from kon_ray.drift.check import gate, metrics, run_check
-from kon_ray.drift.prediction import find_models, model_prediction_drift, not_available
 from kon_ray.features.spec import calendar_features
+
+log = logging.getLogger("kon_ray")
+
+# What key_material resolved for a config, kept until that config's drift stage runs in this process: the stage
+# scores with the version its key holds, even if another is registered between planning and running.
+_PLANNED: Dict[Tuple[Any, ...], P.Resolution] = {}
+
+
+def _plan_key(config: KonConfig) -> Tuple[Any, ...]:
+    tracking = config.tracking
+    return (config.dataset.name, config.drift.prediction_model, tracking.enabled, tracking.uri)
+
+
+def key_material(config: KonConfig) -> Optional[Dict[str, str]]:
+    """The identity of the models DriftCheck will score with, {population: "<name>/<version>"}, for the stage's key;
+    None when there is none (tracking off, nothing registered, or a registry that cannot be reached: the report then
+    says which). Called on the driver when the pipeline plans, before Ray: registry look-ups only, never raises."""
+    try:
+        resolution = P.resolve(config.dataset.name, config.tracking, config.drift.prediction_model)
+    except Exception as exc:  # planning must not fail because of prediction drift
+        resolution = P.Resolution(missing=(("all", f"the model registry lookup failed ({type(exc).__name__}: {exc})"),))
+    _PLANNED[_plan_key(config)] = resolution
+    if resolution.missing:
+        log.info("drift: prediction drift without a model for %s", resolution.reason())
+    return resolution.key_material()
+
+
+def _resolution(config: KonConfig) -> P.Resolution:
+    """What the plan resolved for this config (used once), else a fresh look-up (the stage run on its own)."""
+    planned = _PLANNED.pop(_plan_key(config), None)
+    if planned is not None:
+        return planned
+    return P.resolve(config.dataset.name, config.tracking, config.drift.prediction_model)
 
 
 def run(ctx: RunContext) -> Dict[str, Any]:
@@ -28,16 +68,63 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     exclude = [dataset.id_column, dataset.date_column, dataset.target_column]
     if not cfg.calendar_features:
         exclude += calendar_features(list(dataset.features.dates))
+    resolution = _resolution(ctx.config)
 
     def prediction() -> Dict[str, Any]:
-        models, reason = find_models(dataset.name, ctx.config.tracking)
-        if not models:
-            return not_available(reason)
-        try:
-            return model_prediction_drift(models, reference, current, cfg)
-        except Exception as exc:  # scoring is a bonus here; the feature report must still be written
-            return not_available(f"model could not score the data ({type(exc).__name__}: {exc})")
+        return prediction_drift(resolution, ctx.config, reference, current)
 
     report = run_check(cfg, current, ctx.output_dir, reference=reference, exclude=exclude, prediction=prediction)
     gate(report, cfg, storage.join(ctx.run_dir, STAGE_FOLDERS["drift"]))  # the run folder's drift/, where users look
     return metrics(report)
+
+
+def prediction_drift(resolution: P.Resolution, config: KonConfig, reference, current: str) -> Dict[str, Any]:
+    """The report's prediction-drift block: the resolved models on the reference window against the current one."""
+    from kon_ray.infer import onepass
+    from kon_ray.infer.score import input_columns
+    from kon_ray.segment.io import split_files
+
+    described = [m.describe() for m in resolution.models]
+    missing = dict(resolution.missing)
+    if not resolution.models:
+        return dict(P.not_available(f"no model available: {resolution.reason()}"), models=described)
+    bundles, failed = P.load_bundles(resolution, config.tracking)
+    missing.update(failed)
+    if not bundles:
+        return P.combine({}, described, missing)
+    ref_files = [f for folder in reference if storage.exists(folder) for f in split_files(folder)]
+    cur_files = split_files(current)
+    have = set(_columns(ref_files)) & set(_columns(cur_files))
+    named = {m.population: f"{m.name} version {m.version}" for m in resolution.models}
+    usable = []
+    for bundle in bundles:
+        lacking = [c for c in input_columns([bundle], config.dataset.id_column, None) if c not in have]
+        if lacking:
+            missing[bundle.population] = (f"{named[bundle.population]} reads column {lacking[0]!r}, which the"
+                                          " reference or current window does not have")
+        else:
+            usable.append(bundle)
+    blocks: Dict[str, Dict[str, Any]] = {}
+    if usable:
+        try:
+            blocks = onepass.prediction_drift(usable, ref_files, cur_files, config.dataset.id_column, config.drift,
+                                              name="drift_prediction")
+        except Exception as exc:  # scoring is part of the report; the feature report must still be written
+            from kon_ray.execution import kon_error_in
+
+            cause = kon_error_in(exc) or exc
+            log.warning("drift: prediction drift failed: %s", cause)
+            missing.update({b.population: f"the model could not score the data ({type(cause).__name__}: {cause})"
+                            for b in usable})
+    return P.combine(blocks, described, missing)
+
+
+def _columns(files) -> list:
+    """Every column name in the files' footers (a file without one of them would fail the scorer's read)."""
+    from kon_ray.ingest import read_metadata
+
+    names: Optional[set] = None
+    for file in files:
+        these = set(read_metadata(file)[0].names)
+        names = these if names is None else names & these
+    return sorted(names or ())

@@ -19,19 +19,22 @@ the drift engine's pure functions: exact quantile PSI edges as `np.quantile`, KS
 KS bound as stated in the drift contract holds).
 
 Models are loaded once per worker process (tasks are not actors): `models()` keeps the bundles keyed by the model
-folders and their files' modification time and size.
+folders and their files' modification time and size. DriftCheck's registered models arrive as bundles in the spec
+instead, and its passes write no predictions (`prediction_drift`: the same passes, the same scorer, the same
+reference fit and comparison as InferenceReporting's, on the reference and current windows).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kon_ray import storage
+from kon_ray import execution, storage
 from kon_ray.drift import summary as S
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.reference import NumericReference, ReferenceSummary
@@ -40,6 +43,7 @@ from kon_ray.infer.score import (
     ACTUAL,
     PREDICTED,
     ModelBundle,
+    input_columns,
     load_bundle,
     metric_partials,
     prob_columns,
@@ -47,6 +51,8 @@ from kon_ray.infer.score import (
 )
 from kon_ray.segment.state import CLUSTER, ESTRATO, STATE_FILE
 from kon_ray.train.data import POPULATION_COLUMN
+
+log = logging.getLogger("kon_ray")
 
 MODEL_FILES = ("model.ubj", "metadata.json", STATE_FILE)  # what a model folder's bundle is loaded from
 _MODELS: Dict[Tuple[Any, ...], List[ModelBundle]] = {}  # per worker process: the bundles of the latest key
@@ -56,14 +62,15 @@ _MODELS: Dict[Tuple[Any, ...], List[ModelBundle]] = {}  # per worker process: th
 class PassSpec:
     """What one split's pass does with each unit; small and picklable (shipped once per pass)."""
 
-    folders: Tuple[str, ...]
+    folders: Tuple[str, ...]  # model folders, loaded once per worker process
     labels: Mapping[str, Tuple[str, ...]]  # population -> class labels, in the model's order
     id_column: str
     target_column: Optional[str]  # None: the split has no labels (no metrics)
-    out: str  # this split's predictions folder
+    out: Optional[str]  # this split's predictions folder; None: write no predictions (DriftCheck)
     collect: bool = False  # return the class probabilities (the prediction-drift reference)
     drift: Mapping[str, S.BatchPlan] = field(default_factory=dict)  # population -> counts on the reference's edges
     nthread: int = 1  # xgboost threads per task: the execution layer gives each task one CPU
+    bundles: Tuple[ModelBundle, ...] = ()  # models already loaded (DriftCheck's registered ones) instead of folders
 
 
 def models(folders: Sequence[str], nthread: int = 1) -> List[ModelBundle]:
@@ -77,6 +84,14 @@ def models(folders: Sequence[str], nthread: int = 1) -> List[ModelBundle]:
     return bundles
 
 
+def _spec_models(spec: PassSpec) -> List[ModelBundle]:
+    if not spec.bundles:
+        return models(spec.folders, spec.nthread)
+    for bundle in spec.bundles:  # this task's own copy of the boosters (unpickled with the spec)
+        bundle.booster.set_param({"nthread": spec.nthread})
+    return list(spec.bundles)
+
+
 def _file_stamp(path: str) -> Tuple[str, Optional[int], Optional[int]]:
     fs, fs_path = storage.filesystem(path)
     info = fs.get_file_info(fs_path)
@@ -86,8 +101,9 @@ def _file_stamp(path: str) -> Tuple[str, Optional[int], Optional[int]]:
 def score_unit(table: pa.Table, unit: WorkUnit, spec: PassSpec) -> Dict[str, Any]:
     """One work unit: score its rows, write its predictions part, return its partials (see the module docstring)."""
     batch = {name: table.column(name).to_numpy() for name in table.column_names}
-    pred = score_batch(batch, models(spec.folders, spec.nthread), spec.id_column, spec.target_column)
-    write_part(pred, spec, table.schema.field(spec.id_column).type, unit.index)
+    pred = score_batch(batch, _spec_models(spec), spec.id_column, spec.target_column)
+    if spec.out is not None:
+        write_part(pred, spec, table.schema.field(spec.id_column).type, unit.index)
     out: Dict[str, Any] = {"rows": len(pred[spec.id_column]), "metrics": {}, "probs": {}, "drift": {}}
     if ACTUAL in pred:
         out["metrics"] = metric_partials(pred, spec.labels)
@@ -145,7 +161,7 @@ def merge(totals: Optional[Totals], part: Mapping[str, Any]) -> Totals:
 
 
 def numeric_config(cfg: DriftConfig) -> DriftConfig:
-    """Probabilities are numeric, always (as kon_ray.drift.prediction)."""
+    """Probabilities are numeric, always, whatever drift.column_types says."""
     return DriftConfig(**{**cfg.__dict__, "column_types": {}})
 
 
@@ -176,12 +192,58 @@ def counting_plan(reference: ReferenceSummary) -> S.BatchPlan:
                        psi_edges={c: r.psi_edges for c, r in reference.numeric.items()})
 
 
-def drift_report(reference: ReferenceSummary, current: dict, cfg: DriftConfig) -> Dict[str, Any]:
-    """The report's prediction-drift block, as kon_ray.drift.prediction.prediction_drift gives it."""
-    from kon_ray.drift.prediction import report_block  # driver only: scipy.stats costs a worker seconds to import
+WINDOWS = ("the reference window", "the current window")  # DriftCheck's; InferenceReporting's are its two splits
 
-    return report_block(reference, current, cfg)
+
+def reference_for(bundle: ModelBundle, totals: Totals, cfg: DriftConfig, windows: Tuple[str, str] = WINDOWS):
+    """The population's prediction-drift reference from the reference pass's probabilities, or why there is none."""
+    parts = totals.probs.get(bundle.population, [])
+    probs = np.concatenate(parts) if parts else np.empty((0, len(bundle.labels)), np.float32)
+    if not len(probs):
+        return f"no {bundle.population} records in {windows[0]}"
+    try:
+        return fit_reference(probs, prob_columns(bundle.labels), cfg)
+    except Exception as exc:  # drift is part of the report, not a reason to lose the scores and metrics
+        log.warning("prediction drift %s: reference failed: %s", bundle.population, exc)
+        return f"{type(exc).__name__}: {exc}"
+
+
+def compare(bundle: ModelBundle, reference, totals: Totals, cfg: DriftConfig,
+            windows: Tuple[str, str] = WINDOWS) -> Dict[str, Any]:
+    """The population's prediction-drift block (kon_ray.drift.prediction.report_block), or why there is none."""
+    from kon_ray.drift.prediction import not_available, report_block  # driver only: scipy.stats is slow to import
+
+    if isinstance(reference, str):
+        return not_available(reference)
+    current: Optional[dict] = totals.drift.get(bundle.population)
+    if current is None or current["rows"] == 0:
+        return not_available(f"no {bundle.population} records in {windows[1]}")
+    try:
+        return report_block(reference, current, cfg)
+    except Exception as exc:  # drift is part of the report, not a reason to lose the scores and metrics
+        log.warning("prediction drift %s: comparison failed: %s", bundle.population, exc)
+        return not_available(f"{type(exc).__name__}: {exc}")
+
+
+def prediction_drift(bundles: Sequence[ModelBundle], reference_files: Sequence[str], current_files: Sequence[str],
+                     id_column: str, cfg: DriftConfig, name: str = "prediction_drift") -> Dict[str, Dict[str, Any]]:
+    """{population: prediction-drift block} of `bundles` on two windows, writing nothing: a reference pass that
+    returns the probabilities, the exact reference fit on the driver, a current pass that counts on its edges.
+    The passes InferenceReporting makes over test and current, without its predictions and metrics."""
+    cfg = numeric_config(cfg)
+    labels = {b.population: tuple(b.labels) for b in bundles}
+    columns = input_columns(bundles, id_column, None)
+    spec = PassSpec(folders=(), labels=labels, id_column=id_column, target_column=None, out=None, collect=True,
+                    bundles=tuple(bundles))
+    totals = execution.map_reduce(score_unit, execution.plan(list(reference_files), columns), merge,
+                                  columns=columns, kwargs={"spec": spec}, name=f"{name}_reference") or Totals()
+    references = {b.population: reference_for(b, totals, cfg) for b in bundles}
+    spec = replace(spec, collect=False,
+                   drift={p: counting_plan(r) for p, r in references.items() if not isinstance(r, str)})
+    totals = execution.map_reduce(score_unit, execution.plan(list(current_files), columns), merge,
+                                  columns=columns, kwargs={"spec": spec}, name=f"{name}_current") or Totals()
+    return {b.population: compare(b, references[b.population], totals, cfg) for b in bundles}
 
 
 __all__ = ["PassSpec", "Totals", "models", "score_unit", "write_part", "merge", "fit_reference", "counting_plan",
-           "drift_report", "numeric_config", "part_name"]
+           "reference_for", "compare", "prediction_drift", "numeric_config", "part_name"]

@@ -45,4 +45,6 @@ def build_report(
         "splits": splits,
         "feature_importance": importance,
         "prediction_drift": dict(prediction_drift),
+        # HIGH prediction drift raises the overall drift flag (README, "Drift: the contract")
+        "drift_flag": bool(prediction_drift.get("available")) and prediction_drift.get("severity") == "HIGH",
     }

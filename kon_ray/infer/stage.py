@@ -12,25 +12,30 @@ one task of one CPU per unit): each task scores its rows, writes its predictions
 of exactly the rows it wrote, plus what prediction drift needs (kon_ray.infer.onepass). The test split goes first:
 its pass returns the class probabilities, from which the driver fits the prediction-drift reference; the current
 split's pass then also counts its probabilities on the reference's edges. Nothing re-reads the predictions.
+
+HIGH prediction drift of any population raises the stage's `drift_flag` (and each report's), and with
+`drift.fail_on_drift=true` stops the run with DriftGateError (exit code 4) once every report is written.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from kon_ray import execution, storage
 from kon_ray.config import POPULATIONS
-from kon_ray.context import RunContext
-from kon_ray.errors import DataError
+from kon_ray.context import STAGE_FOLDERS, RunContext
+from kon_ray.drift.prediction import is_high
+from kon_ray.errors import DataError, DriftGateError
 from kon_ray.infer import html, onepass
 from kon_ray.infer.report import build_report, feature_importance
-from kon_ray.infer.score import ModelBundle, input_columns, load_bundle, merge_metric_partials, prob_columns
+from kon_ray.infer.score import input_columns, load_bundle, merge_metric_partials
 from kon_ray.segment.io import require_columns, split_columns, split_dir, split_files
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("test", "current")  # test: held-out labelled data and the prediction-drift reference; current: deployment
+WINDOWS = ("the test split", "the current split")  # prediction drift's reference and current, as its reasons say
 
 
 def run(ctx: RunContext) -> Dict[str, Any]:
@@ -75,9 +80,10 @@ def run(ctx: RunContext) -> Dict[str, Any]:
             for population, counts in merge_metric_partials(totals.metrics).items():
                 merged[population][split] = counts
         if spec.collect:
-            references = {b.population: _fit_reference(b, totals, drift_cfg) for b in bundles}
+            references = {b.population: onepass.reference_for(b, totals, drift_cfg, WINDOWS) for b in bundles}
         if spec.drift or (with_drift and split == "current"):
-            drift = {b.population: _compare(b, references[b.population], totals, drift_cfg) for b in bundles}
+            drift = {b.population: onepass.compare(b, references[b.population], totals, drift_cfg, WINDOWS)
+                     for b in bundles}
 
     for bundle in bundles:
         report = build_report(dataset.name, bundle.population, bundle.metadata, merged[bundle.population],
@@ -92,7 +98,25 @@ def run(ctx: RunContext) -> Dict[str, Any]:
                      bundle.population, split, m["accuracy"], m["baseline"]["accuracy"], m["macro_f1"], m["log_loss"])
         if report["prediction_drift"].get("available"):
             metrics[f"{bundle.population}/prediction_drift_psi_max"] = report["prediction_drift"].get("psi_max")
+    high = [b.population for b in bundles if is_high(drift[b.population])]
+    metrics["drift_flag"] = int(bool(high))  # HIGH prediction drift raises the overall flag (the drift contract)
+    if high:
+        log.warning("infer: prediction drift is HIGH for %s (test split -> current split)", ", ".join(high))
+    _gate(ctx, high, drift, metrics)
     return metrics
+
+
+def _gate(ctx: RunContext, high: List[str], drift: Dict[str, Dict[str, Any]], metrics: Dict[str, Any]) -> None:
+    """With drift.fail_on_drift, stop after the reports are written when prediction drift is HIGH (exit code 4).
+    The error carries the stage's metrics: the pipeline publishes the reports and hands both to the tracker."""
+    if not (ctx.config.drift.fail_on_drift and high):
+        return
+    where = storage.join(ctx.run_dir, STAGE_FOLDERS["infer"], f"{high[0]}.html")  # the run folder's, where users look
+    worst = ", ".join(f"{p} (max PSI {drift[p]['psi_max']:.4f})" for p in high)
+    error = DriftGateError(f"prediction drift is HIGH at InferenceReporting for {worst}, test split -> current split;"
+                           f" see {where}")
+    error.metrics = dict(metrics)  # type: ignore[attr-defined]
+    raise error
 
 
 def _fresh_folder(path: str) -> str:
@@ -101,34 +125,6 @@ def _fresh_folder(path: str) -> str:
     fs, fs_path = storage.filesystem(path)
     fs.create_dir(fs_path, recursive=True)
     return path
-
-
-def _fit_reference(bundle: ModelBundle, totals: onepass.Totals, cfg):
-    """The population's prediction-drift reference from the test split's probabilities, or why there is none."""
-    import numpy as np
-
-    parts = totals.probs.get(bundle.population, [])
-    probs = np.concatenate(parts) if parts else np.empty((0, len(bundle.labels)), np.float32)
-    if not len(probs):
-        return f"no {bundle.population} records in the test split"
-    try:
-        return onepass.fit_reference(probs, prob_columns(bundle.labels), cfg)
-    except Exception as exc:  # drift is part of the report, not a reason to lose the scores and metrics
-        log.warning("infer %s: prediction drift reference failed: %s", bundle.population, exc)
-        return f"{type(exc).__name__}: {exc}"
-
-
-def _compare(bundle: ModelBundle, reference, totals: onepass.Totals, cfg) -> Dict[str, Any]:
-    if isinstance(reference, str):
-        return {"available": False, "reason": reference}
-    current: Optional[dict] = totals.drift.get(bundle.population)
-    if current is None or current["rows"] == 0:
-        return {"available": False, "reason": f"no {bundle.population} records in the current split"}
-    try:
-        return onepass.drift_report(reference, current, cfg)
-    except Exception as exc:  # drift is part of the report, not a reason to lose the scores and metrics
-        log.warning("infer %s: prediction drift failed: %s", bundle.population, exc)
-        return {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
 
 
 __all__: List[str] = ["run", "SPLITS"]

@@ -1,57 +1,62 @@
-"""Prediction drift on class probabilities, and the 'no model' path."""
+"""Prediction drift's pure pieces: combining the populations' blocks, the flag rule, the 'no model' path and the
+`drift.prediction_model` key. The scoring itself is infer's (tests/infer/test_prediction_drift_once.py)."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
 
-from kon_ray.drift.config import DriftConfig
-from kon_ray.drift.prediction import find_models, prediction_drift
+from kon_ray.config import load_config
+from kon_ray.drift.prediction import combine, is_high, not_available, resolve
+from kon_ray.errors import ConfigError
 from kon_ray.tracking.config import TrackingConfig
-from tests.drift import oracle
+from tests.conftest import compose_config
 
 
-def test_prediction_drift_on_probabilities(ray_session):
-    rng = np.random.default_rng(3)
-    p_ref = rng.beta(2, 5, 800)
-    p_cur = rng.beta(5, 2, 600)
-    ref = pd.DataFrame({"proba_A": p_ref, "proba_B": 1 - p_ref})
-    cur = pd.DataFrame({"proba_A": p_cur, "proba_B": 1 - p_cur})
-    result = prediction_drift(ref, cur, DriftConfig())
-    assert result["available"] and result["severity"] == "HIGH"
-    got = {f["name"]: f for f in result["features"]}
-    assert got["proba_A"]["psi"] == pytest.approx(oracle.psi_numeric(ref["proba_A"], cur["proba_A"]), abs=1e-12)
-    assert got["proba_A"]["statistic"] == pytest.approx(oracle.ks(ref["proba_A"], cur["proba_A"]).statistic, abs=1e-12)
+def _block(severity: str, psi: float) -> dict:
+    return {"available": True, "severity": severity, "psi_max": psi,
+            "features": [{"name": "prob_a", "psi": psi, "severity": severity}]}
 
 
-def test_no_model_gives_a_reason_not_an_error():
-    models, reason = find_models("POLA", TrackingConfig(enabled=False))
-    assert models == {} and reason.startswith("no model available:")
+def test_combine_names_each_population_and_takes_the_worst():
+    models = [{"population": "domestic", "name": "POLA-domestic", "version": "3"}]
+    out = combine({"domestic": _block("MODERATE", 0.2), "industrial": _block("HIGH", 0.4)}, models)
+    assert out == {"available": True, "severity": "HIGH", "psi_max": 0.4, "models": models,
+                   "features": [{"name": "domestic/prob_a", "psi": 0.2, "severity": "MODERATE"},
+                                {"name": "industrial/prob_a", "psi": 0.4, "severity": "HIGH"}]}
+    partial = combine({"domestic": _block("NONE", 0.01), "industrial": not_available("no rows")},
+                      unscored={"other": "nothing registered"})
+    assert partial["severity"] == "NONE" and partial["not_checked"] == {"other": "nothing registered",
+                                                                       "industrial": "no rows"}
+    assert combine({}, [], {"domestic": "x", "industrial": "y"}) == {
+        "available": False, "severity": None, "reason": "domestic: x; industrial: y", "models": []}
 
 
-def test_a_registered_model_is_scored_with_its_own_segment_state():
-    """A model trained on estrato/cluster gets them from the segment state it was trained with; the features
-    folder holds only their raw inputs. Classes come out in the model's order, by label."""
-    import numpy as np
-    import pandas as pd
-    import xgboost
+def test_only_available_high_raises_the_flag():
+    assert [is_high(b) for b in (_block("HIGH", 0.3), _block("MODERATE", 0.2), not_available("none"),
+                                 {"available": False, "severity": "HIGH"})] == [True, False, False, False]
 
-    from kon_ray.drift.prediction import _class_labels, _input_columns, _score
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=200)
-    estrato = rng.integers(1, 4, size=200)
-    booster = xgboost.train({"objective": "multi:softprob", "num_class": 2},
-                            xgboost.DMatrix(np.column_stack([x, estrato]), label=(x > 0).astype(int),
-                                            feature_names=["a", "estrato"]), 3)
-    state = {"estrato_column": "v", "estrato_thresholds": [10.0, 20.0, 30.0, 40.0, 50.0], "cluster_features": [],
-             "mean": [], "std": [], "centroids": []}
-    metadata = {"classes": {"1": "high", "0": "low"}}
-    assert _class_labels(metadata) == ["low", "high"]
-    assert _input_columns(["a", "estrato"], state) == ["a", "v"]
-    batch = pd.DataFrame({"a": [-2.0, 2.0, 0.5], "v": [15.0, 25.0, 5.0], "population": ["domestic"] * 2 + ["x"]})
-    scored = _score(batch, booster, ["a", "estrato"], _class_labels(metadata), "domestic", "population", state)
-    expected = booster.predict(xgboost.DMatrix(np.array([[-2.0, 2], [2.0, 3]]), feature_names=["a", "estrato"]))
-    assert list(scored.columns) == ["proba_low", "proba_high"]
-    np.testing.assert_allclose(scored.to_numpy(), expected, rtol=1e-6)
+def test_tracking_off_resolves_no_model_and_says_why():
+    resolution = resolve("POLA", TrackingConfig(enabled=False))
+    assert resolution.models == () and resolution.key_material() is None
+    assert [p for p, _ in resolution.missing] == ["domestic", "industrial"]
+    assert "tracking is off" in resolution.reason()
+
+
+def test_no_tracking_database_yet_is_no_model(tmp_path):
+    resolution = resolve("POLA", TrackingConfig(uri=f"sqlite:///{tmp_path}/none.db"))
+    assert resolution.key_material() is None and "no tracking database" in resolution.reason()
+    assert not (tmp_path / "none.db").exists()  # looking did not create a store
+
+
+@pytest.mark.parametrize("value, expected", [("3", "3"), ("'@champion'", "@champion"), ("null", None)])
+def test_prediction_model_accepts_a_version_an_alias_or_null(tmp_path, value, expected):
+    config = load_config(compose_config(["+dataset=POLA", f"drift.prediction_model={value}"], tmp_path))
+    assert config.drift.prediction_model == expected
+
+
+@pytest.mark.parametrize("value", ["latest", "0", "models:/x/1", "'@'"])
+def test_a_bad_prediction_model_is_a_one_line_config_error(tmp_path, value):
+    with pytest.raises(ConfigError, match=r"^drift.prediction_model must be null \(the latest registered version\),"
+                                          r" a version number \(3\) or an alias \(@champion\), got '.*'$"):
+        load_config(compose_config(["+dataset=POLA", f"drift.prediction_model={value}"], tmp_path))
