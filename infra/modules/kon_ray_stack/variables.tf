@@ -97,7 +97,7 @@ variable "mlflow_server_size" {
 
 variable "mlflow_version" {
   type        = string
-  description = "MLflow version of the managed tracking server."
+  description = "MLflow version of the managed tracking server (3.0: the newest SageMaker documents); the client is the mlflow of requirements.lock; README (Tracking and sweeps) says whether the pair is supported and how to check it."
   default     = "3.0"
 }
 

@@ -36,7 +36,7 @@ variable "size" {
 
 variable "mlflow_version" {
   type        = string
-  description = "MLflow version of the managed server; keep it compatible with the mlflow client pinned in requirements.lock."
+  description = "MLflow version of the managed server (3.0: the newest SageMaker documents for tracking servers); the client is the mlflow of requirements.lock; README (Tracking and sweeps) says whether the pair is supported and how to check it."
   default     = "3.0"
 }
 
