@@ -220,6 +220,6 @@ def test_the_image_has_the_plugin_and_the_server_client_pair_is_written_down():
         assert re.findall(r"mlflow_version\s*=\s*(\S+)", (REPO / main).read_text()) == ["var.mlflow_version"]
     (server,) = servers
     readme = " ".join((REPO / "README.md").read_text().split())
-    assert f"Supported pair: server `{server}`, client `mlflow=={client}`, plugin `sagemaker-mlflow=={plugin}`" in readme
+    assert f"Version pair in use: server `{server}`, client `mlflow=={client}`, plugin `sagemaker-mlflow=={plugin}`" in readme
     infra = " ".join((REPO / "infra/README.md").read_text().split())
     assert f"`mlflow_version` (default `{server}`" in infra and f"`mlflow=={client}` from the lock" in infra
