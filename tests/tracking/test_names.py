@@ -100,9 +100,18 @@ def test_tracking_uri_resolution(tmp_path, monkeypatch):
     assert resolve_uri("http://other:80") == "http://other:80"
 
 
-def test_a_sagemaker_arn_without_the_plugin_and_a_dead_server_are_config_errors():
+def test_a_sagemaker_arn_without_the_plugin_and_a_dead_server_are_config_errors(monkeypatch):
+    import importlib.util
+
     arn = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/kon"
-    with pytest.raises(ConfigError, match=r"sagemaker-mlflow plugin: pip install 'kon_ray\[sagemaker\]'"):
+    check_uri(arn)  # the plugin is in requirements.lock: the ARN is accepted
+    with pytest.raises(ConfigError, match=r"^tracking.uri arn:aws:sagemaker:eu-west-1:123456789012:bucket/kon is not a"
+                                          r" SageMaker MLflow ARN: expected arn:aws:sagemaker:REGION:ACCOUNT:"):
+        check_uri("arn:aws:sagemaker:eu-west-1:123456789012:bucket/kon")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # an install without the lock's plugin
+                        lambda name, *a: None if name == "sagemaker_mlflow" else real_find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r"needs the sagemaker-mlflow plugin \(pinned in requirements.lock\)"):
         check_uri(arn)
     with pytest.raises(ConfigError, match="no MLflow server answers.*tracking=off"):
         check_uri(f"http://127.0.0.1:{free_port()}", timeout_s=2)
