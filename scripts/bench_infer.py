@@ -27,13 +27,17 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# the synthetic data builders live with the tests (tests/train/synthetic.py); run from the repository root
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 GOAL = 1.5
 ROW_GROUP = 65_536
@@ -69,7 +73,7 @@ def write_split(folder: str, rows: int, features: int, seed: int, layout: str, r
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from kon_ray.train.synthetic import feature_names, learnable_matrix
+    from tests.train.synthetic import feature_names, learnable_matrix
 
     os.makedirs(folder)
     names = feature_names(features)
@@ -124,7 +128,7 @@ def main() -> None:
     from kon_ray.train.config import ModelConfig
     from kon_ray.train.data import model_features
     from kon_ray.train.stage import _write_model_folder
-    from kon_ray.train.synthetic import CLASS_LABELS, feature_names, learnable_matrix, synthetic_context
+    from tests.train.synthetic import CLASS_LABELS, feature_names, learnable_matrix, synthetic_context
 
     labels = list(CLASS_LABELS)
     cores = os.cpu_count() or 1

@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# the synthetic data builders live with the tests (tests/train/synthetic.py); run from the repository root
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _chunk(batch, rows: int, features: int, classes: int, seed: int):
-    from kon_ray.train.synthetic import learnable_matrix
+    from tests.train.synthetic import learnable_matrix
 
     start = int(batch["id"][0])
     X, y = learnable_matrix(rows, features, classes, seed=seed + start)
@@ -107,14 +111,14 @@ def main() -> None:
 
     _cpu_seconds = _CpuMeter()
 
+    from kon_ray import execution
     from kon_ray.cluster.config import ClusterConfig
     from kon_ray.infer import metrics
     from kon_ray.train.boost import xgb_params
     from kon_ray.train.config import ModelConfig
-    from kon_ray import execution
     from kon_ray.train.stage import fit
-    from kon_ray.train.synthetic import learnable_matrix
     from kon_ray.train.worker import MODEL_FILE
+    from tests.train.synthetic import learnable_matrix
 
     cluster = ClusterConfig()
     workers = args.workers or cluster.train_workers

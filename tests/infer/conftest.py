@@ -13,7 +13,7 @@ from kon_ray.segment.state import SegmentState
 from kon_ray.train import stage as train_stage
 from kon_ray.train.boost import boost, xgb_params
 from kon_ray.train.data import model_features, training_block
-from kon_ray.train.synthetic import feature_names, make_split_frame, write_features_dir
+from tests.train.synthetic import feature_names, make_split_frame, write_features_dir
 from kon_ray.train.worker import build_matrices, split_batches
 
 FEATURES = 6

@@ -14,7 +14,7 @@ from kon_ray.errors import DataError
 from kon_ray.infer import stage as infer_stage
 from kon_ray.infer.score import load_bundle, model_input, score_batch
 from kon_ray.segment.config import SegmentConfig
-from kon_ray.train.synthetic import synthetic_context
+from tests.train.synthetic import synthetic_context
 
 
 def test_score_batch_matches_booster_predict(scored_run):

@@ -24,7 +24,7 @@ from kon_ray.infer import onepass
 from kon_ray.infer import stage as infer_stage
 from kon_ray.infer.score import input_columns, load_bundle, merge_metric_partials
 from kon_ray.segment.config import SegmentConfig
-from kon_ray.train.synthetic import synthetic_context
+from tests.train.synthetic import synthetic_context
 
 POPULATIONS = ("domestic", "industrial")
 

@@ -11,7 +11,7 @@ from kon_ray.errors import DataError
 from kon_ray.segment import stage as segment_stage
 from kon_ray.segment.config import SegmentConfig
 from kon_ray.segment.fit import fit_segment_state, prepare_block
-from kon_ray.train.synthetic import make_split_frame, synthetic_context, write_features_dir
+from tests.train.synthetic import make_split_frame, synthetic_context, write_features_dir
 
 THRESHOLDS = [1.0, 2.0, 3.0, 4.0, 5.0]
 

@@ -20,7 +20,7 @@ from kon_ray.train.data import (
     training_block,
     validation_mask,
 )
-from kon_ray.train.synthetic import learnable_matrix
+from tests.train.synthetic import learnable_matrix
 from kon_ray.train.worker import build_matrices, split_batches
 
 MODEL = dict(max_depth=3, eta=0.3, subsample=0.8, colsample_bytree=0.8, min_child_weight=1.0, reg_lambda=1.0,

@@ -15,7 +15,7 @@ from kon_ray.errors import DataError
 from kon_ray.segment.state import SegmentState
 from kon_ray.train import stage as train_stage
 from kon_ray.train.config import ModelConfig
-from kon_ray.train.synthetic import make_split_frame, synthetic_context, write_features_dir
+from tests.train.synthetic import make_split_frame, synthetic_context, write_features_dir
 
 # distributed_min_rows=0: every population through Ray Train, whatever its size
 MODEL = ModelConfig(max_depth=3, eta=0.3, num_boost_round=8, early_stopping_rounds=4, checkpoint_frequency=2,

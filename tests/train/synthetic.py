@@ -1,6 +1,6 @@
-"""Deterministic, learnable multiclass data for tests and benchmarks, and a writer for the preprocess stage's
-published layout (features/{train,test,current}/ Parquet parts + split_summary.json), so that segment, train and
-infer can be exercised without the upstream stages."""
+"""Test scaffolding (also used by scripts/bench_*.py): deterministic, learnable multiclass data, and a writer for
+the preprocess stage's published layout (features/{train,test,current}/ Parquet parts + split_summary.json), so
+that segment, train and infer can be exercised without the upstream stages."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from kon_ray.features.state import STATE_VERSION
+
 CLASS_LABELS = ("alto_consumo", "bajo_consumo", "moroso", "regular")
 
 
-def learnable_matrix(rows: int, features: int, classes: int, seed: int = 0, informative: int = 12) -> Tuple[np.ndarray, np.ndarray]:
+def learnable_matrix(rows: int, features: int, classes: int, seed: int = 0,
+                     informative: int = 12) -> Tuple[np.ndarray, np.ndarray]:
     """(X float32 rows x features, y int32 in 0..classes-1): y is the argmax of a noisy linear score of the first
     `informative` features plus one interaction, so a tree model learns it well but not perfectly."""
     rng = np.random.default_rng(seed)
@@ -69,10 +72,7 @@ def write_features_dir(
     summary = {"features": feature_names(features), "rows": {s: len(f) for s, f in splits.items()}}
     with open(os.path.join(root, "split_summary.json"), "w") as out:
         json.dump(summary, out)
-    try:  # the preprocess stage's state format (kon_ray/features/state.py): a version and named features
-        from kon_ray.features.state import STATE_VERSION
-    except ImportError:
-        STATE_VERSION = 1
+    # the preprocess stage's state format (kon_ray/features/state.py): a version and named features
     with open(os.path.join(root, "feature_state.json"), "w") as out:
         json.dump({"version": STATE_VERSION, "synthetic": True,
                    "features": [{"name": name} for name in feature_names(features)]}, out)
