@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from hydra.core.config_store import ConfigStore
 import omegaconf.dictconfig
+from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -32,7 +32,7 @@ from kon_ray.train.config import ModelConfig
 # OmegaConf marks a frozen dataclass's node read-only, which would stop YAML files and command-line overrides
 # from composing onto the schema at all. Composition needs writable nodes; the result is still type-checked
 # against the schema, and `load_config` turns it into the frozen dataclass instances the code uses.
-omegaconf.dictconfig.is_structured_config_frozen = lambda _obj: False  # type: ignore[attr-defined]
+omegaconf.dictconfig.is_structured_config_frozen = lambda obj: False
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -137,6 +137,13 @@ def load_root(cfg: DictConfig, schema: type, command: str) -> Any:
     `command` names it in the no-dataset message."""
     if "dataset" not in cfg or OmegaConf.is_missing(cfg, "dataset"):
         raise ConfigError(no_dataset_message(command))
+    return load_schema(cfg, schema)
+
+
+def load_schema(cfg: DictConfig, schema: type) -> Any:
+    """The composed `cfg` as an instance of the frozen dataclass `schema` (every command's root: the pipeline's,
+    the generator's, the drift check's and history's), or one ConfigError naming the key: an unknown key (with the
+    closest valid one), a key without a value, a value of the wrong type."""
     check_known_keys(cfg, schema)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
@@ -255,9 +262,9 @@ def describe_type(hint: Any) -> str:
         tuple: "a list, e.g. [a,b]",
         dict: "a mapping, e.g. {a: b}",
     }
-    if dataclasses.is_dataclass(inner):
-        return f"a group of keys ({', '.join(_fields(inner))})" + suffix  # type: ignore[arg-type]
-    return words.get(origin, getattr(inner, "__name__", str(inner))) + suffix  # type: ignore[call-overload]
+    if isinstance(inner, type) and dataclasses.is_dataclass(inner):
+        return f"a group of keys ({', '.join(_fields(inner))})" + suffix
+    return str(words.get(origin, getattr(inner, "__name__", str(inner)))) + suffix
 
 
 def check_known_keys(cfg: DictConfig, schema: type) -> None:

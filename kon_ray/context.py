@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Dict
 
 from kon_ray import storage
-from kon_ray.manifest import MANIFEST
 from kon_ray.config import KonConfig
-from kon_ray.stages import STAGES, stage as stage_entry
+from kon_ray.manifest import MANIFEST
+from kon_ray.stages import STAGES
+from kon_ray.stages import stage as stage_entry
 
 # Each stage's folder in the run folder (kon_ray/stages.py).
 STAGE_FOLDERS = {entry.name: entry.folder for entry in STAGES}

@@ -45,3 +45,9 @@ class DriftGateError(KonError):
 class ClusterError(KonError):
     exit_code = 5
     kind = "cluster error"
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line for a log or error message: its message's first line, else its type."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

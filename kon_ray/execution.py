@@ -27,7 +27,7 @@ import math
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -169,7 +169,7 @@ def plan(files: Sequence[str], columns: Sequence[str], *, per_column: bool = Fal
     if current:
         row_units.append(current)
 
-    units = []
+    units: List[WorkUnit] = []
     for cols in column_groups:
         for ranges in row_units:
             units.append(WorkUnit(len(units), tuple(ranges), cols))
@@ -245,7 +245,9 @@ def read_range(piece: RowRange, columns: Optional[Sequence[str]]) -> pa.Table:
         for batch in reader.iter_batches(batch_size=size, row_groups=[piece.row_group], columns=cols):
             end = position + batch.num_rows
             if end > piece.start:
-                batches.append(batch.slice(max(0, piece.start - position), min(end, piece.stop) - max(position, piece.start)))
+                batches.append(
+                    batch.slice(max(0, piece.start - position), min(end, piece.stop) - max(position, piece.start))
+                )
             position = end
             if position >= piece.stop:
                 break
@@ -277,7 +279,7 @@ def _task(body: Callable[..., Any], name: str, num_cpus: float = 1, retries: int
 
 def _name(fn: Callable[..., Any]) -> str:
     """A task's name in Ray's dashboard and process titles: the stage function's (also through functools.partial)."""
-    return getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "task")
+    return str(getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "task"))
 
 
 def _run_unit(fn: Callable[..., Any], unit: WorkUnit, columns: Optional[Sequence[str]], kwargs: Dict[str, Any]):
@@ -506,7 +508,7 @@ def interrupted_in(exc: Optional[BaseException]) -> bool:
 
 def _chain(exc: Optional[BaseException]) -> Iterator[BaseException]:
     seen: List[BaseException] = [exc] if exc is not None else []
-    visited = set()
+    visited: set[int] = set()
     while seen:
         current = seen.pop()
         if id(current) in visited or len(visited) > 50:
@@ -530,7 +532,7 @@ class user_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind, exc, tb) -> bool:
+    def __exit__(self, kind: Any, exc: Optional[BaseException], tb: Any) -> Literal[False]:
         if exc is None or not isinstance(exc, Exception):
             return False
         original = kon_error_in(exc)

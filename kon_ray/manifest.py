@@ -59,6 +59,7 @@ def read_manifest(folder: str) -> Dict[str, Any] | None:
     if not storage.exists(path):
         return None
     try:
-        return storage.read_json(path)
+        written: Dict[str, Any] = storage.read_json(path)
+        return written
     except (ValueError, OSError):
         return None  # a torn manifest counts as no manifest: the stage is redone

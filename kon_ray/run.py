@@ -106,7 +106,7 @@ def _default_cache_dir(cfg: DictConfig) -> None:
 
 def _hydra_plain() -> Dict[str, Any]:
     try:
-        return OmegaConf.to_container(HydraConfig.get(), resolve=False)
+        return dict(OmegaConf.to_container(HydraConfig.get(), resolve=False))  # type: ignore[arg-type]
     except ValueError:
         return {}  # not running under Hydra (tests call main directly)
 

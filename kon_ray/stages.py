@@ -37,7 +37,8 @@ class Stage:
     key_material: str = ""
 
     def function(self) -> Callable[[Any], Dict[str, Any]]:
-        return importlib.import_module(self.module).run
+        run: Callable[[Any], Dict[str, Any]] = importlib.import_module(self.module).run
+        return run
 
     def extra_key_material(self, config: Any) -> Any:
         if not self.key_material:

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import warnings
-from typing import IO, List, Optional
+from typing import IO, List, Literal, Optional
 
 KON_LOGGER = "kon_ray"
 _active: List["KonTerminal"] = []
@@ -47,7 +47,7 @@ class KonTerminal:
         self.log_file = log_file
         self._saved: List[tuple] = []
         self._streams: List[IO[str]] = []
-        self._filtered: List[logging.Handler] = []
+        self._filtered: List[logging.StreamHandler[IO[str]]] = []
         self._filter = OnlyKonRay()
         self._captured = False
         self.stdout: Optional[IO[str]] = None
@@ -67,6 +67,7 @@ class KonTerminal:
         return self
 
     def _redirect_descriptors(self) -> None:
+        assert self.log_file is not None
         for fd, name in ((1, "stdout"), (2, "stderr")):
             stream = getattr(sys, name)
             try:
@@ -91,10 +92,10 @@ class KonTerminal:
             self._saved.append((fd, name, saved, stream, terminal))
             self._streams.append(terminal)
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         if self in _active:
             _active.remove(self)
-        for fd, name, saved, original, terminal in reversed(self._saved):
+        for fd, _name, saved, original, terminal in reversed(self._saved):
             terminal.flush()
             original.flush()
             os.dup2(saved, fd)

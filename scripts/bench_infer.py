@@ -175,7 +175,7 @@ def main() -> None:
 
             plain_probs = {}
 
-            def run_plain():
+            def run_plain(split_rows=split_rows, plain_probs=plain_probs, run_dir=run_dir):
                 for split in split_rows:
                     plain_probs[split] = plain(os.path.join(run_dir, "features", split),
                                                os.path.join(run_dir, f"plain-{split}.parquet"), booster, base, labels,
@@ -199,7 +199,7 @@ def main() -> None:
                 continue
             stage_metrics = {}
 
-            def run_stage():
+            def run_stage(stage_metrics=stage_metrics, ctx=ctx):
                 stage_metrics.update(infer_stage.run(ctx))
 
             first = measure(run_stage)
@@ -223,8 +223,8 @@ def main() -> None:
             results.append((layout, plain_wall, plain_cpu, first, second))
             shutil.rmtree(run_dir, ignore_errors=True)
         if results:
-            print("\nlayout | plain wall / CPU-s | stage 1st wall / CPU-s | stage 2nd wall / CPU-s | wall ratio 1st / 2nd"
-                  " | CPU ratio 1st / 2nd")
+            print("\nlayout | plain wall / CPU-s | stage 1st wall / CPU-s | stage 2nd wall / CPU-s"
+                  " | wall ratio 1st / 2nd | CPU ratio 1st / 2nd")
             for layout, pw, pc, (w1, c1), (w2, c2) in results:
                 print(f"{layout} | {pw:.2f} / {pc:.2f} | {w1:.2f} / {c1:.2f} | {w2:.2f} / {c2:.2f} | "
                       f"{w1 / pw:.2f}x / {w2 / pw:.2f}x (goal <= {GOAL}x) | {c1 / pc:.2f}x / {c2 / pc:.2f}x")

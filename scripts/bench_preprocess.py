@@ -114,7 +114,9 @@ class TreePeak:
     def by_process(self, top: int = 8) -> str:
         """The processes that used the most CPU inside the block: `seconds name` per line."""
         used = sorted(((cpu - self._start.get(key, 0.0), key) for key, cpu in self._last.items()), reverse=True)
-        return "\n".join(f"    {cpu:6.2f} CPU-s  pid {key[0]:>7}  {self._names.get(key, '?')}" for cpu, key in used[:top])
+        return "\n".join(
+            f"    {cpu:6.2f} CPU-s  pid {key[0]:>7}  {self._names.get(key, '?')}" for cpu, key in used[:top]
+        )
 
 
 def dataset_config(name: str, data: Path, overrides: list[str]):
@@ -219,7 +221,8 @@ def run_pandas(cfg, files: list[str], out: Path) -> Dict[str, Any]:
                 chunk = chunk.filter(pa.array(keep))
                 frame = chunk.to_pandas()
                 columns = {c: chunk.column(c) for c in spec.passthrough}
-                columns[POPULATION] = pa.array(population_of(frame[spec.population_column], spec.industrial_values), pa.string())
+                columns[POPULATION] = pa.array(population_of(frame[spec.population_column], spec.industrial_values),
+                                               pa.string())
                 columns.update({k: pa.array(v) for k, v in feature_arrays(frame, state, spec).items()})
                 result = pa.table(columns)
                 kept = split[keep]
@@ -324,7 +327,8 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if results:
-        print(f"\n| layout | pandas wall | pandas CPU-s | Ray wall | Ray CPU-s | speedup | CPU ratio |  ({args.rows:,} rows)")
+        print("\n| layout | pandas wall | pandas CPU-s | Ray wall | Ray CPU-s | speedup | CPU ratio |"
+              f"  ({args.rows:,} rows)")
         for layout, base, ray_r, speedup, cpu_ratio in results:
             print(f"| {layout} | {base['seconds']:.1f} s | {base['cpu']:.1f} | {ray_r['seconds']:.1f} s |"
                   f" {ray_r['cpu']:.1f} | {speedup:.2f}x | {cpu_ratio:.2f}x |")

@@ -1,5 +1,6 @@
 """The full-scale run, measured: generate CLIE (4M), POLA (3.5M) and HFAC (2.5M) rows and run the whole pipeline on
-each on this machine, recording every stage's wall time and the peak memory of all Ray processes together (their summed PSS, see
+each on this machine, recording every stage's wall time and the peak memory of all Ray processes together \
+(their summed PSS, see
 kon_ray/memory.py) and how much Ray spilled to disk.
 
     .venv/bin/python scripts/full_scale.py                      # all three datasets at full scale

@@ -29,12 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
 from omegaconf import open_dict
 
 from kon_ray.context import STAGE_FOLDERS
 from tests.conftest import compose_config, generate_pola
-
 
 ROWS = 400
 
@@ -91,6 +89,12 @@ def _in_every_part(folder: Path, change: Callable[[pa.Table], pa.Table]) -> None
         _rewrite(folder, change, part)
 
 
+def _constant_date(folder: Path) -> None:
+    """Every part's record_date set to the first part's first date (read once, before any part is rewritten)."""
+    first = pq.read_table(_parts(folder)[0])["record_date"][0]
+    _in_every_part(folder, lambda t: _set_column(t, "record_date", pa.array([first] * t.num_rows)))
+
+
 def _one_class_for_industrial(table: pa.Table) -> pa.Table:
     industrial = pc.is_in(table["tariff_type"], pa.array(["comercial", "industrial", "industrial_mt"]))
     return _set_column(table, "segment", pc.if_else(industrial, pa.scalar("A"), table["segment"]))
@@ -109,9 +113,8 @@ LATE_CASES = {
     "all-null-column": (lambda d: _in_every_part(d, lambda t: _set_column(
         t, "meter_age_years", pa.nulls(t.num_rows, pa.float64()))), ["stages=[ingest,preprocess]"], 3,
         "column 'meter_age_years' is null in all", "preprocess"),
-    "constant-date": (lambda d: _in_every_part(d, lambda t, first=pq.read_table(_parts(d)[0])["record_date"][0]:
-                                               _set_column(t, "record_date", pa.array([first] * t.num_rows))),
-        ["stages=[ingest,preprocess]"], 3, "no labelled records before the current window", "preprocess"),
+    "constant-date": (_constant_date,
+                      ["stages=[ingest,preprocess]"], 3, "no labelled records before the current window", "preprocess"),
     "single-class-population": (lambda d: _in_every_part(d, _one_class_for_industrial),
                                 ["stages=[ingest,preprocess,segment,train]"], 3,
                                 "population 'industrial': a single class", "train"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def test_a_cluster_choice_without_its_required_value_names_the_key(cluster, key,
 
 def test_config_is_frozen(tmp_path):
     config = load_config(compose_config(["+dataset=POLA"], tmp_path))
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         config.seed = 1  # type: ignore[misc]
 
 
@@ -131,8 +132,6 @@ def test_cli_prints_the_composed_config():
 def test_debug_tiny_makes_the_whole_run_tiny(tmp_path):
     """debug=tiny composed as each command composes it (no Ray): the generator a 3,000-row sample, the pipeline small
     models and a small Ray, nothing else changed; the same dataset config for both; drift's bins valid at that size."""
-    import dataclasses
-
     from tests.synth.conftest import composed as composed_for_the_generator
 
     default = load_config(compose_config(["+dataset=POLA"], tmp_path))

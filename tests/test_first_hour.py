@@ -30,7 +30,8 @@ from omegaconf import open_dict
 
 from kon_ray import cli
 from kon_ray.config import CONF_DIR, KonConfig, load_config, schema_keys, unknown_key_error
-from kon_ray.drift.__main__ import DriftStandaloneConfig, check_inputs, register as register_drift
+from kon_ray.drift.__main__ import DriftStandaloneConfig, check_inputs
+from kon_ray.drift.__main__ import register as register_drift
 from kon_ray.errors import ConfigError, DataError
 from tests.conftest import REPO, compose_config, generate_pola
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-
 SCRIPT = textwrap.dedent(
     """
     import logging, os, sys, warnings

@@ -110,7 +110,7 @@ def enable_client_auth(token: Optional[Token], environ: Optional[MutableMapping[
         environ["RAY_AUTH_TOKEN"] = token.value  # this process only (file or secret sources); never the job's
     if environ is os.environ:
         try:
-            from ray._raylet import AuthenticationTokenLoader, Config
+            from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
             Config.initialize("")
             AuthenticationTokenLoader.instance().reset_cache()
@@ -127,7 +127,9 @@ def auth_failure(exc: BaseException, address: str, token: Optional[Token]) -> Op
     if not refused:
         return None
     if token is None or "Missing authentication token" in text or "no authentication token" in text:
-        return ClusterError(f"the Ray cluster at {address} requires an authentication token and none was found: {WHERE}")
+        return ClusterError(
+            f"the Ray cluster at {address} requires an authentication token and none was found: {WHERE}"
+        )
     return ClusterError(f"the Ray cluster at {address} refused the token from {token.source} (wrong token): {WHERE}")
 
 

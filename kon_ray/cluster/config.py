@@ -177,7 +177,9 @@ class ClusterConfig:
 
     def _check_network_ids(self) -> None:
         if self.security_group_id is not None and not SECURITY_GROUP.match(self.security_group_id):
-            raise ConfigError(f"cluster.security_group_id {self.security_group_id!r} is not a security group id (sg-...)")
+            raise ConfigError(
+                f"cluster.security_group_id {self.security_group_id!r} is not a security group id (sg-...)"
+            )
         if self.subnet_id is not None and not SUBNET.match(self.subnet_id):
             raise ConfigError(f"cluster.subnet_id {self.subnet_id!r} is not a subnet id (subnet-...)")
 

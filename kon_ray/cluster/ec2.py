@@ -113,7 +113,9 @@ def render(cluster: ClusterConfig, template: Dict[str, Any]) -> Dict[str, Any]:
         node["MetadataOptions"] = {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 2}
         for mapping in node.setdefault("BlockDeviceMappings", [{"DeviceName": "/dev/sda1", "Ebs": {}}]):
             mapping.setdefault("Ebs", {}).update(Encrypted=True, KmsKeyId=cluster.kms_key_id)
-    _set_or_drop(worker["node_config"], "InstanceMarketOptions", {"MarketType": "spot"} if cluster.spot_workers else None)
+    _set_or_drop(
+        worker["node_config"], "InstanceMarketOptions", {"MarketType": "spot"} if cluster.spot_workers else None
+    )
     head["node_config"].pop("InstanceMarketOptions", None)  # the head is always on-demand
     head["node_config"]["TagSpecifications"] = tag_specifications(cluster.cluster_name, spot=False)
     worker["node_config"]["TagSpecifications"] = tag_specifications(cluster.cluster_name, spot=cluster.spot_workers)

@@ -23,17 +23,16 @@ import logging
 import os
 import shlex
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
+from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Sequence, TextIO
 
 from kon_ray import storage
 from kon_ray.cluster.auth import Token, auth_failure, enable_client_auth, find_token
 from kon_ray.config import CONF_DIR, KonConfig
-from kon_ray.errors import ClusterError, ConfigError
+from kon_ray.errors import ClusterError, ConfigError, first_line
 
 log = logging.getLogger("kon_ray")
 
@@ -110,13 +109,13 @@ def stage_upload(folder: Path, project: Path = PROJECT_DIR) -> Path:
     return folder
 
 
-def runtime_env(config: KonConfig, environ: Optional[Dict[str, str]] = None,
+def runtime_env(config: KonConfig, environ: Optional[Mapping[str, str]] = None,
                 working_dir: Optional[Path] = None) -> Dict[str, Any]:
     """The job's runtime_env: the staged allowlist as its working_dir, only the FORWARDED_ENV variables."""
-    environ = os.environ if environ is None else environ
+    source: Mapping[str, str] = os.environ if environ is None else environ
     env: Dict[str, Any] = {
         "working_dir": str(working_dir or PROJECT_DIR),
-        "env_vars": {name: environ[name] for name in FORWARDED_ENV if environ.get(name)},
+        "env_vars": {name: source[name] for name in FORWARDED_ENV if source.get(name)},
     }
     if config.cluster.runtime_env_pip:
         env["pip"] = str((working_dir or PROJECT_DIR) / "requirements.lock")
@@ -189,7 +188,7 @@ def submit_and_wait(
         refused = auth_failure(exc, getattr(client, "_address", "the head"), None)
         if refused is not None:
             raise refused from None
-        raise ClusterError(f"the Ray cluster refused the job: {_first_line(exc)}") from None
+        raise ClusterError(f"the Ray cluster refused the job: {first_line(exc)}") from None
     log.info("submitted Ray job %s; following its logs (Ctrl-C stops it)", job_id)
     try:
         outcome = _follow(client, job_id, out, timeout_s, poll_s)
@@ -212,10 +211,10 @@ def exit_code(job_id: str, outcome: JobOutcome) -> int:
     raise ClusterError(f"Ray job {job_id} ended {outcome.status}: {message[:500]}")
 
 
-def _follow(client: Any, job_id: str, out: Optional[TextIO], timeout_s: Optional[float], poll_s: float) -> JobOutcome:
+def _follow(client: Any, job_id: str, to: Optional[IO[str]], timeout_s: Optional[float], poll_s: float) -> JobOutcome:
     from kon_ray.terminal import result_stream
 
-    out = out or result_stream()
+    out = to or result_stream()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
 
     async def _tail() -> None:
@@ -235,7 +234,7 @@ def _follow(client: Any, job_id: str, out: Optional[TextIO], timeout_s: Optional
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # the log stream broke (proxy, network): keep following the status instead
-        log.warning("lost the log stream of Ray job %s (%s); polling its status", job_id, _first_line(exc))
+        log.warning("lost the log stream of Ray job %s (%s); polling its status", job_id, first_line(exc))
     while True:
         info = client.get_job_info(job_id)
         status = str(getattr(info.status, "value", info.status))
@@ -251,12 +250,8 @@ def _stop(client: Any, job_id: str) -> None:
     try:
         client.stop_job(job_id)
     except Exception as exc:
-        log.error("could not stop Ray job %s (%s): stop it with `ray job stop %s`", job_id, _first_line(exc), job_id)
+        log.error("could not stop Ray job %s (%s): stop it with `ray job stop %s`", job_id, first_line(exc), job_id)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def _one_line(text: str) -> str:

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence, TextIO
 
 from kon_ray import storage
 from kon_ray.cluster.config import check_shared_storage
 from kon_ray.config import KonConfig
-from kon_ray.errors import ClusterError, ConfigError
+from kon_ray.errors import ClusterError, ConfigError, first_line
 from kon_ray.terminal import result_stream
 
 log = logging.getLogger("kon_ray")
@@ -139,7 +138,7 @@ def training_job_request(config: KonConfig, overrides: Sequence[str], name: str)
 class LogFollower:
     """Prints new CloudWatch events of the job's streams (one per instance); tolerates streams not there yet."""
 
-    def __init__(self, logs: Any, name: str, out: TextIO) -> None:
+    def __init__(self, logs: Any, name: str, out: IO[str]) -> None:
         self.logs, self.name, self.out = logs, name, out
         self.tokens: Dict[str, Optional[str]] = {}
 
@@ -234,7 +233,7 @@ def submit_sagemaker(
     try:
         sagemaker.create_training_job(**request)
     except Exception as exc:
-        raise ClusterError(f"SageMaker refused training job {name}: {_first_line(exc)}") from None
+        raise ClusterError(f"SageMaker refused training job {name}: {first_line(exc)}") from None
     log.info("started SageMaker job %s (%d x %s); run folder %s", name, config.cluster.instance_count,
              config.cluster.instance_type, run_dir(config, name))
     try:
@@ -251,10 +250,7 @@ def submit_sagemaker(
             log.error("interrupted: stopping SageMaker job %s", name)
         except Exception as exc:
             log.error("interrupted; could not stop SageMaker job %s (%s): stop it in the console", name,
-                      _first_line(exc))
+                      first_line(exc))
         return 130
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, MutableMapping, Optional, Sequence
 
 log = logging.getLogger("kon_ray.sagemaker")
 
@@ -171,7 +171,7 @@ def run_worker(plan: NodePlan, run: Callable[..., Any] = subprocess.run,
     return 0
 
 
-def enable_token_auth(environ: Dict[str, str], fetch: Optional[Callable[[str], str]] = None,
+def enable_token_auth(environ: MutableMapping[str, str], fetch: Optional[Callable[[str], str]] = None,
                       token_file: Optional[Path] = None) -> Path:
     """Read the token from the secret named by $KON_RAY_TOKEN_SECRET into the token file and turn Ray's token mode
     on for this process and its children (`ray start`, the pipeline). A RuntimeError when it cannot."""
@@ -200,7 +200,7 @@ def main(argv: Sequence[str] = ()) -> int:
     except (ValueError, json.JSONDecodeError) as exc:
         return _fail(f"cannot plan the Ray cluster: {exc}")
     try:
-        enable_token_auth(os.environ)  # type: ignore[arg-type]  (os.environ: this process and its children)
+        enable_token_auth(os.environ)  # os.environ: this process and its children
     except RuntimeError as exc:
         return _fail(f"cannot set up Ray's token authentication: {exc}")
     log.info("%s is the Ray %s (head %s, %d hosts)", plan.current_host, plan.role, plan.head_address,

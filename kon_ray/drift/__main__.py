@@ -24,14 +24,13 @@ from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from kon_ray.cli import guarded, hydra_cli, started_work
-from kon_ray.terminal import result_stream
 from kon_ray.cluster.config import ClusterConfig
-from kon_ray.config import check_known_keys, register_configs
+from kon_ray.config import load_schema, register_configs
 from kon_ray.drift.config import DriftConfig
 from kon_ray.errors import ConfigError, DataError, DriftGateError
+from kon_ray.terminal import result_stream
 from kon_ray.tracking.config import DriftTrackingConfig
 
 log = logging.getLogger("kon_ray")
@@ -54,17 +53,7 @@ def register() -> None:
 
 
 def load(cfg: DictConfig) -> DriftStandaloneConfig:
-    check_known_keys(cfg, DriftStandaloneConfig)
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(f"{missing[0]} has no value; set it with {missing[0]}=...")
-    try:
-        config = OmegaConf.to_object(cfg)
-    except OmegaConfBaseException as exc:
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, ConfigError):
-            raise cause from None
-        raise ConfigError(f"config key {getattr(exc, 'full_key', '')}: {exc}") from None
+    config: DriftStandaloneConfig = load_schema(cfg, DriftStandaloneConfig)
     if bool(config.reference) == bool(config.reference_summary):
         raise ConfigError("give exactly one of reference=PATH or reference_summary=PATH")
     return config
@@ -83,7 +72,7 @@ def check_inputs(config: DriftStandaloneConfig) -> None:
     if config.reference:
         _check_parquet(config.reference, "reference")
     else:
-        _check_summary(config.reference_summary, config.drift.psi_bins)
+        _check_summary(str(config.reference_summary), config.drift.psi_bins)
     _check_parquet(config.current, "current")
     check_writable(config.output, "output")
 

@@ -56,7 +56,8 @@ def gate(report: Dict[str, Any], cfg: DriftConfig, output_dir: str) -> None:
         why = f"{s['drifted']} of {s['features']} features drifted (share > {cfg.drift_share:g})"
         if s["drifted_share"] <= cfg.drift_share:
             why = f"prediction drift is HIGH ({s['drifted']} of {s['features']} features drifted)"
-        raise DriftGateError(f"{why}; see {storage.join(output_dir, SUMMARY_TXT)}")  # the error's kind says "drift gate"
+        # the error's kind says "drift gate"
+        raise DriftGateError(f"{why}; see {storage.join(output_dir, SUMMARY_TXT)}")
 
 
 def metrics(report: Dict[str, Any]) -> Dict[str, Any]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import re
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from kon_ray.errors import ConfigError
-
 
 PREDICTION_MODEL = re.compile(r"[1-9][0-9]*|@[A-Za-z0-9_-]+")  # a registered version, or @alias
 

@@ -26,7 +26,7 @@ import dataclasses
 import logging
 import pickle
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -50,8 +50,8 @@ class Source:
     """Data to summarise: Parquet files (local or s3://), an in-memory Arrow table, or a Ray Dataset."""
 
     label: str
-    files: Optional[tuple] = None
-    dataset: object = None  # ray.data.Dataset
+    files: Optional[Tuple[str, ...]] = None
+    dataset: Any = None  # ray.data.Dataset
     table: Optional[pa.Table] = None  # a pandas DataFrame, as Arrow
     groups: Optional[tuple] = None  # the files' row groups (execution.row_groups), read once
 
@@ -85,7 +85,7 @@ class Source:
         return self.dataset.count()
 
     def row_groups(self) -> List[execution.RowGroupInfo]:
-        return list(self.groups) if self.groups is not None else execution.row_groups(self.files)
+        return list(self.groups) if self.groups is not None else execution.row_groups(self.files or ())
 
     def to_dataset(self, columns: Sequence[str]):
         if self.files:
@@ -168,8 +168,9 @@ def _plan_units(source: Source, columns: Sequence[str]) -> List[execution.WorkUn
     row_groups = source.row_groups()
     by_type = _type_groups(source, columns)
     if len(by_type) == 1:
-        return execution.plan(source.files, list(columns), per_column=True, groups=row_groups)
-    offsets, position = {}, 0
+        return execution.plan(source.files or (), list(columns), per_column=True, groups=row_groups)
+    offsets: Dict[str, int] = {}
+    position = 0
     for g in row_groups:  # the first row of every file in the whole input
         offsets.setdefault(g.file, position)
         position += g.rows
@@ -177,7 +178,8 @@ def _plan_units(source: Source, columns: Sequence[str]) -> List[execution.WorkUn
     for files in by_type:
         chosen = set(files)
         subset = [g for g in row_groups if g.file in chosen]
-        local, position = {}, 0
+        local: Dict[str, int] = {}
+        position = 0
         for g in subset:
             local.setdefault(g.file, position)
             position += g.rows
@@ -334,13 +336,13 @@ def _fit_in_one_read(source: Source, numeric: Sequence[str], categorical: Sequen
     (an in-memory table; files whose columns fit execution.MAX_UNIT_BYTES each); else None."""
     columns = list(numeric) + list(categorical)
     step = max(1, -(-source.rows() // cfg.sample_rows))  # ceil: at most sample_rows rows, as `sample`
-    kwargs = {"numeric": list(numeric), "categorical": list(categorical), "ks_bins": cfg.ks_bins,
+    kwargs: Dict[str, Any] = {"numeric": list(numeric), "categorical": list(categorical), "ks_bins": cfg.ks_bins,
               "psi_bins": cfg.psi_bins, "step": step, "first_column": columns[0]}
     if source.table is not None:
         return fit_unit(source.table.select(columns), _whole_table(source.table), **kwargs)
     if source.dataset is not None or len(_type_groups(source, columns)) > 1:
         return None  # a unit holding every row would mix files of different types: the passes plan per type
-    units = execution.plan_whole_columns(source.files, columns, groups=source.row_groups())
+    units = execution.plan_whole_columns(source.files or (), columns, groups=source.row_groups())
     if units is None:
         return None
     return execution.map_reduce(fit_unit, units, merge_fitted, columns=columns, kwargs=kwargs)

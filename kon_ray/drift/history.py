@@ -25,7 +25,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from kon_ray.drift.config import DriftConfig
 from kon_ray.errors import ConfigError, DataError
@@ -235,7 +234,7 @@ def render(batches: Sequence[Batch], histories: Sequence[FeatureHistory], cfg: D
         f'<figure id="feature-{i}"><figcaption><b>{escape(h.name)}</b> {badge(h.latest[1])}'
         f' latest PSI {h.latest[0]:.4f}</figcaption>{chart_svg(h, batches, cfg)}</figure>'
         for i, h in enumerate(histories))
-    first, last = batches[0], batches[-1]
+    first_batch, last_batch = batches[0], batches[-1]
     headline = (f"{len(crossed)} of {len(histories)} features crossed a PSI band over {len(batches)} batches;"
                 f" {latest_bands.count('HIGH')} HIGH in the latest batch they were checked in")
     return f"""<!DOCTYPE html>
@@ -244,7 +243,7 @@ def render(batches: Sequence[Batch], histories: Sequence[FeatureHistory], cfg: D
 <body>
 <h1>Drift history</h1>
 <div class="meta">experiment: {escape(experiment)} at {escape(source)}<br>
-{len(batches)} batches, {_when(first.started)} to {_when(last.started)}<br>
+{len(batches)} batches, {_when(first_batch.started)} to {_when(last_batch.started)}<br>
 PSI bands: NONE below {cfg.psi_moderate:g}; MODERATE from {cfg.psi_moderate:g} to {cfg.psi_high:g} (a check's
 report calls it MODERATE or LOW by the test's p-value); HIGH above {cfg.psi_high:g}</div>
 <div class="banner {'raised' if latest_bands.count('HIGH') else 'ok'}">{escape(headline)}</div>
@@ -306,19 +305,10 @@ def register() -> None:
 
 
 def load(cfg: DictConfig) -> DriftHistoryConfig:
-    from kon_ray.config import check_known_keys
+    from kon_ray.config import load_schema
 
-    check_known_keys(cfg, DriftHistoryConfig)
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(f"{missing[0]} has no value; set it with {missing[0]}=...")
-    try:
-        return OmegaConf.to_object(cfg)
-    except OmegaConfBaseException as exc:
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, ConfigError):
-            raise cause from None
-        raise ConfigError(f"config key {getattr(exc, 'full_key', '')}: {exc}") from None
+    config: DriftHistoryConfig = load_schema(cfg, DriftHistoryConfig)
+    return config
 
 
 def main(cfg: DictConfig) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from html import escape
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, Sequence
 
 from kon_ray.drift.report import _order, _p, bin_labels, headline, prediction_line
 from kon_ray.drift.severity import DRIFTED

@@ -28,7 +28,7 @@ def slot_codes(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     idx = np.searchsorted(edges, values, side="left")
     # A NaN sentinel past the last edge: one gather, no masks (x == NaN is never true, also for x = NaN).
     padded = np.append(np.asarray(edges, dtype=np.float64), np.nan)
-    codes = 2 * idx + (padded[idx] == values)
+    codes: np.ndarray = 2 * idx + (padded[idx] == values)
     codes[np.isnan(values)] = 2 * k + 1  # NaN sorts past every edge; it is missing, not above the range
     return codes
 

@@ -116,12 +116,11 @@ def resolve(dataset_name: str, tracking_cfg, pinned: Optional[str] = None) -> Re
 
     if not tracking_cfg.enabled:
         return nobody("tracking is off (tracking.enabled=false), so there is no model registry to take a model from")
-    try:
-        from kon_ray.secrets import redact_text
-        from kon_ray.tracking.tracker import import_mlflow, one_line, registered_name
-        from kon_ray.tracking.uri import resolve_uri
-    except ImportError as exc:
-        return nobody(f"model registry not installed ({exc.name or exc})")
+    from kon_ray.secrets import redact_text
+    from kon_ray.tracking.common import import_mlflow, one_line
+    from kon_ray.tracking.names import registered_name
+    from kon_ray.tracking.uri import resolve_uri
+
     uri = resolve_uri(tracking_cfg.uri)
     shown = redact_text(uri)  # these messages end up in the drift report: never a password from the URI
     if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
@@ -173,9 +172,9 @@ def _version(client, name: str, pinned: Optional[str]):
 def load_bundles(resolution: Resolution, tracking_cfg) -> Tuple[List[Any], Dict[str, str]]:
     """([ModelBundle], {population: why not}) for exactly the versions `resolution` names. Never raises."""
     from kon_ray.infer.score import ModelBundle
-    from kon_ray.segment.state import SegmentState
     from kon_ray.secrets import redact_text
-    from kon_ray.tracking.tracker import import_mlflow, one_line
+    from kon_ray.segment.state import SegmentState
+    from kon_ray.tracking.common import import_mlflow, one_line
     from kon_ray.tracking.uri import resolve_uri
 
     uri = resolve_uri(tracking_cfg.uri)

@@ -48,7 +48,8 @@ def lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     """numpy's own interpolation (`_lerp`), bit for bit: from b downwards when t >= 0.5, for monotonicity."""
     a, b, t = (np.asarray(v, dtype=np.float64) for v in (a, b, t))
     diff = b - a
-    return np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+    out: np.ndarray = np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+    return out
 
 
 def edges_from_order_stats(lo_values: np.ndarray, hi_values: np.ndarray, gamma: np.ndarray) -> np.ndarray:

@@ -24,7 +24,6 @@ Strict JSON: undefined numbers (a KS test on a column with no values) are null, 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Dict, List, Sequence
 
 from kon_ray import storage
@@ -71,7 +70,7 @@ def bin_labels(edges: Sequence[float]) -> List[str]:
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
     if value is None:
-        width = re.match(r"\d*", spec).group()
+        width = spec[: len(spec) - len(spec.lstrip("0123456789"))]  # the spec's leading width digits
         return "-".rjust(int(width) if width else 1)
     if isinstance(value, float) and spec.endswith("g"):
         return format(value, spec)

@@ -284,7 +284,7 @@ def empty_collected() -> Tuple[np.ndarray, np.ndarray]:
     return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
 
 
-def needed_slots(slots: np.ndarray, ranks: Sequence[int]) -> np.ndarray:
+def needed_slots(slots: np.ndarray, ranks: Sequence[int] | np.ndarray) -> np.ndarray:
     """The inside slots (even codes) that hold any of `ranks`: their values must be collected."""
     codes = slots_holding_ranks(slots, np.asarray(ranks, dtype=np.int64))
     return np.unique(codes[codes % 2 == 0])

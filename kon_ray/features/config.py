@@ -74,8 +74,7 @@ class FeatureConfig:
                 if prefix not in self.monthly_series:
                     raise ConfigError(f"features.ratios: {prefix!r} is not one of features.monthly_series")
         if self.clip_quantiles is not None:
-            low, high = (list(self.clip_quantiles) + [None, None])[:2]
-            if len(self.clip_quantiles) != 2 or not (0.0 <= low < high <= 1.0):
+            if len(self.clip_quantiles) != 2 or not (0.0 <= self.clip_quantiles[0] < self.clip_quantiles[1] <= 1.0):
                 raise ConfigError(
                     f"features.clip_quantiles must be [low, high] with 0 <= low < high <= 1, got {self.clip_quantiles}"
                 )

@@ -115,7 +115,9 @@ def calendar_months(rec_month: np.ndarray, months: int) -> np.ndarray:
     return (rec_month[None, :].astype(np.int64) - 1 - np.arange(months)[:, None]) % 12 + 1
 
 
-def seasonality(m: np.ndarray, rec_month: np.ndarray, summer: Sequence[int], winter: Sequence[int]) -> Dict[str, np.ndarray]:
+def seasonality(
+    m: np.ndarray, rec_month: np.ndarray, summer: Sequence[int], winter: Sequence[int]
+) -> Dict[str, np.ndarray]:
     stats = window_stats(m, m.shape[0])
     mean = stats["mean"]
     cal = calendar_months(np.nan_to_num(rec_month, nan=1.0), m.shape[0]).astype(np.float64)

@@ -112,7 +112,8 @@ def build_spec(dataset: Mapping[str, Any]) -> Spec:
         raise ConfigError(f"dataset {name}: features.monthly_series prefixes give the same feature stem twice")
     ratios = tuple((by_prefix[a], by_prefix[b]) for a, b in features.get("ratios", []))
 
-    numeric, flags = [], []
+    numeric: list[str] = []
+    flags: list[str] = []
     for column in features.get("numeric", []):
         need("features.numeric", column, NUMERIC_TYPES)
         (flags if declared.get(column) == "bool" else numeric).append(column)

@@ -34,10 +34,9 @@ import pyarrow.compute as pc
 
 from kon_ray import storage
 from kon_ray.errors import ConfigError, DataError
-from kon_ray.features.derive import derive
+from kon_ray.features.derive import derive, parse_dates
 from kon_ray.features.spec import Spec
 from kon_ray.features.split import FIT_SALT, TRAIN, assign, id_hash, month_index, salted
-from kon_ray.features.derive import parse_dates
 
 MISSING_CATEGORY = "__missing__"
 UNKNOWN_CODE = 0

@@ -81,7 +81,9 @@ def transform_frame(batch: pd.DataFrame, state: Mapping[str, Any], spec: Spec) -
     return pd.DataFrame(columns, index=batch.index)
 
 
-def transform_batch(batch: pd.DataFrame, state: Mapping[str, Any], dataset_cfg_plain: Mapping[str, Any]) -> pd.DataFrame:
+def transform_batch(
+    batch: pd.DataFrame, state: Mapping[str, Any], dataset_cfg_plain: Mapping[str, Any]
+) -> pd.DataFrame:
     """Transform raw records with a saved state (what inference uses on new data).
 
     Args:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 from html import escape
-from typing import Any, List, Mapping, Sequence, Tuple
+from typing import Any, Mapping, Sequence, Tuple
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1f2933;max-width:1100px}
 h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d9e2ec}
 .sub{color:#52606d;margin-top:0} table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
-th,td{padding:.3rem .6rem;border-bottom:1px solid #e4e7eb;text-align:right} th:first-child,td:first-child{text-align:left}
+th,td{padding:.3rem .6rem;border-bottom:1px solid #e4e7eb;text-align:right}
+th:first-child,td:first-child{text-align:left}
 th{background:#f5f7fa} .good{color:#0b7a3e;font-weight:600} .warn{color:#b44d12;font-weight:600}
 .grid{display:flex;flex-wrap:wrap;gap:2rem} figure{margin:0;max-width:100%} figcaption{font-size:.85rem;color:#52606d}
 svg{max-width:100%;height:auto} .wide{overflow-x:auto;max-width:100%}
@@ -169,7 +170,7 @@ def _fit(text: str, room: float, font_size: float) -> str:
     return text + "…"
 
 
-def _table(header: Sequence[str], rows: List[Sequence[str]]) -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
@@ -201,10 +202,12 @@ def _split_section(name: str, m: Mapping[str, Any]) -> str:
 
 def _drift_section(drift: Mapping[str, Any]) -> str:
     if not drift.get("available"):
-        return f"<h2>Prediction drift</h2><p>prediction drift: not available ({escape(str(drift.get('reason', '')))})</p>"
+        reason = escape(str(drift.get("reason", "")))
+        return f"<h2>Prediction drift</h2><p>prediction drift: not available ({reason})</p>"
     rows = [[escape(str(f.get("feature", f.get("name", "")))), _num(f.get("psi")), escape(str(f.get("severity", "")))]
             for f in drift.get("features", [])]
-    return (f"<h2>Prediction drift (test → current)</h2><p>worst severity: <b>{escape(str(drift.get('severity')))}</b>, "
+    return ("<h2>Prediction drift (test → current)</h2>"
+            f"<p>worst severity: <b>{escape(str(drift.get('severity')))}</b>, "
             f"max PSI {_num(drift.get('psi_max'))}</p>{_table(['probability', 'PSI', 'severity'], rows)}")
 
 

@@ -9,7 +9,7 @@ Log loss clips the true class's probability to [1e-15, 1] (XGBoost's and scikit-
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -69,7 +69,8 @@ def merge(parts: Iterable[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    ratio: np.ndarray = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    return ratio
 
 
 def from_confusion(confusion: Sequence[Sequence[int]], labels: Sequence[str]) -> Dict[str, Any]:
@@ -124,7 +125,7 @@ def majority(class_counts: Mapping[str, int]) -> str:
     return sorted(class_counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
 
 
-def _numeric_key(value: str):
+def _numeric_key(value: str) -> Tuple[int, float, str]:
     try:
         return (0, float(value), value)
     except ValueError:

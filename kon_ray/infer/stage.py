@@ -41,7 +41,9 @@ WINDOWS = ("the test split", "the current split")  # prediction drift's referenc
 def run(ctx: RunContext) -> Dict[str, Any]:
     dataset = ctx.config.dataset
     models_dir, features_dir = ctx.input_dir("train"), ctx.input_dir("preprocess")
-    folders = [storage.join(models_dir, p) for p in POPULATIONS if storage.exists(storage.join(models_dir, p, "model.ubj"))]
+    folders = [
+        storage.join(models_dir, p) for p in POPULATIONS if storage.exists(storage.join(models_dir, p, "model.ubj"))
+    ]
     if not folders:
         raise DataError(f"{models_dir}: no population model (models/<population>/model.ubj) to score with")
     bundles = [load_bundle(folder) for folder in folders]  # on the driver: a bad model folder fails here, once
@@ -93,7 +95,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         for split, m in report["splits"].items():
             prefix = f"{bundle.population}/{split}"
             metrics.update({f"{prefix}/accuracy": m["accuracy"], f"{prefix}/macro_f1": m["macro_f1"],
-                            f"{prefix}/log_loss": m["log_loss"], f"{prefix}/baseline_accuracy": m["baseline"]["accuracy"]})
+                            f"{prefix}/log_loss": m["log_loss"],
+                            f"{prefix}/baseline_accuracy": m["baseline"]["accuracy"]})
             log.info("infer %s %s: accuracy %.4f (majority baseline %.4f), macro F1 %.4f, log loss %.4f",
                      bundle.population, split, m["accuracy"], m["baseline"]["accuracy"], m["macro_f1"], m["log_loss"])
         if report["prediction_drift"].get("available"):

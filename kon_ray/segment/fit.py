@@ -39,7 +39,9 @@ def prepare_block(
 ) -> Block:
     """The few values the fit needs from a batch of the training data (pandas or dict of numpy columns)."""
     ids = np.asarray(batch[id_column])
-    estrato_values = np.asarray(batch[estrato_column], dtype=np.float64) if estrato_column else np.full(len(ids), np.nan)
+    estrato_values = (
+        np.asarray(batch[estrato_column], dtype=np.float64) if estrato_column else np.full(len(ids), np.nan)
+    )
     return {
         "x": cluster_matrix(batch, features, log_scale),
         "u": id_unit_interval(ids, salt=seed),
@@ -87,9 +89,11 @@ def fit_segment_state(
     summaries = map_blocks(block_summary)
     rows = int(sum(s[0] for s in summaries))
     estrato_counts = sum(s[2] for s in summaries)
-    facts: Dict[str, Any] = {"rows": rows, "estrato_counts": {str(i): int(c) for i, c in enumerate(estrato_counts) if c}}
-    base = dict(estrato_column=estrato_column, estrato_thresholds=[float(t) for t in thresholds], train_rows=rows,
-                log_scale=log_scale)
+    facts: Dict[str, Any] = {
+        "rows": rows, "estrato_counts": {str(i): int(c) for i, c in enumerate(estrato_counts) if c}
+    }
+    base: Dict[str, Any] = dict(estrato_column=estrato_column, estrato_thresholds=[float(t) for t in thresholds],
+                                train_rows=rows, log_scale=log_scale)
     if not features:
         return SegmentState(cluster_features=[], mean=[], std=[], centroids=[], **base), facts
 

@@ -63,8 +63,8 @@ def merge_moments(parts: Iterable[Moments]) -> Moments:
 
 def standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """(X - mean) / std as float64; a missing value becomes 0, the training mean, so every record gets a cluster."""
-    Z = (np.asarray(X, dtype=np.float64) - mean) / std
-    return np.nan_to_num(Z, nan=0.0)
+    Z: np.ndarray = np.nan_to_num((np.asarray(X, dtype=np.float64) - mean) / std, nan=0.0)
+    return Z
 
 
 def squared_distances(Z: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -106,7 +106,8 @@ def merge_lloyd(parts: Iterable[LloydPartial]) -> LloydPartial:
     if not parts:
         raise ValueError("no partial sums to merge")
     return LloydPartial(
-        sum(p.sums for p in parts), sum(p.counts for p in parts), float(sum(p.inertia for p in parts))
+        np.sum([p.sums for p in parts], axis=0), np.sum([p.counts for p in parts], axis=0),
+        float(sum(p.inertia for p in parts)),
     )
 
 

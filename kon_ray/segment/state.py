@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from kon_ray.errors import DataError
-from kon_ray.segment.estrato import assign_estrato
 from kon_ray.features.derive import signed_log1p
+from kon_ray.segment.estrato import assign_estrato
 from kon_ray.segment.kmeans import nearest, standardize
 
 ESTRATO = "estrato"

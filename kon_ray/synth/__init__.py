@@ -96,13 +96,14 @@ def generator_command(dataset: "DatasetConfig") -> Optional[str]:
     know): `python -m kon_ray.synth +dataset=CLIE`, plus `dataset.path=...` when it is not the YAML's own path."""
     import shlex
 
-    from kon_ray.config import CONF_DIR, dataset_choices
     from omegaconf import OmegaConf
+
+    from kon_ray.config import CONF_DIR, dataset_choices
 
     if dataset.name not in dataset_choices():
         return None
     command = f"python -m kon_ray.synth +dataset={dataset.name}"
-    default = OmegaConf.load(CONF_DIR / "dataset" / f"{dataset.name}.yaml").get("path")
+    default = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "dataset" / f"{dataset.name}.yaml")).get("path")  # type: ignore[union-attr]
     if dataset.path != default:
         command += f" dataset.path={shlex.quote(dataset.path)}"
     return command

@@ -47,6 +47,7 @@ def load(cfg: DictConfig) -> SynthCommandConfig:
         raise ConfigError(no_dataset_message("kon_ray.synth"))
     own = OmegaConf.masked_copy(cfg, [section for section in SECTIONS if section in cfg])
     check_known_keys(own, SynthCommandConfig)
-    typed = OmegaConf.merge(OmegaConf.structured(SynthCommandConfig), own)  # the schema's root: to_object builds it
+    # the schema's root: to_object builds it
+    typed = DictConfig(OmegaConf.merge(OmegaConf.structured(SynthCommandConfig), own))
     config: SynthCommandConfig = load_root(typed, SynthCommandConfig, "kon_ray.synth")
     return config

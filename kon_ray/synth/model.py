@@ -358,9 +358,9 @@ def generate_block(
     if data.has("tax_amount"):
         out["tax_amount"] = _null(rng, np.round(np.where(industrial, 0.06, 0.04) * monthly_bill, 0), 0.02)
     if data.has("adjustments_amount"):
-        kind = rng.random(n)
-        credit, charge = -rng.lognormal(10.0, 1.0, n), rng.lognormal(9.5, 1.0, n)
-        adjust = np.where(kind < 0.10, credit, np.where(kind > 0.96, charge, 0.0))
+        draw = rng.random(n)
+        credit_amount, charge_amount = -rng.lognormal(10.0, 1.0, n), rng.lognormal(9.5, 1.0, n)
+        adjust = np.where(draw < 0.10, credit_amount, np.where(draw > 0.96, charge_amount, 0.0))
         out["adjustments_amount"] = np.round(adjust, 0)
     if data.has("reconnection_count"):
         out["reconnection_count"] = rng.poisson(0.04 + 0.6 * (is_[MOROSO] & (overdue > 60))).astype(np.int64)

@@ -213,7 +213,9 @@ def bind(dataset: "DatasetConfig") -> SynthDataset:
     spec = spec_for(dataset.name)
     where = f"conf/dataset/{dataset.name}.yaml"
     if not dataset.columns:
-        raise ConfigError(f"dataset.columns of {dataset.name} is empty ({where}): kon_ray.synth writes what it declares")
+        raise ConfigError(
+            f"dataset.columns of {dataset.name} is empty ({where}): kon_ray.synth writes what it declares"
+        )
     for key, column in ROLE_COLUMNS.items():
         if getattr(dataset, key) != column:
             raise ConfigError(

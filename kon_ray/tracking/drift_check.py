@@ -106,7 +106,7 @@ def log_check(
 def _log(tracking, uri, report, output_dir, drift_cfg, current, started, stopped, fingerprint) -> str:
     from mlflow.entities import Metric, Param, RunTag
 
-    from kon_ray.tracking.tracker import import_mlflow, one_line
+    from kon_ray.tracking.common import import_mlflow, one_line
 
     # quiet MLflow's logging; the global URI too: sagemaker-mlflow signs and routes by mlflow.get_tracking_uri()
     import_mlflow().set_tracking_uri(uri)

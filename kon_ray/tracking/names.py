@@ -24,6 +24,11 @@ REDACTED = secrets.MASK
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-. :/]")
 
 
+def registered_name(dataset: str, population: str) -> str:
+    """The model registry name of a dataset's population model: `<dataset>-<population>` (`POLA-domestic`)."""
+    return f"{dataset}-{population}"
+
+
 def is_secret(key: str) -> bool:
     """A key that names a secret (kon_ray/secrets.py, the project's one rule): `password`, `db_password`,
     `tracking.token`, `api_key`... but not `id_column` or `tokenizer`."""

@@ -43,7 +43,8 @@ def latest_model(dataset_name: str, population: str, tracking_cfg: TrackingConfi
 def find_latest_model(dataset_name: str, population: str, tracking_cfg: TrackingConfig) -> ModelLookup:
     if not tracking_cfg.enabled:
         return ModelLookup(None, "tracking is off (tracking.enabled=false): no model to compare with")
-    from kon_ray.tracking.tracker import import_mlflow, one_line, registered_name
+    from kon_ray.tracking.common import import_mlflow, one_line
+    from kon_ray.tracking.names import registered_name
 
     uri = resolve_uri(tracking_cfg.uri)
     shown = redact_text(uri)  # these messages end up in the drift report: never a password from the URI

@@ -5,7 +5,7 @@ all). `SweepCallback` (conf/config.yaml `hydra.callbacks`) wraps them:
 
 - `on_multirun_start`: when tracking is on, creates one MLflow parent run (tag `sweep=parent`) and puts its id in
   `$KON_MLFLOW_PARENT_RUN_ID` and `<sweep dir>/mlflow_parent_run.json`; each job's run starts as its child
-  (kon_ray/tracking/tracker.py reads the variable);
+  (kon_ray/tracking/tracker.py reads the variable, kon_ray/tracking/common.py names it);
 - each job, from `kon_ray.run.run`, records its metrics (named as in MLflow) with `record_job`;
 - `on_multirun_end`: picks the best job per population by `tracking.best_metric` (`<population>/<best_metric>`;
   a name with a `/` is one key for the whole run) and `tracking.best_mode`, prints the summary, writes
@@ -30,11 +30,11 @@ from typing import Any, Dict, List, Mapping, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from kon_ray.tracking.common import PARENT_RUN_ENV, git_state, import_mlflow, one_line
 from kon_ray.tracking.names import best_metric_keys, redact_overrides, run_metric_names
 
 log = logging.getLogger("kon_ray.tracking")
 
-PARENT_RUN_ENV = "KON_MLFLOW_PARENT_RUN_ID"
 SUMMARY_FILE = "sweep_summary.json"
 PARENT_FILE = "mlflow_parent_run.json"
 
@@ -58,8 +58,6 @@ def record_job(results: Mapping[str, Mapping[str, Any]], run_id: Optional[str], 
         status = "interrupted"
     else:
         status = "failed"
-    from kon_ray.tracking.tracker import one_line
-
     _JOBS.append(
         {
             "job": int(hydra.job.num),
@@ -158,7 +156,6 @@ class SweepCallback(Callback):
         atexit.register(self._at_exit)
         if not self.tracking.enabled:
             return
-        from kon_ray.tracking.tracker import git_state, import_mlflow
         from kon_ray.tracking.uri import check_uri, resolve_uri
 
         self.uri = resolve_uri(self.tracking.uri)

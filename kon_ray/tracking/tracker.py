@@ -46,82 +46,26 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import subprocess
 import time
 import traceback
 import warnings
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import kon_ray
+from kon_ray import stages
 from kon_ray.config import POPULATIONS, KonConfig
-from kon_ray.context import STAGE_FOLDERS
 from kon_ray.errors import ConfigError, DriftGateError, KonError
 from kon_ray.secrets import redact_text
 from kon_ray.tracking import names, outputs
-
-POPULATION_COLUMN = "population"  # the preprocess stage writes each row's population (domestic/industrial)
-from kon_ray.tracking.sweep import PARENT_RUN_ENV  # set by the sweep callback for the jobs of a multirun
+from kon_ray.tracking.common import PARENT_RUN_ENV, git_state, import_mlflow, one_line
+from kon_ray.tracking.names import registered_name
 from kon_ray.tracking.uri import check_uri, resolve_uri, ui_hint
+from kon_ray.train.data import POPULATION_COLUMN
 
 log = logging.getLogger("kon_ray.tracking")
 
-_REPO = Path(kon_ray.__file__).resolve().parent.parent
-
-
-def import_mlflow():
-    """Import MLflow with its terminal chatter off: no "View run at" lines, INFO logs dropped, its warnings
-    routed through the root logger (terminal and the run's log file) like kon_ray's own."""
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    import mlflow
-
-    for name in ("mlflow", "alembic", "sqlalchemy.engine", "huey"):
-        logger = logging.getLogger(name)
-        logger.handlers = []
-        logger.propagate = True
-        logger.setLevel(logging.WARNING)
-    headers = logging.getLogger("mlflow.tracking.request_header.registry")
-    if not any(isinstance(f, _PluginHeaderNoise) for f in headers.filters):
-        headers.addFilter(_PluginHeaderNoise())
-    return mlflow
-
-
-class _PluginHeaderNoise(logging.Filter):
-    """sagemaker-mlflow's request header provider parses every tracking URI as an ARN, so with any other URI each
-    request logs "Encountered unexpected error during resolving request headers: list index out of range"
-    (aws/sagemaker-mlflow#15, open); no header is lost (the plugin adds one for ARNs only, which kon_ray checks
-    before use: tracking/uri.py). Only that line is dropped."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not ("resolving request headers" in message and "list index out of range" in message)
-
-
-def git_state() -> Dict[str, str]:
-    """{"git.commit", "git.dirty"} of the code being run, {} outside a git checkout."""
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=_REPO, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return {"git.commit": commit, "git.dirty": str(dirty).lower(), "mlflow.source.git.commit": commit}
-
-
-def one_line(exc: BaseException) -> str:
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    if isinstance(exc, KonError):
-        text = f"{exc.kind}: {exc}"
-    else:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    return text[:1000]
+# what `stages.Stage.tracked` may name: the Tracker method that logs it is `_track_<hook>`
+HOOK_PREFIX = "_track_"
 
 
 def outcome(exc: Optional[BaseException]) -> tuple[str, Dict[str, str]]:
@@ -203,7 +147,9 @@ class Tracker:
             experiment = mlflow.set_experiment(tracking.experiment)
             run = mlflow.start_run(run_name=name, parent_run_id=parent, tags=tags)
         except Exception as exc:  # a bad URI, an unwritable database, a parent run that is gone
-            raise ConfigError(redact_text(f"tracking: cannot start an MLflow run at {self.uri}: {one_line(exc)}")) from None
+            raise ConfigError(
+                redact_text(f"tracking: cannot start an MLflow run at {self.uri}: {one_line(exc)}")
+            ) from None
         self.run_id, self.experiment_id = run.info.run_id, experiment.experiment_id
         self._batch(params=names.config_params(self.plain))
         log.info("tracking: MLflow run %s (%s) in experiment %r; %s", name, self.run_id, tracking.experiment,
@@ -225,21 +171,31 @@ class Tracker:
         if metrics.get("cached"):
             self._cached.append(stage)
             self._tags({f"cached.{stage}": "true", "cached_stages": ",".join(self._cached)})
-        if stage == "ingest":
-            self.fingerprint = outputs.dataset_fingerprint(folder)
-            self._batch(params={f"data.{k}": names.param_value(v) for k, v in self.fingerprint.items()})
-            if "fingerprint" in self.fingerprint:
-                self._tags({"data.fingerprint": str(self.fingerprint["fingerprint"])})
-        if stage == "drift":
-            flag = outputs.drift_flag(folder, metrics)
-            if flag is not None:
-                self._tags({"drift_flag": flag})
-            predicted, predicted_tags = outputs.prediction_drift(folder)
-            self._metrics(predicted)
-            self._tags(predicted_tags)
         self._artifacts(stage, folder)
-        if stage == "train":
-            self._models(folder)
+        hook = stages.stage(stage).tracked
+        if hook:
+            getattr(self, HOOK_PREFIX + hook)(folder)
+
+    # -- what a stage's registry entry says to track beyond its metrics and artifacts (`Stage.tracked`) ---------
+    def _track_data_fingerprint(self, folder: str) -> None:
+        """ingest: the dataset's path, files, rows, schema hash and fingerprint as `data.*` params."""
+        self.fingerprint = outputs.dataset_fingerprint(folder)
+        self._batch(params={f"data.{k}": names.param_value(v) for k, v in self.fingerprint.items()})
+        if self.fingerprint:
+            self._tags({"data.fingerprint": str(self.fingerprint["fingerprint"])})
+
+    def _track_drift_evidence(self, folder: str) -> None:
+        """drift: the report's overall flag as the `drift_flag` tag, and its prediction drift."""
+        flag = outputs.drift_flag(folder)
+        if flag is not None:
+            self._tags({"drift_flag": flag})
+        predicted, predicted_tags = outputs.prediction_drift(folder)
+        self._metrics(predicted)
+        self._tags(predicted_tags)
+
+    def _track_models(self, folder: str) -> None:
+        """train: per population, the training curves, the final metrics and the model."""
+        self._models(folder)
 
     def _models(self, models_folder: str) -> None:
         populations = []
@@ -285,7 +241,7 @@ class Tracker:
             booster.load_model(outputs.local_file(model_path, scratch))
         columns = outputs.feature_names(metadata) or list(booster.feature_names or [])
         features_folder = self.folders.get("preprocess") or os.path.join(
-            self.config.output_dir, STAGE_FOLDERS["preprocess"]
+            self.config.output_dir, stages.stage("preprocess").folder
         )
         rows = self.config.tracking.input_example_rows
         example = None
@@ -398,16 +354,12 @@ class Tracker:
             self._client().log_batch(self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
     def _artifacts(self, stage: str, folder: str) -> None:
-        base = STAGE_FOLDERS[stage]
+        base = stages.stage(stage).folder
         with outputs.scratch_dir() as scratch:
             for path, relative in outputs.artifact_files(folder):
                 subdir = os.path.dirname(relative)
                 target = f"{base}/{subdir}" if subdir else base
                 self._mlflow.log_artifact(outputs.local_file(path, scratch), artifact_path=target, run_id=self.run_id)
-
-
-def registered_name(dataset: str, population: str) -> str:
-    return f"{dataset}-{population}"
 
 
 @contextlib.contextmanager

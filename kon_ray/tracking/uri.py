@@ -88,7 +88,9 @@ def check_uri(uri: str, timeout_s: float = 5.0) -> None:
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):  # an authenticating proxy in front of the server: let MLflow's auth try
                 return
-            raise ConfigError(f"tracking.uri {uri}: {health} answered HTTP {exc.code}; is it an MLflow server?") from None
+            raise ConfigError(
+                f"tracking.uri {uri}: {health} answered HTTP {exc.code}; is it an MLflow server?"
+            ) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ConfigError(

@@ -104,7 +104,7 @@ def ray_head() -> Iterator[Dict[str, str]]:
         f"--runtime-env-agent-port={free_port()}", "--disable-usage-stats",
     ]
     try:
-        for attempt in (1, 2):  # on a loaded machine the raylet can miss Ray's fixed 30 s registration window
+        for _attempt in (1, 2):  # on a loaded machine the raylet can miss Ray's fixed 30 s registration window
             started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
             if started.returncode == 0:
                 break

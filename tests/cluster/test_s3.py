@@ -99,7 +99,6 @@ def test_credentials_are_not_forwarded_to_jobs(bucket: str, tmp_path) -> None:
     import os
 
     from kon_ray.cluster import jobs
-
     from kon_ray.config import load_config
 
     config = load_config(compose_config(["+dataset=POLA", "cluster=ray", "cluster.address=http://h:8265"], tmp_path))

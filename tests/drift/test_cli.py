@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pyarrow as pa
-import pytest
 import pyarrow.parquet as pq
+import pytest
 from hydra import compose, initialize_config_dir
 
 from kon_ray.config import CONF_DIR

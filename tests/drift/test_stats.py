@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from kon_ray.drift import ks, psi as psi_mod
+from kon_ray.drift import ks
+from kon_ray.drift import psi as psi_mod
 from kon_ray.drift.chi2 import chi2_homogeneity
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.severity import adjust_pvalues, overall_flag, severity

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kon_ray.hashing import splitmix64
 from kon_ray.features import split as s
 from kon_ray.features.derive import parse_dates
+from kon_ray.hashing import splitmix64
 from tests.features.data import raw_frame
 
 

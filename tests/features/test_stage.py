@@ -11,8 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import open_dict
 
-from tests.conftest import compose_config
-from tests.features.data import dataset_plain, raw_frame
 from kon_ray import storage
 from kon_ray.config import load_config, to_plain
 from kon_ray.context import RunContext
@@ -20,6 +18,8 @@ from kon_ray.errors import DataError
 from kon_ray.features.spec import build_spec
 from kon_ray.features.stage import check_columns, feature_columns, load_feature_state, transform_batch
 from kon_ray.pipeline import run_pipeline
+from tests.conftest import compose_config
+from tests.features.data import dataset_plain, raw_frame
 
 TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(), "bool": pa.bool_(), "date": pa.date32()}
 

@@ -13,8 +13,8 @@ from kon_ray.segment.state import SegmentState
 from kon_ray.train import stage as train_stage
 from kon_ray.train.boost import boost, xgb_params
 from kon_ray.train.data import model_features, training_block
-from tests.train.synthetic import feature_names, make_split_frame, write_features_dir
 from kon_ray.train.worker import build_matrices, split_batches
+from tests.train.synthetic import feature_names, make_split_frame, write_features_dir
 
 FEATURES = 6
 STATE = SegmentState(estrato_column="avaluo", estrato_thresholds=[1, 2, 3, 4, 5], cluster_features=["kwh"],

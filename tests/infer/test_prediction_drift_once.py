@@ -26,8 +26,8 @@ from kon_ray.infer import stage as infer_stage
 from kon_ray.infer.score import load_bundle, model_input
 from kon_ray.segment.config import SegmentConfig
 from kon_ray.tracking.config import TrackingConfig
-from tests.train.synthetic import feature_names, synthetic_context
 from tests.drift import oracle
+from tests.train.synthetic import feature_names, synthetic_context
 
 SHIFTED = feature_names(6)  # every model feature moved in the shifted current window
 

@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from infra_helpers import MAKE_TOOLS_HINT, REPO, TOOLS_VENV, tool
 
 

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from infra_helpers import REPO, WORKFLOWS, tool
 
 CHECKOV_ENV = {

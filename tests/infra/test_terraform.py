@@ -12,7 +12,6 @@ import re
 from fnmatch import fnmatch
 
 import pytest
-
 from infra_helpers import (
     ENVS,
     INFRA,
@@ -328,7 +327,7 @@ def test_no_wildcard_service_actions_in_role_policies(hcl):
 
 def test_role_policies_come_from_checked_documents_and_no_admin_managed_policies(hcl):
     for type_ in ("aws_iam_role_policy", "aws_iam_policy"):
-        for path, name, body in resources(hcl, type_):
+        for path, _name, body in resources(hcl, type_):
             _policy_doc(hcl, path, attr(body, "policy"))
     for path, name, body in resources(hcl, "aws_iam_role_policy_attachment"):
         arn = str(attr(body, "policy_arn"))
@@ -405,7 +404,7 @@ def _ray_rules(hcl):
     loc = locals_of(hcl, path)
     ports = loc["ray_intra_cluster_ports"]
     rules = []
-    for p, name, body in resources(hcl, "aws_vpc_security_group_ingress_rule", under="infra/modules/ray_network/"):
+    for _p, name, body in resources(hcl, "aws_vpc_security_group_ingress_rule", under="infra/modules/ray_network/"):
         if attr(body, "security_group_id") != "${aws_security_group.ray.id}":
             continue
         if attr(body, "for_each") == "${local.ray_intra_cluster_ports}":

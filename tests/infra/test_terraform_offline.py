@@ -21,7 +21,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from infra_helpers import INFRA
 
 ROOTS = ("live", "bootstrap")

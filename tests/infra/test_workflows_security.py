@@ -6,7 +6,6 @@ import re
 
 import pytest
 import yaml
-
 from infra_helpers import ENVS, WORKFLOWS
 
 WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yml")) + sorted(WORKFLOWS.glob("*.yaml"))

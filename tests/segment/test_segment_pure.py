@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from kon_ray.errors import DataError
+from kon_ray.hashing import id_unit_interval
 from kon_ray.segment.estrato import assign_estrato
 from kon_ray.segment.fit import fit_segment_state, prepare_block
-from kon_ray.hashing import id_unit_interval
 from kon_ray.segment.kmeans import (
     feature_moments,
     kmeans_pp_init,
