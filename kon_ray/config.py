@@ -32,6 +32,10 @@ from kon_ray.train.config import ModelConfig
 # OmegaConf marks a frozen dataclass's node read-only, which would stop YAML files and command-line overrides
 # from composing onto the schema at all. Composition needs writable nodes; the result is still type-checked
 # against the schema, and `load_config` turns it into the frozen dataclass instances the code uses.
+# Why this hook and not the public API: `OmegaConf.set_readonly(schema, False)` on the stored schemas is not enough,
+# because a nested dataclass field (`model: ModelConfig`) is re-created read-only from its type while Hydra merges
+# the group into it (ReadonlyConfigError on model.max_depth, tried); and a second, unfrozen copy of every schema
+# would be the duplication the frozen dataclasses exist to avoid.
 omegaconf.dictconfig.is_structured_config_frozen = lambda obj: False
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
