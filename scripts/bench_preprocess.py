@@ -120,22 +120,13 @@ class TreePeak:
 
 
 def dataset_config(name: str, data: Path, overrides: list[str]):
-    """The composed config for `name`; when its YAML does not declare columns/features yet, the generator's."""
+    """The composed config for `name` (its YAML declares the columns and features: conf/dataset/<name>.yaml)."""
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         cfg = compose(config_name="config", overrides=[f"+dataset={name}", "tracking=off", *overrides])
     with open_dict(cfg):
         cfg.dataset.path = str(data)
         cfg.output_dir = str(data.parent / "bench_run")  # replaced per run; Hydra is not running here
-        if not cfg.dataset.features.monthly_series:
-            from kon_ray.synth.schema import spec_for
-
-            spec = spec_for(name)
-            cfg.dataset.columns = spec.declared_columns()
-            cfg.dataset.industrial_values = spec.industrial_values
-            for key, value in spec.feature_lists().items():
-                cfg.dataset.features[key] = value
-            cfg.dataset.features.ratios = [["bill_m", spec.usage_prefix]]
     return cfg
 
 
@@ -188,8 +179,7 @@ def run_pandas(cfg, files: list[str], out: Path) -> Dict[str, Any]:
     from kon_ray.features.stage import read_keys, write_options
 
     config = load_config(cfg)
-    plain = to_plain(cfg)
-    spec = build_spec(plain["dataset"])
+    spec = build_spec(config.dataset)
     split_cfg = config.split
     with TreePeak() as peak:
         start = time.perf_counter()
@@ -288,7 +278,7 @@ def main() -> int:
     data = Path(args.data or REPO / "data" / "bench" / f"{args.dataset}-{args.rows}")
     cfg = dataset_config(args.dataset, data, args.overrides)
     ensure_data(cfg, args.rows, data)
-    spec = build_spec(to_plain(cfg)["dataset"])
+    spec = build_spec(load_config(cfg).dataset)
     print(f"{args.dataset}: {len(spec.features)} features; {os.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 1024**3:.0f} GiB; load average {os.getloadavg()[0]:.1f}")
     folders = write_layouts(data, args.rows, args.layouts)

@@ -1,6 +1,6 @@
 """The feature list: which features a dataset derives, in order, named and typed, from its declared families.
 
-`build_spec(dataset_plain)` reads the dataset's plain config (the `dataset` block of `ctx.plain`) once and returns
+`build_spec(dataset)` reads the dataset's config (`ctx.config.dataset`, a frozen DatasetConfig) once and returns
 a frozen `Spec`: the raw columns each family reads and the ordered output features, each with a kind:
 
 - ``value``: a float feature that is winsorized to the train [p_low, p_high] and has NaN imputed with the train
@@ -16,10 +16,13 @@ dataset does not declare is a ConfigError naming the key and the column.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
 
 from kon_ray.errors import ConfigError
-from kon_ray.features.config import SERIES_FAMILIES, WINDOW_STATS
+from kon_ray.features.config import WINDOW_STATS
+
+if TYPE_CHECKING:  # kon_ray.config imports this package's config: only the type is needed here
+    from kon_ray.config import DatasetConfig
 
 KINDS = ("value", "count", "code", "freq")
 POPULATION = "population"  # the passthrough column derived from population_column: domestic | industrial
@@ -82,11 +85,11 @@ def series_base(prefix: str) -> str:
     return stem or prefix
 
 
-def build_spec(dataset: Mapping[str, Any]) -> Spec:
-    """The Spec for a dataset's plain config; ConfigError naming the key when a column is not declared."""
-    features = dataset.get("features") or {}
-    declared: Dict[str, str] = dict(dataset.get("columns") or {})
-    name = str(dataset.get("name", "?"))
+def build_spec(dataset: "DatasetConfig") -> Spec:
+    """The Spec for a dataset's config; ConfigError naming the key when a column is not declared."""
+    features = dataset.features
+    declared: Dict[str, str] = dict(dataset.columns)
+    name = dataset.name
 
     def need(key: str, column: str, types: Sequence[str] | None = None) -> None:
         if declared and column not in declared:
@@ -97,12 +100,12 @@ def build_spec(dataset: Mapping[str, Any]) -> Spec:
             )
 
     for key in ("id_column", "date_column", "target_column", "population_column"):
-        need(f"dataset.{key}", dataset[key])
-    need("dataset.date_column", dataset["date_column"], ("date",))
+        need(f"dataset.{key}", getattr(dataset, key))
+    need("dataset.date_column", dataset.date_column, ("date",))
 
-    months = int(features.get("series_months", 12))
+    months = features.series_months
     series = []
-    for prefix in features.get("monthly_series", []):
+    for prefix in features.monthly_series:
         columns = tuple(f"{prefix}{k:02d}" for k in range(1, months + 1))
         for column in columns:
             need("features.monthly_series", column, ("float64", "int64"))
@@ -110,56 +113,53 @@ def build_spec(dataset: Mapping[str, Any]) -> Spec:
     by_prefix = {s.prefix: s for s in series}
     if len({s.base for s in series}) != len(series):
         raise ConfigError(f"dataset {name}: features.monthly_series prefixes give the same feature stem twice")
-    ratios = tuple((by_prefix[a], by_prefix[b]) for a, b in features.get("ratios", []))
+    ratios = tuple((by_prefix[a], by_prefix[b]) for a, b in features.ratios)
 
     numeric: list[str] = []
     flags: list[str] = []
-    for column in features.get("numeric", []):
+    for column in features.numeric:
         need("features.numeric", column, NUMERIC_TYPES)
         (flags if declared.get(column) == "bool" else numeric).append(column)
-    for column in features.get("categorical", []):
+    for column in features.categorical:
         need("features.categorical", column)
-    for column in features.get("dates", []):
+    for column in features.dates:
         need("features.dates", column, ("date", "string"))
 
-    segment = dataset.get("segment") or {}
-    passthrough = [dataset["id_column"], dataset["date_column"], dataset["target_column"]]
-    if segment.get("estrato_column"):
-        need("segment.estrato_column", segment["estrato_column"])
-        passthrough.append(segment["estrato_column"])
-    for column in segment.get("cluster_features", []) or []:
+    segment = dataset.segment
+    passthrough = [dataset.id_column, dataset.date_column, dataset.target_column]
+    if segment.estrato_column:
+        need("segment.estrato_column", segment.estrato_column)
+        passthrough.append(segment.estrato_column)
+    for column in segment.cluster_features:
         need("segment.cluster_features", column)
         passthrough.append(column)
 
-    families = tuple(features.get("series_families", SERIES_FAMILIES))
-    windows = tuple(int(w) for w in features.get("windows", (3, 6, 12)))
-    growth_lags = tuple(int(k) for k in features.get("growth_lags", (1, 3, 6, 11)))
-    clip = features.get("clip_quantiles", (0.01, 0.99))
+    clip = features.clip_quantiles
     spec = Spec(
         dataset=name,
-        id_column=dataset["id_column"],
-        date_column=dataset["date_column"],
-        target_column=dataset["target_column"],
-        population_column=dataset["population_column"],
-        industrial_values=tuple(dataset.get("industrial_values") or ()),
+        id_column=dataset.id_column,
+        date_column=dataset.date_column,
+        target_column=dataset.target_column,
+        population_column=dataset.population_column,
+        industrial_values=tuple(dataset.industrial_values),
         series=tuple(series),
         ratios=ratios,
         numeric=tuple(numeric),
         flags=tuple(flags),
-        categorical=tuple(features.get("categorical", [])),
-        dates=tuple(features.get("dates", [])),
+        categorical=tuple(features.categorical),
+        dates=tuple(features.dates),
         passthrough=tuple(dict.fromkeys(passthrough)),
         features=(),
-        families=families,
-        windows=windows,
-        growth_lags=growth_lags,
-        summer_months=tuple(int(m) for m in features.get("summer_months", (6, 7, 8))),
-        winter_months=tuple(int(m) for m in features.get("winter_months", (12, 1, 2))),
-        clip_quantiles=tuple(float(q) for q in clip) if clip is not None else None,  # type: ignore[arg-type]
-        impute=bool(features.get("impute", True)),
-        max_categories=int(features.get("max_categories", 200)),
-        fit_sample_rows=int(features.get("fit_sample_rows", 100_000)),
-        batch_rows=int(features.get("batch_rows", 32_768)),
+        families=tuple(features.series_families),
+        windows=tuple(features.windows),
+        growth_lags=tuple(features.growth_lags),
+        summer_months=tuple(features.summer_months),
+        winter_months=tuple(features.winter_months),
+        clip_quantiles=(float(clip[0]), float(clip[1])) if clip is not None else None,
+        impute=features.impute,
+        max_categories=features.max_categories,
+        fit_sample_rows=features.fit_sample_rows,
+        batch_rows=features.batch_rows,
     )
     named = _feature_list(spec, months)
     clash = sorted({n for n, _ in named} & {*spec.passthrough, POPULATION, "split"})

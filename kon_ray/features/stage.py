@@ -77,7 +77,7 @@ UNIT_MIN_ROWS = execution.MIN_UNIT_ROWS
 def run(ctx: RunContext) -> Dict[str, Any]:
     from kon_ray.ingest import read_ingested
 
-    spec = build_spec(ctx.plain["dataset"])
+    spec = build_spec(ctx.config.dataset)
     files = read_ingested(ctx)["files"]
     check_columns(files[0], spec)
     split_cfg = ctx.config.split

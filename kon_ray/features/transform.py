@@ -9,7 +9,7 @@ Output of `transform_batch` (and of every Parquet part the stage writes), in thi
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ from kon_ray.errors import ConfigError
 from kon_ray.features.derive import derive, require_columns
 from kon_ray.features.spec import POPULATION, Spec, build_spec
 from kon_ray.features.state import category_strings
+
+if TYPE_CHECKING:
+    from kon_ray.config import DatasetConfig
 
 
 def check_state(state: Mapping[str, Any], spec: Spec) -> None:
@@ -82,18 +85,18 @@ def transform_frame(batch: pd.DataFrame, state: Mapping[str, Any], spec: Spec) -
 
 
 def transform_batch(
-    batch: pd.DataFrame, state: Mapping[str, Any], dataset_cfg_plain: Mapping[str, Any]
+    batch: pd.DataFrame, state: Mapping[str, Any], dataset: "DatasetConfig"
 ) -> pd.DataFrame:
     """Transform raw records with a saved state (what inference uses on new data).
 
     Args:
         batch: raw records with the dataset's declared columns.
         state: `load_feature_state(...)` of the run whose model is used.
-        dataset_cfg_plain: the plain `dataset` config block (ctx.plain["dataset"]).
+        dataset: the dataset's config (`config.dataset`) the state was fitted with.
     Returns:
         passthrough columns, `population`, then the features (see the module docstring).
     """
-    spec = build_spec(dataset_cfg_plain)
+    spec = build_spec(dataset)
     check_state(state, spec)
     return transform_frame(batch, state, spec)
 

@@ -8,6 +8,10 @@ from typing import Any, Dict
 import numpy as np
 import pandas as pd
 
+from kon_ray.config import DatasetConfig
+from kon_ray.features.config import FeatureConfig
+from kon_ray.segment.config import SegmentConfig
+
 MONTHS = 12
 
 
@@ -53,7 +57,8 @@ def raw_frame(n: int, seed: int = 0, start_id: int = 1, months_span: int = 12, l
     rng = np.random.default_rng(seed)
     end = pd.Period(last, "M")
     periods = [end - k for k in range(months_span)]
-    record = [periods[i].start_time.date() + dt.timedelta(days=int(d)) for i, d in zip(rng.integers(0, months_span, n), rng.integers(0, 28, n))]
+    record = [periods[i].start_time.date() + dt.timedelta(days=int(d))
+              for i, d in zip(rng.integers(0, months_span, n), rng.integers(0, 28, n))]
     frame = {
         "customer_id": np.arange(start_id, start_id + n, dtype=np.int64),
         "record_date": record,
@@ -73,3 +78,17 @@ def raw_frame(n: int, seed: int = 0, start_id: int = 1, months_span: int = 12, l
     return pd.DataFrame(frame)
 
 
+
+
+def as_config(plain: Dict[str, Any]) -> DatasetConfig:
+    """A plain `dataset` block (as `dataset_plain` builds and a test edits it) as the frozen DatasetConfig the
+    pipeline reads."""
+    fields = dict(plain)
+    fields["features"] = FeatureConfig(**plain.get("features", {}))
+    fields["segment"] = SegmentConfig(**plain.get("segment", {}))
+    return DatasetConfig(**fields)
+
+
+def dataset_config(**features: Any) -> DatasetConfig:
+    """`dataset_plain(**features)` as a DatasetConfig."""
+    return as_config(dataset_plain(**features))

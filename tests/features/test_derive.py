@@ -11,7 +11,7 @@ import pytest
 from kon_ray.errors import DataError
 from kon_ray.features import derive as d
 from kon_ray.features.spec import build_spec
-from tests.features.data import dataset_plain, raw_frame
+from tests.features.data import dataset_config, raw_frame
 
 NAN = np.nan
 # 5 rows x 6 months, newest first per row; the matrix functions take (months x rows), hence .T
@@ -103,7 +103,7 @@ def test_dates_give_tenure_months_and_flag_every_bad_value():
 
 
 def test_derive_maps_raw_months_newest_first_and_ratios_skip_missing_months():
-    spec = build_spec(dataset_plain())
+    spec = build_spec(dataset_config())
     frame = raw_frame(5, seed=1)
     frame.loc[0, "kwh_m12"] = np.nan
     frame.loc[1, "bill_m11"] = -np.inf
@@ -124,7 +124,7 @@ def test_derive_maps_raw_months_newest_first_and_ratios_skip_missing_months():
 
 
 def test_negative_amounts_keep_their_sign_and_are_flagged():
-    spec = build_spec(dataset_plain())
+    spec = build_spec(dataset_config())
     frame = raw_frame(3, seed=2)
     frame["balance"] = [-100.0, 0.0, 50.0]
     out = d.derive(frame, spec)
@@ -134,7 +134,7 @@ def test_negative_amounts_keep_their_sign_and_are_flagged():
 
 
 def test_record_date_parts():
-    spec = build_spec(dataset_plain())
+    spec = build_spec(dataset_config())
     frame = raw_frame(2, seed=0)
     frame["record_date"] = [dt.date(2025, 1, 31), dt.date(2025, 11, 2)]
     out = d.derive(frame, spec)
@@ -145,4 +145,4 @@ def test_record_date_parts():
 
 def test_a_missing_raw_column_is_a_data_error_naming_it():
     with pytest.raises(DataError, match="'kwh_m03'"):
-        d.require_columns(raw_frame(2).drop(columns=["kwh_m03"]), build_spec(dataset_plain()).raw_columns)
+        d.require_columns(raw_frame(2).drop(columns=["kwh_m03"]), build_spec(dataset_config()).raw_columns)

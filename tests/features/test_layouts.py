@@ -21,7 +21,7 @@ from kon_ray.features import state as st
 from kon_ray.features.derive import parse_dates
 from kon_ray.features.spec import build_spec
 from kon_ray.pipeline import run_pipeline
-from tests.features.data import dataset_plain, raw_frame
+from tests.features.data import dataset_config, dataset_plain, raw_frame
 from tests.features.test_stage import TYPES, make_ctx
 
 ROWS = 3000
@@ -72,11 +72,13 @@ def test_the_same_data_in_any_layout_gives_the_same_splits_and_state(ray_session
     for layout in LAYOUTS:
         root = tmp_path / layout
         write_layout(root / "data", frame, layout)
-        ctx = make_ctx(root, "split.current_months=3", "split.train_per_class=300", "dataset.features.fit_sample_rows=700")
+        ctx = make_ctx(root, "split.current_months=3", "split.train_per_class=300",
+                       "dataset.features.fit_sample_rows=700")
         run_pipeline(ctx)
         results[layout] = _outputs(Path(ctx.stage_dir("preprocess")))
     first = results[LAYOUTS[0]]
-    assert json.loads(first["feature_state.json"])["fit"]["sample_rows"] < json.loads(first["feature_state.json"])["fit"]["train_rows"]
+    fit = json.loads(first["feature_state.json"])["fit"]
+    assert fit["sample_rows"] < fit["train_rows"]
     for layout in LAYOUTS[1:]:
         for name, expected in first.items():
             if isinstance(expected, pd.DataFrame):
@@ -90,7 +92,7 @@ def test_the_same_data_in_any_layout_gives_the_same_splits_and_state(ray_session
 @pytest.mark.parametrize("sample_rows", [10**6, 700])
 def test_the_stage_fit_equals_the_one_pass_fit(frame, tmp_path, monkeypatch, layout, sample_rows):
     """In this process (no Ray): the per-column-group fit gives state.py's one-pass state exactly."""
-    spec = build_spec(dataset_plain(fit_sample_rows=sample_rows))
+    spec = build_spec(dataset_config(fit_sample_rows=sample_rows))
     files = [str(p) for p in sorted(write_layout(tmp_path / "data", frame, layout).glob("*.parquet"))]
     ids, month_idx, targets = stage.read_keys(files, spec)
     plan = s.make_plan(ids, month_idx, targets, seed=5, current_months=3, reference_months=None, test_fraction=0.2,

@@ -9,12 +9,13 @@ from kon_ray.errors import ConfigError
 from kon_ray.features.config import FeatureConfig
 from kon_ray.features.spec import build_spec
 from tests.conftest import compose_config
-from tests.features.data import dataset_plain
+from tests.features.data import as_config, dataset_config, dataset_plain
 
 
 def test_feature_count_per_family_by_hand():
-    spec = build_spec(dataset_plain())
-    per_series = 12 + 12 + 11 + 3 * 4 + 3 + 4 + 5 + 3 + 13  # lags, logs, diffs, windows, slopes, growth, season, quality, shares
+    spec = build_spec(dataset_config())
+    # lags, logs, diffs, windows, slopes, growth, season, quality, shares
+    per_series = 12 + 12 + 11 + 3 * 4 + 3 + 4 + 5 + 3 + 13
     ratio = 12 + 3
     numeric = 2 * 4 + 1 * 2  # balance, avaluo; autopay is a bool flag
     expected = 2 * per_series + ratio + numeric + 2 * 2 + 4 + 4  # + categoricals, 1 date, record-date parts
@@ -24,7 +25,7 @@ def test_feature_count_per_family_by_hand():
 
 
 def test_families_can_be_dropped():
-    spec = build_spec(dataset_plain(series_families=["lags", "windows"], ratios=[]))
+    spec = build_spec(dataset_config(series_families=["lags", "windows"], ratios=[]))
     assert len([n for n in spec.names if n.startswith("kwh_")]) == 12 + 12
 
 
@@ -42,14 +43,14 @@ def test_undeclared_or_mistyped_columns_are_config_errors(features, match):
     if "monthly_series" in features:
         plain["features"]["ratios"] = []
     with pytest.raises(ConfigError, match=match):
-        build_spec(plain)
+        build_spec(as_config(plain))
 
 
 def test_segment_inputs_must_be_declared():
     plain = dataset_plain()
     plain["segment"]["cluster_features"] = ["ghost"]
     with pytest.raises(ConfigError, match="segment.cluster_features names column 'ghost'"):
-        build_spec(plain)
+        build_spec(as_config(plain))
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,9 @@ def test_feature_config_validation_names_the_key(kwargs, key):
 
 
 def test_split_knobs_compose_from_the_command_line(tmp_path):
-    config = load_config(compose_config(["+dataset=POLA", "split.train_per_class=500", "split.test_per_class=200"], tmp_path))
+    config = load_config(
+        compose_config(["+dataset=POLA", "split.train_per_class=500", "split.test_per_class=200"], tmp_path)
+    )
     assert (config.split.train_per_class, config.split.test_per_class) == (500, 200)
     with pytest.raises(ConfigError, match="split.current_months"):
         load_config(compose_config(["+dataset=POLA", "split.current_months=0"], tmp_path))

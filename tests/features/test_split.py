@@ -12,7 +12,8 @@ from tests.features.data import raw_frame
 
 
 def _plan(frame: pd.DataFrame, **kw):
-    args = dict(seed=42, current_months=3, reference_months=None, test_fraction=0.2, train_per_class=None, test_per_class=None)
+    args = dict(seed=42, current_months=3, reference_months=None, test_fraction=0.2, train_per_class=None,
+                test_per_class=None)
     args.update(kw)
     return s.make_plan(frame["customer_id"].to_numpy(), _months(frame), frame["segment"], **args)
 
@@ -68,7 +69,8 @@ def test_current_window_is_the_last_calendar_months():
 
 def test_balanced_sampling_keeps_n_per_class_or_all_of_a_small_class():
     frame = raw_frame(1500, seed=8)
-    frame.loc[frame["segment"] == "alto", "segment"] = ["alto"] * 30 + ["x"] * (int((frame["segment"] == "alto").sum()) - 30)
+    alto = int((frame["segment"] == "alto").sum())
+    frame.loc[frame["segment"] == "alto", "segment"] = ["alto"] * 30 + ["x"] * (alto - 30)
     plan = _plan(frame, train_per_class=60, test_per_class=10)
     split = _assign(frame, plan)
     full = _assign(frame, plan, sample=False)

@@ -19,7 +19,7 @@ from kon_ray.features.spec import build_spec
 from kon_ray.features.stage import check_columns, feature_columns, load_feature_state, transform_batch
 from kon_ray.pipeline import run_pipeline
 from tests.conftest import compose_config
-from tests.features.data import dataset_plain, raw_frame
+from tests.features.data import as_config, dataset_plain, raw_frame
 
 TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(), "bool": pa.bool_(), "date": pa.date32()}
 
@@ -68,7 +68,9 @@ def test_stage_writes_three_splits_state_and_summary(ray_session, tiny, tmp_path
     frames = {s: pd.read_parquet(out / s) for s in ("train", "test", "current")}
     assert {s: len(f) for s, f in frames.items()} == summary["rows"]
     train = frames["train"]
-    assert list(train.columns[:7]) == ["customer_id", "record_date", "segment", "avaluo", "kwh_m12", "balance", "population"]
+    assert list(train.columns[:7]) == [
+        "customer_id", "record_date", "segment", "avaluo", "kwh_m12", "balance", "population"
+    ]
     assert list(train.columns[7:]) == names
     assert train["cat_region"].dtype == np.int32 and train["kwh_lag01"].dtype == np.float32
     assert set(train["population"]) <= {"domestic", "industrial"}
@@ -81,7 +83,7 @@ def test_stage_writes_three_splits_state_and_summary(ray_session, tiny, tmp_path
     assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
     # the Ray path and the plain pandas transform agree on the same rows
     raw = raw_frame(1200, seed=3).set_index("customer_id").loc[train["customer_id"]].reset_index()
-    again = transform_batch(raw, state, ctx.plain["dataset"])
+    again = transform_batch(raw, state, ctx.config.dataset)
     np.testing.assert_array_equal(again[names].to_numpy(), train[names].to_numpy())
 
 
@@ -91,7 +93,7 @@ def test_a_feature_column_missing_from_the_files_is_a_data_error_before_ray(tmp_
     plain["features"]["numeric"] = ["balance", "meter_age"]
     plain["columns"] = {}  # undeclared schema: only the files can tell
     with pytest.raises(DataError, match="'meter_age' is missing"):
-        check_columns(str(tmp_path / "data" / "part-00000.parquet"), build_spec(plain))
+        check_columns(str(tmp_path / "data" / "part-00000.parquet"), build_spec(as_config(plain)))
 
 
 def test_no_reference_rows_is_a_data_error_before_ray_work(tiny, tmp_path):

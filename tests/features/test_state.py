@@ -12,7 +12,7 @@ from kon_ray.features import state as st
 from kon_ray.features.derive import parse_dates
 from kon_ray.features.spec import build_spec
 from kon_ray.features.transform import transform_batch
-from tests.features.data import dataset_plain, raw_frame
+from tests.features.data import as_config, dataset_config, dataset_plain, raw_frame
 
 
 def _fit(frame: pd.DataFrame, spec, parts: int = 1, sample_rows: int = 10**6):
@@ -20,7 +20,8 @@ def _fit(frame: pd.DataFrame, spec, parts: int = 1, sample_rows: int = 10**6):
         frame["customer_id"].to_numpy(), s.month_index(parse_dates(frame["record_date"])), frame["segment"],
         seed=1, current_months=2, reference_months=None, test_fraction=0.2, train_per_class=None, test_per_class=None,
     )
-    portion = s.assign(frame["customer_id"], s.month_index(parse_dates(frame["record_date"])), frame["segment"], plan, sample=False)
+    portion = s.assign(frame["customer_id"], s.month_index(parse_dates(frame["record_date"])), frame["segment"], plan,
+                       sample=False)
     threshold = st.sample_threshold(int((portion == s.TRAIN).sum()), sample_rows)
     chunks = [frame.iloc[idx] for idx in np.array_split(np.arange(len(frame)), parts)]
     partials = [st.partial(chunk, spec, plan, threshold) for chunk in chunks]
@@ -29,7 +30,7 @@ def _fit(frame: pd.DataFrame, spec, parts: int = 1, sample_rows: int = 10**6):
 
 @pytest.mark.parametrize("sample_rows", [10**6, 300])
 def test_merged_shards_give_the_same_state_as_one_pass(sample_rows):
-    spec = build_spec(dataset_plain())
+    spec = build_spec(dataset_config())
     frame = raw_frame(1500, seed=11)
     one, _ = _fit(frame, spec, 1, sample_rows)
     shuffled = frame.sample(frac=1.0, random_state=3)
@@ -39,7 +40,7 @@ def test_merged_shards_give_the_same_state_as_one_pass(sample_rows):
 
 
 def test_quantiles_and_medians_are_exact_numpy_values_on_small_train():
-    spec = build_spec(dataset_plain())
+    spec = build_spec(dataset_config())
     state, train = _fit(raw_frame(800, seed=12), spec)
     balance = train["balance"].to_numpy()
     assert state["numeric"]["num_balance"]["median"] == pytest.approx(np.median(balance), rel=1e-6)
@@ -50,7 +51,7 @@ def test_quantiles_and_medians_are_exact_numpy_values_on_small_train():
 
 
 def test_vocabulary_by_count_with_missing_as_a_value_and_counts_exact():
-    spec = build_spec(dataset_plain())
+    spec = build_spec(dataset_config())
     state, train = _fit(raw_frame(800, seed=13), spec)
     counts = train["region"].fillna("__missing__").value_counts()
     expected = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -60,13 +61,13 @@ def test_vocabulary_by_count_with_missing_as_a_value_and_counts_exact():
 
 def test_unseen_and_capped_categories_get_the_unknown_code_zero():
     plain = dataset_plain(max_categories=2)
-    spec = build_spec(plain)
+    spec = build_spec(as_config(plain))
     state, train = _fit(raw_frame(800, seed=14), spec)
     vocabulary = state["categorical"]["region"]["vocabulary"]
     assert len(vocabulary) == 2
     new = raw_frame(4, seed=15)
     new["region"] = [vocabulary[0], vocabulary[1], "NEVER_SEEN", None if "__missing__" not in vocabulary else "ZZZ"]
-    out = transform_batch(new, state, plain)
+    out = transform_batch(new, state, as_config(plain))
     np.testing.assert_array_equal(out["cat_region"].to_numpy(), [1, 2, 0, 0])
     total = state["categorical"]["region"]["counts"][0] + state["categorical"]["region"]["counts"][1]
     total += state["categorical"]["region"]["other_rows"]
@@ -76,11 +77,11 @@ def test_unseen_and_capped_categories_get_the_unknown_code_zero():
 
 def test_transform_clips_imputes_and_types_every_feature():
     plain = dataset_plain()
-    spec = build_spec(plain)
+    spec = build_spec(as_config(plain))
     state, _ = _fit(raw_frame(800, seed=16), spec)
     new = raw_frame(5, seed=17)
     new["balance"] = [1e12, -1e12, np.nan, np.inf, 0.0]
-    out = transform_batch(new, state, plain)
+    out = transform_batch(new, state, as_config(plain))
     stats = state["numeric"]["num_balance"]
     np.testing.assert_allclose(
         out["num_balance"].to_numpy(),
@@ -89,24 +90,28 @@ def test_transform_clips_imputes_and_types_every_feature():
     np.testing.assert_array_equal(out["num_balance_missing"], [0, 0, 1, 1, 0])
     np.testing.assert_array_equal(out["num_balance_negative"], [0, 1, 0, 0, 0])
     features = st.feature_columns(state)
-    assert list(out.columns) == ["customer_id", "record_date", "segment", "avaluo", "kwh_m12", "balance", "population", *features]
+    assert list(out.columns) == [
+        "customer_id", "record_date", "segment", "avaluo", "kwh_m12", "balance", "population", *features
+    ]
     kinds = {f["name"]: f["kind"] for f in state["features"]}
     for name in features:
         assert out[name].dtype == (np.int32 if kinds[name] == "code" else np.float32), name
         assert not out[name].isna().any(), name
-    np.testing.assert_array_equal(out["population"], np.where(new["tariff_type"] == "residencial", "domestic", "industrial"))
+    np.testing.assert_array_equal(
+        out["population"], np.where(new["tariff_type"] == "residencial", "domestic", "industrial")
+    )
 
 
 def test_bad_values_never_raise():
     plain = dataset_plain()
-    spec = build_spec(plain)
+    spec = build_spec(as_config(plain))
     state, _ = _fit(raw_frame(400, seed=18), spec)
     new = raw_frame(5, seed=19)
     new[[f"kwh_m{k:02d}" for k in range(1, 13)]] = np.nan  # a record with no readings at all
     new["contract_start"] = pd.Series(["garbage", None, "2090-01-01", "1700-01-01", "2020-01-01"], dtype=object)
     new.loc[0, "bill_m12"] = np.inf
     new.loc[1, "tariff_type"] = None
-    out = transform_batch(new, state, plain)
+    out = transform_batch(new, state, as_config(plain))
     assert pd.isna(out["population"].iloc[1])
     np.testing.assert_array_equal(out["date_contract_start_invalid"], [1, 1, 1, 1, 0])
     np.testing.assert_array_equal(out["kwh_n_missing"], [12] * 5)
@@ -114,13 +119,13 @@ def test_bad_values_never_raise():
 
 
 def test_state_from_another_feature_config_is_refused():
-    state, _ = _fit(raw_frame(300, seed=20), build_spec(dataset_plain()))
+    state, _ = _fit(raw_frame(300, seed=20), build_spec(dataset_config()))
     with pytest.raises(ConfigError, match="another feature config"):
-        transform_batch(raw_frame(3), state, dataset_plain(series_families=["lags"]))
+        transform_batch(raw_frame(3), state, dataset_config(series_families=["lags"]))
 
 
 def test_state_round_trips_through_json(tmp_path):
-    state, _ = _fit(raw_frame(300, seed=21), build_spec(dataset_plain()))
+    state, _ = _fit(raw_frame(300, seed=21), build_spec(dataset_config()))
     st.save_feature_state(str(tmp_path / "feature_state.json"), state)
     assert st.load_feature_state(str(tmp_path)) == state
     with pytest.raises(ConfigError, match="no feature state"):
@@ -137,7 +142,7 @@ def _merged(frame: pd.DataFrame, spec, parts: int = 3):
 
 
 def test_infinite_raw_values_are_counted_over_every_split_and_named_with_the_smallest_id():
-    spec = build_spec(dataset_plain())
+    spec = build_spec(dataset_config())
     frame = raw_frame(600, seed=14)
     rows = [5, 250, 599]  # spread over the shards, whatever split each row falls in
     frame.loc[frame.index[rows], "balance"] = [np.inf, -np.inf, np.inf]
@@ -149,7 +154,7 @@ def test_infinite_raw_values_are_counted_over_every_split_and_named_with_the_sma
 
 
 def test_nan_is_a_missing_value_but_a_column_null_in_every_train_row_is_an_error():
-    spec = build_spec(dataset_plain())
+    spec = build_spec(dataset_config())
     frame = raw_frame(600, seed=15)
     frame.loc[frame.index[:100], "balance"] = np.nan
     st.check_raw_values(_merged(frame, spec), spec)  # some nulls: fine, the missing flags carry them

@@ -33,7 +33,7 @@ def test_every_declared_column_has_a_rule_and_every_rule_is_declared(name, datas
 def test_the_pipeline_reads_the_same_yaml(name, dataset_cfg):
     """The roles in `features:` cover the declared columns: the preprocess stage's spec builds from them."""
     cfg = dataset_cfg(name)
-    spec = build_spec(dataclasses.asdict(cfg))
+    spec = build_spec(cfg)
     roles = [*spec.numeric, *spec.flags, *spec.categorical, *spec.dates, cfg.id_column, cfg.date_column,
              cfg.target_column, *(f"{prefix}{k:02d}" for prefix in cfg.features.monthly_series for k in range(1, 13))]
     assert sorted(roles) == sorted(cfg.columns)  # every raw column plays exactly one role, the one its YAML gives

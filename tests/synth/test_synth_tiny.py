@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pyarrow.parquet as pq
 
 from kon_ray.features.spec import build_spec
@@ -19,7 +17,7 @@ def test_tiny_data_passes_the_pipelines_schema_check(tmp_path):
     assert (summary["rows"], summary["files"]) == (3_000, 1)
     checked = validate(path, dict(config.dataset.columns), config.dataset.id_column)  # the ingest stage's check
     assert checked["rows"] == 3_000 and checked["schema_hash"] == schema_hash(dict(config.dataset.columns))
-    spec = build_spec(dataclasses.asdict(config.dataset))  # what preprocess derives its features from
+    spec = build_spec(config.dataset)  # what preprocess derives its features from
     table = pq.read_table(checked["files"][0])
     assert {*spec.numeric, *spec.flags, *spec.categorical, *spec.dates} <= set(table.column_names)
     industrial = table.column("tariff_type").to_pandas().isin(config.dataset.industrial_values)
