@@ -8,6 +8,7 @@ across the jobs of a sweep (changing `model.*` redoes train and infer, never ing
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any, Dict, Mapping
@@ -18,15 +19,16 @@ from kon_ray.stages import STAGES
 MANIFEST = "_manifest.json"
 
 
-def select(plain: Mapping[str, Any], path: str) -> Any:
-    node: Any = plain
+def select(config: Any, path: str) -> Any:
+    """The value at a dot path of the frozen config (`model`, `dataset.segment`, `cluster.train_workers`), as
+    plain JSON-able data (a section becomes its dict of fields)."""
+    node: Any = config
     for part in path.split("."):
-        node = node.get(part) if isinstance(node, Mapping) else None
-    return node
+        node = getattr(node, part)
+    return dataclasses.asdict(node) if dataclasses.is_dataclass(node) and not isinstance(node, type) else node
 
 
-def stage_keys(plain: Mapping[str, Any], data_fingerprint: str,
-               extra: Mapping[str, Any] | None = None) -> Dict[str, str]:
+def stage_keys(config: Any, data_fingerprint: str, extra: Mapping[str, Any] | None = None) -> Dict[str, str]:
     """The key of every stage, in pipeline order (a stage's key covers everything upstream of it): the config
     paths and inputs its registry entry declares (kon_ray/stages.py), the data's fingerprint for the stage that
     reads the data, and `extra[stage]` (what else decides its outputs, from its `key_material` hook)."""
@@ -34,7 +36,7 @@ def stage_keys(plain: Mapping[str, Any], data_fingerprint: str,
     for entry in STAGES:
         material = {
             "stage": entry.name,
-            "config": {path: select(plain, path) for path in entry.config},
+            "config": {path: select(config, path) for path in entry.config},
             "inputs": {name: keys[name] for name in entry.inputs},
             "data": data_fingerprint if not entry.inputs else None,
         }

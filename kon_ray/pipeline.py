@@ -46,7 +46,7 @@ def plan(ctx: RunContext) -> RunContext:
     """Resolve where every stage's outputs live for this config and data (its keyed cache folder)."""
     extra = {entry.name: entry.extra_key_material(ctx.config) for entry in stages.STAGES
              if entry.name in ctx.config.stages}
-    keys = manifest.stage_keys(ctx.plain, manifest.data_fingerprint(ctx.config.dataset.path), extra)
+    keys = manifest.stage_keys(ctx.config, manifest.data_fingerprint(ctx.config.dataset.path), extra)
     root = cache_root(ctx)
     paths = {stage: storage.join(root, f"{stage}-{key}") for stage, key in keys.items()}
     return replace(ctx, stage_paths=paths, stage_keys=keys)

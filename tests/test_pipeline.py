@@ -115,15 +115,16 @@ def test_the_drift_gate_publishes_its_report_but_is_never_reused(tmp_path, fake_
     assert calls["drift"] == 2 and calls["segment"] == 0
 
 
-def test_stage_keys_depend_only_on_their_config_sections():
-    plain = {"dataset": {"path": "p", "columns": {}, "id_column": "id", "segment": {}}, "split": {}, "seed": 1,
-             "drift": {"psi_bins": 10}, "model": {"max_depth": 6}, "cluster": {"train_workers": 2}}
-    base = manifest.stage_keys(plain, "fp")
-    deeper = manifest.stage_keys({**plain, "model": {"max_depth": 8}}, "fp")
+def test_stage_keys_depend_only_on_their_config_sections(tmp_path):
+    base = manifest.stage_keys(_ctx(tmp_path, "a").config, "fp")
+    deeper = manifest.stage_keys(_ctx(tmp_path, "b", "model.max_depth=8").config, "fp")
     assert [s for s in base if base[s] != deeper[s]] == ["train", "infer"]
-    binned = manifest.stage_keys({**plain, "drift": {"psi_bins": 20}}, "fp")
+    binned = manifest.stage_keys(_ctx(tmp_path, "c", "drift.psi_bins=20").config, "fp")
     assert [s for s in base if base[s] != binned[s]] == ["drift", "infer"]
-    assert all(base[s] != v for s, v in manifest.stage_keys(plain, "other").items())
+    estratos = manifest.stage_keys(_ctx(tmp_path, "d", "dataset.segment.clusters=3").config, "fp")
+    assert [s for s in base if base[s] != estratos[s]] == ["preprocess", "drift", "segment", "train", "infer"]
+    assert manifest.stage_keys(_ctx(tmp_path, "e", "tracking=off").config, "fp") == base  # not an input of any
+    assert all(base[s] != v for s, v in manifest.stage_keys(_ctx(tmp_path, "a").config, "other").items())
 
 
 def test_ray_starts_only_before_the_first_stage_that_runs_on_it(tmp_path, fake_stages):
@@ -153,11 +154,11 @@ def test_a_stage_may_read_only_the_stages_it_declares(tmp_path, fake_stages):
 
 def test_key_material_changes_that_stage_and_the_stages_after_it_only(tmp_path):
     ctx = _ctx(tmp_path, "a")
-    before = manifest.stage_keys(ctx.plain, "fingerprint")
-    after = manifest.stage_keys(ctx.plain, "fingerprint", {"drift": {"model": "POLA-domestic/3"}})
+    before = manifest.stage_keys(ctx.config, "fingerprint")
+    after = manifest.stage_keys(ctx.config, "fingerprint", {"drift": {"model": "POLA-domestic/3"}})
     changed = sorted(stage for stage in STAGE_ORDER if before[stage] != after[stage])
     assert changed == ["drift", "infer"]  # infer reads drift; segment and train do not
-    assert manifest.stage_keys(ctx.plain, "fingerprint", {"drift": None}) == before
+    assert manifest.stage_keys(ctx.config, "fingerprint", {"drift": None}) == before
 
 
 def test_the_registry_orders_every_stage_after_its_inputs_and_names_distinct_folders():
