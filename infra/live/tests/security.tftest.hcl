@@ -348,6 +348,15 @@ run "schedules_start_the_sagemaker_ray_job_and_the_drift_check" {
     data_bucket        = "kon-ray-dev-data-123456789012"
     kms_key_arn        = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000"
     datasets           = { POLA = { input_prefix = "datasets/POLA/", overrides = ["train.rounds=50"] } }
+    tracking_uri       = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/kon-ray-dev"
+  }
+
+  assert {
+    condition = (
+      contains(jsondecode(jsondecode(aws_scheduler_schedule.pipeline["POLA"].target[0].input).HyperParameters.kon_overrides), "tracking.uri='${var.tracking_uri}'")
+      && contains(jsondecode(aws_scheduler_schedule.drift["POLA"].target[0].input).AppSpecification.ContainerArguments, "tracking.uri='${var.tracking_uri}'")
+    )
+    error_message = "both scheduled jobs track to the environment's MLflow server, never a sqlite file inside the container"
   }
 
   assert {
@@ -423,6 +432,7 @@ run "no_schedule_without_an_image" {
     data_bucket        = "kon-ray-dev-data-123456789012"
     kms_key_arn        = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000"
     datasets           = { POLA = { input_prefix = "datasets/POLA/" } }
+    tracking_uri       = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/kon-ray-dev"
   }
 
   assert {

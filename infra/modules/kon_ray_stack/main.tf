@@ -180,6 +180,7 @@ module "schedules" {
   name_prefix        = local.prefix
   image_uri          = var.pipeline_image_uri
   execution_role_arn = module.iam.sagemaker_execution_role_arn
+  tracking_uri       = module.mlflow.tracking_server_arn
   data_bucket        = module.data_bucket.bucket_name
   kms_key_arn        = module.kms.key_arn
   datasets           = var.scheduled_datasets

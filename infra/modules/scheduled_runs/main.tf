@@ -57,6 +57,7 @@ locals {
             "dataset.path='${local.channel_dir}'",
             "output_dir='${local.s3_output}/${local.pipeline_job_prefix[k]}-${local.execution_id}/run'",
             "cluster.storage_path='${local.s3_output}/${local.pipeline_job_prefix[k]}-${local.execution_id}/run/ray_train'",
+            "tracking.uri='${var.tracking_uri}'",
           ],
         ))
       }
@@ -104,6 +105,8 @@ locals {
           "reference_summary=s3://${var.data_bucket}/${coalesce(d.reference_prefix, "reference/${k}/")}reference_summary.json",
           "current=s3://${var.data_bucket}/${coalesce(d.batches_prefix, "batches/${k}/incoming/")}",
           "output=s3://${var.data_bucket}/drift/${k}/${local.drift_job_prefix[k]}-${local.execution_id}",
+          # one MLflow run per check, all checks of a reference in one experiment: PSI per feature over time
+          "tracking.uri='${var.tracking_uri}'",
         ]
       }
       ProcessingResources = {

@@ -14,6 +14,16 @@ variable "image_uri" {
   }
 }
 
+variable "tracking_uri" {
+  type        = string
+  description = "MLflow tracking URI both scheduled jobs log to: the SageMaker-managed server's ARN (module mlflow_tracking's tracking_server_arn; the image carries the sagemaker-mlflow plugin). Without it a job would track to a sqlite file that vanishes with its container."
+
+  validation {
+    condition     = can(regex("^(arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:mlflow-tracking-server/.+|https://.+)$", var.tracking_uri))
+    error_message = "tracking_uri must be a SageMaker MLflow tracking server ARN or an https:// MLflow server."
+  }
+}
+
 variable "execution_role_arn" {
   type        = string
   description = "SageMaker execution role the jobs run as (the same role cluster=sagemaker passes)."
