@@ -109,7 +109,8 @@ def test_terraform_fmt_check():
 
 
 def test_check_infra_script_demands_make_tools_when_the_venv_is_missing(tmp_path):
-    proc = run(["bash", "scripts/check_infra.sh"], timeout=60, env={**os.environ, "KON_TOOLS_VENV": str(tmp_path / "none")})
+    proc = run(["bash", "scripts/check_infra.sh"], timeout=60,
+               env={**os.environ, "KON_TOOLS_VENV": str(tmp_path / "none")})
     assert proc.returncode != 0
     assert "make tools" in proc.stderr
 

@@ -78,7 +78,9 @@ def _statements(doc):
 @pytest.mark.parametrize("module", MODULES)
 def test_module_has_standard_shape(module):
     d = INFRA / "modules" / module
-    missing = [f for f in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md") if not (d / f).is_file()]
+    missing = [
+        f for f in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md") if not (d / f).is_file()
+    ]
     assert not missing, f"module {module} lacks {missing}"
 
 
@@ -181,9 +183,14 @@ def test_every_bucket_is_versioned_encrypted_private_and_tls_only(hcl):
 
         versioning = [b for _, b in _same_file(hcl, path, "aws_s3_bucket_versioning") if attr(b, "bucket") == ref]
         assert versioning, f"{where} not versioned"
-        assert attr(blocks(versioning[0], "versioning_configuration")[0], "status") == "Enabled", f"{where} versioning not Enabled"
+        status = attr(blocks(versioning[0], "versioning_configuration")[0], "status")
+        assert status == "Enabled", f"{where} versioning not Enabled"
 
-        sse = [b for _, b in _same_file(hcl, path, "aws_s3_bucket_server_side_encryption_configuration") if attr(b, "bucket") == ref]
+        sse = [
+            b
+            for _, b in _same_file(hcl, path, "aws_s3_bucket_server_side_encryption_configuration")
+            if attr(b, "bucket") == ref
+        ]
         assert sse, f"{where} has no default encryption"
         default = blocks(blocks(sse[0], "rule")[0], "apply_server_side_encryption_by_default")[0]
         algo = attr(default, "sse_algorithm")
@@ -206,14 +213,20 @@ def test_every_bucket_is_versioned_encrypted_private_and_tls_only(hcl):
             if attr(s, "effect") == "Deny"
             and "s3:*" in as_list(attr(s, "actions"))
             and any(
-                attr(c, "test") == "Bool" and attr(c, "variable") == "aws:SecureTransport" and as_list(attr(c, "values")) == ["false"]
+                attr(c, "test") == "Bool"
+                and attr(c, "variable") == "aws:SecureTransport"
+                and as_list(attr(c, "values")) == ["false"]
                 for c in blocks(s, "condition")
             )
-            and any(attr(p, "type") == "*" and as_list(attr(p, "identifiers")) == ["*"] for p in blocks(s, "principals"))
+            and any(
+                attr(p, "type") == "*" and as_list(attr(p, "identifiers")) == ["*"] for p in blocks(s, "principals")
+            )
         ]
         assert tls, f"{where}: policy does not deny non-TLS requests"
         covered = as_list(attr(tls[0], "resources"))
-        assert arn in covered and f"{arn}/*" in covered, f"{where}: TLS-only statement must cover the bucket and its objects"
+        assert arn in covered and f"{arn}/*" in covered, (
+            f"{where}: TLS-only statement must cover the bucket and its objects"
+        )
 
 
 def test_data_mlflow_and_state_buckets_use_the_kms_secure_bucket_module(hcl):
@@ -221,7 +234,9 @@ def test_data_mlflow_and_state_buckets_use_the_kms_secure_bucket_module(hcl):
     calls.update({f"bootstrap.{n}": b for _, n, b in module_calls(hcl, "infra/bootstrap/")})
     for name in ("data_bucket", "mlflow_bucket", "bootstrap.state_bucket"):
         assert attr(calls[name], "source").endswith("secure_bucket"), f"{name} must use modules/secure_bucket"
-        assert "module.kms.key_arn" in attr(calls[name], "kms_key_arn"), f"{name} must be encrypted with the project KMS key"
+        assert "module.kms.key_arn" in attr(calls[name], "kms_key_arn"), (
+            f"{name} must be encrypted with the project KMS key"
+        )
 
 
 def test_code_upload_is_kms_encrypted_and_change_tracked(hcl):
@@ -233,7 +248,9 @@ def test_code_upload_is_kms_encrypted_and_change_tracked(hcl):
         assert attr(body, "server_side_encryption") == "aws:kms"
         # With SSE-KMS the S3 ETag is not an MD5: etag would never converge.
         assert "etag" not in body, f"{path}: use source_hash, not etag, with SSE-KMS"
-        assert attr(body, "source_hash", "").startswith("${filemd5("), f"{path}: re-upload on change needs source_hash = filemd5(...)"
+        assert attr(body, "source_hash", "").startswith("${filemd5("), (
+            f"{path}: re-upload on change needs source_hash = filemd5(...)"
+        )
 
 
 def test_kms_keys_rotate(hcl):
@@ -254,9 +271,14 @@ def test_ecr_is_immutable_scanned_encrypted_and_keeps_last_10(hcl):
         where = f"{path}: aws_ecr_repository.{name}"
         assert attr(body, "image_tag_mutability") == "IMMUTABLE", f"{where} tags are mutable"
         assert attr(blocks(body, "image_scanning_configuration")[0], "scan_on_push") is True, f"{where} no scan on push"
-        assert attr(blocks(body, "encryption_configuration")[0], "encryption_type") == "KMS", f"{where} not KMS encrypted"
+        encryption = attr(blocks(body, "encryption_configuration")[0], "encryption_type")
+        assert encryption == "KMS", f"{where} not KMS encrypted"
 
-        lifecycle = [b for _, b in _same_file(hcl, path, "aws_ecr_lifecycle_policy") if attr(b, "repository") == f"${{aws_ecr_repository.{name}.name}}"]
+        lifecycle = [
+            b
+            for _, b in _same_file(hcl, path, "aws_ecr_lifecycle_policy")
+            if attr(b, "repository") == f"${{aws_ecr_repository.{name}.name}}"
+        ]
         assert lifecycle, f"{where} has no lifecycle policy"
         m = re.fullmatch(r"\$\{data\.aws_ecr_lifecycle_policy_document\.(\w+)\.json\}", attr(lifecycle[0], "policy"))
         assert m, f"{where}: lifecycle policy must come from aws_ecr_lifecycle_policy_document"
@@ -302,11 +324,15 @@ def test_allow_on_star_resource_only_for_unscopable_actions(hcl):
             if attr(st, "sid") == "CloudWatchLogsOfThisAccount":
                 # CloudWatch Logs of this region, only for this account's log groups.
                 conds = {attr(c, "variable"): as_list(attr(c, "values")) for c in blocks(st, "condition")}
-                assert conds.get("kms:EncryptionContext:aws:logs:arn"), "logs key grant needs the encryption-context guard"
+                assert conds.get("kms:EncryptionContext:aws:logs:arn"), (
+                    "logs key grant needs the encryption-context guard"
+                )
                 continue
             # A KMS key policy's Resource "*" means "this key"; root delegation only.
             principals = [as_list(attr(p, "identifiers")) for p in blocks(st, "principals")]
-            assert all(i.endswith(":root}") or i.endswith(":root") for ids in principals for i in ids), "key policy must only delegate to the account"
+            assert all(i.endswith(":root}") or i.endswith(":root") for ids in principals for i in ids), (
+                "key policy must only delegate to the account"
+            )
             continue
         bad = [a for a in as_list(attr(st, "actions")) if not any(fnmatch(a, pat) for pat in UNSCOPABLE_ACTIONS)]
         if bad:
@@ -359,7 +385,9 @@ def test_sagemaker_execution_role_trusted_by_sagemaker_only(hcl):
         for p in blocks(st, "principals"):
             assert attr(p, "type") == "Service", "the execution role must only trust AWS services"
             services.update(as_list(attr(p, "identifiers")))
-        assert any(attr(c, "variable") == "aws:SourceAccount" for c in blocks(st, "condition")), "confused-deputy guard missing"
+        assert any(attr(c, "variable") == "aws:SourceAccount" for c in blocks(st, "condition")), (
+            "confused-deputy guard missing"
+        )
     assert services == {"sagemaker.amazonaws.com"}, "EventBridge no longer assumes it: the scheduler has its own role"
 
 
@@ -377,7 +405,9 @@ def test_ray_roles_and_instance_profiles(hcl):
     profiles = {n: b for p, n, b in resources(hcl, "aws_iam_instance_profile", under="infra/modules/iam/")}
     for role in ("ray_node", "ray_head"):
         trust = _policy_doc(hcl, "infra/modules/iam/main.tf", attr(roles[role], "assume_role_policy"))
-        ids = {i for st in _statements(trust) for p in blocks(st, "principals") for i in as_list(attr(p, "identifiers"))}
+        ids = {
+            i for st in _statements(trust) for p in blocks(st, "principals") for i in as_list(attr(p, "identifiers"))
+        }
         assert ids == {"ec2.amazonaws.com"}
         assert attr(profiles[role], "role") == f"${{aws_iam_role.{role}.name}}"
 
@@ -429,13 +459,19 @@ def test_ray_ports_open_only_to_the_security_group_itself(hcl):
     rules = _ray_rules(hcl)
     assert rules, "no ingress rule on the Ray security group"
     for name, lo, hi, body in rules:
-        touches_ray = any(lo <= p <= hi for p in RAY_PORTS) or not (hi < RAY_WORKER_RANGE[0] or lo > RAY_WORKER_RANGE[1])
+        touches_ray = any(lo <= p <= hi for p in RAY_PORTS) or not (
+            hi < RAY_WORKER_RANGE[0] or lo > RAY_WORKER_RANGE[1]
+        )
         if touches_ray:
             assert _is_self_only(body), f"{name} ({lo}-{hi}) opens a Ray port to something else than the Ray group"
     for port in RAY_PORTS:
-        assert any(lo <= port <= hi and _is_self_only(b) for _, lo, hi, b in rules), f"Ray port {port} not opened to the group"
+        assert any(lo <= port <= hi and _is_self_only(b) for _, lo, hi, b in rules), (
+            f"Ray port {port} not opened to the group"
+        )
     lo_w, hi_w = RAY_WORKER_RANGE
-    assert any(lo <= lo_w and hi >= hi_w and _is_self_only(b) for _, lo, hi, b in rules), "Ray worker port range not opened"
+    assert any(lo <= lo_w and hi >= hi_w and _is_self_only(b) for _, lo, hi, b in rules), (
+        "Ray worker port range not opened"
+    )
 
 
 def test_dashboard_closed_by_default_and_only_from_the_configured_cidr_variable(hcl):
@@ -449,7 +485,9 @@ def test_dashboard_closed_by_default_and_only_from_the_configured_cidr_variable(
     assert attr(body, "cidr_ipv4") == "${each.value}"
     assert "referenced_security_group_id" not in body and "cidr_ipv6" not in body
     for directory in ("infra/modules/ray_network", "infra/modules/kon_ray_stack", LIVE):
-        assert variable_default(hcl, directory, "dashboard_ingress_enabled") is False, f"{directory}: 8265 must default closed"
+        assert variable_default(hcl, directory, "dashboard_ingress_enabled") is False, (
+            f"{directory}: 8265 must default closed"
+        )
     calls = {n: b for _, n, b in module_calls(hcl, "infra/modules/kon_ray_stack/")}
     assert attr(calls["network"], "dashboard_ingress_enabled") == "${var.dashboard_ingress_enabled}"
     live = {n: b for _, n, b in module_calls(hcl, LIVE + "/")}
@@ -470,7 +508,9 @@ def test_dashboard_and_ssh_cidrs_reject_the_world(hcl):
         conds = " ".join(str(attr(v, "condition")) for v in blocks(variables[var], "validation"))
         conds = conds.replace(" ", "").replace("\\", "")
         # RFC 1918 blocks only, prefix /16 or longer (terraform test checks that ["0.0.0.0/1","128.0.0.0/1"] fails).
-        assert "192.168." in conds and "172.(1[6-9]|2[0-9]|3[01])." in conds and "^(10." in conds, f"{var}: RFC 1918 check missing"
+        assert "192.168." in conds and "172.(1[6-9]|2[0-9]|3[01])." in conds and "^(10." in conds, (
+            f"{var}: RFC 1918 check missing"
+        )
         assert ">=16" in conds, f"{var}: prefix length check missing"
     rfc1918 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
     for env in ENVS:
@@ -478,7 +518,9 @@ def test_dashboard_and_ssh_cidrs_reject_the_world(hcl):
         for var in ("dashboard_ingress_cidrs", "ssh_ingress_cidrs"):
             for cidr in as_list(attr(tfvars, var, [])):
                 net = ipaddress.ip_network(cidr)
-                assert any(net.subnet_of(b) for b in rfc1918) and net.prefixlen >= 16, f"{env}: {var} {cidr} is not a private /16+ range"
+                assert any(net.subnet_of(b) for b in rfc1918) and net.prefixlen >= 16, (
+                    f"{env}: {var} {cidr} is not a private /16+ range"
+                )
 
 
 def test_no_ingress_from_the_internet_anywhere(hcl):
@@ -486,7 +528,9 @@ def test_no_ingress_from_the_internet_anywhere(hcl):
         for path, name, body in resources(hcl, type_):
             if type_ == "aws_security_group_rule" and attr(body, "type") != "ingress":
                 continue
-            cidrs = as_list(attr(body, "cidr_ipv4")) + as_list(attr(body, "cidr_blocks")) + as_list(attr(body, "cidr_ipv6"))
+            cidrs = (
+                as_list(attr(body, "cidr_ipv4")) + as_list(attr(body, "cidr_blocks")) + as_list(attr(body, "cidr_ipv6"))
+            )
             assert not {"0.0.0.0/0", "::/0"} & set(map(str, cidrs)), f"{path}: {name} open to the internet"
     for path, name, body in resources(hcl, "aws_security_group"):
         assert not blocks(body, "ingress"), f"{path}: {name} uses inline ingress rules (not reviewable per port)"
@@ -501,11 +545,15 @@ def test_code_editor_space_size(hcl):
     path, _, body = spaces[0]
     settings = blocks(body, "space_settings")[0]
     assert attr(settings, "app_type") == "CodeEditor"
-    instance_expr = attr(blocks(blocks(settings, "code_editor_app_settings")[0], "default_resource_spec")[0], "instance_type")
-    ebs_expr = attr(blocks(blocks(settings, "space_storage_settings")[0], "ebs_storage_settings")[0], "ebs_volume_size_in_gb")
+    resource_spec = blocks(blocks(settings, "code_editor_app_settings")[0], "default_resource_spec")[0]
+    instance_expr = attr(resource_spec, "instance_type")
+    ebs_settings = blocks(blocks(settings, "space_storage_settings")[0], "ebs_storage_settings")[0]
+    ebs_expr = attr(ebs_settings, "ebs_volume_size_in_gb")
     module_dir = os.path.dirname(path)
-    assert instance_expr == "${var.instance_type}" and variable_default(hcl, module_dir, "instance_type") == "ml.t3.medium"
-    assert ebs_expr == "${var.ebs_volume_size_in_gb}" and variable_default(hcl, module_dir, "ebs_volume_size_in_gb") == 30
+    assert instance_expr == "${var.instance_type}"
+    assert variable_default(hcl, module_dir, "instance_type") == "ml.t3.medium"
+    assert ebs_expr == "${var.ebs_volume_size_in_gb}"
+    assert variable_default(hcl, module_dir, "ebs_volume_size_in_gb") == 30
     # ... and nothing up the chain overrides them.
     assert variable_default(hcl, "infra/modules/kon_ray_stack", "code_editor_instance_type") == "ml.t3.medium"
     assert variable_default(hcl, "infra/modules/kon_ray_stack", "code_editor_ebs_size_gb") == 30

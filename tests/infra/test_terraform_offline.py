@@ -66,7 +66,8 @@ def terraform_offline(tmp_path_factory):
     cli.write_text(
         f'plugin_cache_dir = "{mirror}"\n'
         "provider_installation {\n"
-        f'  filesystem_mirror {{\n    path    = "{mirror}"\n    include = ["registry.terraform.io/hashicorp/aws"]\n  }}\n'
+        f'  filesystem_mirror {{\n    path    = "{mirror}"\n'
+        '    include = ["registry.terraform.io/hashicorp/aws"]\n  }\n'
         "}\n"
     )
     envs = {}
@@ -84,7 +85,9 @@ def terraform_offline(tmp_path_factory):
             [terraform, "init", "-backend=false", "-lockfile=readonly", "-no-color"],
             cwd=INFRA / root, env=env, capture_output=True, text=True, timeout=300,
         )
-        assert proc.returncode == 0, f"terraform init (offline mirror {mirror}) failed in infra/{root}:\n{proc.stdout}\n{proc.stderr}"
+        assert proc.returncode == 0, (
+            f"terraform init (offline mirror {mirror}) failed in infra/{root}:\n{proc.stdout}\n{proc.stderr}"
+        )
         envs[root] = (terraform, env)
     return envs
 

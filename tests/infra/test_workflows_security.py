@@ -64,7 +64,9 @@ def test_actions_pinned_by_full_sha_with_version_comment(path):
         found += 1
         ref = m.group("ref").strip("'\"")
         if ref.startswith("./") or ref.startswith("docker://"):
-            assert not ref.startswith("docker://") or "@sha256:" in ref, f"{path.name}:{lineno} docker image not pinned by digest"
+            assert not ref.startswith("docker://") or "@sha256:" in ref, (
+                f"{path.name}:{lineno} docker image not pinned by digest"
+            )
             continue
         assert PINNED_RE.match(ref), f"{path.name}:{lineno} {ref} is not pinned to a 40-hex commit SHA"
         assert m.group("comment") and VERSION_COMMENT_RE.match(m.group("comment")), (
@@ -85,13 +87,17 @@ def test_least_privilege_permissions(path):
             if level == "write":
                 assert scope in WRITE_SCOPES_ALLOWED, f"{path.name}:{name}: unexpected write scope {scope}"
         if "id-token" in perms:
-            assert any("configure-aws-credentials" in u for u in uses(job)), f"{path.name}:{name}: id-token without AWS OIDC use"
+            assert any("configure-aws-credentials" in u for u in uses(job)), (
+                f"{path.name}:{name}: id-token without AWS OIDC use"
+            )
 
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
 def test_aws_access_is_oidc_only(path):
     text = path.read_text()
-    for forbidden in ("aws-access-key-id", "aws-secret-access-key", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "aws-session-token"):
+    for forbidden in (
+        "aws-access-key-id", "aws-secret-access-key", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "aws-session-token"
+    ):
         assert forbidden not in text, f"{path.name} references stored AWS keys ({forbidden})"
     assert not re.search(r"secrets\.AWS_", text), f"{path.name} reads AWS credentials from secrets"
     doc = load(path)
@@ -99,7 +105,9 @@ def test_aws_access_is_oidc_only(path):
         for s in steps(job):
             if "configure-aws-credentials" in s.get("uses", ""):
                 assert s.get("with", {}).get("role-to-assume"), f"{path.name}:{name}: no role-to-assume"
-                assert job.get("permissions", {}).get("id-token") == "write", f"{path.name}:{name}: OIDC needs id-token: write"
+                assert job.get("permissions", {}).get("id-token") == "write", (
+                    f"{path.name}:{name}: OIDC needs id-token: write"
+                )
 
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
@@ -108,7 +116,9 @@ def test_checkout_does_not_persist_the_token(path):
     for name, job in doc["jobs"].items():
         for s in steps(job):
             if s.get("uses", "").startswith("actions/checkout@"):
-                assert s.get("with", {}).get("persist-credentials") is False, f"{path.name}:{name}: set persist-credentials: false"
+                assert s.get("with", {}).get("persist-credentials") is False, (
+                    f"{path.name}:{name}: set persist-credentials: false"
+                )
 
 
 # ---------------------------------------------------------------- terraform
@@ -133,7 +143,9 @@ def test_terraform_prs_check_every_root_and_plan_dev_only(terraform_wf):
     assert planners[0].get("environment") == "dev-plan", "pull requests plan dev only, in the dev-plan environment"
     assert "-var-file=dev.tfvars" in run_text(planners[0]) and "staging" not in run_text(planners[0])
     for job in pr_jobs.values():
-        assert job.get("environment") in (None, "dev-plan"), "PR jobs must not reach staging/prod or an apply environment"
+        assert job.get("environment") in (None, "dev-plan"), (
+            "PR jobs must not reach staging/prod or an apply environment"
+        )
 
 
 def test_manual_plans_run_in_the_gated_plan_environment(terraform_wf):
@@ -153,7 +165,9 @@ def test_terraform_apply_is_gated_by_environment_and_manual(terraform_wf):
     for name, job in appliers.items():
         env = job.get("environment")
         env_name = env.get("name") if isinstance(env, dict) else env
-        assert env_name == "${{ inputs.environment }}", f"{name}: apply must run in the target GitHub environment (reviewers on prod)"
+        assert env_name == "${{ inputs.environment }}", (
+            f"{name}: apply must run in the target GitHub environment (reviewers on prod)"
+        )
         assert "workflow_dispatch" in str(job.get("if", "")), f"{name}: apply only by hand"
         assert "github.ref == 'refs/heads/main'" in str(job.get("if", "")), f"{name}: apply only from main"
         assert "vars.AWS_APPLY_ROLE_ARN" in str(job)
@@ -165,7 +179,9 @@ def test_no_auto_approve_outside_environment_gated_jobs(workflows):
         for name, job in doc["jobs"].items():
             text = run_text(job)
             if "-auto-approve" in text or re.search(r"terraform\s+destroy", text):
-                assert job.get("environment"), f"{wf_name}:{name}: -auto-approve/destroy without a GitHub environment gate"
+                assert job.get("environment"), (
+                    f"{wf_name}:{name}: -auto-approve/destroy without a GitHub environment gate"
+                )
                 assert "pull_request" not in triggers(doc) or "workflow_dispatch" in str(job.get("if", "")), (
                     f"{wf_name}:{name}: reachable from pull requests"
                 )
