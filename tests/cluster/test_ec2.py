@@ -67,7 +67,8 @@ def test_rendered_yaml_is_valid_and_carries_the_config(tmp_path: Path) -> None:
 
 
 def test_the_head_gets_its_own_instance_profile(tmp_path: Path) -> None:
-    workers, head = "arn:aws:iam::111122223333:instance-profile/kon-node", "arn:aws:iam::111122223333:instance-profile/kon-head"
+    workers = "arn:aws:iam::111122223333:instance-profile/kon-node"
+    head = "arn:aws:iam::111122223333:instance-profile/kon-head"
     config = _config(tmp_path, f"cluster.instance_profile_arn={workers}", f"cluster.head_instance_profile_arn={head}")
     cfg = ec2.render(config.cluster, ec2.load_template(config.cluster.cluster_yaml))
     types = cfg["available_node_types"]
@@ -316,7 +317,9 @@ def test_every_resource_the_launcher_creates_carries_the_tag_the_head_policy_req
         for resource, key in required.items():
             if resource in tags:
                 assert tags[resource].get(key) == "kon-ray-dev", (node_type, resource, tags[resource])
-        assert set(tags) <= set(required), f"{node_type}: the policy allows no tagged launch of {set(tags) - set(required)}"
+        assert set(tags) <= set(required), (
+            f"{node_type}: the policy allows no tagged launch of {set(tags) - set(required)}"
+        )
     # CreateTags at launch must be allowed for each tagged type too
     tag_on_launch = [s for s in head_policy_statements() if "ec2:CreateTags" in s["actions"]
                      and any(c["variable"] == "ec2:CreateAction" for c in s["conditions"])]

@@ -45,7 +45,8 @@ def test_dockerfile_runs_as_non_root_and_installs_the_lock() -> None:
     text = (REPO / "Dockerfile").read_text()
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock" in text  # the lock, hash-checked
+    # the lock, hash-checked
+    assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock" in text
     assert "pip install --no-cache-dir --no-deps ." in text
 
 

@@ -36,7 +36,9 @@ def test_head_is_the_first_host_as_given_even_when_current_is_listed_first_elsew
     assert entry.plan_node(dict(rc, current_host="algo-2")).role == "head"
 
 
-@pytest.mark.parametrize("rc", [{}, {"current_host": "algo-1", "hosts": []}, {"current_host": "x", "hosts": ["algo-1"]}])
+@pytest.mark.parametrize(
+    "rc", [{}, {"current_host": "algo-1", "hosts": []}, {"current_host": "x", "hosts": ["algo-1"]}]
+)
 def test_bad_resource_configs_are_refused(rc) -> None:
     with pytest.raises(ValueError):
         entry.plan_node(rc)

@@ -167,5 +167,6 @@ def test_whole_column_units_hold_every_row_of_their_columns(data):
     planned = execution.plan_whole_columns(files, columns, workers=2)
     assert [c for u in planned for c in u.columns] == columns  # each column in exactly one unit, in order
     assert all(sum(r.rows for r in u.ranges) == ROWS for u in planned)
-    assert [r.first_row for r in planned[0].ranges][:3] == [0, 1, 701]  # file 0: 1 row; file 1: row groups of 700 and 299
+    # file 0: 1 row; file 1: row groups of 700 and 299
+    assert [r.first_row for r in planned[0].ranges][:3] == [0, 1, 701]
     assert execution.plan_whole_columns(files, columns, max_bytes=1000) is None  # a column too big for one unit

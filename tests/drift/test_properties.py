@@ -30,8 +30,8 @@ SPECIAL = [NAN, NULL, INF, -INF, -0.0, 0.0]
 
 def _values(pool_size: int):
     """A float column's values: from a small pool (ties) or any moderate float, and the special values."""
-    pool = st.lists(st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False), min_size=1, max_size=pool_size,
-                    unique=True)
+    pool = st.lists(st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False), min_size=1,
+                    max_size=pool_size, unique=True)
     return pool.flatmap(lambda p: st.sampled_from(p) | st.sampled_from(SPECIAL)
                         | st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False))
 

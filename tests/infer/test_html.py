@@ -42,7 +42,9 @@ def _split(rows: int) -> dict:
         "baseline": {"majority_class": "moroso", "accuracy": 0.3},
         "by": {
             "estrato": {e: {"rows": 40, "accuracy": 0.8, "macro_f1": 0.7, "baseline_accuracy": 0.3} for e in ESTRATOS},
-            "cluster": {str(c): {"rows": 30, "accuracy": 0.9, "macro_f1": 0.8, "baseline_accuracy": 0.4} for c in range(4)},
+            "cluster": {
+                str(c): {"rows": 30, "accuracy": 0.9, "macro_f1": 0.8, "baseline_accuracy": 0.4} for c in range(4)
+            },
         },
         "unknown_label_rows": 0,
     }
@@ -69,7 +71,9 @@ for (const svg of document.querySelectorAll('svg')) {
   const scale = box.width / svg.viewBox.baseVal.width;
   for (const t of svg.querySelectorAll('text')) {
     const r = t.getBoundingClientRect();
-    out.texts.push({svg: svg.getAttribute('aria-label'), text: [...t.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent).join(''), scale: scale,
+    out.texts.push({svg: svg.getAttribute('aria-label'),
+                    text: [...t.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent).join(''),
+                    scale: scale,
                     left: r.left - box.left, right: box.right - r.right, top: r.top - box.top,
                     bottom: box.bottom - r.bottom});
   }

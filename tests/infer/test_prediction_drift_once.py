@@ -126,7 +126,8 @@ def test_a_new_registered_version_recomputes_the_drift_stage_and_is_named(ray_se
     first = pipeline.run_pipeline(_drift_ctx(tmp_path, str(tmp_path / "runs" / "a"), uri))
     assert "cached" not in first["drift"]
     block = _report(_drift_ctx(tmp_path, str(tmp_path / "runs" / "a"), uri))["summary"]["prediction_drift"]
-    assert [(m["population"], m["name"], m["version"]) for m in block["models"]] == [("domestic", "SYNTH-domestic", "1")]
+    models = [(m["population"], m["name"], m["version"]) for m in block["models"]]
+    assert models == [("domestic", "SYNTH-domestic", "1")]
     assert block["models"][0]["uri"] == "models:/SYNTH-domestic/1"
     assert "nothing registered as 'SYNTH-industrial'" in block["not_checked"]["industrial"]
     # the numbers: infer's scorer on the whole reference window (train + test) against the current window

@@ -52,7 +52,9 @@ def test_empty_cluster_keeps_its_centre():
 def test_merged_partial_sums_equal_full_data_sums():
     centres = np.array([[0.0, 0.0], [5.0, 5.0]])
     whole = lloyd_partial(SIX, centres)
-    merged = merge_lloyd([lloyd_partial(SIX[:2], centres), lloyd_partial(SIX[2:5], centres), lloyd_partial(SIX[5:], centres)])
+    merged = merge_lloyd(
+        [lloyd_partial(SIX[:2], centres), lloyd_partial(SIX[2:5], centres), lloyd_partial(SIX[5:], centres)]
+    )
     assert merged.sums.tolist() == whole.sums.tolist()
     assert merged.counts.tolist() == whole.counts.tolist()
     assert merged.inertia == whole.inertia
@@ -103,7 +105,8 @@ def test_fit_over_blocks_equals_fit_over_one_block():
     frame = _frame()
     kw = dict(estrato_column="avaluo", thresholds=[1, 2, 3, 4, 5], features=["kwh", "bill"], clusters=2,
               iterations=10, tolerance=1e-9, seed=1)
-    prep = dict(id_column="customer_id", estrato_column="avaluo", thresholds=[1, 2, 3, 4, 5], features=["kwh", "bill"], seed=1)
+    prep = dict(id_column="customer_id", estrato_column="avaluo", thresholds=[1, 2, 3, 4, 5], features=["kwh", "bill"],
+                seed=1)
     one = [prepare_block(frame, **prep)]
     three = [prepare_block(frame.iloc[s], **prep) for s in (slice(0, 7), slice(7, 41), slice(41, None))]
     s1, f1 = fit_segment_state(lambda fn, *a: [fn(b, *a) for b in one], **kw)
@@ -128,7 +131,8 @@ def test_assign_segments_by_hand_on_pandas_and_numpy():
         estrato_column="avaluo", estrato_thresholds=[1, 2, 3, 4, 5], cluster_features=["kwh", "bill"],
         mean=[0.0, 10.0], std=[1.0, 10.0], centroids=[[0.0, 0.0], [5.0, 5.0]],
     )
-    frame = pd.DataFrame({"avaluo": [0.0, 2.0, np.nan, 9.0], "kwh": [0.1, 5.0, 4.0, np.nan], "bill": [10.0, 60.0, 50.0, 60.0]})
+    frame = pd.DataFrame({"avaluo": [0.0, 2.0, np.nan, 9.0], "kwh": [0.1, 5.0, 4.0, np.nan],
+                          "bill": [10.0, 60.0, 50.0, 60.0]})
     out = assign_segments(frame, state)
     assert out["estrato"].tolist() == [1, 3, 0, 6]
     # standardized rows: (0.1, 0), (5, 5), (4, 4), (0 [missing -> mean], 5); the last is 25 from both centres and a
@@ -151,7 +155,8 @@ def test_assign_segments_names_a_missing_or_text_column():
 def test_fit_does_not_depend_on_block_order():
     frame = _frame()
     prep = dict(id_column="customer_id", estrato_column="", thresholds=[], features=["kwh", "bill"], seed=1)
-    kw = dict(estrato_column="", thresholds=[], features=["kwh", "bill"], clusters=3, iterations=5, tolerance=0.0, seed=1)
+    kw = dict(estrato_column="", thresholds=[], features=["kwh", "bill"], clusters=3, iterations=5, tolerance=0.0,
+              seed=1)
     blocks = [prepare_block(frame.iloc[s], **prep) for s in (slice(0, 20), slice(20, 45), slice(45, None))]
     forward, _ = fit_segment_state(lambda fn, *a: [fn(b, *a) for b in blocks], **kw)
     backward, _ = fit_segment_state(lambda fn, *a: [fn(b, *a) for b in blocks[::-1]], **kw)
