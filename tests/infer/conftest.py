@@ -31,7 +31,8 @@ def _model_folder(run_dir: str, train: pd.DataFrame, population: str) -> str:
                            classes=classes, segment_state=asdict(STATE), id_column="customer_id",
                            target_column="segment", validation_fraction=0.2, seed=0)
     tr, va = split_batches(iter([block]))
-    booster, progress = boost(xgb_params(MODEL, len(classes), 1, 0), *build_matrices(tr, va, len(features), 32, 1), 15, 0)
+    booster, progress = boost(xgb_params(MODEL, len(classes), 1, 0), *build_matrices(tr, va, len(features), 32, 1),
+                              15, 0)
     ckpt = os.path.join(run_dir, "ckpt", population)
     os.makedirs(ckpt)
     booster.save_model(os.path.join(ckpt, "model.ubj"))
