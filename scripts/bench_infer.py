@@ -127,7 +127,7 @@ def main() -> None:
     from kon_ray.train.boost import xgb_params
     from kon_ray.train.config import ModelConfig
     from kon_ray.train.data import model_features
-    from kon_ray.train.stage import _write_model_folder
+    from kon_ray.train.model_folder import write_model_folder as _write_model_folder
     from tests.train.synthetic import CLASS_LABELS, feature_names, learnable_matrix, synthetic_context
 
     labels = list(CLASS_LABELS)

@@ -117,7 +117,7 @@ def main() -> None:
     from kon_ray.train.boost import xgb_params
     from kon_ray.train.config import ModelConfig
     from kon_ray.train.stage import fit
-    from kon_ray.train.worker import MODEL_FILE
+    from kon_ray.train.worker import CHECKPOINT_MODEL as MODEL_FILE
     from tests.train.synthetic import learnable_matrix
 
     cluster = ClusterConfig()

@@ -50,11 +50,11 @@ def is_high(block: Mapping[str, Any]) -> bool:
 
 
 def combine(blocks: Mapping[str, Mapping[str, Any]], models: Sequence[Dict[str, Any]] = (),
-            unscored: Mapping[str, str] = ()) -> Dict[str, Any]:
+            unscored: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     """One block from the populations' blocks: features named `<population>/prob_<label>`, the worst severity,
     the largest PSI; `models` (what scored) and `not_checked` ({population: why}) say what it covers."""
     done = {p: b for p, b in blocks.items() if b.get("available")}
-    skipped = dict(unscored) | {p: str(b.get("reason", "")) for p, b in blocks.items() if not b.get("available")}
+    skipped = dict(unscored or {}) | {p: str(b.get("reason", "")) for p, b in blocks.items() if not b.get("available")}
     if not done:
         reason = "; ".join(f"{p}: {why}" for p, why in skipped.items()) or "no model available"
         return dict(not_available(reason), models=list(models))
@@ -206,12 +206,14 @@ def _model_files(uri: str, model: RegisteredModel) -> Tuple[Dict[str, Any], Dict
 
     from mlflow.tracking import MlflowClient
 
+    from kon_ray.train.model_folder import METADATA_FILE, SEGMENT_STATE_FILE
+
     if not model.run_id:
         raise ValueError("the model version has no source run to take its metadata.json from")
     client = MlflowClient(uri)
     out = []
     with tempfile.TemporaryDirectory(prefix="kon_model_") as scratch:
-        for name in ("metadata.json", "segment_state.json"):
+        for name in (METADATA_FILE, SEGMENT_STATE_FILE):
             path = client.download_artifacts(model.run_id, f"models/{model.population}/{name}", scratch)
             with open(path, encoding="utf-8") as handle:
                 out.append(json.load(handle))

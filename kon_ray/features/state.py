@@ -41,6 +41,7 @@ from kon_ray.features.split import FIT_SALT, TRAIN, assign, id_hash, month_index
 MISSING_CATEGORY = "__missing__"
 UNKNOWN_CODE = 0
 STATE_VERSION = 1
+STATE_FILE = "feature_state.json"  # in features/ (written by the preprocess stage) and in each model folder
 
 
 def sample_threshold(train_rows: int, sample_rows: int) -> int:
@@ -184,7 +185,7 @@ def save_feature_state(path: str, state: Mapping[str, Any]) -> None:
 def load_feature_state(path: str) -> Dict[str, Any]:
     """A saved feature_state.json (a file, or the folder holding it), checked for its version."""
     if not path.endswith(".json"):
-        path = storage.join(path, "feature_state.json")
+        path = storage.join(path, STATE_FILE)
     if not storage.exists(path):
         raise ConfigError(f"{path}: no feature state here; run the preprocess stage first")
     state = storage.read_json(path)

@@ -48,7 +48,7 @@ class ModelBundle:
 
 
 def load_bundle(folder: str, nthread: Optional[int] = None) -> ModelBundle:
-    from kon_ray.train.stage import read_model
+    from kon_ray.train.model_folder import read_model
 
     booster, metadata = read_model(folder)
     if nthread:

@@ -108,17 +108,21 @@ def _from_runs(client, experiment: str, dataset_name: str, population: str) -> O
 
 
 def _metadata(client, run_id: Optional[str], population: str) -> Dict[str, Any]:
+    from kon_ray import stages
+    from kon_ray.train.model_folder import METADATA_FILE, SEGMENT_STATE_FILE
+
     if not run_id:
         return {}
+    folder = f"{stages.stage('train').folder}/{population}"  # the tracker logs the model folder's files there
     with tempfile.TemporaryDirectory(prefix="kon_model_") as scratch:
         try:
-            path = client.download_artifacts(run_id, f"models/{population}/metadata.json", scratch)
+            path = client.download_artifacts(run_id, f"{folder}/{METADATA_FILE}", scratch)
         except Exception:  # a model logged without its metadata: the booster alone still serves
             return {}
         with open(path, encoding="utf-8") as handle:
             metadata = json.load(handle)
         try:  # the model's estrato/cluster inputs come from the segment state it was trained with
-            state = client.download_artifacts(run_id, f"models/{population}/segment_state.json", scratch)
+            state = client.download_artifacts(run_id, f"{folder}/{SEGMENT_STATE_FILE}", scratch)
             with open(state, encoding="utf-8") as handle:
                 metadata["segment_state"] = json.load(handle)
         except Exception:

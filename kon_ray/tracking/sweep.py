@@ -211,9 +211,10 @@ class SweepCallback(Callback):
                 json.dump(summary, out, indent=2, default=str)
         print(format_summary(summary) + f"\nsweep summary: {os.path.join(self.sweep_dir or '.', SUMMARY_FILE)}")
         if self.parent_run_id:
-            self._log_parent(summary, jobs, aborted)
+            self._log_parent(self.parent_run_id, summary, jobs, aborted)
 
-    def _log_parent(self, summary: Dict[str, Any], jobs: List[Dict[str, Any]], aborted: bool) -> None:
+    def _log_parent(self, parent_run_id: str, summary: Dict[str, Any], jobs: List[Dict[str, Any]],
+                    aborted: bool) -> None:
         from mlflow.entities import Metric, RunTag
         from mlflow.tracking import MlflowClient
 
@@ -235,9 +236,9 @@ class SweepCallback(Callback):
                 metrics.append(Metric(safe_name(f"best/{best['metric']}"), float(best["value"]), now, 0))
                 tags.append(RunTag(f"best.{population}.run_id", str(best["run_id"])))
                 tags.append(RunTag(f"best.{population}.params", json.dumps(best["params"])[:5000]))
-            client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
-            client.log_dict(self.parent_run_id, json.loads(json.dumps(summary, default=str)), SUMMARY_FILE)
+            client.log_batch(parent_run_id, metrics=metrics, tags=tags)
+            client.log_dict(parent_run_id, json.loads(json.dumps(summary, default=str)), SUMMARY_FILE)
         except Exception as exc:
             log.warning("sweep: could not log the summary to the parent run: %s", exc)
         finally:
-            client.set_terminated(self.parent_run_id, status)
+            client.set_terminated(parent_run_id, status)

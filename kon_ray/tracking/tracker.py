@@ -60,7 +60,6 @@ from kon_ray.tracking import names, outputs
 from kon_ray.tracking.common import PARENT_RUN_ENV, git_state, import_mlflow, one_line
 from kon_ray.tracking.names import registered_name
 from kon_ray.tracking.uri import check_uri, resolve_uri, ui_hint
-from kon_ray.train.data import POPULATION_COLUMN
 
 log = logging.getLogger("kon_ray.tracking")
 
@@ -120,7 +119,7 @@ class Tracker:
         self._seen: set = set()
         self._cached: List[str] = []
         self.folders: Dict[str, str] = {}  # stage -> the folder it published (its keyed cache folder)
-        self._mlflow = None
+        self._mlflow: Any = None  # the mlflow module, once started
 
     # -- start -------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -239,7 +238,6 @@ class Tracker:
         with outputs.scratch_dir() as scratch:
             booster = xgb.Booster()
             booster.load_model(outputs.local_file(model_path, scratch))
-        columns = outputs.feature_names(metadata) or list(booster.feature_names or [])
         features_folder = self.folders.get("preprocess") or os.path.join(
             self.config.output_dir, stages.stage("preprocess").folder
         )
@@ -247,18 +245,14 @@ class Tracker:
         example = None
         try:  # the exact model input, segment columns included, built as the infer stage builds it
             example = outputs.model_input_example(os.path.dirname(model_path), features_folder, population, rows)
-        except Exception as exc:
-            log.debug("tracking: input example through the infer stage's helpers failed: %s", one_line(exc))
-        if example is None and columns:  # a model folder without segment state: its features as written
-            example = outputs.input_example(
-                features_folder, population, columns, rows, (POPULATION_COLUMN, self.config.dataset.population_column)
-            )
+            if example is None:
+                log.warning("tracking: no %s rows in %s for the model's input example", population, features_folder)
+        except Exception as exc:  # a model still worth logging without its example
+            log.warning("tracking: could not build the %s model's input example: %s", population, one_line(exc))
         signature = None
         if example is not None:
             predictions = booster.predict(xgb.DMatrix(example, enable_categorical=True))
             signature = infer_signature(example, predictions)
-        else:
-            log.warning("tracking: no test features found for the %s model's input example", population)
         params = {k: names.param_value(v) for k, v in names.flatten(metadata.get("params") or {}).items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -97,7 +97,9 @@ def check_population(population: str, counts: Mapping[str, Mapping[str, int]], m
     if not totals:
         raise DataError(f"population {population!r}: no records in features/train; a model needs at least 2 classes")
     if len(totals) < 2:
-        raise DataError(f"population {population!r}: a single class in features/train ({shown}); a model needs at least 2")
+        raise DataError(
+            f"population {population!r}: a single class in features/train ({shown}); a model needs at least 2"
+        )
     rare = [label for label, n in totals.items() if n < min_rows_per_class]
     if rare:
         raise DataError(

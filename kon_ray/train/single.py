@@ -25,7 +25,7 @@ from kon_ray import execution, storage
 from kon_ray.errors import KonError
 from kon_ray.train.boost import Progress, boost
 from kon_ray.train.data import training_block
-from kon_ray.train.worker import MODEL_FILE, PROGRESS_FILE, build_matrices, split_batches
+from kon_ray.train.worker import CHECKPOINT_MODEL, FAIL_AT_ROUND, PROGRESS_FILE, build_matrices, split_batches
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _read_checkpoint(directory: str):
 def fit_task(units: Sequence[execution.WorkUnit], columns: Sequence[str], block_kwargs: Dict[str, Any],
              config: Dict[str, Any], checkpoint_dir: str) -> Dict[str, Any]:
     """The whole fit in this process: read, QuantileDMatrix, boost. `config` is `train_loop`'s (params, features,
-    num_boost_round, early_stopping_rounds, checkpoint_frequency, max_bin, nthread, optional fail_at_round: the
+    num_boost_round, early_stopping_rounds, checkpoint_frequency, max_bin, nthread, optional FAIL_AT_ROUND: the
     first attempt dies after that round, a test hook). Returns the final model (UBJSON bytes), progress and the
     timings."""
     t0 = time.perf_counter()
@@ -92,7 +92,7 @@ def fit_task(units: Sequence[execution.WorkUnit], columns: Sequence[str], block_
 
     booster, progress = _read_checkpoint(checkpoint_dir)
     resumed = booster is not None
-    frequency, fail_at = config["checkpoint_frequency"], config.get("fail_at_round")
+    frequency, fail_at = config["checkpoint_frequency"], config.get(FAIL_AT_ROUND)
 
     def on_round(bst, current: Progress) -> None:
         round_ = current.rounds - 1
@@ -137,10 +137,10 @@ def fit(units: Sequence[execution.WorkUnit], columns: Sequence[str], block_kwarg
             log.warning("train %s: the training process was lost (%s); retrying from the last checkpoint (%d of %d)",
                         name, type(exc).__name__, attempt + 1, max_failures)
     local = tempfile.mkdtemp(prefix="kon-train-")
-    with open(os.path.join(local, MODEL_FILE), "wb") as handle:
-        handle.write(out["model"])
-    with open(os.path.join(local, PROGRESS_FILE), "w") as handle:
-        handle.write(out["progress"])
+    with open(os.path.join(local, CHECKPOINT_MODEL), "wb") as model_file:
+        model_file.write(out["model"])
+    with open(os.path.join(local, PROGRESS_FILE), "w") as progress_file:
+        progress_file.write(out["progress"])
 
     def cleanup() -> None:
         if storage.exists(checkpoint_dir):

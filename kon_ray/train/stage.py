@@ -9,12 +9,11 @@ boosting loop and checkpoint under `cluster.storage_path` (default <run folder>/
 folder is written. Ctrl-C during a fit stops it on either path (its Ray tasks cancelled, Ray Train's run aborted),
 removes its checkpoints and comes back as KeyboardInterrupt, so the run exits 130. Everything the user can get
 wrong (missing columns, a population with too few records or one class) is checked on the driver before any
-training starts. Each model folder is self-contained:
+training starts. Each population's model folder, models/<population>/, is self-contained; its files, writer and
+reader are in kon_ray/train/model_folder.py, the metadata.json it holds is `_metadata` below.
 
-    models/<population>/model.ubj            the booster (best round), feature names set
-    models/<population>/metadata.json        features, classes, curve, params, counts, where it came from
-    models/<population>/feature_state.json   copied from features/ (the preprocess transform)
-    models/<population>/segment_state.json   copied from segment/ (estrato + cluster assignment)
+A test can make a population's first fit lose its process (Ray Train worker or one-process task) after a given
+round: it replaces `lost_process_round`, which the driver asks once per fit; production never does.
 """
 
 from __future__ import annotations
@@ -35,9 +34,10 @@ from kon_ray.config import POPULATIONS
 from kon_ray.context import RunContext
 from kon_ray.errors import DataError
 from kon_ray.execution import user_errors
+from kon_ray.features.state import feature_columns, load_feature_state
 from kon_ray.segment.io import read_split, require_columns, split_dir, split_files
+from kon_ray.segment.state import SegmentState
 from kon_ray.train import single
-from kon_ray.segment.state import STATE_FILE, SegmentState
 from kon_ray.train.boost import Progress, xgb_params
 from kon_ray.train.data import (
     POPULATION_COLUMN,
@@ -47,30 +47,21 @@ from kon_ray.train.data import (
     model_features,
     training_block,
 )
-from kon_ray.train.worker import MODEL_FILE, PROGRESS_FILE, train_loop
+from kon_ray.train.model_folder import FEATURE_STATE_FILE, MODEL_FILE, SEGMENT_STATE_FILE, write_model_folder
+from kon_ray.train.worker import FAIL_AT_ROUND, PROGRESS_FILE, train_loop
 
 log = logging.getLogger(__name__)
 
-FEATURE_STATE_FILE = "feature_state.json"
-METADATA_FILE = "metadata.json"
+
+def lost_process_round(population: str) -> Optional[int]:
+    """The fault-injection hook: the round after which `population`'s first fit loses its process, or None. Always
+    None here; the lost-worker tests (tests/train/test_train_stage.py) replace it with monkeypatch."""
+    return None
 
 
 def base_features(features_dir: str) -> List[str]:
-    """The preprocess stage's feature columns: from its feature state when that module exists, else from
-    features/split_summary.json."""
-    try:
-        from kon_ray.features.state import feature_columns, load_feature_state
-    except ImportError:
-        feature_columns = load_feature_state = None
-    state_path = storage.join(features_dir, FEATURE_STATE_FILE)
-    if feature_columns is not None and storage.exists(state_path):
-        return list(feature_columns(load_feature_state(state_path)))
-    summary_path = storage.join(features_dir, "split_summary.json")
-    if storage.exists(summary_path):
-        features = storage.read_json(summary_path).get("features")
-        if isinstance(features, list) and features:
-            return [str(f) for f in features]
-    raise DataError(f"{features_dir}: cannot tell the feature columns (no feature_state.json or split_summary.json)")
+    """The preprocess stage's feature columns, in order, from its feature state."""
+    return list(feature_columns(load_feature_state(storage.join(features_dir, FEATURE_STATE_FILE))))
 
 
 def _count_unit(table, unit, *, target_column: str, id_column: str, validation_fraction: float, seed: int):
@@ -98,13 +89,12 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     return train_all(ctx)
 
 
-def train_all(ctx: RunContext, fail_at_round: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
-    """Train every population's model. `fail_at_round` ({population: round}) is a test hook: that population's
-    first attempt loses a worker after that round, and Ray Train must resume it from a checkpoint."""
+def train_all(ctx: RunContext) -> Dict[str, Any]:
+    """Train every population's model and write its model folder; the stage's metrics."""
     dataset, model_cfg, cluster = ctx.config.dataset, ctx.config.model, ctx.config.cluster
     features_dir = ctx.input_dir("preprocess")
     segment_dir = ctx.input_dir("segment")
-    segment_state = SegmentState.from_dict(storage.read_json(storage.join(segment_dir, STATE_FILE)))
+    segment_state = SegmentState.from_dict(storage.read_json(storage.join(segment_dir, SEGMENT_STATE_FILE)))
     features = model_features(base_features(features_dir))
     train_dir = split_dir(features_dir, "train")
     inputs = [dataset.id_column, dataset.target_column, POPULATION_COLUMN]
@@ -128,8 +118,7 @@ def train_all(ctx: RunContext, fail_at_round: Optional[Dict[str, int]] = None) -
         start = time.perf_counter()
         result = train_population(
             ctx, population, train_dir, columns, features, classes[population], segment_state,
-            fail_at_round=(fail_at_round or {}).get(population), rows=rows[population], threads=threads,
-            group=group,
+            rows=rows[population], threads=threads, group=group,
         )
         return result, time.perf_counter() - start
 
@@ -153,7 +142,7 @@ def train_all(ctx: RunContext, fail_at_round: Optional[Dict[str, int]] = None) -
         result, seconds = outcomes[population]
         pop_counts = counts[population]
         metadata = _metadata(ctx, population, features, classes[population], pop_counts, result, seconds)
-        _write_model_folder(folder, result["checkpoint_dir"], features, metadata, features_dir, segment_dir)
+        write_model_folder(folder, result["checkpoint_dir"], features, metadata, features_dir, segment_dir)
         result["cleanup"]()
         metrics["rows"] += rows[population]
         metrics.update({
@@ -187,7 +176,6 @@ def train_population(
     features: List[str],
     classes: List[str],
     segment_state: SegmentState,
-    fail_at_round: Optional[int] = None,
     rows: Optional[int] = None,
     threads: Optional[int] = None,
     group: Optional[execution.TaskGroup] = None,
@@ -217,8 +205,9 @@ def train_population(
         "max_bin": model_cfg.max_bin,
         "nthread": threads,
     }
-    if fail_at_round is not None:
-        loop_config["fail_at_round"] = fail_at_round
+    fail_at = lost_process_round(population)
+    if fail_at is not None:
+        loop_config[FAIL_AT_ROUND] = fail_at
     storage_path = cluster.storage_path or storage.join(ctx.run_dir, "ray_train")
     name = f"{dataset.name}-{population}-{uuid.uuid4().hex[:8]}"
 
@@ -350,57 +339,10 @@ def _metadata(ctx: RunContext, population: str, features: List[str], classes: Li
         "target_column": ctx.config.dataset.target_column,
         "id_column": ctx.config.dataset.id_column,
         "population_column": POPULATION_COLUMN,
-        "transform_artifacts": {"feature_state": FEATURE_STATE_FILE, "segment_state": STATE_FILE},
+        "transform_artifacts": {"feature_state": FEATURE_STATE_FILE, "segment_state": SEGMENT_STATE_FILE},
         "trained_in": result["trained_in"],  # one_process (below model.distributed_min_rows) or ray_train
         "train_workers": ctx.config.cluster.train_workers if result["trained_in"] == RAY_TRAIN else 1,
         "train_seconds": round(seconds, 2),
         "worker_seconds": {k: round(float(v), 3) for k, v in result["metrics"].items() if k.endswith("_s")},
         "xgboost_version": xgboost.__version__,
     }
-
-
-def _write_model_folder(folder: str, checkpoint_dir: str, features: List[str], metadata: Dict[str, Any],
-                        features_dir: str, segment_dir: str) -> None:
-    import xgboost as xgb
-
-    booster = xgb.Booster()
-    booster.load_model(os.path.join(checkpoint_dir, MODEL_FILE))
-    if booster.num_features() != len(features):
-        raise RuntimeError(f"trained model has {booster.num_features()} features, expected {len(features)}")
-    booster.feature_names = features
-    _write_bytes(storage.join(folder, MODEL_FILE), bytes(booster.save_raw(raw_format="ubj")))
-    storage.write_json(storage.join(folder, METADATA_FILE), metadata)
-    for source in (storage.join(features_dir, FEATURE_STATE_FILE), storage.join(segment_dir, STATE_FILE)):
-        if storage.exists(source):
-            storage.write_text(storage.join(folder, os.path.basename(source)), storage.read_text(source))
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-    fs, fs_path = storage.filesystem(path)
-    if not storage.is_s3(path):
-        os.makedirs(os.path.dirname(fs_path), exist_ok=True)
-    with fs.open_output_stream(fs_path) as out:
-        out.write(data)
-
-
-def read_model(folder: str):
-    """(booster, metadata) of a models/<population>/ folder; a DataError if the two do not match."""
-    import xgboost as xgb
-
-    metadata = storage.read_json(storage.join(folder, METADATA_FILE))
-    fs, fs_path = storage.filesystem(storage.join(folder, MODEL_FILE))
-    with fs.open_input_stream(fs_path) as stream:
-        raw = bytearray(stream.read())
-    booster = xgb.Booster()
-    try:
-        booster.load_model(raw)
-    except xgb.core.XGBoostError:
-        raise DataError(f"{folder}/{MODEL_FILE}: not a readable XGBoost model") from None
-    features = metadata.get("features") or []
-    if booster.num_features() != len(features) or (booster.feature_names and list(booster.feature_names) != features):
-        raise DataError(
-            f"{folder}: {MODEL_FILE} expects {booster.num_features()} features but {METADATA_FILE} lists "
-            f"{len(features)}; the model and its metadata do not belong together"
-        )
-    return booster, metadata
-

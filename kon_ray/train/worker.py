@@ -20,8 +20,13 @@ import xgboost as xgb
 
 from kon_ray.train.boost import Progress, boost
 
-MODEL_FILE = "model.ubj"  # RayTrainReportCallback.CHECKPOINT_NAME: its get_model() reads our checkpoints too
+# a checkpoint's model, as RayTrainReportCallback.CHECKPOINT_NAME names it (its get_model() reads our checkpoints
+# too); the model folder's own file names are in kon_ray/train/model_folder.py
+CHECKPOINT_MODEL = "model.ubj"
 PROGRESS_FILE = "progress.json"
+# the loop config's fault-injection key (kon_ray/train/stage.py `lost_process_round`, tests only): the first
+# attempt's process exits after that round, before Ray Train has seen a later checkpoint
+FAIL_AT_ROUND = "fail_at_round"
 BATCH_ROWS = 65_536
 
 
@@ -68,7 +73,7 @@ def build_matrices(train: list, valid: list, features: int, max_bin: int, nthrea
 
 def load_checkpoint(directory: str) -> Tuple[xgb.Booster, Progress]:
     booster = xgb.Booster()
-    booster.load_model(os.path.join(directory, MODEL_FILE))
+    booster.load_model(os.path.join(directory, CHECKPOINT_MODEL))
     return booster, Progress.from_json(Path(directory, PROGRESS_FILE).read_text())
 
 
@@ -79,8 +84,9 @@ def _report_callback(frequency: int):
     class _Callback(RayTrainReportCallback):
         progress: Optional[Progress] = None
 
-        def _get_checkpoint(self, model):  # type: ignore[override]
+        def _get_checkpoint(self, model):
             import contextlib
+
             import ray.train
 
             @contextlib.contextmanager
@@ -89,7 +95,7 @@ def _report_callback(frequency: int):
                     yield None
                     return
                 with tempfile.TemporaryDirectory() as tmp:
-                    model.save_model(os.path.join(tmp, MODEL_FILE))
+                    model.save_model(os.path.join(tmp, CHECKPOINT_MODEL))
                     Path(tmp, PROGRESS_FILE).write_text(self.progress.to_json())
                     yield ray.train.Checkpoint(tmp)
 
@@ -103,7 +109,7 @@ def _report_callback(frequency: int):
 
 def train_loop(config: Dict[str, Any]) -> None:
     """Ray Train worker entry. `config`: params, features (count), num_boost_round, early_stopping_rounds,
-    checkpoint_frequency, max_bin, nthread; optional fail_at_round (tests: the first attempt's rank 0 dies after
+    checkpoint_frequency, max_bin, nthread; optional FAIL_AT_ROUND (tests: the first attempt's rank 0 dies after
     that round, before Ray Train has seen a later checkpoint)."""
     import time
 
@@ -124,7 +130,7 @@ def train_loop(config: Dict[str, Any]) -> None:
             booster, progress = load_checkpoint(directory)
 
     callback = _report_callback(config["checkpoint_frequency"])
-    fail_at = config.get("fail_at_round")
+    fail_at = config.get(FAIL_AT_ROUND)
     rank = ray.train.get_context().get_world_rank()
 
     def on_round(bst: xgb.Booster, current: Progress) -> None:

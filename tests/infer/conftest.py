@@ -45,7 +45,7 @@ def _model_folder(run_dir: str, train: pd.DataFrame, population: str) -> str:
     os.makedirs(seg_dir, exist_ok=True)
     with open(os.path.join(seg_dir, "segment_state.json"), "w") as out:
         out.write(STATE.to_json())
-    train_stage._write_model_folder(folder, ckpt, features, metadata, os.path.join(run_dir, "features"), seg_dir)
+    write_model_folder(folder, ckpt, features, metadata, os.path.join(run_dir, "features"), seg_dir)
     return folder
 
 

@@ -53,29 +53,28 @@ def test_stage_metric_names_prefix_bare_keys_and_never_overwrite():
 
 
 @pytest.mark.parametrize(
-    "metadata, expected",
+    "curve, expected",
     [
-        ({"curve": {"validation": {"mlogloss": [0.9, 0.7]}, "train": {"mlogloss": [0.8, 0.6]}}},
-         {"validation_mlogloss": [0.9, 0.7], "train_mlogloss": [0.8, 0.6]}),
-        ({"training_curve": {"validation-mlogloss": [0.9, 0.7]}}, {"validation_mlogloss": [0.9, 0.7]}),
-        ({"training_curve": [{"round": 0, "validation-mlogloss": 0.9}, {"round": 1, "validation-mlogloss": 0.7}]},
+        ({"train": {"mlogloss": [0.8, 0.6]}, "validation": {"mlogloss": [0.9, 0.7]}},
+         {"train_mlogloss": [0.8, 0.6], "validation_mlogloss": [0.9, 0.7]}),
+        ({"train": {"mlogloss": [0.8, None]}, "validation": {"mlogloss": [0.9, 0.7]}},
          {"validation_mlogloss": [0.9, 0.7]}),
-        ({"curve": {"validation": {"mlogloss": [0.9, "x"]}}}, {}),
-        ({}, {}),
+        ({"train": {"mlogloss": []}, "validation": {"mlogloss": []}}, {}),
     ],
-    ids=["evals_result", "flat", "records", "not-numbers", "none"],
+    ids=["both-splits", "a-null", "no-rounds"],
 )
-def test_training_curves_from_metadata(metadata, expected):
-    assert outputs.training_curves(metadata) == expected
+def test_training_curves_from_metadata(curve, expected):
+    """metadata.json's training_curve as the train stage writes it: {split: {metric: [one value per round]}}."""
+    assert outputs.training_curves({"training_curve": curve}) == expected
 
 
 def test_stage_folder_readers(tmp_path):
+    """Edge cases of the readers; what they read from folders the real stages wrote is tested in test_tracker.py."""
     (tmp_path / "drift").mkdir()
-    assert outputs.drift_flag(str(tmp_path / "drift"), {"drift_flag": "Warning"}) == "warning"
-    (tmp_path / "drift" / "drift_report.json").write_text(json.dumps({"summary": {"drift_flag": True}}))
-    assert outputs.drift_flag(str(tmp_path / "drift"), {"drift_flag": 0}) == "true"  # the report wins
+    assert outputs.drift_flag(str(tmp_path / "drift")) is None  # no report: no tag
+    assert outputs.prediction_drift(str(tmp_path / "drift")) == ({}, {})
     (tmp_path / "drift" / "drift_report.json").write_text(json.dumps({"summary": {"drift_flag": False}}))
-    assert outputs.drift_flag(str(tmp_path / "drift"), {}) == "false"
+    assert outputs.drift_flag(str(tmp_path / "drift")) == "false"
     (tmp_path / "drift" / "part-0.parquet").write_bytes(b"data")
     (tmp_path / "drift" / "sub").mkdir()
     (tmp_path / "drift" / "sub" / "x.html").write_text("<p>")
@@ -86,7 +85,10 @@ def test_stage_folder_readers(tmp_path):
         {"path": "p", "files": ["a", "b", "c"], "rows": 9, "schema_hash": "h", "fingerprint": "f"}))
     assert outputs.dataset_fingerprint(str(tmp_path / "ingest")) == {
         "path": "p", "rows": 9, "schema_hash": "h", "fingerprint": "f", "files": 3}
-    assert outputs.final_metrics({"metrics": {"macro_f1": 0.5, "classes": ["a"]}}) == {"macro_f1": 0.5}
+    assert outputs.dataset_fingerprint(str(tmp_path / "nowhere")) == {}
+    # as the train stage writes them: no best round leaves train_mlogloss_at_best None, which is not logged
+    assert outputs.final_metrics({"metrics": {"best_validation_mlogloss": 0.5, "train_mlogloss_at_best": None}}) == {
+        "best_validation_mlogloss": 0.5}
 
 
 def test_tracking_uri_resolution(tmp_path, monkeypatch):

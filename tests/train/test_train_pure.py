@@ -20,8 +20,8 @@ from kon_ray.train.data import (
     training_block,
     validation_mask,
 )
-from tests.train.synthetic import learnable_matrix
 from kon_ray.train.worker import build_matrices, split_batches
+from tests.train.synthetic import learnable_matrix
 
 MODEL = dict(max_depth=3, eta=0.3, subsample=0.8, colsample_bytree=0.8, min_child_weight=1.0, reg_lambda=1.0,
              tree_method="hist", max_bin=32)
@@ -66,7 +66,8 @@ def test_class_counts_merge_across_blocks():
                           "customer_id": np.arange(6)})
     valid = validation_mask(np.arange(6), 0.5, 0)
     kw = dict(target_column="segment", id_column="customer_id", validation_fraction=0.5, seed=0)
-    merged = merge_class_counts(pd.concat([class_count_block(frame.iloc[:3], **kw), class_count_block(frame.iloc[3:], **kw)]))
+    merged = merge_class_counts(pd.concat([class_count_block(frame.iloc[:3], **kw),
+                                           class_count_block(frame.iloc[3:], **kw)]))
     assert merged["domestic"]["a"] == {"train": int((~valid[:2]).sum()), "validation": int(valid[:2].sum())}
     assert sum(merged["industrial"]["a"].values()) == 2 and "b" not in merged["industrial"]
 

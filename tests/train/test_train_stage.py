@@ -15,6 +15,7 @@ from kon_ray.errors import DataError
 from kon_ray.segment.state import SegmentState
 from kon_ray.train import stage as train_stage
 from kon_ray.train.config import ModelConfig
+from kon_ray.train.model_folder import FILES, read_model
 from tests.train.synthetic import make_split_frame, synthetic_context, write_features_dir
 
 # distributed_min_rows=0: every population through Ray Train, whatever its size
@@ -28,6 +29,7 @@ STATE = SegmentState(estrato_column="avaluo", estrato_thresholds=[1, 2, 3, 4, 5]
 
 # early stopping off: an interrupted and an uninterrupted fit must both run every round
 NO_EARLY_STOP = replace(MODEL, early_stopping_rounds=0)
+MODEL_FOLDER = sorted(FILES)  # feature_state.json, metadata.json, model.ubj, segment_state.json
 
 
 def _prepared_run(tmp_path, train_frame, model=MODEL):
@@ -39,23 +41,29 @@ def _prepared_run(tmp_path, train_frame, model=MODEL):
     return synthetic_context(str(run_dir), str(tmp_path / "staged"), model=model)
 
 
+def lose_process(monkeypatch, population: str, after_round: int) -> None:
+    """`population`'s first fit loses its process (a Ray Train worker's or the one-process task's: os._exit in the
+    worker) after `after_round`; the other population's fit is left alone."""
+    monkeypatch.setattr(train_stage, "lost_process_round", lambda pop: after_round if pop == population else None)
+
+
 @pytest.mark.slow
-def test_trains_both_populations_and_resumes_after_a_lost_worker(ray_session, tmp_path):
+def test_trains_both_populations_and_resumes_after_a_lost_worker(ray_session, tmp_path, monkeypatch):
     ctx = _prepared_run(tmp_path, make_split_frame(1500, seed=11), NO_EARLY_STOP)
-    # rank 0 of the domestic model's first attempt dies after round 3
-    metrics = train_stage.train_all(ctx, fail_at_round={"domestic": 3})
+    with monkeypatch.context() as patch:  # rank 0 of the domestic model's first attempt dies after round 3
+        lose_process(patch, "domestic", 3)
+        metrics = train_stage.train_all(ctx)
 
     for population in ("domestic", "industrial"):
         folder = tmp_path / "staged" / population
-        assert sorted(p.name for p in folder.iterdir()) == [
-            "feature_state.json", "metadata.json", "model.ubj", "segment_state.json"]
+        assert sorted(p.name for p in folder.iterdir()) == MODEL_FOLDER
         meta = json.loads((folder / "metadata.json").read_text())
         assert meta["features"] == [f"f_{i:03d}" for i in range(8)] + ["estrato", "cluster"]
         assert meta["class_labels"] == sorted(meta["class_labels"]) and len(meta["classes"]) == 4
         curve = meta["training_curve"]["validation"]["mlogloss"]
         assert len(curve) == meta["rounds_trained"] == len(meta["training_curve"]["train"]["mlogloss"])
         assert meta["best_iteration"] == int(np.argmin(curve))
-        booster, _ = train_stage.read_model(str(folder))
+        booster, _ = read_model(str(folder))
         assert booster.num_boosted_rounds() == meta["best_iteration"] + 1
         assert booster.feature_names == meta["features"]
         assert metrics[f"{population}/rows"] == sum(meta["class_counts"].values())
@@ -77,15 +85,13 @@ def test_trains_both_populations_and_resumes_after_a_lost_worker(ray_session, tm
     resumed_curve = domestic["training_curve"]["validation"]["mlogloss"]
     assert resumed_curve[-1] < resumed_curve[domestic["resumed_from_rounds"][0]] < resumed_curve[0]
     assert resumed_curve[-1] == pytest.approx(clean["training_curve"]["validation"]["mlogloss"][-1], rel=0.15)
-    # the Ray Train scratch folders are gone once the models are written
-    assert not list((tmp_path / "run" / "ray_train").glob("*")) if (tmp_path / "run" / "ray_train").exists() else True
-
-
-MODEL_FOLDER = ["feature_state.json", "metadata.json", "model.ubj", "segment_state.json"]
+    # the Ray Train scratch folders are gone once the models are written; their storage path stays, empty
+    assert (tmp_path / "run" / "ray_train").is_dir() and list((tmp_path / "run" / "ray_train").iterdir()) == []
 
 
 @pytest.mark.slow
-def test_small_population_trains_in_one_process_resumes_exactly_and_large_goes_to_ray_train(ray_session, tmp_path):
+def test_small_population_trains_in_one_process_resumes_exactly_and_large_goes_to_ray_train(ray_session, tmp_path,
+                                                                                            monkeypatch):
     frame = make_split_frame(1500, seed=11)
     domestic_rows = int((frame["population"] == "domestic").sum())
     industrial_rows = len(frame) - domestic_rows
@@ -96,8 +102,9 @@ def test_small_population_trains_in_one_process_resumes_exactly_and_large_goes_t
     assert not train_stage.distributed(industrial_rows, mixed.distributed_min_rows)
     assert train_stage.distributed(1, 0)  # 0 forces Ray Train
     ctx = _prepared_run(tmp_path, frame, mixed)
-    # the one-process fit of industrial loses its process after round 3: retried from its round-4 checkpoint
-    metrics = train_stage.train_all(ctx, fail_at_round={"industrial": 3})
+    with monkeypatch.context() as patch:  # industrial's one-process fit dies after round 3: retried from round 4
+        lose_process(patch, "industrial", 3)
+        metrics = train_stage.train_all(ctx)
     meta = {pop: json.loads((tmp_path / "staged" / pop / "metadata.json").read_text())
             for pop in ("domestic", "industrial")}
     assert meta["domestic"]["trained_in"] == "ray_train" and metrics["domestic/distributed"] == 1
@@ -107,7 +114,7 @@ def test_small_population_trains_in_one_process_resumes_exactly_and_large_goes_t
         assert sorted(p.name for p in (tmp_path / "staged" / pop).iterdir()) == MODEL_FOLDER
         assert meta[pop]["rounds_trained"] == NO_EARLY_STOP.num_boost_round
     # checkpoints (ray_train/) are removed once the model folders are written
-    assert not list((tmp_path / "run" / "ray_train").glob("*"))
+    assert list((tmp_path / "run" / "ray_train").iterdir()) == []
 
     # both small now: one process each, uninterrupted, twice. A one-process fit with the same seed is
     # deterministic, and the resumed fit above built exactly the trees of an uninterrupted one
@@ -121,8 +128,8 @@ def test_small_population_trains_in_one_process_resumes_exactly_and_large_goes_t
     assert (tmp_path / "clean1" / "domestic" / "model.ubj").read_bytes() == \
         (tmp_path / "clean2" / "domestic" / "model.ubj").read_bytes()
     assert runs[0]["industrial"]["training_curve"] == meta["industrial"]["training_curve"]
-    resumed, _ = train_stage.read_model(str(tmp_path / "staged" / "industrial"))
-    clean, _ = train_stage.read_model(str(tmp_path / "clean1" / "industrial"))
+    resumed, _ = read_model(str(tmp_path / "staged" / "industrial"))
+    clean, _ = read_model(str(tmp_path / "clean1" / "industrial"))
     X = frame[[f"f_{i:03d}" for i in range(8)]].to_numpy(np.float32)
     X = np.hstack([X, np.zeros((len(X), 2), np.float32)])
     np.testing.assert_array_equal(resumed.inplace_predict(X), clean.inplace_predict(X))
@@ -144,7 +151,7 @@ def test_model_and_metadata_mismatch_is_a_data_error(tmp_path):
     booster.save_model(str(tmp_path / "model.ubj"))
     (tmp_path / "metadata.json").write_text(json.dumps({"features": ["a", "b"]}))
     with pytest.raises(DataError, match="expects 3 features but metadata.json lists 2"):
-        train_stage.read_model(str(tmp_path))
+        read_model(str(tmp_path))
     (tmp_path / "model.ubj").write_bytes(b"not a model")
     with pytest.raises(DataError, match="not a readable XGBoost model"):
-        train_stage.read_model(str(tmp_path))
+        read_model(str(tmp_path))
