@@ -1,31 +1,26 @@
 """Fixtures for the tracking tests: a real `mlflow server` on 127.0.0.1, a shared local sqlite store, tiny data,
-and a hand-made run folder in the stages' published layout (with two tiny real XGBoost models)."""
+and a run folder the real pipeline wrote (`pipeline_run`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Any, Dict, Iterator
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from kon_ray import stages
 from kon_ray.net import free_port  # noqa: F401  (tests import it from here)
-
-from tests.conftest import REPO, compose_config
-
-FEATURES = ["kwh_mean", "kwh_trend", "bill"]
-CLASSES = ["low", "mid", "high"]
+from tests.conftest import REPO, compose_config, generate_pola
 
 
 def subprocess_env(**extra: str) -> Dict[str, str]:
@@ -64,7 +59,8 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
     try:
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited {process.returncode}: {(root / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"mlflow server exited {process.returncode}: {(root / 'server.log').read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
                     if response.status == 200:
@@ -72,7 +68,8 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not answer /health in 300 s: {(root / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"mlflow server did not answer /health in 300 s: {(root / 'server.log').read_text()[-2000:]}")
             time.sleep(0.5)
         yield uri
     finally:
@@ -117,58 +114,34 @@ def tiny_pola(tmp_path_factory) -> Path:
     return folder
 
 
-def _model(folder: Path, seed: int) -> None:
-    import xgboost as xgb
+@dataclass(frozen=True)
+class PipelineRun:
+    """A run folder the real stages wrote, and what each stage returned. Shared by every test of the session:
+    read it, never write into it (copy it to tmp_path first)."""
 
-    rng = np.random.default_rng(seed)
-    x = pd.DataFrame(rng.normal(size=(30, len(FEATURES))), columns=FEATURES)
-    y = np.arange(30) % len(CLASSES)
-    train, valid = xgb.DMatrix(x[:24], label=y[:24]), xgb.DMatrix(x[24:], label=y[24:])
-    curve: dict = {}
-    params = {"objective": "multi:softprob", "num_class": 3, "max_depth": 2, "eta": 0.3, "eval_metric": "mlogloss"}
-    booster = xgb.train(params, train, num_boost_round=4, evals=[(train, "train"), (valid, "validation")],
-                        evals_result=curve, verbose_eval=False)
-    folder.mkdir(parents=True)
-    booster.save_model(str(folder / "model.ubj"))
-    (folder / "metadata.json").write_text(json.dumps({  # the train stage's layout (kon_ray/train/stage.py)
-        "features": FEATURES, "classes": {str(i): c for i, c in enumerate(CLASSES)}, "class_labels": CLASSES,
-        "params": params, "training_curve": curve, "best_iteration": 3, "rounds_trained": 4,
-        "metrics": {"best_validation_mlogloss": min(curve["validation"]["mlogloss"]), "train_mlogloss_at_best": None},
-    }))
+    folder: Path
+    metrics: Dict[str, Dict[str, Any]]
+
+    def stage_folder(self, stage: str) -> Path:
+        return self.folder / stages.stage(stage).folder
+
+    def log_to(self, tracker: Any, seconds: float = 0.5) -> None:
+        """Tell `tracker` about every stage as the pipeline does (kon_ray/pipeline.py), in the registry's order."""
+        for stage, metrics in self.metrics.items():
+            tracker.stage_finished(stage, seconds, metrics, str(self.stage_folder(stage)))
 
 
-def make_run_folder(root: Path) -> Path:
-    """A run folder in the layout the stages publish: what the tracker reads and logs."""
-    (root / "ingest").mkdir(parents=True)
-    (root / "ingest" / "ingest.json").write_text(json.dumps(
-        {"path": "data/POLA", "files": ["a.parquet", "b.parquet"], "rows": 30, "schema_hash": "abc", "fingerprint": "f00d"}))
-    test = root / "features" / "test"
-    test.mkdir(parents=True)
-    frame = pd.DataFrame(np.arange(36, dtype=float).reshape(12, 3), columns=FEATURES)
-    frame["population"] = ["domestic", "industrial"] * 6
-    frame.to_parquet(test / "part-00000.parquet")
-    (root / "features" / "feature_state.json").write_text('{"means": {"kwh_mean": 1.0}}')
-    (root / "features" / "split_summary.json").write_text('{"train": 20, "test": 10}')
-    (root / "drift").mkdir()
-    (root / "drift" / "drift_report.json").write_text('{"summary": {"drift_flag": true}, "features": []}')
-    (root / "drift" / "drift_summary.txt").write_text("kwh_mean: drift\n")
-    (root / "drift" / "drift_report.html").write_text("<html>drift</html>")
-    (root / "segment").mkdir()
-    (root / "segment" / "segment_state.json").write_text('{"centres": [[0, 1]]}')
-    _model(root / "models" / "domestic", 1)
-    _model(root / "models" / "industrial", 2)
-    (root / "reports").mkdir()
-    (root / "reports" / "domestic.json").write_text('{"macro_f1": 0.7}')
-    (root / "reports" / "domestic.html").write_text("<html>report</html>")
-    return root
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory, ray_session) -> PipelineRun:
+    """The whole pipeline once, on generated POLA data (debug=tiny, tracking off): the folders the tracker reads
+    in production, in the formats the stages write."""
+    from kon_ray.config import load_config, to_plain
+    from kon_ray.run import run
 
-
-STAGE_METRICS = {  # named as the stages return them
-    "ingest": {"rows": 30, "files": 2},
-    "preprocess": {"train_rows": 20, "test_rows": 10, "cached": 1},
-    "drift": {"psi/kwh_mean": 0.31, "psi/bill": 0.02, "drifted_features": 1},
-    "segment": {"clusters": 4},
-    "train": {"rows": 20, "domestic/rounds": 4, "domestic/validation_mlogloss": 0.81,
-              "industrial/validation_mlogloss": 0.72, "note": "not a number"},
-    "infer": {"rows": 10, "test/rows": 10, "domestic/test/macro_f1": 0.77, "industrial/test/macro_f1": 0.66},
-}
+    root = tmp_path_factory.mktemp("pipeline_run")
+    data = generate_pola(root / "data" / "POLA", rows=3000)
+    cfg = compose_config(["+dataset=POLA", "debug=tiny", "tracking=off", f"dataset.path={data}",
+                          f"cache_dir={root / 'cache'}"], root)
+    results = run(load_config(cfg), to_plain(cfg))
+    assert list(results) == list(stages.STAGE_ORDER)
+    return PipelineRun(root / "run", results)

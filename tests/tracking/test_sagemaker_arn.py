@@ -28,8 +28,7 @@ import pytest
 from kon_ray.config import load_config, to_plain
 from kon_ray.net import free_port
 from tests.conftest import REPO, compose_config
-from tests.tracking.conftest import STAGE_METRICS, make_run_folder
-from tests.tracking.test_tracker import STAGE_DIRS, _artifacts
+from tests.tracking.test_tracker import _artifacts
 
 REGION, ACCOUNT, NAME = "eu-west-1", "123456789012", "kon-ray-dev-mlflow"
 ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/{NAME}"
@@ -160,7 +159,7 @@ def test_the_stand_in_refuses_what_is_not_signed(sagemaker_endpoint):
 
 @pytest.mark.slow  # a whole run folder (two models) through the plugin
 def test_a_sagemaker_arn_tracking_uri_resolves_signs_and_logs_a_run(tmp_path, mlflow_server, sagemaker_endpoint,
-                                                                     moto_s3, aws_env):
+                                                                     moto_s3, aws_env, pipeline_run):
     import boto3
     from mlflow.tracking import MlflowClient
 
@@ -173,12 +172,10 @@ def test_a_sagemaker_arn_tracking_uri_resolves_signs_and_logs_a_run(tmp_path, ml
     direct.create_experiment("sagemaker-arn", artifact_location=f"s3://{BUCKET}/sagemaker-arn")
 
     cfg = compose_config(["+dataset=POLA", f"tracking.uri={ARN}", "tracking.experiment=sagemaker-arn"], tmp_path)
-    folder = make_run_folder(tmp_path / "run")
     accepted_before, rejected_before = len(sagemaker_endpoint.accepted), len(sagemaker_endpoint.rejected)
     with tracked_run(load_config(cfg), to_plain(cfg)) as tracker:
         assert tracker.uri == ARN
-        for stage, metrics in STAGE_METRICS.items():
-            tracker.stage_finished(stage, 0.5, metrics, str(folder / STAGE_DIRS[stage]))
+        pipeline_run.log_to(tracker)
 
     # every call went through the plugin, signed for the ARN: none refused, and the run's calls all arrived
     assert sagemaker_endpoint.rejected[rejected_before:] == []
@@ -188,8 +185,9 @@ def test_a_sagemaker_arn_tracking_uri_resolves_signs_and_logs_a_run(tmp_path, ml
 
     # read back from the MLflow server itself, not through the plugin
     (run,) = direct.search_runs([direct.get_experiment_by_name("sagemaker-arn").experiment_id])
-    assert run.info.status == "FINISHED" and run.data.tags["drift_flag"] == "true"
-    assert run.data.metrics["psi/kwh_mean"] == 0.31 and run.data.params["data.rows"] == "30"
+    drift = pipeline_run.metrics["drift"]
+    assert run.info.status == "FINISHED" and run.data.tags["drift_flag"] == str(bool(drift["drift_flag"])).lower()
+    assert run.data.metrics["psi/kwh_lag01"] == drift["psi/kwh_lag01"] and run.data.params["data.rows"] == "3000"
     assert run.info.artifact_uri == f"s3://{BUCKET}/sagemaker-arn/{run.info.run_id}/artifacts"
     keys = {obj["Key"] for obj in boto3.client("s3", region_name=REGION).list_objects_v2(
         Bucket=BUCKET, Prefix=f"sagemaker-arn/{run.info.run_id}/artifacts/")["Contents"]}
@@ -200,7 +198,7 @@ def test_a_sagemaker_arn_tracking_uri_resolves_signs_and_logs_a_run(tmp_path, ml
 
 
 def _pinned(name: str) -> str:
-    match = re.search(rf"^{re.escape(name)}==([\w.]+) \\\n(\s+--hash=sha256:[0-9a-f]{{64}}.*\n)+", 
+    match = re.search(rf"^{re.escape(name)}==([\w.]+) \\\n(\s+--hash=sha256:[0-9a-f]{{64}}.*\n)+",
                       (REPO / "requirements.lock").read_text(), re.M)
     assert match, f"{name} is not pinned with hashes in requirements.lock"
     return match.group(1)
@@ -210,7 +208,8 @@ def test_the_image_has_the_plugin_and_the_server_client_pair_is_written_down():
     """The Dockerfile installs the lock, hash-checked; the lock pins the plugin, its boto3 and the client; the
     server version of every Terraform layer is one value, and README and infra/README name that exact pair."""
     plugin, client, _ = _pinned("sagemaker-mlflow"), _pinned("mlflow"), _pinned("boto3")
-    assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock" in (REPO / "Dockerfile").read_text()
+    install = "pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock"
+    assert install in (REPO / "Dockerfile").read_text()
     servers = set()
     for variables in ("infra/modules/mlflow_tracking/variables.tf", "infra/modules/kon_ray_stack/variables.tf",
                       "infra/live/variables.tf"):
@@ -220,6 +219,7 @@ def test_the_image_has_the_plugin_and_the_server_client_pair_is_written_down():
         assert re.findall(r"mlflow_version\s*=\s*(\S+)", (REPO / main).read_text()) == ["var.mlflow_version"]
     (server,) = servers
     readme = " ".join((REPO / "README.md").read_text().split())
-    assert f"Version pair in use: server `{server}`, client `mlflow=={client}`, plugin `sagemaker-mlflow=={plugin}`" in readme
+    pair = f"Version pair in use: server `{server}`, client `mlflow=={client}`, plugin `sagemaker-mlflow=={plugin}`"
+    assert pair in readme
     infra = " ".join((REPO / "infra/README.md").read_text().split())
     assert f"`mlflow_version` (default `{server}`" in infra and f"`mlflow=={client}` from the lock" in infra

@@ -21,8 +21,8 @@ from kon_ray.config import load_config, to_plain
 from kon_ray.tracking.registry import find_latest_model
 from kon_ray.tracking.tracker import tracked_run
 from tests.conftest import REPO, compose_config
-from tests.tracking.conftest import STAGE_METRICS, make_run_folder, subprocess_env
-from tests.tracking.test_tracker import STAGE_DIRS, _artifacts
+from tests.tracking.conftest import subprocess_env
+from tests.tracking.test_tracker import _artifacts
 
 CLI_TIMEOUT = 300
 
@@ -59,25 +59,27 @@ def _runs(uri: str, experiment: str):
 
 
 @pytest.mark.slow
-def test_a_full_run_folder_over_http_lands_on_the_server_with_registered_models(tmp_path, mlflow_server):
+def test_a_full_run_folder_over_http_lands_on_the_server_with_registered_models(tmp_path, mlflow_server,
+                                                                               pipeline_run):
     cfg = compose_config(["+dataset=POLA", f"tracking.uri={mlflow_server}", "tracking.experiment=http-full",
                           "tracking.register_models=true"], tmp_path)
     config, plain = load_config(cfg), to_plain(cfg)
-    folder = make_run_folder(tmp_path / "run")
     with tracked_run(config, plain) as tracker:
-        for stage, metrics in STAGE_METRICS.items():
-            tracker.stage_finished(stage, 0.5, metrics, str(folder / STAGE_DIRS[stage]))
+        pipeline_run.log_to(tracker)
     (run,) = _runs(mlflow_server, "http-full")
     client = _client(mlflow_server)
-    assert run.info.status == "FINISHED" and run.data.tags["drift_flag"] == "true"
-    assert run.data.metrics["psi/kwh_mean"] == pytest.approx(0.31)
-    assert len(client.get_metric_history(run.info.run_id, "domestic/curve/validation_mlogloss")) == 4
+    drift = pipeline_run.metrics["drift"]
+    assert run.info.status == "FINISHED" and run.data.tags["drift_flag"] == str(bool(drift["drift_flag"])).lower()
+    assert run.data.metrics["psi/kwh_lag01"] == pytest.approx(drift["psi/kwh_lag01"])
+    metadata = json.loads((pipeline_run.stage_folder("train") / "industrial" / "metadata.json").read_text())
+    curve = client.get_metric_history(run.info.run_id, "industrial/curve/validation_mlogloss")
+    assert len(curve) == metadata["rounds_trained"]
     assert {"drift/drift_report.html", "models/industrial/metadata.json"} <= _artifacts(client, run.info.run_id)
     for population in ("domestic", "industrial"):
         (version,) = client.search_model_versions(f"name = 'POLA-{population}'")
         assert version.run_id == run.info.run_id and f"{population}/test/macro_f1" in version.description
     found = find_latest_model("POLA", "industrial", config.tracking)
-    assert found.model is not None and found.model[1]["features"] == ["kwh_mean", "kwh_trend", "bill"]
+    assert found.model is not None and found.model[1]["features"] == metadata["features"]
 
 
 @pytest.mark.slow
@@ -131,7 +133,8 @@ def test_a_sweep_is_one_parent_run_with_a_child_per_job_and_a_summary(tmp_path, 
     assert parent.info.status == "FINISHED" and summary["parent_run_id"] == parent.info.run_id
     assert [job["params"] for job in summary["jobs"]] == [{"model.max_depth": "2"}, {"model.max_depth": "3"}]
     assert {c.data.params["model.max_depth"] for c in children} == {"2", "3"}
-    assert summary["best"]["all"]["value"] == 24 and summary["best"]["all"]["run_id"] in {c.info.run_id for c in children}
+    best = summary["best"]["all"]
+    assert best["value"] == 24 and best["run_id"] in {c.info.run_id for c in children}
     assert parent.data.metrics["best/ingest/rows"] == 24
     assert "sweep_summary.json" in _artifacts(_client(mlflow_server), parent.info.run_id)
     assert "best by ingest/rows" in result.stdout
@@ -148,7 +151,8 @@ from tests.conftest import compose_config
 from kon_ray.config import load_config, to_plain
 from kon_ray.run import run
 from pathlib import Path
-cfg = compose_config(["+dataset=POLA", "tracking=off", "stages=[ingest]", "dataset.path={tiny_pola}"], Path({str(tmp_path)!r}))
+cfg = compose_config(["+dataset=POLA", "tracking=off", "stages=[ingest]", "dataset.path={tiny_pola}"],
+                     Path({str(tmp_path)!r}))
 assert run(load_config(cfg), to_plain(cfg))["ingest"]["rows"] == 24
 print("mlflow imported:", any(m == "mlflow" or m.startswith("mlflow.") for m in sys.modules))
 """

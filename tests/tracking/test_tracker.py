@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -9,14 +10,12 @@ import pytest
 
 from kon_ray.config import load_config, to_plain
 from kon_ray.errors import DataError, DriftGateError
+from kon_ray.segment.state import SegmentState, assign_segments
+from kon_ray.tracking import names
 from kon_ray.tracking.config import TrackingConfig
 from kon_ray.tracking.registry import find_latest_model, latest_model
 from kon_ray.tracking.tracker import tracked_run
 from tests.conftest import compose_config
-from tests.tracking.conftest import CLASSES, FEATURES, STAGE_METRICS, make_run_folder
-
-STAGE_DIRS = {"ingest": "ingest", "preprocess": "features", "drift": "drift", "segment": "segment",
-              "train": "models", "infer": "reports"}
 
 
 def _config(tmp_path: Path, uri: str, experiment: str, *overrides: str):
@@ -45,60 +44,92 @@ def _artifacts(client, run_id: str, path: str = "") -> set:
     return found
 
 
-def test_a_full_run_is_logged_with_params_metrics_curves_artifacts_and_registered_models(tmp_path, sqlite_uri):
+def test_a_full_run_is_logged_with_params_metrics_curves_artifacts_and_registered_models(tmp_path, sqlite_uri,
+                                                                                        pipeline_run):
+    """The folders the real pipeline wrote, told to the tracker as the pipeline tells it."""
+    import mlflow.xgboost
+    import numpy as np
+    import pandas as pd
+    from mlflow.artifacts import download_artifacts
+    from mlflow.models import Model, get_model_info
+
     config, plain = _config(tmp_path, sqlite_uri, "full", "tracking.register_models=true")
     plain["tracking"]["token"] = "s3cret-token"  # a secret pasted into the config never reaches MLflow
-    run_folder = make_run_folder(tmp_path / "run")
     log_file = tmp_path / "run.log"
     log_file.write_text("12:00:00 INFO kon_ray: stage ingest: started\n")
 
     with tracked_run(config, plain, str(log_file)) as tracker:
-        for stage, metrics in STAGE_METRICS.items():
-            tracker.stage_finished(stage, 1.5, metrics, str(run_folder / STAGE_DIRS[stage]))
+        pipeline_run.log_to(tracker, seconds=1.5)
 
     run = _only_run(sqlite_uri, "full")
     client = _client(sqlite_uri)
     assert run.info.status == "FINISHED"
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
-    assert tags["dataset"] == "POLA" and tags["status"] == "finished" and tags["drift_flag"] == "true"
+    ingested = json.loads((pipeline_run.stage_folder("ingest") / "ingest.json").read_text())
+    report = json.loads((pipeline_run.stage_folder("drift") / "drift_report.json").read_text())
+    assert tags["dataset"] == "POLA" and tags["status"] == "finished"
+    assert tags["drift_flag"] == str(report["summary"]["drift_flag"]).lower()
+    # the pipeline ran with tracking off: no registry to take a model from, and the report says so
+    assert tags["prediction_drift"] == "not_checked"
+    assert tags["prediction_drift.reason"] == report["summary"]["prediction_drift"]["reason"]
     assert tags["populations"] == "domestic,industrial" and tags["kon_ray_version"]
-    assert tags["cached.preprocess"] == "true" and tags["data.fingerprint"] == "f00d"
+    assert tags["data.fingerprint"] == ingested["fingerprint"] and "cached_stages" not in tags
     assert len(tags["git.commit"]) == 40 and tags["git.dirty"] in ("true", "false")
     assert params["model.max_depth"] == "6" and params["dataset.name"] == "POLA"
     assert params["tracking.token"] == "***" and "s3cret-token" not in str(params)
     assert params["stages"].startswith('["ingest"')  # lists as JSON
-    assert params["data.rows"] == "30" and params["data.fingerprint"] == "f00d" and params["data.files"] == "2"
-    assert metrics["ingest/rows"] == 30 and metrics["time/drift"] == 1.5 and metrics["preprocess/cached"] == 1
-    assert metrics["psi/kwh_mean"] == pytest.approx(0.31)
-    assert metrics["domestic/validation_mlogloss"] == pytest.approx(0.81) and metrics["train/rows"] == 20
-    assert metrics["domestic/test/macro_f1"] == pytest.approx(0.77) and metrics["infer/rows"] == 10
-    assert "domestic/best_validation_mlogloss" in metrics  # from models/domestic/metadata.json
-    assert "train/note" not in metrics
-    curve = client.get_metric_history(run.info.run_id, "domestic/curve/validation_mlogloss")
-    assert [m.step for m in sorted(curve, key=lambda m: m.step)] == [0, 1, 2, 3]
-    assert len(client.get_metric_history(run.info.run_id, "industrial/curve/train_mlogloss")) == 4
+    assert {k: params[f"data.{k}"] for k in ("path", "rows", "schema_hash", "fingerprint", "files")} == {
+        "path": ingested["path"], "rows": str(ingested["rows"]), "schema_hash": ingested["schema_hash"],
+        "fingerprint": ingested["fingerprint"], "files": str(len(ingested["files"]))}
+    assert metrics["ingest/rows"] == pipeline_run.metrics["ingest"]["rows"] == 3000 and metrics["time/drift"] == 1.5
+    # every stage's numeric metrics, named as kon_ray/tracking/names.py names them
+    expected = names.run_metric_names(pipeline_run.metrics)
+    assert {k: metrics[k] for k in expected} == pytest.approx(expected)
+    assert len([k for k in metrics if k.startswith("psi/")]) == pipeline_run.metrics["drift"]["features"]
 
     artifacts = _artifacts(client, run.info.run_id)
     assert {"drift/drift_report.html", "drift/drift_report.json", "drift/drift_summary.txt",
             "features/feature_state.json", "features/split_summary.json", "segment/segment_state.json",
-            "ingest/ingest.json", "models/domestic/metadata.json", "reports/domestic.html", "run.log"} <= artifacts
+            "ingest/ingest.json", "models/domestic/metadata.json", "models/industrial/segment_state.json",
+            "reports/domestic.html", "reports/industrial.json", "run.log"} <= artifacts
     assert not any(path.endswith((".parquet", ".ubj")) for path in artifacts)
 
-    import mlflow.xgboost
-    from mlflow.models import get_model_info
-
     for population in ("domestic", "industrial"):
+        folder = pipeline_run.stage_folder("train") / population
+        metadata = json.loads((folder / "metadata.json").read_text())
+        rounds = metadata["rounds_trained"]
+        curve = client.get_metric_history(run.info.run_id, f"{population}/curve/validation_mlogloss")
+        assert [m.value for m in sorted(curve, key=lambda m: m.step)] == pytest.approx(
+            metadata["training_curve"]["validation"]["mlogloss"])
+        assert len(client.get_metric_history(run.info.run_id, f"{population}/curve/train_mlogloss")) == rounds
+        assert metrics[f"{population}/best_validation_mlogloss"] == pytest.approx(
+            metadata["metrics"]["best_validation_mlogloss"])
+
         model_uri = f"models:/{tags[f'model_id.{population}']}"
         info = get_model_info(model_uri)
-        assert [spec.name for spec in info.signature.inputs] == FEATURES
-        assert info.saved_input_example_info is not None
+        assert [spec.name for spec in info.signature.inputs] == metadata["features"]
+        assert metadata["features"][-2:] == ["estrato", "cluster"]  # derived as the infer stage derives them
+        # the input example is the model's real input: the first test rows of the population, segments assigned by
+        # the model folder's own state (not a fallback of raw feature columns)
+        local = download_artifacts(artifact_uri=model_uri, dst_path=str(tmp_path / population))
+        example = Model.load(local).load_input_example(local)
+        rows = config.tracking.input_example_rows
+        test = pd.read_parquet(pipeline_run.stage_folder("preprocess") / "test")
+        test = test[test["population"] == population].head(rows)
+        state = SegmentState.from_dict(json.loads((folder / "segment_state.json").read_text()))
+        segments = assign_segments({name: test[name].to_numpy() for name in test.columns}, state)
+        assert list(example.columns) == metadata["features"] and len(example) == rows
+        np.testing.assert_allclose(example.to_numpy(float),
+                                   np.column_stack([segments[name] for name in metadata["features"]]).astype(float))
         booster = mlflow.xgboost.load_model(model_uri)
-        assert booster.num_boosted_rounds() == 4
+        assert booster.num_boosted_rounds() == metadata["best_iteration"] + 1
         version = client.get_model_version(f"POLA-{population}", "1")
-        assert version.run_id == run.info.run_id and f"{population}/test/macro_f1" in version.description
+        assert version.run_id == run.info.run_id and f"{population}/test/macro_f1: " in version.description
 
     model, metadata = latest_model("POLA", "domestic", config.tracking)
-    assert metadata["class_labels"] == CLASSES and model.num_boosted_rounds() == 4
+    expected_metadata = json.loads((pipeline_run.stage_folder("train") / "domestic" / "metadata.json").read_text())
+    assert metadata["class_labels"] == expected_metadata["class_labels"]
+    assert model.num_boosted_rounds() == expected_metadata["best_iteration"] + 1
     assert find_latest_model("POLA", "domestic", config.tracking).reason.startswith("registered model POLA-domestic")
 
 
@@ -142,7 +173,8 @@ def test_a_failed_run_is_recorded_and_ended(tmp_path, sqlite_uri, error, status,
 
 
 def test_run_wires_tracking_and_records_reuse_and_data_errors(tmp_path, sqlite_uri, tiny_pola):
-    """kon_ray.run.run: ingest against the real pipeline (no Ray needed), twice (the second reuses it), then bad data."""
+    """kon_ray.run.run: ingest against the real pipeline (no Ray needed), twice (the second reuses it), then bad
+    data."""
     from kon_ray.run import run
 
     base = ["stages=[ingest]", f"dataset.path={tiny_pola}", f"cache_dir={tmp_path / 'cache'}"]
