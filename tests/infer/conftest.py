@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from kon_ray.segment.state import SegmentState
-from kon_ray.train import stage as train_stage
 from kon_ray.train.boost import boost, xgb_params
 from kon_ray.train.data import model_features, training_block
+from kon_ray.train.model_folder import write_model_folder
 from kon_ray.train.worker import build_matrices, split_batches
 from tests.train.synthetic import feature_names, make_split_frame, write_features_dir
 

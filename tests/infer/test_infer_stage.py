@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ def test_score_batch_matches_booster_predict(scored_run):
 
 
 def test_stage_writes_predictions_and_reports(ray_session, scored_run):
-    root, run_dir, splits, _ = scored_run
+    root, run_dir, splits, folders = scored_run
     ctx = synthetic_context(run_dir, str(root / "staged"), segment=SegmentConfig())
     metrics = infer_stage.run(ctx)
     staged = root / "staged"
@@ -52,20 +53,22 @@ def test_stage_writes_predictions_and_reports(ray_session, scored_run):
         assert report["splits"]["current"]["rows"] == len(mine)
         assert metrics[f"{population}/current/accuracy"] == pytest.approx(accuracy)
         assert {"test", "current"} == set(report["splits"])
-        assert len(report["feature_importance"]) <= 20
+        # every feature the model split on (fewer than the report's top 20), by average gain, ties by name
+        gains = load_bundle(folders[population]).booster.get_score(importance_type="gain")
+        assert [f["feature"] for f in report["feature_importance"]] == sorted(gains, key=lambda n: (-gains[n], n))
+        assert [f["gain"] for f in report["feature_importance"]] == pytest.approx(
+            sorted(gains.values(), reverse=True))
         assert (staged / f"{population}.html").read_text().count("<svg") >= 4
 
 
 def test_a_feature_missing_at_inference_is_a_data_error(ray_session, scored_run, tmp_path):
-    root, run_dir, splits, _ = scored_run
+    _, shared_run_dir, _, _ = scored_run
+    run_dir = str(tmp_path / "run")  # a copy: the package's scored_run stays as the other tests read it
+    shutil.copytree(shared_run_dir, run_dir, symlinks=True)
     current = os.path.join(run_dir, "features", "current")
-    saved = {f: pd.read_parquet(os.path.join(current, f)) for f in os.listdir(current)}
-    try:
-        for name, frame in saved.items():
-            frame.drop(columns=["f_003"]).to_parquet(os.path.join(current, name), index=False)
-        ctx = synthetic_context(run_dir, str(tmp_path / "staged"), segment=SegmentConfig())
-        with pytest.raises(DataError, match="column 'f_003' needed by the domestic/industrial model"):
-            infer_stage.run(ctx)
-    finally:
-        for name, frame in saved.items():
-            frame.to_parquet(os.path.join(current, name), index=False)
+    for name in os.listdir(current):
+        frame = pd.read_parquet(os.path.join(current, name))
+        frame.drop(columns=["f_003"]).to_parquet(os.path.join(current, name), index=False)
+    ctx = synthetic_context(run_dir, str(tmp_path / "staged"), segment=SegmentConfig())
+    with pytest.raises(DataError, match="column 'f_003' needed by the domestic/industrial model"):
+        infer_stage.run(ctx)
