@@ -171,3 +171,12 @@ def test_a_server_behind_basic_auth_is_checked_with_the_uri_credentials():
     finally:
         server.shutdown()
     assert seen == [("/mlflow/health", "Basic " + base64.b64encode(b"kon:p@ss word").decode())]
+
+
+def test_every_tracking_hook_in_the_stage_registry_is_a_tracker_method():
+    from kon_ray import stages
+    from kon_ray.tracking.tracker import HOOK_PREFIX, Tracker
+
+    hooks = {entry.name: entry.tracked for entry in stages.STAGES if entry.tracked}
+    assert hooks == {"ingest": "data_fingerprint", "drift": "drift_evidence", "train": "models"}
+    assert all(callable(getattr(Tracker, HOOK_PREFIX + hook, None)) for hook in hooks.values())
