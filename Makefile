@@ -13,7 +13,7 @@ PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.12*/bin/python3.12 python3.1
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then echo $$p; break; fi; done)
 UV_VERSION := 0.13.9
 
-.PHONY: help venv tools data run test test-fast lint clean
+.PHONY: help venv tools data run test test-fast check lint clean
 
 help:
 	@echo "make run    # install, generate data/$(DATASET) if missing, run python -m kon_ray.run +dataset=$(DATASET)"
@@ -46,13 +46,17 @@ data: data/$(DATASET)
 run: venv data/$(DATASET)
 	$(PY) -m kon_ray.run +dataset=$(DATASET)
 
-test: venv tools
+test: venv tools check
 	RAY_AUTH_MODE=disabled $(PY) -m pytest -q
+
+check: venv tools  # Python lint and types (pyproject.toml: [tool.ruff], [tool.mypy]); part of make test
+	$(TOOLS)/bin/ruff check .
+	$(TOOLS)/bin/mypy --python-executable $(PY)
 
 lint: tools  # terraform fmt, checkov, actionlint (the tests run them too)
 	bash scripts/check_infra.sh
 
-test-fast: venv
+test-fast: venv tools check
 	RAY_AUTH_MODE=disabled $(PY) -m pytest -q -m "not slow"
 
 clean:

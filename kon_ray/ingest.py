@@ -20,6 +20,8 @@ from kon_ray import storage
 from kon_ray.context import RunContext
 from kon_ray.errors import DataError
 
+SUMMARY_FILE = "ingest.json"  # the stage's one output: rows, files, fingerprint (read by preprocess and tracking)
+
 
 def type_matches(declared: str, actual: pa.DataType) -> bool:
     """Whether a Parquet column's arrow type satisfies a declared column type."""
@@ -131,13 +133,13 @@ def run(ctx: RunContext) -> dict:
     command = generator_command(dataset)
     fix = f"generate it with: {command}" if command else None
     summary = validate(dataset.path, dict(dataset.columns), dataset.id_column, fix)
-    storage.write_json(ctx.out("ingest.json"), summary)
+    storage.write_json(ctx.out(SUMMARY_FILE), summary)
     return {"rows": summary["rows"], "files": len(summary["files"])}
 
 
 def read_ingested(ctx: RunContext) -> dict:
     """The published ingest summary of this run."""
-    return storage.read_json(storage.join(ctx.input_dir("ingest"), "ingest.json"))
+    return storage.read_json(storage.join(ctx.input_dir("ingest"), SUMMARY_FILE))
 
 
 def read_dataset(files: Sequence[str], columns: Sequence[str] | None = None):

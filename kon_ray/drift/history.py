@@ -283,7 +283,7 @@ def build(uri: str, experiment: str, output: str, cfg: DriftConfig) -> Dict[str,
 
     from kon_ray import storage
     from kon_ray.secrets import redact_text
-    from kon_ray.tracking.tracker import import_mlflow
+    from kon_ray.tracking.common import import_mlflow
 
     import_mlflow().set_tracking_uri(uri)  # sagemaker-mlflow signs and routes by mlflow.get_tracking_uri()
     batches = read_batches(MlflowClient(uri), experiment)

@@ -44,6 +44,7 @@ from kon_ray.features import split as splits
 from kon_ray.features.derive import parse_dates
 from kon_ray.features.spec import POPULATION, Spec, build_spec
 from kon_ray.features.state import (
+    STATE_FILE,
     check_raw_values,
     column_partial,
     feature_columns,
@@ -118,7 +119,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     units = execution.plan(files, spec.raw_columns, groups=groups, min_rows=UNIT_MIN_ROWS)
     done = transform(units, spec, state, roles, ctx.output_dir)
     check_raw_values({"rows": train_rows, **done["checks"]}, spec)
-    save_feature_state(ctx.out("feature_state.json"), state)
+    save_feature_state(ctx.out(STATE_FILE), state)
     counts = done["counts"]
     log.info("preprocess: transformed and wrote the splits in %.1f s (%d units)", time.perf_counter() - clock,
              len(units))

@@ -131,6 +131,7 @@ def write_part(pred: Mapping[str, np.ndarray], spec: PassSpec, id_type: pa.DataT
     types = {spec.id_column: id_type, POPULATION_COLUMN: pa.string(), ESTRATO: pa.int8(), CLUSTER: pa.int16(),
              PREDICTED: pa.string(), ACTUAL: pa.string()}
     table = pa.table({name: pa.array(values, type=types.get(name, pa.float32())) for name, values in pred.items()})
+    assert spec.out is not None, "write_part needs an output folder (PassSpec.out)"
     fs, path = storage.filesystem(storage.join(spec.out, part_name(index)))
     pq.write_table(table, path, filesystem=fs)
 

@@ -165,9 +165,9 @@ def merge_metric_partials(partials: Sequence[Mapping[str, Dict[str, Any]]]) -> D
     for partial in partials:
         for pop, part in partial.items():
             by_pop.setdefault(pop, []).append(part)
-    merged = {}
+    merged: Dict[str, Dict[str, Any]] = {}
     for pop, parts in by_pop.items():
-        merged[pop] = metrics.merge(parts)
+        merged[pop] = metrics.merge(parts) or {}
         merged[pop]["unknown_label_rows"] = sum(p.get("unknown_label_rows", 0) for p in parts)
     return merged
 

@@ -31,6 +31,7 @@ from kon_ray.infer import html, onepass
 from kon_ray.infer.report import build_report, feature_importance
 from kon_ray.infer.score import input_columns, load_bundle, merge_metric_partials
 from kon_ray.segment.io import require_columns, split_columns, split_dir, split_files
+from kon_ray.train.model_folder import MODEL_FILE
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     dataset = ctx.config.dataset
     models_dir, features_dir = ctx.input_dir("train"), ctx.input_dir("preprocess")
     folders = [
-        storage.join(models_dir, p) for p in POPULATIONS if storage.exists(storage.join(models_dir, p, "model.ubj"))
+        storage.join(models_dir, p) for p in POPULATIONS if storage.exists(storage.join(models_dir, p, MODEL_FILE))
     ]
     if not folders:
         raise DataError(f"{models_dir}: no population model (models/<population>/model.ubj) to score with")

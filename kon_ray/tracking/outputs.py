@@ -14,10 +14,9 @@ import pyarrow.fs as pafs
 
 from kon_ray import storage
 from kon_ray.drift.report import REPORT_JSON
+from kon_ray.ingest import SUMMARY_FILE as INGEST_SUMMARY
 from kon_ray.tracking.names import number, safe_name
 from kon_ray.train.model_folder import METADATA_FILE, MODEL_FILE
-
-INGEST_SUMMARY = "ingest.json"  # written by kon_ray/ingest.py
 
 MAX_ARTIFACT_BYTES = 50 * 1024**2  # a stage file larger than this is data, not a report: not logged
 _SKIP_SUFFIXES = (".parquet", ".ubj", ".tmp")  # data parts, and models (logged with mlflow.xgboost instead)
