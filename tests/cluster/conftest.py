@@ -70,7 +70,7 @@ def stop_ray_head(temp_dir: str) -> None:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    _, alive = psutil.wait_procs([p for p in map(_proc, pids) if p], timeout=10)
+    _, alive = psutil.wait_procs([p for p in map(_proc, pids) if p], timeout=3)  # then SIGKILL: nothing to save
     for proc in alive:
         try:
             proc.kill()

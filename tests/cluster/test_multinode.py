@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import boto3
 import pyarrow.parquet as pq
@@ -140,13 +140,31 @@ def _tasks_per_stage(tasks: List[Dict[str, Any]], windows: Dict[str, tuple]) -> 
 
 
 @pytest.fixture(scope="module")
-def single_node(data, tmp_path_factory) -> Dict[str, Any]:
-    """The reference: the same command on a single-node local Ray of 4 CPUs (the cluster's total)."""
+def single_node(data, tmp_path_factory) -> Iterator[Dict[str, Any]]:
+    """The reference: the same command on a single-node local Ray of 4 CPUs (the cluster's total). Started here and
+    awaited where it is compared (`_finished`), so that it runs while the multi-node run does: two separate Rays on
+    one machine share the wall clock, nothing else."""
     tmp = tmp_path_factory.mktemp("single")
     run = f"s3://{BUCKET}/single/run"
-    done = _kon([f"dataset.path={data}", f"output_dir={run}", "tracking=off", "cluster.num_cpus=4"],
-                _client_env(RAY_AUTH_MODE="disabled"), tmp, "client")
-    return {"run": run, "done": done}
+    out = tmp / "terminal.txt"
+    with out.open("w") as terminal:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kon_ray.run", "+dataset=POLA", "debug=tiny", f"dataset.path={data}",
+             f"output_dir={run}", "tracking=off", "cluster.num_cpus=4", f"hydra.run.dir={tmp / 'client'}"],
+            cwd=REPO, env=_client_env(RAY_AUTH_MODE="disabled"), stdout=terminal, stderr=subprocess.STDOUT,
+            text=True)
+    reference = {"run": run, "proc": proc, "out": out, "started": time.monotonic()}
+    yield reference
+    if proc.poll() is None:
+        proc.kill()
+
+
+def _finished(reference: Dict[str, Any]) -> subprocess.CompletedProcess:
+    """The single-node reference run, once it has ended: its exit code, terminal output and seconds."""
+    code = reference["proc"].wait(timeout=420)
+    done = subprocess.CompletedProcess(reference["proc"].args, code, reference["out"].read_text(), "")
+    done.seconds = time.monotonic() - reference["started"]  # type: ignore[attr-defined]
+    return done
 
 
 def test_the_whole_pipeline_runs_on_three_nodes_with_a_token_and_matches_one_node(
@@ -172,7 +190,7 @@ def test_the_whole_pipeline_runs_on_three_nodes_with_a_token_and_matches_one_nod
         if len(nodes) >= 2:
             assert len(set(nodes)) >= 2, f"stage {stage} ran all its {len(nodes)} tasks on one node"
 
-    reference = single_node["done"]
+    reference = _finished(single_node)
     assert reference.returncode == 0, (reference.stdout + reference.stderr)[-3000:]
     print(f"single-node run: {reference.seconds:.1f} s; stages {_stage_windows(reference.stdout + reference.stderr)}")
     multi, single = _splits(run), _splits(single_node["run"])
@@ -262,6 +280,7 @@ def test_a_worker_node_lost_mid_stage_does_not_change_the_outputs(token_cluster,
     assert killed, log[-3000:]
     assert proc.returncode == 0, log[-5000:]
     assert victim not in token_cluster["node_ids"]()  # the node is gone for good
+    assert _finished(single_node).returncode == 0
     multi, single = _splits(run), _splits(single_node["run"])
     for split in SPLITS:
         assert multi[split].equals(single[split]), split
