@@ -31,7 +31,8 @@ from tests.conftest import REPO, generate_pola
 
 # The end-to-end tests are slow: each is a whole run (a Ray start, the stages before the interrupted one), 20-50 s.
 
-UPSTREAM = {"preprocess": ["ingest"], "train": ["ingest", "preprocess", "drift", "segment"]}
+UPSTREAM = {"preprocess": ["ingest"], "train": ["ingest", "preprocess", "segment"]}
+TRAIN_STAGES = "stages=[ingest,preprocess,segment,train]"  # what training reads; drift is not on its way
 FOLDER = {"ingest": "ingest", "preprocess": "features", "drift": "drift", "segment": "segment", "train": "models"}
 
 
@@ -87,9 +88,9 @@ class Run:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def pola(tmp_path: Path) -> Path:
-    return generate_pola(tmp_path / "data" / "POLA", 3000)
+@pytest.fixture(scope="module")
+def pola(tmp_path_factory) -> Path:
+    return generate_pola(tmp_path_factory.mktemp("data") / "POLA", 3000)  # read only: one copy for the module
 
 
 def _start(tmp_path: Path, data: Path, *overrides: str) -> tuple[Run, Path]:
@@ -145,7 +146,8 @@ def test_ctrl_c_during_preprocess(tmp_path, pola):
 def test_ctrl_c_during_training(tmp_path, pola, path):
     """A fit that would run for hours, interrupted once it has written its first checkpoint: the Ray Train workers
     (or the one-process fits' Ray tasks) are boosting. The run must end promptly, not when the fit would."""
-    endless = ["model.num_boost_round=1000000", "model.early_stopping_rounds=1000000", "model.checkpoint_frequency=1"]
+    endless = [TRAIN_STAGES, "model.num_boost_round=1000000", "model.early_stopping_rounds=1000000",
+               "model.checkpoint_frequency=1"]
     if path == "ray_train":
         endless.append("model.distributed_min_rows=0")
     run, run_dir = _start(tmp_path, pola, *endless)
