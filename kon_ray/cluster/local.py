@@ -43,7 +43,7 @@ def init_local_ray(cluster: ClusterConfig) -> None:
         ) from None
     quiet_ray_data_console()
     log.info("started a local Ray: %d logical CPUs, object store %s; Ray's own logs in %s/logs", num_cpus,
-             _gb(object_store), context.address_info.get("session_dir"))  # type: ignore[attr-defined]
+             _gb(object_store), context.address_info.get("session_dir"))
 
 
 def quiet_ray_data_console() -> None:
