@@ -140,7 +140,7 @@ def main() -> None:
         # -- model: trained on a sample, saved as the train stage would ----------------------------------------
         X, y = learnable_matrix(50_000, args.features, len(labels), seed=99)
         X = np.hstack([X, np.zeros((len(X), 2), np.float32)])
-        params = xgb_params(ModelConfig().__dict__, len(labels), nthread=cores, seed=0)
+        params = xgb_params(ModelConfig(), len(labels), nthread=cores, seed=0)
         booster = xgb.train(params, xgb.QuantileDMatrix(X, label=y), args.rounds)
         del X, y
         ckpt, seg_dir = os.path.join(root, "ckpt"), os.path.join(root, "segment")

@@ -124,7 +124,7 @@ def main() -> None:
     workers = args.workers or cluster.train_workers
     cpus = args.cpus_per_worker or cluster.cpus_per_train_worker
     threads = workers * cpus
-    model = {**ModelConfig().__dict__, "max_depth": args.max_depth}
+    model = ModelConfig(max_depth=args.max_depth)
     params = xgb_params(model, args.classes, nthread=cpus, seed=0)
     chunks = -(-args.rows // args.chunk_rows)
     print(f"data: {args.rows:,} x {args.features} float32, {args.classes} classes, {args.rounds} rounds, "

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import xgboost as xgb
+
+from kon_ray.train.config import ModelConfig
 
 EVAL_NAMES = ("train", "validation")
 METRIC = "mlogloss"
@@ -107,20 +109,20 @@ def round_seed(seed: int, round_: int) -> int:
     return (seed + round_ * 1_000_003) % 2**31
 
 
-def xgb_params(model: Dict, num_class: int, nthread: int, seed: int) -> Dict:
-    """XGBoost parameters from the plain `model` config (conf/model/)."""
+def xgb_params(model: ModelConfig, num_class: int, nthread: int, seed: int) -> Dict[str, Any]:
+    """XGBoost parameters from the `model` config (conf/model/)."""
     return {
         "objective": "multi:softprob",
         "num_class": num_class,
         "eval_metric": METRIC,
-        "max_depth": model["max_depth"],
-        "eta": model["eta"],
-        "subsample": model["subsample"],
-        "colsample_bytree": model["colsample_bytree"],
-        "min_child_weight": model["min_child_weight"],
-        "lambda": model["reg_lambda"],
-        "tree_method": model["tree_method"],
-        "max_bin": model["max_bin"],
+        "max_depth": model.max_depth,
+        "eta": model.eta,
+        "subsample": model.subsample,
+        "colsample_bytree": model.colsample_bytree,
+        "min_child_weight": model.min_child_weight,
+        "lambda": model.reg_lambda,
+        "tree_method": model.tree_method,
+        "max_bin": model.max_bin,
         "nthread": nthread,
         "seed": seed,
         "seed_per_iteration": True,  # the round number reseeds subsampling: exact resume (see module docstring)

@@ -197,7 +197,7 @@ def train_population(
     elif threads is None:
         threads = single.one_process_cpus(train_cpus)
     loop_config = {
-        "params": xgb_params(ctx.plain["model"], len(classes), threads, ctx.config.seed),
+        "params": xgb_params(ctx.config.model, len(classes), threads, ctx.config.seed),
         "features": len(features),
         "num_boost_round": model_cfg.num_boost_round,
         "early_stopping_rounds": model_cfg.early_stopping_rounds,

@@ -11,6 +11,7 @@ import pytest
 
 from kon_ray.segment.state import SegmentState
 from kon_ray.train.boost import boost, xgb_params
+from kon_ray.train.config import ModelConfig
 from kon_ray.train.data import model_features, training_block
 from kon_ray.train.model_folder import write_model_folder
 from kon_ray.train.worker import build_matrices, split_batches
@@ -19,8 +20,8 @@ from tests.train.synthetic import feature_names, make_split_frame, write_feature
 FEATURES = 6
 STATE = SegmentState(estrato_column="avaluo", estrato_thresholds=[1, 2, 3, 4, 5], cluster_features=["kwh"],
                      mean=[50.0], std=[30.0], centroids=[[-1.0], [1.0]])
-MODEL = dict(max_depth=3, eta=0.3, subsample=1.0, colsample_bytree=1.0, min_child_weight=1.0, reg_lambda=1.0,
-             tree_method="hist", max_bin=32)
+MODEL = ModelConfig(max_depth=3, eta=0.3, subsample=1.0, colsample_bytree=1.0, min_child_weight=1.0, reg_lambda=1.0,
+                    tree_method="hist", max_bin=32)
 
 
 def _model_folder(run_dir: str, train: pd.DataFrame, population: str) -> str:

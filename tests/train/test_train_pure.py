@@ -3,6 +3,8 @@ resumable boosting loop (a run resumed from a checkpoint equals one that never s
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ import xgboost as xgb
 from kon_ray.errors import DataError
 from kon_ray.hashing import id_unit_interval
 from kon_ray.train.boost import Progress, boost, parse_eval, xgb_params
+from kon_ray.train.config import ModelConfig
 from kon_ray.train.data import (
     check_population,
     class_count_block,
@@ -23,8 +26,8 @@ from kon_ray.train.data import (
 from kon_ray.train.worker import build_matrices, split_batches
 from tests.train.synthetic import learnable_matrix
 
-MODEL = dict(max_depth=3, eta=0.3, subsample=0.8, colsample_bytree=0.8, min_child_weight=1.0, reg_lambda=1.0,
-             tree_method="hist", max_bin=32)
+MODEL = ModelConfig(max_depth=3, eta=0.3, subsample=0.8, colsample_bytree=0.8, min_child_weight=1.0, reg_lambda=1.0,
+                    tree_method="hist", max_bin=32)
 
 
 def test_model_features_append_segments_once():
@@ -127,7 +130,7 @@ def test_resumed_run_builds_the_same_booster_as_an_uninterrupted_one():
 
 def test_early_stopping_keeps_the_best_round_and_survives_a_resume():
     (dtrain, dvalid), _ = _matrices()
-    params = xgb_params({**MODEL, "eta": 1.0, "max_depth": 6}, num_class=3, nthread=1, seed=5)  # overfits quickly
+    params = xgb_params(replace(MODEL, eta=1.0, max_depth=6), num_class=3, nthread=1, seed=5)  # overfits quickly
     best, progress = boost(params, dtrain, dvalid, 200, early_stopping_rounds=3)
     assert progress.stopped_early and progress.rounds == progress.best_iteration + 4
     assert best.num_boosted_rounds() == progress.best_iteration + 1
@@ -142,7 +145,7 @@ def test_heavy_row_and_column_sampling_still_resumes_to_the_same_trees():
     X = rng.random((3000, 10))
     y = (X[:, 0] * 3 + rng.random(3000)).astype(int) % 3
     dtrain, dvalid = xgb.DMatrix(X[:2500], label=y[:2500]), xgb.DMatrix(X[2500:], label=y[2500:])
-    params = xgb_params({**MODEL, "subsample": 0.5, "colsample_bytree": 0.7}, num_class=3, nthread=1, seed=42)
+    params = xgb_params(replace(MODEL, subsample=0.5, colsample_bytree=0.7), num_class=3, nthread=1, seed=42)
     full, _ = boost(params, dtrain, dvalid, 6, 0)
     half, progress = boost(params, dtrain, dvalid, 3, 0)
     progress.final = False
