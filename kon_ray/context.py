@@ -24,7 +24,7 @@ STAGE_FOLDERS = {entry.name: entry.folder for entry in STAGES}
 @dataclass(frozen=True)
 class RunContext:
     config: KonConfig
-    plain: Dict[str, Any]  # the resolved config as plain containers: the only form that crosses into Ray
+    plain: Dict[str, Any]  # the resolved config as plain containers: MLflow params and Hydra dumps (stages read config)
     run_dir: str  # the run folder, local or s3://
     output_dir: str = ""  # this stage's staging folder, set by the pipeline for each stage
     stage_paths: Dict[str, str] = field(default_factory=dict)  # where each stage publishes (set by the pipeline)
