@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import string
-import subprocess
 from html import escape, unescape
 
 import pytest
 
 from kon_ray.infer.html import CSS, LABEL_CHARS, render, shorten, text_width
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from tests.chromium import dump_dom, needs_chromium
 
 CLASSES = ["alto_consumo", "bajo_consumo", "consumo_industrial_estacional_alto", "moroso"]
 FEATURES = [
@@ -99,15 +96,9 @@ def _dump(html: str, width: int, tmp_path):
     """The JSON a page's script wrote into <pre id="geometry">, read from Chromium's DOM after layout."""
     page = tmp_path / f"page-{width}.html"
     page.write_text(html)
-    result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-         f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},900", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    found = re.search(r'<pre id="geometry">(.*?)</pre>', result.stdout, re.S)
-    assert found, result.stdout[-2000:]
+    dom = dump_dom(page, tmp_path / "profile", width=width)
+    found = re.search(r'<pre id="geometry">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
     return json.loads(unescape(found.group(1)))
 
 
@@ -123,7 +114,7 @@ def test_long_names_are_shortened_in_the_middle_with_the_full_name_as_tooltip():
     assert "sin_estrato_declarado</title>sin_e" in html  # a group name too wide for its bar: cut, whole in tooltip
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+@needs_chromium
 def test_the_width_estimate_bounds_every_character_as_chromium_renders_it(tmp_path):
     """`text_width` sizes every label column: it must never be below the rendered width, for any character a
     feature or class name may hold, in the report's own font (its CSS)."""
@@ -144,7 +135,7 @@ document.body.appendChild(pre);
     assert under == {}, under  # (rendered, estimated) for every character the estimate is below
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+@needs_chromium
 @pytest.mark.parametrize("width", [1280, 700])
 def test_nothing_is_cut_off_in_headless_chromium(width, tmp_path):
     geometry = _measure(render(_report()), width, tmp_path)

@@ -22,9 +22,9 @@ from kon_ray.errors import DriftGateError
 from kon_ray.manifest import MANIFEST
 from kon_ray.net import free_port
 from kon_ray.pipeline import plan
+from tests.chromium import CHROMIUM, dump_dom
 from tests.conftest import compose_config
 from tests.drift.conftest import make_frames
-from tests.drift.test_html import CHROMIUM
 from tests.tracking.test_tracker import _artifacts
 
 REPORT_FILES = {"drift_report.json", "drift_summary.txt", "drift_report.html", "reference_summary.json"}
@@ -210,23 +210,13 @@ def _expected_order(series: dict) -> list:
 
 def _render(page: Path, tmp_path: Path) -> str:
     """The page's DOM after headless Chromium loaded it (no script, nothing fetched: checked as the drift report)."""
-    import subprocess
 
     html = page.read_text()
     # nothing to fetch or run: no script, link, src/href attribute, url() or @import (the tracking URI is text)
     assert not re.search(r"<script|<link|<iframe|<img|(src|href)\s*=|url\(|@import", html)
     if CHROMIUM is None:
         pytest.skip("chromium not installed (apt-get install -y chromium)")
-    result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    console_errors = [line for line in result.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
-    assert not console_errors, console_errors
-    return result.stdout
+    return dump_dom(page, tmp_path / "profile")
 
 
 # -- bad input, before Ray ---------------------------------------------------------------------------------------
