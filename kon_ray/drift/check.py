@@ -11,8 +11,18 @@ from kon_ray.drift import reference as reference_io
 from kon_ray.drift.compare import compare, skipped_columns, summarise
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.engine import fit_reference, summarise_current
+from kon_ray.drift.html import render
 from kon_ray.drift.prediction import not_available
-from kon_ray.drift.report import REFERENCE_SUMMARY, SUMMARY_TXT, build_report, headline, write_reports
+from kon_ray.drift.report import (
+    REFERENCE_SUMMARY,
+    REPORT_HTML,
+    REPORT_JSON,
+    SUMMARY_TXT,
+    build_report,
+    headline,
+    report_json,
+    summary_text,
+)
 from kon_ray.errors import DriftGateError
 
 log = logging.getLogger("kon_ray")
@@ -72,3 +82,12 @@ def metrics(report: Dict[str, Any]) -> Dict[str, Any]:
     }
     out.update({f"psi/{f['name']}": f["psi"] for f in report["features"]})
     return out
+
+
+def write_reports(report: Dict[str, Any], out_dir: str, plots: int) -> Dict[str, str]:
+    """drift_report.json (strict JSON), drift_summary.txt and drift_report.html under out_dir; their paths."""
+    paths = {name: storage.join(out_dir, name) for name in (REPORT_JSON, SUMMARY_TXT, REPORT_HTML)}
+    storage.write_text(paths[REPORT_JSON], report_json(report))
+    storage.write_text(paths[SUMMARY_TXT], summary_text(report))
+    storage.write_text(paths[REPORT_HTML], render(report, plots))
+    return paths

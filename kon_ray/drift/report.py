@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Sequence
 
-from kon_ray import storage
 from kon_ray.drift.severity import SEVERITIES
 
 REPORT_JSON = "drift_report.json"
@@ -143,19 +142,15 @@ def _order(feature: Dict[str, Any]):
     return (-SEVERITIES.index(feature["severity"]), -feature["psi"], feature["name"])
 
 
+def report_json(report: Dict[str, Any]) -> str:
+    """The report as strict JSON: every number in it is finite or null (a NaN or inf here is a bug, not a token to
+    write); numpy scalars and arrays as Python numbers and lists."""
+    return json.dumps(report, indent=2, allow_nan=False, default=_plain) + "\n"
+
+
 def _plain(value: Any) -> Any:
-    """numpy scalars and arrays as Python numbers and lists (then checked like any other number)."""
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def write_reports(report: Dict[str, Any], out_dir: str, plots: int) -> Dict[str, str]:
-    from kon_ray.drift.html import render
-
-    paths = {name: storage.join(out_dir, name) for name in (REPORT_JSON, SUMMARY_TXT, REPORT_HTML)}
-    # strict JSON: every number in the report is finite or null (a NaN or inf here is a bug, not a token to write)
-    storage.write_text(paths[REPORT_JSON], json.dumps(report, indent=2, allow_nan=False, default=_plain) + "\n")
-    storage.write_text(paths[SUMMARY_TXT], summary_text(report))
-    storage.write_text(paths[REPORT_HTML], render(report, plots))
-    return paths
