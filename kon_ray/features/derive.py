@@ -34,7 +34,7 @@ _MIN_DATE = np.datetime64("1900-01-01", "D")
 _MAX_DATE = np.datetime64("2100-12-31", "D")
 
 
-def require_columns(batch: pd.DataFrame, columns: Sequence[str], where: str = "batch") -> None:
+def require_batch_columns(batch: pd.DataFrame, columns: Sequence[str], where: str = "batch") -> None:
     missing = [c for c in columns if c not in batch.columns]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from kon_ray.errors import ConfigError
-from kon_ray.features.derive import derive, require_columns
+from kon_ray.features.derive import derive, require_batch_columns
 from kon_ray.features.spec import POPULATION, Spec, build_spec
 from kon_ray.features.state import category_strings
 
@@ -77,7 +77,7 @@ def feature_arrays(batch: pd.DataFrame, state: Mapping[str, Any], spec: Spec) ->
 
 
 def transform_frame(batch: pd.DataFrame, state: Mapping[str, Any], spec: Spec) -> pd.DataFrame:
-    require_columns(batch, spec.raw_columns)
+    require_batch_columns(batch, spec.raw_columns)
     columns: Dict[str, Any] = {c: batch[c].to_numpy() for c in spec.passthrough}
     columns[POPULATION] = population_of(batch[spec.population_column], spec.industrial_values)
     columns.update(feature_arrays(batch, state, spec))

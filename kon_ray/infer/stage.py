@@ -30,7 +30,7 @@ from kon_ray.errors import DataError, DriftGateError
 from kon_ray.infer import html, onepass
 from kon_ray.infer.report import build_report, feature_importance
 from kon_ray.infer.score import input_columns, load_bundle, merge_metric_partials
-from kon_ray.segment.io import require_columns, split_columns, split_dir, split_files
+from kon_ray.segment.io import require_split_columns, split_columns, split_dir, split_files
 from kon_ray.train.model_folder import MODEL_FILE
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         source = split_dir(features_dir, split)
         target = dataset.target_column if dataset.target_column in split_columns(source) else None
         columns = input_columns(bundles, dataset.id_column, target)
-        require_columns(source, columns, f"the {'/'.join(b.population for b in bundles)} model(s) in {models_dir}")
+        models = "/".join(b.population for b in bundles)
+        require_split_columns(source, columns, f"the {models} model(s) in {models_dir}")
         plans[split] = (source, columns, target)
 
     with_drift = {"test", "current"} <= set(splits)

@@ -31,7 +31,7 @@ def split_columns(path: str) -> List[str]:
     return list(pq.read_schema(files[0], filesystem=fs).names)
 
 
-def require_columns(path: str, columns: List[str], what: str) -> List[str]:
+def require_split_columns(path: str, columns: List[str], what: str) -> List[str]:
     """The folder's columns, or a DataError naming the first of `columns` it lacks and what needed it."""
     present = split_columns(path)
     have = set(present)

@@ -15,7 +15,7 @@ from typing import Any, Dict
 from kon_ray import execution, storage
 from kon_ray.context import RunContext
 from kon_ray.segment.fit import fit_segment_state, prepare_block
-from kon_ray.segment.io import require_columns, split_dir, split_files
+from kon_ray.segment.io import require_split_columns, split_dir, split_files
 from kon_ray.segment.state import STATE_FILE
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     train = split_dir(ctx.input_dir("preprocess"), "train")
     # the estrato column may also be a cluster feature: read each column once
     inputs = list(dict.fromkeys(([seg.estrato_column] if seg.estrato_column else []) + list(seg.cluster_features)))
-    require_columns(train, [dataset.id_column, *inputs], "segmentation (dataset.segment)")
+    require_split_columns(train, [dataset.id_column, *inputs], "segmentation (dataset.segment)")
     if not seg.estrato_column:
         log.warning("dataset.segment.estrato_column is not set: every record gets estrato 0 (unknown)")
 

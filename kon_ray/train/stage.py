@@ -35,7 +35,7 @@ from kon_ray.context import RunContext
 from kon_ray.errors import DataError
 from kon_ray.execution import user_errors
 from kon_ray.features.state import feature_columns, load_feature_state
-from kon_ray.segment.io import read_split, require_columns, split_dir, split_files
+from kon_ray.segment.io import read_split, require_split_columns, split_dir, split_files
 from kon_ray.segment.state import SegmentState
 from kon_ray.train import single
 from kon_ray.train.boost import Progress, xgb_params
@@ -99,7 +99,7 @@ def train_all(ctx: RunContext) -> Dict[str, Any]:
     train_dir = split_dir(features_dir, "train")
     inputs = [dataset.id_column, dataset.target_column, POPULATION_COLUMN]
     columns = list(dict.fromkeys(inputs + features[:-2] + segment_state.input_columns()))
-    require_columns(train_dir, columns, "training")
+    require_split_columns(train_dir, columns, "training")
 
     counts = class_counts(train_dir, dataset.id_column, dataset.target_column, model_cfg.validation_fraction,
                           ctx.config.seed)

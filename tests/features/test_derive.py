@@ -145,4 +145,4 @@ def test_record_date_parts():
 
 def test_a_missing_raw_column_is_a_data_error_naming_it():
     with pytest.raises(DataError, match="'kwh_m03'"):
-        d.require_columns(raw_frame(2).drop(columns=["kwh_m03"]), build_spec(dataset_config()).raw_columns)
+        d.require_batch_columns(raw_frame(2).drop(columns=["kwh_m03"]), build_spec(dataset_config()).raw_columns)
