@@ -25,7 +25,14 @@ from kon_ray import execution, storage
 from kon_ray.errors import KonError
 from kon_ray.train.boost import Progress, boost
 from kon_ray.train.data import training_block
-from kon_ray.train.worker import CHECKPOINT_MODEL, FAIL_AT_ROUND, PROGRESS_FILE, build_matrices, split_batches
+from kon_ray.train.worker import (
+    CHECKPOINT_MODEL,
+    FAIL_AT_ROUND,
+    PROGRESS_FILE,
+    build_matrices,
+    lose_process_once,
+    split_batches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +98,13 @@ def fit_task(units: Sequence[execution.WorkUnit], columns: Sequence[str], block_
     t2 = time.perf_counter()
 
     booster, progress = _read_checkpoint(checkpoint_dir)
-    resumed = booster is not None
     frequency, fail_at = config["checkpoint_frequency"], config.get(FAIL_AT_ROUND)
 
     def on_round(bst, current: Progress) -> None:
         round_ = current.rounds - 1
         if (round_ + 1) % frequency == 0 and round_ + 1 < config["num_boost_round"] and not current.stopped_early:
             _write_checkpoint(checkpoint_dir, bst, current)
-        if fail_at is not None and not resumed and round_ == fail_at:
-            os._exit(1)  # a lost process, as on a preempted node
+        lose_process_once(fail_at, round_)
 
     final, progress = boost(config["params"], dtrain, dvalid, config["num_boost_round"],
                             config["early_stopping_rounds"], booster=booster, progress=progress, on_round=on_round)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import tempfile
 import threading
 import time
 import uuid
@@ -206,8 +207,9 @@ def train_population(
         "nthread": threads,
     }
     fail_at = lost_process_round(population)
-    if fail_at is not None:
-        loop_config[FAIL_AT_ROUND] = fail_at
+    if fail_at is not None:  # tests only: the marker makes the loss happen once, whatever the restart resumes from
+        marker = os.path.join(tempfile.gettempdir(), f"kon_ray-lost-{uuid.uuid4().hex}")
+        loop_config[FAIL_AT_ROUND] = {"round": fail_at, "marker": marker}
     storage_path = cluster.storage_path or storage.join(ctx.run_dir, "ray_train")
     name = f"{dataset.name}-{population}-{uuid.uuid4().hex[:8]}"
 

@@ -24,9 +24,18 @@ from kon_ray.train.boost import Progress, boost
 # too); the model folder's own file names are in kon_ray/train/model_folder.py
 CHECKPOINT_MODEL = "model.ubj"
 PROGRESS_FILE = "progress.json"
-# the loop config's fault-injection key (kon_ray/train/stage.py `lost_process_round`, tests only): the first
-# attempt's process exits after that round, before Ray Train has seen a later checkpoint
+# the loop config's fault-injection key (kon_ray/train/stage.py `lost_process_round`, tests only): {"round", "marker"}:
+# the process exits after that round, once (it leaves the marker file first: the restarted fit does not exit again)
 FAIL_AT_ROUND = "fail_at_round"
+
+
+def lose_process_once(fault: Optional[Dict[str, Any]], round_: int) -> None:
+    """The injected fault: exit the process (os._exit, as on a preempted node) after the given round, the first time."""
+    if fault is None or round_ != fault["round"] or os.path.exists(fault["marker"]):
+        return
+    with open(fault["marker"], "w", encoding="utf-8"):
+        pass
+    os._exit(1)
 BATCH_ROWS = 65_536
 
 
@@ -138,8 +147,8 @@ def train_loop(config: Dict[str, Any]) -> None:
         round_ = current.rounds - 1
         # RayTrainReportCallback's own rule: a checkpoint after round r when (r + 1) % frequency == 0
         callback.after_iteration(bst, round_, {name: {"mlogloss": v} for name, v in current.history.items()})
-        if fail_at is not None and checkpoint is None and rank == 0 and round_ == fail_at:
-            os._exit(1)  # a lost worker: the process dies, as on a preempted node
+        if rank == 0:
+            lose_process_once(fail_at, round_)
 
     final, progress = boost(
         config["params"], dtrain, dvalid, config["num_boost_round"], config["early_stopping_rounds"],

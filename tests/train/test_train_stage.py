@@ -67,8 +67,11 @@ def test_both_paths_resume_a_lost_process_and_match_an_uninterrupted_fit(ray_ses
     assert not train_stage.distributed(industrial_rows, mixed.distributed_min_rows)
     assert train_stage.distributed(1, 0)  # 0 forces Ray Train
     ctx = _prepared_run(tmp_path, frame, mixed)
-    with monkeypatch.context() as patch:  # rank 0 of domestic's first worker group, and industrial's task, die
-        lose_processes(patch, {"domestic": 3, "industrial": 3})
+    # rank 0 of domestic's worker group dies after round 6 (0-based 5), industrial's task after round 4: once each.
+    # Checkpoints come every 2 rounds; a worker's report waits in a queue of one until the controller takes it (every
+    # 2 s), so by round 6 the round-2 and round-4 checkpoints of the Ray Train fit have been taken
+    with monkeypatch.context() as patch:
+        lose_processes(patch, {"domestic": 5, "industrial": 3})
         metrics = train_stage.train_all(ctx)
     meta = _metadata(tmp_path / "staged")
 
@@ -88,9 +91,9 @@ def test_both_paths_resume_a_lost_process_and_match_an_uninterrupted_fit(ray_ses
         assert metrics[f"{population}/rows"] == sum(m["class_counts"].values())
     assert meta["domestic"]["trained_in"] == "ray_train" and metrics["domestic/distributed"] == 1
     assert meta["industrial"]["trained_in"] == "one_process" and metrics["industrial/distributed"] == 0
-    # the restarted worker group picked up a checkpoint (round 2 or 4) instead of starting over; the one-process
+    # the restarted worker group picked up a checkpoint (round 4 or 6) instead of starting over; the one-process
     # task was retried from its round-4 checkpoint
-    assert meta["domestic"]["resumed_from_rounds"] in ([2], [4])
+    assert meta["domestic"]["resumed_from_rounds"] in ([4], [6])
     assert meta["industrial"]["resumed_from_rounds"] == [4]
     # the Ray Train scratch folders are gone once the models are written; their storage path stays, empty
     assert (tmp_path / "run" / "ray_train").is_dir() and list((tmp_path / "run" / "ray_train").iterdir()) == []
@@ -103,8 +106,10 @@ def test_both_paths_resume_a_lost_process_and_match_an_uninterrupted_fit(ray_ses
     assert clean["domestic"]["resumed_from_rounds"] == [] and clean["domestic"]["trained_in"] == "ray_train"
     # as good a model: the resumed fit kept learning after its restart, and two distributed fits of 1500 rows land
     # within a few percent of each other (5.1% apart in one CI run), so the bound is 15%
+    resumed_at = meta["domestic"]["resumed_from_rounds"][0]
+    train_curve = meta["domestic"]["training_curve"]["train"]["mlogloss"]  # boosting lowers it every round
+    assert train_curve[-1] < train_curve[resumed_at] < train_curve[0]
     resumed_curve = meta["domestic"]["training_curve"]["validation"]["mlogloss"]
-    assert resumed_curve[-1] < resumed_curve[meta["domestic"]["resumed_from_rounds"][0]] < resumed_curve[0]
     assert resumed_curve[-1] == pytest.approx(clean["domestic"]["training_curve"]["validation"]["mlogloss"][-1],
                                               rel=0.15)
     # the one-process fit is exact: the resumed industrial model has the uninterrupted one's curve and trees
