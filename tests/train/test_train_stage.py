@@ -55,8 +55,8 @@ def _metadata(folder) -> Dict[str, Any]:
 @pytest.mark.slow
 def test_both_paths_resume_a_lost_process_and_match_an_uninterrupted_fit(ray_session, tmp_path, monkeypatch):
     """One split, the larger population (domestic) on Ray Train and the smaller (industrial) in one process, side by
-    side: each loses its process mid-fit and resumes from its checkpoint; the same fits uninterrupted are the
-    baseline (three Ray Train fits in all: they cost ~30 s each on 2 cores)."""
+    side: each loses its process mid-fit and resumes from its checkpoint; uninterrupted one-process fits of the same
+    split are the baseline (one Ray Train fit in all, with its restart: a fit costs ~30 s on 2 cores)."""
     frame = make_split_frame(1500, seed=11)
     domestic_rows = int((frame["population"] == "domestic").sum())
     industrial_rows = len(frame) - domestic_rows
@@ -98,14 +98,21 @@ def test_both_paths_resume_a_lost_process_and_match_an_uninterrupted_fit(ray_ses
     # the Ray Train scratch folders are gone once the models are written; their storage path stays, empty
     assert (tmp_path / "run" / "ray_train").is_dir() and list((tmp_path / "run" / "ray_train").iterdir()) == []
 
-    # the same split uninterrupted: the resumed Ray Train model finished with the same rounds and is as good a
-    # model. (Not the same trees: Ray Data hands blocks to whichever worker asks first, so each worker's rows, and
-    # with them its row subsample, differ between any two distributed fits, interrupted or not.)
-    train_stage.train_all(synthetic_context(str(tmp_path / "run"), str(tmp_path / "clean"), model=mixed))
+    # the same split uninterrupted, both populations in one process, twice: a one-process fit with the same seed is
+    # byte for byte deterministic, and it is the baseline of the resumed fits below
+    small = replace(NO_EARLY_STOP, distributed_min_rows=10**9)
+    for name in ("clean", "clean2"):
+        train_stage.train_all(synthetic_context(str(tmp_path / "run"), str(tmp_path / name), model=small))
+        assert {m["trained_in"] for m in _metadata(tmp_path / name).values()} == {"one_process"}
+    assert (tmp_path / "clean" / "domestic" / "model.ubj").read_bytes() == \
+        (tmp_path / "clean2" / "domestic" / "model.ubj").read_bytes()
     clean = _metadata(tmp_path / "clean")
-    assert clean["domestic"]["resumed_from_rounds"] == [] and clean["domestic"]["trained_in"] == "ray_train"
-    # as good a model: the resumed fit kept learning after its restart, and two distributed fits of 1500 rows land
-    # within a few percent of each other (5.1% apart in one CI run), so the bound is 15%
+
+    # the resumed Ray Train model finished with the same rounds and is as good a model: it kept learning after its
+    # restart, and lands within a few percent of an uninterrupted fit of the same rows (not the same trees: Ray Data
+    # hands blocks to whichever worker asks first, so each worker's rows, and with them its row subsample, differ
+    # between any two distributed fits, and from one process's), so the bound is 15%
+    assert meta["domestic"]["rounds_trained"] == clean["domestic"]["rounds_trained"] == NO_EARLY_STOP.num_boost_round
     resumed_at = meta["domestic"]["resumed_from_rounds"][0]
     train_curve = meta["domestic"]["training_curve"]["train"]["mlogloss"]  # boosting lowers it every round
     assert train_curve[-1] < train_curve[resumed_at] < train_curve[0]
@@ -118,14 +125,6 @@ def test_both_paths_resume_a_lost_process_and_match_an_uninterrupted_fit(ray_ses
     uninterrupted, _ = read_model(str(tmp_path / "clean" / "industrial"))
     X = np.hstack([frame[[f"f_{i:03d}" for i in range(8)]].to_numpy(np.float32), np.zeros((len(frame), 2), np.float32)])
     np.testing.assert_array_equal(resumed.inplace_predict(X), uninterrupted.inplace_predict(X))
-
-    # both small now: one process each, twice: a one-process fit with the same seed is byte for byte deterministic
-    small = replace(NO_EARLY_STOP, distributed_min_rows=10**9)
-    for name in ("small1", "small2"):
-        train_stage.train_all(synthetic_context(str(tmp_path / "run"), str(tmp_path / name), model=small))
-        assert {m["trained_in"] for m in _metadata(tmp_path / name).values()} == {"one_process"}
-    assert (tmp_path / "small1" / "domestic" / "model.ubj").read_bytes() == \
-        (tmp_path / "small2" / "domestic" / "model.ubj").read_bytes()
 
 
 def test_single_class_population_fails_before_ray_train(ray_session, tmp_path):
