@@ -47,6 +47,7 @@ def test_storage_round_trip_on_s3(bucket: str) -> None:
                                                         f"{bucket}/POLA/part-00001.parquet"]
 
 
+@pytest.mark.slow  # a pipeline run on Ray against S3
 @pytest.mark.parametrize("stages", list(STAGE_OUTPUTS))
 def test_run_reads_and_writes_s3(bucket: str, stages, request, tmp_path) -> None:
     from kon_ray.config import load_config, to_plain

@@ -115,6 +115,7 @@ def _report(ctx: RunContext) -> dict:
     return json.loads(Path(ctx.run_dir, "drift", "drift_report.json").read_text())
 
 
+@pytest.mark.slow  # two pipeline plans and drift stages on Ray, a registry on MLflow
 def test_a_new_registered_version_recomputes_the_drift_stage_and_is_named(ray_session, scored_run, tmp_path,
                                                                           real_drift_stage):
     _, _, splits, folders = scored_run

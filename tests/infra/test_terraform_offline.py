@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 from infra_helpers import INFRA
 
+pytestmark = pytest.mark.slow  # terraform init, validate and test: about 30 s on 2 cores
+
 ROOTS = ("live", "bootstrap")
 MIRROR_CANDIDATES = (
     os.environ.get("KON_TF_PROVIDER_MIRROR", ""),

@@ -147,6 +147,7 @@ def aws_env(monkeypatch, sagemaker_endpoint, moto_s3) -> None:
         monkeypatch.delenv(key, raising=False)
 
 
+@pytest.mark.slow  # the stand-in and a real mlflow server start for it
 def test_the_stand_in_refuses_what_is_not_signed(sagemaker_endpoint):
     """The stand-in is a real check: an unsigned request (plain MLflow REST) is refused, and never reaches MLflow."""
     request = urllib.request.Request(f"{sagemaker_endpoint.url}/api/2.0/mlflow/experiments/search", method="POST",
