@@ -66,15 +66,3 @@ STAGE_ORDER: Tuple[str, ...] = tuple(stage.name for stage in STAGES)
 
 def stage(name: str) -> Stage:
     return BY_NAME[name]
-
-
-def _check_order() -> None:
-    """Every stage reads only stages before it: the pipeline runs them in this order."""
-    seen: set[str] = set()
-    for entry in STAGES:
-        early = [name for name in entry.inputs if name not in seen]
-        assert not early, f"stage {entry.name} reads {early} before they run"
-        seen.add(entry.name)
-
-
-_check_order()
