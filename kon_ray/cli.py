@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 from kon_ray.config import CONF_DIR, describe_type, no_dataset_message, schema_type, unknown_key_error
 from kon_ray.errors import ConfigError, KonError
 
-log = logging.getLogger("kon_ray")
+log = logging.getLogger(__name__)
 
 
 def guarded(work: Callable[[], int]) -> int:

@@ -18,7 +18,7 @@ from kon_ray import execution, manifest, stages, storage
 from kon_ray.context import STAGE_FOLDERS, RunContext
 from kon_ray.errors import DriftGateError
 
-log = logging.getLogger("kon_ray")
+log = logging.getLogger(__name__)
 
 class StageObserver(Protocol):
     """Told about every stage as it ends (MLflow tracking implements this)."""

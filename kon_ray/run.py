@@ -19,7 +19,7 @@ from kon_ray.config import KonConfig, load_config, register_configs, to_plain
 from kon_ray.context import RunContext
 from kon_ray.secrets import MASK, install_log_redaction, redact, redact_text, secret_values
 
-log = logging.getLogger("kon_ray")
+log = logging.getLogger("kon_ray.run")  # the module's name, also when it runs as __main__ (python -m)
 
 def run(
     config: KonConfig, plain: Dict[str, Any], start_ray: Optional[Callable[[], None]] = None

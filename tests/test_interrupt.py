@@ -105,7 +105,7 @@ def _check_interrupted(run: Run, code: int, run_dir: Path, tmp_path: Path, stage
     terminal = "\n".join(run.lines)
     assert code == 130, terminal
     said = [line for line in run.lines if "interrupted" in line]
-    assert len(said) == 1 and said[0].endswith(f"ERROR kon_ray: {INTERRUPTED}"), terminal
+    assert len(said) == 1 and said[0].endswith(f"ERROR kon_ray.cli: {INTERRUPTED}"), terminal
     assert [line for line in run.lines if " ERROR " in line] == said, terminal
     assert "Traceback" not in terminal and "unexpected error" not in terminal, terminal
 

@@ -37,7 +37,7 @@ from kon_ray.config import CONF_DIR, KonConfig
 from kon_ray.errors import ClusterError, ConfigError
 from kon_ray.net import free_port, wait_for_port
 
-log = logging.getLogger("kon_ray")
+log = logging.getLogger(__name__)
 
 PROJECT_DIR = CONF_DIR.parent
 CLUSTER_TAG = "ray-cluster-name"  # Ray's own tag (TAG_RAY_CLUSTER_NAME); the head's IAM conditions name it

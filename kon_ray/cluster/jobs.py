@@ -34,7 +34,7 @@ from kon_ray.cluster.auth import Token, auth_failure, enable_client_auth, find_t
 from kon_ray.config import CONF_DIR, KonConfig
 from kon_ray.errors import ClusterError, ConfigError, first_line
 
-log = logging.getLogger("kon_ray")
+log = logging.getLogger(__name__)
 
 PROJECT_DIR = CONF_DIR.parent
 

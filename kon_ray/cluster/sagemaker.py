@@ -32,7 +32,7 @@ from kon_ray.config import KonConfig
 from kon_ray.errors import ClusterError, ConfigError, first_line
 from kon_ray.terminal import result_stream
 
-log = logging.getLogger("kon_ray")
+log = logging.getLogger(__name__)
 
 CHANNEL = "data"
 CHANNEL_DIR = f"/opt/ml/input/data/{CHANNEL}"

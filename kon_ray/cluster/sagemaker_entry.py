@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, MutableMapping, Optional, Sequence
 
-log = logging.getLogger("kon_ray.sagemaker")
+log = logging.getLogger("kon_ray.cluster.sagemaker_entry")  # the module name, also as __main__
 
 RESOURCE_CONFIG = "/opt/ml/input/config/resourceconfig.json"
 HYPERPARAMETERS = "/opt/ml/input/config/hyperparameters.json"
@@ -193,7 +193,7 @@ def enable_token_auth(environ: MutableMapping[str, str], fetch: Optional[Callabl
 
 
 def main(argv: Sequence[str] = ()) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         plan = plan_node(_read_json(os.environ.get("KON_RESOURCE_CONFIG", RESOURCE_CONFIG)))
         overrides = run_overrides(dict(os.environ), _read_json(HYPERPARAMETERS))

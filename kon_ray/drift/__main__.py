@@ -33,7 +33,7 @@ from kon_ray.errors import ConfigError, DataError, DriftGateError
 from kon_ray.terminal import result_stream
 from kon_ray.tracking.config import DriftTrackingConfig
 
-log = logging.getLogger("kon_ray")
+log = logging.getLogger("kon_ray.drift")  # the module's name, also when it runs as __main__ (python -m)
 
 @dataclass(frozen=True)
 class DriftStandaloneConfig:

@@ -25,7 +25,7 @@ from kon_ray.drift.report import (
 )
 from kon_ray.errors import DriftGateError
 
-log = logging.getLogger("kon_ray")
+log = logging.getLogger(__name__)
 
 
 def run_check(

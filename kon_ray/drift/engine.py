@@ -39,7 +39,7 @@ from kon_ray.drift.psi import edges_from_order_stats
 from kon_ray.drift.reference import NumericReference, ReferenceSummary
 from kon_ray.errors import ConfigError, DataError
 
-log = logging.getLogger("kon_ray")
+log = logging.getLogger(__name__)
 
 SPECULATIVE_NEIGHBOURS = 2  # KS slots kept on each side of the sample's guess for a PSI quantile
 IN_MEMORY = "<in memory>"  # the file name of an in-memory table's one row range

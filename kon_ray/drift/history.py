@@ -29,7 +29,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from kon_ray.drift.config import DriftConfig
 from kon_ray.errors import ConfigError, DataError
 
-log = logging.getLogger("kon_ray")
+log = logging.getLogger("kon_ray.drift.history")  # the module's name, also when it runs as __main__ (python -m)
 
 HTML_FILE = "drift_history.html"
 JSON_FILE = "drift_history.json"

@@ -24,7 +24,7 @@ from kon_ray.drift import prediction as P
 from kon_ray.drift.check import gate, metrics, run_check
 from kon_ray.features.spec import calendar_features
 
-log = logging.getLogger("kon_ray")
+log = logging.getLogger(__name__)
 
 # What key_material resolved for a config, kept until that config's drift stage runs in this process: the stage
 # scores with the version its key holds, even if another is registered between planning and running.

@@ -62,7 +62,7 @@ from kon_ray.features.transform import feature_arrays, population_of, transform_
 
 __all__ = ["run", "load_feature_state", "feature_columns", "transform_batch"]
 
-log = logging.getLogger("kon_ray")
+log = logging.getLogger(__name__)
 
 # A row's role, one int8 per row of the input (by position): its split in the low two bits, then two flags.
 SPLIT_BITS = 0b0011

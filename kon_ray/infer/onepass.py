@@ -53,7 +53,7 @@ from kon_ray.segment.state import CLUSTER, ESTRATO, STATE_FILE
 from kon_ray.train.data import POPULATION_COLUMN
 from kon_ray.train.model_folder import METADATA_FILE, MODEL_FILE
 
-log = logging.getLogger("kon_ray")
+log = logging.getLogger(__name__)
 
 MODEL_FILES = (MODEL_FILE, METADATA_FILE, STATE_FILE)  # what a model folder's bundle is loaded from
 _MODELS: Dict[Tuple[Any, ...], List[ModelBundle]] = {}  # per worker process: the bundles of the latest key

@@ -22,7 +22,7 @@ from kon_ray.synth.schema import ARROW_TYPES, SynthDataset, bind
 if TYPE_CHECKING:
     from kon_ray.config import DatasetConfig
 
-log = logging.getLogger("kon_ray.synth")
+log = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.json"  # written after the parts; a leading "_" keeps Parquet readers away from it
 

@@ -40,7 +40,7 @@ from kon_ray.tracking import names, outputs
 from kon_ray.tracking.config import DriftTrackingConfig
 from kon_ray.tracking.uri import check_uri, resolve_uri, ui_hint
 
-log = logging.getLogger("kon_ray.tracking")
+log = logging.getLogger(__name__)
 
 KIND = "drift_check"
 FINGERPRINT_TAG = "reference.fingerprint"

@@ -22,7 +22,7 @@ from kon_ray.secrets import redact_text
 from kon_ray.tracking.config import TrackingConfig
 from kon_ray.tracking.uri import resolve_uri
 
-log = logging.getLogger("kon_ray.tracking")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

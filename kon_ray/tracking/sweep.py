@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from kon_ray.tracking.common import PARENT_RUN_ENV, git_state, import_mlflow, one_line
 from kon_ray.tracking.names import best_metric_keys, redact_overrides, run_metric_names
 
-log = logging.getLogger("kon_ray.tracking")
+log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "sweep_summary.json"
 PARENT_FILE = "mlflow_parent_run.json"

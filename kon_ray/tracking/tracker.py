@@ -61,7 +61,7 @@ from kon_ray.tracking.common import PARENT_RUN_ENV, git_state, import_mlflow, on
 from kon_ray.tracking.names import registered_name
 from kon_ray.tracking.uri import check_uri, resolve_uri, ui_hint
 
-log = logging.getLogger("kon_ray.tracking")
+log = logging.getLogger(__name__)
 
 # what `stages.Stage.tracked` may name: the Tracker method that logs it is `_track_<hook>`
 HOOK_PREFIX = "_track_"

@@ -119,9 +119,9 @@ def _drift(run: str) -> Any:
 
 
 def _stage_windows(log: str) -> Dict[str, tuple]:
-    """{stage: (first second, last second)} from the job's streamed log ("HH:MM:SS INFO kon_ray: stage X: ...")."""
+    """{stage: (first second, last second)} from the job's streamed log ("HH:MM:SS INFO kon_ray.pipeline: stage X")."""
     starts, ends = {}, {}
-    for hms, stage, what in re.findall(r"(\d\d:\d\d:\d\d) INFO kon_ray: stage (\w+): (started|finished)", log):
+    for hms, stage, what in re.findall(r"(\d\d:\d\d:\d\d) INFO kon_ray.pipeline: stage (\w+): (started|finished)", log):
         (starts if what == "started" else ends)[stage] = hms
     return {s: (starts[s], ends[s]) for s in starts if s in ends}
 

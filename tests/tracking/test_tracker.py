@@ -56,7 +56,7 @@ def test_a_full_run_is_logged_with_params_metrics_curves_artifacts_and_registere
     config, plain = _config(tmp_path, sqlite_uri, "full", "tracking.register_models=true")
     plain["tracking"]["token"] = "s3cret-token"  # a secret pasted into the config never reaches MLflow
     log_file = tmp_path / "run.log"
-    log_file.write_text("12:00:00 INFO kon_ray: stage ingest: started\n")
+    log_file.write_text("12:00:00 INFO kon_ray.pipeline: stage ingest: started\n")
 
     with tracked_run(config, plain, str(log_file)) as tracker:
         pipeline_run.log_to(tracker, seconds=1.5)
