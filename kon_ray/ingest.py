@@ -4,6 +4,9 @@ Nothing is computed before the data passes these checks: every file is readable 
 is there with its declared type and no undeclared one, there is at least one row, ids are unique. Each problem is
 a `DataError` naming the file and column. The stage publishes `ingest/ingest.json` (files, rows, schema hash,
 fingerprint) that later stages read instead of listing the folder again.
+
+`data_fingerprint` is the one definition of the data's fingerprint: the pipeline puts it in the ingest stage's cache
+key (kon_ray/manifest.py), and ingest.json and MLflow (`data.fingerprint`) record the same value.
 """
 
 from __future__ import annotations
@@ -21,6 +24,19 @@ from kon_ray.context import RunContext
 from kon_ray.errors import DataError
 
 SUMMARY_FILE = "ingest.json"  # the stage's one output: rows, files, fingerprint (read by preprocess and tracking)
+
+
+def data_fingerprint(path: str) -> str:
+    """The data's fingerprint: a hash of `path` and each input file's name, size and modification time, from the
+    file listing alone. No data is read, so every run computes it before deciding what to reuse; rewriting any file
+    (even with the same size and rows) changes it, and so redoes every stage. It is the data's part of the ingest
+    stage's cache key and the `fingerprint` of ingest.json (rows and the schema hash are fields of their own)."""
+    fs, _ = storage.filesystem(path)
+    digest = hashlib.sha256(path.encode())
+    for file in storage.list_files(path):
+        info = fs.get_file_info(file)
+        digest.update(f"{file}:{info.size}:{info.mtime_ns};".encode())
+    return digest.hexdigest()[:16]
 
 
 def type_matches(declared: str, actual: pa.DataType) -> bool:
@@ -104,25 +120,23 @@ def validate(path: str, declared: Dict[str, str], id_column: str, fix: str | Non
     """Check the dataset at `path` and return its summary; raise DataError at the first problem (`fix`: what to
     run when there is no data at all)."""
     files = find_files(path, "dataset.path", fix)
-    total_rows, fingerprint = 0, hashlib.sha256()
+    total_rows = 0
     for file in files:
-        schema, rows, size = read_metadata(file)
+        schema, rows, _ = read_metadata(file)
         problems = schema_problems(file, schema, declared) if declared else []
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise DataError(problems[0] + more)
         total_rows += rows
-        fingerprint.update(f"{file}:{size}:{rows};".encode())
     if total_rows == 0:
         raise DataError(f"{path}: the dataset has no rows")
     check_unique_ids(path, files, id_column)
-    fingerprint.update(schema_hash(declared).encode())
     return {
         "path": path,
         "files": files,
         "rows": total_rows,
         "schema_hash": schema_hash(declared),
-        "fingerprint": fingerprint.hexdigest()[:16],
+        "fingerprint": data_fingerprint(path),
     }
 
 

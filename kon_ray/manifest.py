@@ -1,9 +1,10 @@
 """Which inputs decide a stage's outputs, as one key per stage.
 
 A stage's key hashes the config sections that affect it, the keys of the stages it reads, and (for ingest) the
-fingerprint of the input files. Equal keys mean equal outputs, so a published stage with a matching manifest is
-reused instead of recomputed: after an interruption (re-running the same command redoes only what is missing) and
-across the jobs of a sweep (changing `model.*` redoes train and infer, never ingest, preprocess or drift).
+data's fingerprint (`kon_ray.ingest.data_fingerprint`: names, sizes and modification times of the input files, the
+value ingest.json and MLflow record). Equal keys mean equal outputs, so a published stage with a matching manifest
+is reused instead of recomputed: after an interruption (re-running the same command redoes only what is missing)
+and across the jobs of a sweep (changing `model.*` redoes train and infer, never ingest, preprocess or drift).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ def select(config: Any, path: str) -> Any:
 
 def stage_keys(config: Any, data_fingerprint: str, extra: Mapping[str, Any] | None = None) -> Dict[str, str]:
     """The key of every stage, in pipeline order (a stage's key covers everything upstream of it): the config
-    paths and inputs its registry entry declares (kon_ray/stages.py), the data's fingerprint for the stage that
-    reads the data, and `extra[stage]` (what else decides its outputs, from its `key_material` hook)."""
+    paths and inputs its registry entry declares (kon_ray/stages.py), the data's fingerprint
+    (`kon_ray.ingest.data_fingerprint`) for the stage that reads the data, and `extra[stage]` (what else decides
+    its outputs, from its `key_material` hook)."""
     keys: Dict[str, str] = {}
     for entry in STAGES:
         material = {
@@ -44,16 +46,6 @@ def stage_keys(config: Any, data_fingerprint: str, extra: Mapping[str, Any] | No
             material["extra"] = extra[entry.name]
         keys[entry.name] = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return keys
-
-
-def data_fingerprint(path: str) -> str:
-    """A cheap fingerprint of the input files: names, sizes and modification times (no data is read)."""
-    fs, fs_path = storage.filesystem(path)
-    digest = hashlib.sha256(path.encode())
-    for file in storage.list_files(path):
-        info = fs.get_file_info(file)
-        digest.update(f"{file}:{info.size}:{info.mtime_ns};".encode())
-    return digest.hexdigest()[:16]
 
 
 def read_manifest(folder: str) -> Dict[str, Any] | None:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Optional, Protocol
 from kon_ray import execution, manifest, stages, storage
 from kon_ray.context import STAGE_FOLDERS, RunContext
 from kon_ray.errors import DriftGateError
+from kon_ray.ingest import data_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def plan(ctx: RunContext) -> RunContext:
     """Resolve where every stage's outputs live for this config and data (its keyed cache folder)."""
     extra = {entry.name: entry.extra_key_material(ctx.config) for entry in stages.STAGES
              if entry.name in ctx.config.stages}
-    keys = manifest.stage_keys(ctx.config, manifest.data_fingerprint(ctx.config.dataset.path), extra)
+    keys = manifest.stage_keys(ctx.config, data_fingerprint(ctx.config.dataset.path), extra)
     root = cache_root(ctx)
     paths = {stage: storage.join(root, f"{stage}-{key}") for stage, key in keys.items()}
     return replace(ctx, stage_paths=paths, stage_keys=keys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kon_ray.errors import DataError
-from kon_ray.ingest import schema_problems, type_matches, validate
+from kon_ray.ingest import data_fingerprint, schema_problems, type_matches, validate
 
 DECLARED = {"customer_id": "int64", "record_date": "date", "tariff_type": "string", "kwh": "float64", "vip": "bool"}
 
@@ -46,6 +47,26 @@ def test_fingerprint_changes_with_the_data(tmp_path):
     before = validate(str(folder), DECLARED, "customer_id")["fingerprint"]
     _write(folder, _table(5))
     assert validate(str(folder), DECLARED, "customer_id")["fingerprint"] != before
+
+
+def test_ingest_json_records_the_fingerprint_the_cache_key_uses(tmp_path):
+    """One fingerprint: what validate() reports (ingest.json, MLflow's data.fingerprint) is data_fingerprint(path),
+    the value kon_ray.pipeline.plan puts in the ingest stage's key."""
+    folder = _write(tmp_path / "ds", _table(4), _table(3, start_id=10))
+    assert validate(str(folder), DECLARED, "customer_id")["fingerprint"] == data_fingerprint(str(folder))
+
+
+def test_the_fingerprint_reads_no_data_and_sees_a_rewrite_of_the_same_size(tmp_path):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    part = folder / "part-00000.parquet"
+    part.write_bytes(b"not parquet at all")  # listed, never opened: the fingerprint is the file listing alone
+    before = data_fingerprint(str(folder))
+    part.write_bytes(b"NOT PARQUET AT ALL")  # same name and size, new contents: only the mtime tells
+    stat = part.stat()
+    os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # never within the clock's resolution
+    assert data_fingerprint(str(folder)) != before
+    assert data_fingerprint(str(folder)) == data_fingerprint(str(folder))
 
 
 @pytest.mark.parametrize(

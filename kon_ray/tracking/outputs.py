@@ -62,7 +62,7 @@ def read_json_if_there(path: str) -> Optional[Any]:
 
 def dataset_fingerprint(ingest_folder: str) -> Dict[str, Any]:
     """path, files (their count), rows, schema hash and fingerprint from the ingest stage's ingest.json ({} when
-    absent)."""
+    absent); the fingerprint is kon_ray.ingest.data_fingerprint, the one in the stages' cache keys."""
     summary = read_json_if_there(storage.join(ingest_folder, INGEST_SUMMARY))
     if not isinstance(summary, Mapping):
         return {}
