@@ -109,14 +109,14 @@ def _check(cfg: DictConfig) -> int:
     started_work()
     from kon_ray.cluster.local import init_local_ray
     from kon_ray.drift.check import gate, run_check
-    from kon_ray.drift.report import SUMMARY_TXT, summary_text
+    from kon_ray.drift.report import REPORT_HTML, REPORT_JSON, SUMMARY_TXT, summary_text
 
     started = time.time()
     init_local_ray(config.cluster)
     report = run_check(config.drift, config.current, config.output, reference=config.reference,
                        reference_summary=config.reference_summary, exclude=config.exclude)
     print(summary_text(report), end="", file=result_stream())
-    log.info("reports in %s (%s, drift_report.json, drift_report.html)", config.output, SUMMARY_TXT)
+    log.info("reports in %s (%s, %s, %s)", config.output, SUMMARY_TXT, REPORT_JSON, REPORT_HTML)
     stopped = None
     try:
         gate(report, config.drift, config.output)

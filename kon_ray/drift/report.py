@@ -28,10 +28,11 @@ from typing import Any, Dict, List, Sequence
 
 from kon_ray.drift.severity import SEVERITIES
 
-REPORT_JSON = "drift_report.json"
-SUMMARY_TXT = "drift_summary.txt"
-REPORT_HTML = "drift_report.html"
-REFERENCE_SUMMARY = "reference_summary.json"
+# The files a drift check writes (kon_ray/drift/check.py), named once here; every reader imports these.
+REPORT_JSON = "drift_report.json"  # the contract above (read by kon_ray/tracking/outputs.py)
+SUMMARY_TXT = "drift_summary.txt"  # summary_text(); the gate's error names it
+REPORT_HTML = "drift_report.html"  # kon_ray/drift/html.py
+REFERENCE_SUMMARY = "reference_summary.json"  # kon_ray/drift/reference.py (reused by reference_summary=PATH)
 
 
 def build_report(features: List[Dict[str, Any]], summary: Dict[str, Any], reference: str, current: str,

@@ -71,6 +71,7 @@ FIT_SAMPLE = 0b1000  # in the deterministic fit sample (state.py)
 REFERENCE_REST = 0b10000  # reference window, labelled, left out by balanced sampling: written to reference_rest/
 REST = 4  # the output code of those rows (beside splits.TRAIN / TEST / CURRENT)
 OUTPUTS = {**splits.SPLITS, REST: "reference_rest"}
+SPLIT_SUMMARY_FILE = "split_summary.json"  # rows per split and class, features, the split plan (tracking logs it)
 # The smallest work unit the passes cut (the execution layer's default; tests lower it to cut tiny data finely).
 UNIT_MIN_ROWS = execution.MIN_UNIT_ROWS
 
@@ -135,7 +136,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         "train_portion_rows": train_rows,
         "plan": plan,
     }
-    storage.write_json(ctx.out("split_summary.json"), summary)
+    storage.write_json(ctx.out(SPLIT_SUMMARY_FILE), summary)
     for name in OUTPUTS.values():  # an empty split is still a folder, so readers find it
         if counts.get(name) is None or not sum(counts[name].values()):
             storage.write_text(ctx.out(name, ".empty"), "")

@@ -1,10 +1,19 @@
-"""A population's report as a dict (reports/<population>.json), from merged metric counts and the model."""
+"""A population's report as a dict (reports/<population>.json), from merged metric counts and the model.
+
+The names of everything InferenceReporting writes are here, once (kon_ray/infer/stage.py writes them; readers import
+them): `PREDICTIONS`/<split>/part-<unit>.parquet (the part names: kon_ray.infer.onepass.part_name), and per population
+`REPORT_JSON` and `REPORT_HTML`.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping
 
 from kon_ray.infer import metrics
+
+PREDICTIONS = "predictions"  # reports/predictions/{test,current}/part-<unit>.parquet
+REPORT_JSON = "{population}.json"  # this dict, per population: REPORT_JSON.format(population=...)
+REPORT_HTML = "{population}.html"  # the same as a self-contained page (kon_ray/infer/html.py)
 
 TOP_FEATURES = 20
 

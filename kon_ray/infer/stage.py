@@ -28,7 +28,7 @@ from kon_ray.context import STAGE_FOLDERS, RunContext
 from kon_ray.drift.prediction import is_high
 from kon_ray.errors import DataError, DriftGateError
 from kon_ray.infer import html, onepass
-from kon_ray.infer.report import build_report, feature_importance
+from kon_ray.infer.report import PREDICTIONS, REPORT_HTML, REPORT_JSON, build_report, feature_importance
 from kon_ray.infer.score import input_columns, load_bundle, merge_metric_partials
 from kon_ray.segment.io import require_split_columns, split_columns, split_dir, split_files
 from kon_ray.train.model_folder import MODEL_FILE
@@ -46,7 +46,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         storage.join(models_dir, p) for p in POPULATIONS if storage.exists(storage.join(models_dir, p, MODEL_FILE))
     ]
     if not folders:
-        raise DataError(f"{models_dir}: no population model (models/<population>/model.ubj) to score with")
+        raise DataError(f"{models_dir}: no population model (models/<population>/{MODEL_FILE}) to score with")
     bundles = [load_bundle(folder) for folder in folders]  # on the driver: a bad model folder fails here, once
     labels = {b.population: tuple(b.labels) for b in bundles}
 
@@ -70,7 +70,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     for split, (source, columns, target) in plans.items():
         spec = onepass.PassSpec(
             folders=tuple(folders), labels=labels, id_column=dataset.id_column, target_column=target,
-            out=_fresh_folder(ctx.out("predictions", split)),
+            out=_fresh_folder(ctx.out(PREDICTIONS, split)),
             collect=with_drift and split == "test",
             drift={p: onepass.counting_plan(r) for p, r in references.items() if not isinstance(r, str)}
             if with_drift and split == "current" else {},
@@ -92,8 +92,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     for bundle in bundles:
         report = build_report(dataset.name, bundle.population, bundle.metadata, merged[bundle.population],
                               feature_importance(bundle.booster), drift[bundle.population])
-        storage.write_json(ctx.out(f"{bundle.population}.json"), report)
-        storage.write_text(ctx.out(f"{bundle.population}.html"), html.render(report))
+        storage.write_json(ctx.out(REPORT_JSON.format(population=bundle.population)), report)
+        storage.write_text(ctx.out(REPORT_HTML.format(population=bundle.population)), html.render(report))
         for split, m in report["splits"].items():
             prefix = f"{bundle.population}/{split}"
             metrics.update({f"{prefix}/accuracy": m["accuracy"], f"{prefix}/macro_f1": m["macro_f1"],
@@ -116,7 +116,8 @@ def _gate(ctx: RunContext, high: List[str], drift: Dict[str, Dict[str, Any]], me
     The error carries the stage's metrics: the pipeline publishes the reports and hands both to the tracker."""
     if not (ctx.config.drift.fail_on_drift and high):
         return
-    where = storage.join(ctx.run_dir, STAGE_FOLDERS["infer"], f"{high[0]}.html")  # the run folder's, where users look
+    # the run folder's link, where users look
+    where = storage.join(ctx.run_dir, STAGE_FOLDERS["infer"], REPORT_HTML.format(population=high[0]))
     worst = ", ".join(f"{p} (max PSI {drift[p]['psi_max']:.4f})" for p in high)
     error = DriftGateError(f"prediction drift is HIGH at InferenceReporting for {worst}, test split -> current split;"
                            f" see {where}")
