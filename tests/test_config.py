@@ -146,3 +146,24 @@ def test_debug_tiny_makes_the_whole_run_tiny(tmp_path):
     assert generator.dataset == tiny.dataset  # one dataset config, whichever command composes it
     current = generator.synth.rows * tiny.split.current_months // generator.synth.months  # ~750 records
     assert current >= 50 * tiny.drift.psi_bins  # at least 50 expected records per PSI bin in the current window
+
+
+def test_debug_tiny_leaves_the_dataset_to_the_command_line(tmp_path):
+    """Why debug=tiny sets no dataset.* (conf/debug/tiny.yaml): the dataset's size caps are no-ops at the tiny
+    sample (the fit is exact, one batch per unit); and a dataset.* value given on the command line beside
+    debug=tiny reaches both commands, with the overlay's own values kept."""
+    from tests.synth.conftest import composed as composed_for_the_generator
+
+    tiny = load_config(compose_config(["+dataset=POLA", "debug=tiny"], tmp_path))
+    rows = composed_for_the_generator("POLA", "debug=tiny").synth.rows
+    assert rows == 3000
+    assert tiny.dataset.features.fit_sample_rows >= rows and tiny.dataset.features.batch_rows >= rows
+
+    given = ["dataset.segment.clusters=3", "dataset.features.fit_sample_rows=500"]
+    pipeline = load_config(compose_config(["+dataset=POLA", "debug=tiny", *given], tmp_path))
+    generator = composed_for_the_generator("POLA", "debug=tiny", *given)
+    for dataset in (pipeline.dataset, generator.dataset):
+        assert (dataset.segment.clusters, dataset.features.fit_sample_rows) == (3, 500)
+    assert pipeline.model.num_boost_round == 20 and generator.synth.rows == 3000
+    assert dataclasses.replace(pipeline.dataset, segment=tiny.dataset.segment,
+                               features=tiny.dataset.features) == tiny.dataset
