@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import sys
 import traceback
@@ -27,7 +28,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from kon_ray.config import CONF_DIR, describe_type, no_dataset_message, schema_type, unknown_key_error
+from kon_ray.config import (
+    CONF_DIR,
+    KINDS,
+    composed_schema,
+    describe_type,
+    kind_fields,
+    no_dataset_message,
+    schema_type,
+    unknown_key_error,
+)
 from kon_ray.errors import ConfigError, KonError
 
 log = logging.getLogger(__name__)
@@ -97,16 +107,18 @@ def in_multirun() -> bool:
 def _preflight(config_name: str, argv: List[str], schema: Optional[type] = None) -> None:
     """Check the command line before Hydra does, so that every mistake in it is one line and exit 2 (Hydra itself
     would print a multi-line report, or advise `+key=...` for a typo, or let `+model.typo=1` through to fail later):
-    - every key set on the command line must be in the schema, with or without `+` (a sweep's too);
+    - every key set on the command line must be in the schema, with or without `+` (a sweep's too); a `cluster.*`
+      key must be in the chosen cluster kind's schema (`_kind_schemas`);
     - then (not for sweeps) the config is composed once; a value of the wrong type names the expected type."""
     overrides = [arg for arg in argv if not arg.startswith("-") and "=" in arg]
     parsed = _parse(overrides)
-    if schema is not None:
+    schemas = [] if schema is None else _kind_schemas(config_name, overrides, parsed, schema)
+    for checked in schemas:
         for override in parsed:
             key = override.key_or_group
             if override.package is not None or _is_hydra(key) or _is_group(key):
                 continue  # `+dataset=POLA`, `cluster=ray`, `hydra.job.env_set.X=...`: Hydra checks those
-            error = unknown_key_error(key, schema)
+            error = unknown_key_error(key, checked)
             if error is not None:
                 _config_error(str(error))
     if any(arg in ("-m", "--multirun") for arg in argv):
@@ -123,7 +135,41 @@ def _preflight(config_name: str, argv: List[str], schema: Optional[type] = None)
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             compose(config_name=config_name, overrides=task)
     except (HydraException, OmegaConfBaseException) as exc:
-        _config_error(_explain(exc, parsed, schema))
+        _config_error(_explain(exc, parsed, schemas[0] if schemas else None))
+
+
+def _kind_schemas(config_name: str, overrides: List[str], parsed: list, schema: type) -> List[type]:
+    """The schemas the command line's keys are checked against: `schema` with each field that holds one of several
+    kinds (`cluster`) typed as the kind chosen, found by composing the command line's config choices alone (so an
+    experiment that picks the cluster counts too), once per value of a swept `cluster=a,b`. `schema` itself when no
+    key of such a field is set, or when the choices do not compose (the full composition then says why)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    fields = [name for name in kind_fields(schema)
+              if any(o.key_or_group.startswith(name + ".") for o in parsed if o.package is None)]
+    if not fields or len(parsed) != len(overrides):
+        return [schema]
+    choices = [text for text, o in zip(overrides, parsed)
+               if (o.package is not None or _is_group(o.key_or_group)) and not _is_hydra(o.key_or_group)
+               and o.key_or_group not in fields and not o.is_sweep_override()]
+    variants: List[List[str]] = [[]]
+    for name in fields:  # the field's own choice, swept or not (the last one given wins, as in Hydra)
+        given = [o for o in parsed if o.key_or_group == name and o.package is None]
+        if given:
+            values = list(given[-1].sweep_string_iterator()) if given[-1].is_sweep_override() else \
+                [given[-1].get_value_element_as_str()]
+            variants = [variant + [f"{name}={value}"] for variant in variants for value in values]
+    schemas = []
+    for variant in variants:
+        try:
+            with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+                cfg = compose(config_name=config_name, overrides=choices + variant)
+        except (HydraException, OmegaConfBaseException):
+            return [schema]
+        schemas.append(composed_schema(cfg, schema))
+    return schemas
 
 
 def _config_error(message: str) -> None:
@@ -172,6 +218,12 @@ def _explain(exc: Exception, parsed: list, schema: Optional[type]) -> str:
                 return f"{key}: expected {expected}, got {given[-1].get_value_element_as_str()!r}"
             return f"{key}: expected {expected} ({_one_line(str(cause))})"
         cause = cause.__cause__ or cause.__context__
+    wrong_kind = re.search(r"^In '(\w+)/.*?(\w+) is not a subclass of (\w+)", str(exc), re.S)
+    if wrong_kind:  # `python -m kon_ray.drift cluster=ray`: a kind the command's schema does not take
+        group, chosen, expected = wrong_kind.groups()
+        kind = next((k for kinds in KINDS.values() for k, s in kinds.items() if s.__name__ == expected), None)
+        takes = f"{group}={kind} ({expected})" if kind else expected
+        return f"{group}: this command takes {takes} only, not {chosen}"
     return _one_line(str(exc))
 
 

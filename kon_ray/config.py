@@ -12,14 +12,14 @@ import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import omegaconf.dictconfig
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from kon_ray.cluster.config import ClusterConfig
+from kon_ray.cluster.config import CLUSTER_SCHEMAS, ClusterConfig
 from kon_ray.drift.config import DriftConfig
 from kon_ray.errors import ConfigError
 from kon_ray.features.config import FeatureConfig, SplitConfig
@@ -82,6 +82,8 @@ class DatasetConfig:
 class KonConfig:
     dataset: DatasetConfig = MISSING
     model: ModelConfig = MISSING
+    # The base schema: conf/cluster/<kind>.yaml composes its kind's (LocalCluster, RayCluster...) into it, and
+    # `load_config` returns that kind's dataclass (KINDS below; kon_ray/cluster/config.py).
     cluster: ClusterConfig = MISSING
     drift: DriftConfig = MISSING
     tracking: TrackingConfig = MISSING
@@ -110,7 +112,8 @@ def register_configs() -> None:
     store.store(name="base_config", node=_schema(KonConfig))
     store.store(group="dataset", name="base_dataset", node=_schema(DatasetConfig))
     store.store(group="model", name="base_model", node=_schema(ModelConfig))
-    store.store(group="cluster", name="base_cluster", node=_schema(ClusterConfig))
+    for kind, cluster_schema in CLUSTER_SCHEMAS.items():  # one schema per kind: conf/cluster/<kind>.yaml
+        store.store(group="cluster", name=f"base_cluster_{kind}", node=_schema(cluster_schema))
     store.store(group="drift", name="base_drift", node=_schema(DriftConfig))
     store.store(group="tracking", name="base_tracking", node=_schema(TrackingConfig))
 
@@ -169,6 +172,13 @@ def load_schema(cfg: DictConfig, schema: type) -> Any:
 
 # ---- keys and types of a schema (a frozen dataclass), for messages that name the key and the fix ----------------
 
+# A field typed with a base schema holds one of its kinds, each a subclass that a config group's file chooses:
+# `cluster` (ClusterConfig) is LocalCluster, RayCluster, Ec2Cluster or SageMakerCluster, whichever schema
+# conf/cluster/<kind>.yaml names. Hydra merges the chosen subclass into the base-typed field (OmegaConf allows
+# that), so the composed config, its errors and `load_config`'s result are the chosen kind's. Where the choice is
+# not known yet the base stands for every kind's keys; `narrowed` / `composed_schema` give the chosen kind's.
+KINDS: Dict[type, Dict[str, type]] = {ClusterConfig: dict(CLUSTER_SCHEMAS)}
+
 
 def _optional_of(hint: Any) -> Any:
     """`X` for `Optional[X]`, else `hint`."""
@@ -180,8 +190,62 @@ def _optional_of(hint: Any) -> Any:
 
 
 def _fields(schema: type) -> Dict[str, Any]:
+    if schema in KINDS:  # a base schema: the keys of every kind (the first kind's type where kinds share a key)
+        merged: Dict[str, Any] = {}
+        for kind in KINDS[schema].values():
+            for name, hint in _fields(kind).items():
+                merged.setdefault(name, hint)
+        return merged
     hints = typing.get_type_hints(schema)
     return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
+
+
+def narrowed(schema: type, chosen: Mapping[str, type]) -> type:
+    """`schema` with each field named in `chosen` typed as the given kind (a subclass of its declared base schema):
+    the schema that a config composed with those choices follows, for checking its keys (never instantiated)."""
+    if not chosen:
+        return schema
+    return dataclasses.make_dataclass(
+        schema.__name__,
+        [(name, kind, field(default=MISSING)) for name, kind in chosen.items()],
+        bases=(schema,),
+        frozen=True,
+    )
+
+
+def kind_fields(schema: type) -> List[str]:
+    """The fields of `schema` that hold one of several kinds (`cluster`)."""
+    return [name for name, hint in _fields(schema).items() if _optional_of(hint) in KINDS]
+
+
+def composed_schema(cfg: DictConfig, schema: type) -> type:
+    """`schema` narrowed to the kinds `cfg` was composed with (its `cluster` node's schema, e.g. RayCluster)."""
+    chosen: Dict[str, type] = {}
+    for name in kind_fields(schema):
+        base = _optional_of(_fields(schema)[name])
+        if name in cfg and not OmegaConf.is_missing(cfg, name):
+            kind = OmegaConf.get_type(cfg, name)
+            if isinstance(kind, type) and kind is not base and issubclass(kind, base):
+                chosen[name] = kind
+    return narrowed(schema, chosen)
+
+
+def _another_kinds_key(schema: type, parent: str, name: str) -> Optional[str]:
+    """"a key of cluster=sagemaker, not of cluster=local (whose keys are ...)" when `parent` holds one kind of a base
+    schema (KINDS) and other kinds have `name`; else None."""
+    try:
+        hint = _optional_of(schema_type(schema, parent))
+    except KeyError:
+        return None
+    for base, kinds in KINDS.items():
+        if isinstance(hint, type) and hint is not base and issubclass(hint, base):
+            others = [kind for kind, other in kinds.items() if other is not hint and name in _fields(other)]
+            if not others:
+                return None
+            chosen = next((kind for kind, other in kinds.items() if other is hint), hint.__name__)
+            return (f"a key of {parent}={'|'.join(others)}, not of {parent}={chosen}"
+                    f" (whose keys are {', '.join(_fields(hint))})")
+    return None
 
 
 def schema_type(schema: type, key: str) -> Any:
@@ -237,6 +301,9 @@ def unknown_key_error(key: str, schema: type) -> Optional[ConfigError]:
         break
     keys = schema_keys(schema)
     parent, _, name = key.rpartition(".")
+    elsewhere = _another_kinds_key(schema, parent, name) if parent else None
+    if elsewhere:  # `cluster.instance_count` under cluster=local
+        return ConfigError(f"unknown config key {key}: {elsewhere}")
     if parent == "" or parent in keys:  # a typo in the last part: compare with the names beside it
         below = [k[len(parent) + 1 :] if parent else k for k in keys if not parent or k.startswith(parent + ".")]
         siblings = [other for other in below if "." not in other]
@@ -273,7 +340,9 @@ def describe_type(hint: Any) -> str:
 
 def check_known_keys(cfg: DictConfig, schema: type) -> None:
     """Every key of a composed config must be in the schema: a key added with `+` (Hydra lets `+model.x=1` through)
-    would otherwise fail much later, as a FrozenInstanceError, when the frozen dataclass is built."""
+    would otherwise fail much later, as a FrozenInstanceError, when the frozen dataclass is built. A field that holds
+    one of several kinds (`cluster`) is checked against the kind composed."""
+    schema = composed_schema(cfg, schema)
     unknown = _first_unknown(OmegaConf.to_container(cfg, resolve=False), schema, "")
     if unknown:
         raise unknown_key_error(unknown, schema) or ConfigError(f"unknown config key {unknown}")

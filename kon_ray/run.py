@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kon_ray.cli import guarded, hydra_cli, in_multirun, log_file, started_work
+from kon_ray.cluster.config import LocalCluster
 from kon_ray.config import KonConfig, load_config, register_configs, to_plain
 from kon_ray.context import RunContext
 from kon_ray.secrets import MASK, install_log_redaction, redact, redact_text, secret_values
@@ -73,7 +74,8 @@ def _main(cfg: DictConfig) -> int:
     everything = {"config": plain, "hydra": _hydra_plain()}
     install_log_redaction(everything)
     _redact_hydra_dumps(plain, secret_values(everything))
-    if config.cluster.kind != "local":
+    cluster = config.cluster
+    if not isinstance(cluster, LocalCluster):  # ray, ec2, sagemaker: the run goes to the cluster
         from kon_ray.cluster.remote import submit
 
         started_work()
@@ -85,7 +87,7 @@ def _main(cfg: DictConfig) -> int:
     if config.cache_dir:
         check_writable(config.cache_dir, "cache_dir")
     started_work()
-    run(config, plain, start_ray=lambda: init_local_ray(config.cluster))
+    run(config, plain, start_ray=lambda: init_local_ray(cluster))
     return 0
 
 

@@ -295,7 +295,7 @@ def profile(args) -> None:
     import cProfile
     import pstats
 
-    from kon_ray.cluster.config import ClusterConfig
+    from kon_ray.cluster.config import LocalCluster
     from kon_ray.cluster.local import init_local_ray
     from kon_ray.drift import engine
     from kon_ray.drift.check import run_check
@@ -305,7 +305,7 @@ def profile(args) -> None:
     try:
         paths = write_layouts(tmp, args.rows, args.features)
         t = time.perf_counter()
-        init_local_ray(ClusterConfig(data_cpu_reserve=1, object_store_gb=4.0))
+        init_local_ray(LocalCluster(data_cpu_reserve=1, object_store_gb=4.0))
         print(f"ray start: {time.perf_counter() - t:.1f} s")
         for name in ("sample", "reduce", "fit_reference", "summarise_current"):
             original = getattr(engine, name)

@@ -120,7 +120,7 @@ def main() -> None:
     import pyarrow.parquet as pq
     import xgboost as xgb
 
-    from kon_ray.cluster.config import ClusterConfig
+    from kon_ray.cluster.config import LocalCluster
     from kon_ray.infer import stage as infer_stage
     from kon_ray.segment.config import SegmentConfig
     from kon_ray.segment.state import SegmentState
@@ -156,7 +156,7 @@ def main() -> None:
         if not args.profile:
             from kon_ray.cluster.local import init_local_ray
 
-            init_local_ray(ClusterConfig())  # as a cluster=local run starts it; not timed
+            init_local_ray(LocalCluster())  # as a cluster=local run starts it; not timed
         import ray
 
         for layout in [s.strip() for s in args.layouts.split(",") if s.strip()]:

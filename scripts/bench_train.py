@@ -112,7 +112,7 @@ def main() -> None:
     _cpu_seconds = _CpuMeter()
 
     from kon_ray import execution
-    from kon_ray.cluster.config import ClusterConfig
+    from kon_ray.cluster.config import LocalCluster
     from kon_ray.infer import metrics
     from kon_ray.train.boost import xgb_params
     from kon_ray.train.config import ModelConfig
@@ -120,7 +120,7 @@ def main() -> None:
     from kon_ray.train.worker import CHECKPOINT_MODEL as MODEL_FILE
     from tests.train.synthetic import learnable_matrix
 
-    cluster = ClusterConfig()
+    cluster = LocalCluster()
     workers = args.workers or cluster.train_workers
     cpus = args.cpus_per_worker or cluster.cpus_per_train_worker
     threads = workers * cpus

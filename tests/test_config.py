@@ -167,3 +167,73 @@ def test_debug_tiny_leaves_the_dataset_to_the_command_line(tmp_path):
     assert pipeline.model.num_boost_round == 20 and generator.synth.rows == 3000
     assert dataclasses.replace(pipeline.dataset, segment=tiny.dataset.segment,
                                features=tiny.dataset.features) == tiny.dataset
+
+
+# ---- one schema per kind of cluster (kon_ray/cluster/config.py) ---------------------------------------------------
+
+def test_each_cluster_kind_composes_to_its_own_schema(tmp_path):
+    """conf/cluster/<kind>.yaml validates against its kind's dataclass, which holds only that kind's keys."""
+    from kon_ray.cluster.config import CLUSTER_SCHEMAS, ClusterConfig
+
+    for kind, schema in CLUSTER_SCHEMAS.items():
+        cluster = load_config(compose_config(["+dataset=POLA", f"cluster={kind}", *CLUSTER_NEEDS.get(kind, [])],
+                                             tmp_path)).cluster
+        assert type(cluster) is schema and cluster.kind == kind
+        assert isinstance(cluster, ClusterConfig)
+        for other_kind, other in CLUSTER_SCHEMAS.items():
+            only_other = {f.name for f in dataclasses.fields(other)} - {f.name for f in dataclasses.fields(schema)}
+            assert not any(hasattr(cluster, key) for key in only_other), (kind, other_kind)
+    assert {f.name for f in dataclasses.fields(ClusterConfig)} == {
+        "kind", "train_workers", "cpus_per_train_worker", "storage_path"}
+
+
+@pytest.mark.parametrize(
+    "cluster, override, line",
+    [
+        ("local", "+cluster.instance_count=2",
+         "unknown config key cluster.instance_count: a key of cluster=sagemaker, not of cluster=local (whose keys are"
+         " kind, train_workers, cpus_per_train_worker, storage_path, address, num_cpus, object_store_gb,"
+         " data_cpu_reserve)"),
+        ("ray", "+cluster.object_store_gb=2", "unknown config key cluster.object_store_gb: a key of cluster=local,"
+         " not of cluster=ray"),
+        ("sagemaker", "+cluster.address=http://h:8265", "unknown config key cluster.address: a key of"
+         " cluster=local|ray|ec2, not of cluster=sagemaker"),
+    ],
+)
+def test_a_key_of_another_cluster_kind_is_an_unknown_key(cluster, override, line, tmp_path):
+    """Composed with `+` (Hydra lets it through), the key is refused when the config is loaded, naming the kind."""
+    cfg = compose_config(["+dataset=POLA", f"cluster={cluster}", *CLUSTER_NEEDS.get(cluster, []), override], tmp_path)
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg)
+    assert line in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cluster_kind_names_the_schema_and_is_chosen_with_the_group(tmp_path):
+    with pytest.raises(ConfigError, match="cluster.kind is 'ray' but the config composed is cluster=local's: choose"
+                                          " the kind with cluster=ray"):
+        load_config(compose_config(["+dataset=POLA", "cluster.kind=ray"], tmp_path))
+
+
+def test_debug_tiny_sizes_only_a_local_ray(tmp_path):
+    """debug=tiny's object store is a key of cluster=local's schema only (conf/debug/cluster/tiny_local.yaml); with a
+    remote kind the overlay composes without it (test_every_option_of_every_group_composes composes them all)."""
+    tiny = load_config(compose_config(["+dataset=POLA", "debug=tiny"], tmp_path)).cluster
+    assert tiny.object_store_gb == 1.0
+    given = load_config(compose_config(["+dataset=POLA", "debug=tiny", "cluster.object_store_gb=2"], tmp_path))
+    assert given.cluster.object_store_gb == 2.0  # the command line still wins
+    remote = load_config(compose_config(["+dataset=POLA", "debug=tiny", "cluster=ray", *CLUSTER_NEEDS["ray"]],
+                                        tmp_path))
+    assert remote.model.num_boost_round == 20 and not hasattr(remote.cluster, "object_store_gb")
+
+
+def test_each_kind_knows_its_node_count():
+    from kon_ray.cluster.config import LocalCluster, RayCluster, of_kind
+
+    assert LocalCluster().node_count() == 1
+    assert RayCluster(address="http://h:8265").node_count() is None
+    assert RayCluster(address="http://h:8265", nodes=3).node_count() == 3
+    with pytest.raises(ConfigError, match="a local path, but cluster=ray may run on 3 nodes"):
+        RayCluster(address="http://h:8265", nodes=3).check_shared_storage("/tmp/run")
+    assert of_kind(LocalCluster(), LocalCluster) == LocalCluster()
+    with pytest.raises(TypeError, match="RayCluster expected, got cluster=local's LocalCluster"):
+        of_kind(LocalCluster(), RayCluster)

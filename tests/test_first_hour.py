@@ -101,6 +101,61 @@ def test_the_drift_command_checks_its_own_schema():
     assert code == 2 and "unknown config key outptu: did you mean output?" in stderr
 
 
+LOCAL_KEYS = ("kind, train_workers, cpus_per_train_worker, storage_path, address, num_cpus, object_store_gb,"
+              " data_cpu_reserve")
+
+
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["+dataset=POLA", "cluster.instance_count=2"],  # cluster=local, the default
+         f"unknown config key cluster.instance_count: a key of cluster=sagemaker, not of cluster=local (whose keys are"
+         f" {LOCAL_KEYS})"),
+        (["+dataset=POLA", "+cluster.instance_count=2"], "a key of cluster=sagemaker, not of cluster=local"),
+        (["+dataset=POLA", "cluster=ray", "cluster.address=http://h:8265", "cluster.num_cpus=2"],
+         "unknown config key cluster.num_cpus: a key of cluster=local, not of cluster=ray (whose keys are kind,"),
+        (["+dataset=POLA", "cluster.num_cpus=2", "cluster=ray"], "cluster.num_cpus: a key of cluster=local, not of"),
+        (["+dataset=POLA", "cluster=sagemaker", "cluster.address=http://h:8265"],
+         "unknown config key cluster.address: a key of cluster=local|ray|ec2, not of cluster=sagemaker"),
+        (["+dataset=POLA", "cluster=ray", "debug=tiny", "cluster.object_store_gb=1"],
+         "cluster.object_store_gb: a key of cluster=local, not of cluster=ray"),
+        (["-m", "+dataset=POLA", "cluster=local,ray", "cluster.nodes=2"],  # a sweep's cluster=local job
+         "unknown config key cluster.nodes: a key of cluster=ray, not of cluster=local"),
+        (["+dataset=POLA", "cluster.num_cpu=2"], "unknown config key cluster.num_cpu: did you mean cluster.num_cpus?"),
+        (["+dataset=POLA", "cluster=ray", "cluster.nodes=many"], "cluster.nodes: expected an integer or null, got"),
+    ],
+)
+def test_a_cluster_key_is_checked_against_the_chosen_kinds_schema(argv, line):
+    code, stderr = _preflight(argv)
+    assert code == 2
+    assert stderr.count("\n") == 1 and stderr.startswith("kon_ray: config error: ")
+    assert line in stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["+dataset=POLA", "cluster=ray", "cluster.address=http://h:8265", "cluster.nodes=3", "debug=tiny"],
+        ["+dataset=POLA", "cluster=sagemaker", "cluster.instance_count=2", "cluster.spot_workers=true"],
+        ["+dataset=POLA", "cluster=ec2", "cluster.max_workers=2", "cluster.train_workers=8"],
+        ["+dataset=POLA", "cluster.num_cpus=2", "cluster.object_store_gb=1", "cluster.data_cpu_reserve=1"],
+        ["-m", "+dataset=POLA", "cluster=ray", "cluster.nodes=2,3"],
+    ],
+)
+def test_a_cluster_key_of_the_chosen_kind_passes(argv):
+    assert _preflight(argv) == (None, "")
+
+
+def test_the_drift_check_runs_on_a_local_ray_only():
+    code, stderr = _preflight(["reference=a", "current=b", "output=c", "cluster.nodes=2"], "drift_standalone",
+                              DriftStandaloneConfig)
+    assert code == 2 and "unknown config key cluster.nodes: a key of cluster=ray, not of cluster=local" in stderr
+    code, stderr = _preflight(["reference=a", "current=b", "output=c", "cluster=ray"], "drift_standalone",
+                              DriftStandaloneConfig)
+    assert (code, stderr) == (2, "kon_ray: config error: cluster: this command takes cluster=local (LocalCluster)"
+                                 " only, not RayCluster\n")
+
+
 def test_a_key_added_with_plus_is_a_config_error_not_a_frozen_instance_error(tmp_path):
     cfg = compose_config(["+dataset=POLA", "+model.max_dept=4"], tmp_path)  # Hydra composes it without a word
     with pytest.raises(ConfigError, match=r"model\.max_dept: did you mean model\.max_depth\?"):
@@ -119,6 +174,14 @@ def test_the_real_command_says_did_you_mean_and_creates_nothing(tmp_path):
     assert done.returncode == 2, done.stderr
     expected = "kon_ray: config error: unknown config key model.max_dept: did you mean model.max_depth?"
     assert done.stderr.strip() == expected
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_real_command_refuses_a_key_of_another_cluster_kind(tmp_path):
+    done = _command("kon_ray.run", "+dataset=POLA", "cluster.instance_count=2", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == ("kon_ray: config error: unknown config key cluster.instance_count: a key of"
+                                   f" cluster=sagemaker, not of cluster=local (whose keys are {LOCAL_KEYS})")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import yaml
 
 from kon_ray.cluster.auth import WHERE, find_token
-from kon_ray.cluster.config import ClusterConfig
+from kon_ray.cluster.config import Ec2Cluster, of_kind
 from kon_ray.config import CONF_DIR, KonConfig
 from kon_ray.errors import ClusterError, ConfigError
 from kon_ray.net import free_port, wait_for_port
@@ -69,9 +69,9 @@ def ecr_registry(image: str) -> Optional[str]:
     return host if ".dkr.ecr." in host and host.endswith(".amazonaws.com") else None
 
 
-def render(cluster: ClusterConfig, template: Dict[str, Any]) -> Dict[str, Any]:
+def render(cluster: Ec2Cluster, template: Dict[str, Any]) -> Dict[str, Any]:
     """The template with the config's values in place; refuses (ConfigError) when infra's values are missing."""
-    cluster._check_ec2_launch()
+    cluster.check_launch()
     cfg = copy.deepcopy(template)
     region = cluster.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region:
@@ -222,7 +222,7 @@ def ensure_up(rendered: Path, runner: Runner = subprocess.run) -> str:
 def submit_ec2(config: KonConfig, overrides: Sequence[str], runner: Runner = subprocess.run) -> int:
     from kon_ray.cluster.jobs import submit_run
 
-    cluster = config.cluster
+    cluster = of_kind(config.cluster, Ec2Cluster)
     cfg = render(cluster, load_template(cluster.cluster_yaml))
     validate(cfg)
     token = find_token(cluster)  # before `ray up`: the head will refuse a client without it

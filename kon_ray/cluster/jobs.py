@@ -4,9 +4,10 @@ What travels with the job is an allowlist (UPLOAD): kon_ray/, conf/, pyproject.t
 into a fresh folder that becomes the job's `working_dir`; nothing else of the project folder (data, outputs, git,
 infra state, virtual environments, stray files) can reach the cluster. The cluster's nodes are expected to run the
 project image, so the locked dependencies are already installed (`cluster.runtime_env_pip=true` installs
-requirements.lock in the job instead: slow). The job runs `python -m kon_ray.run` with the user's overrides plus
-`cluster.kind=local cluster.address=auto`, so it joins the cluster's Ray instead of submitting again; paths are
-made absolute because the job's current folder is its own copy of the working_dir.
+requirements.lock in the job instead: slow). The job runs `python -m kon_ray.run` with the user's overrides, less
+the cluster choice and its keys, plus `cluster=local cluster.address=auto` and the keys every kind shares
+(`joined_overrides`), so it joins the cluster's Ray instead of submitting again; paths are made absolute because the
+job's current folder is its own copy of the working_dir.
 
 Authentication (kon_ray/cluster/auth.py): the client finds the head's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH,
 cluster.auth_token_file, cluster.auth_token_secret), turns Ray's token mode on for this process (Ray's client
@@ -27,10 +28,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Sequence, TextIO
+from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Union
 
 from kon_ray import storage
 from kon_ray.cluster.auth import Token, auth_failure, enable_client_auth, find_token
+from kon_ray.cluster.config import Ec2Cluster, RayCluster, is_cluster_override, joined_overrides
 from kon_ray.config import CONF_DIR, KonConfig
 from kon_ray.errors import ClusterError, ConfigError, first_line
 
@@ -46,10 +48,21 @@ UPLOAD_SKIP = ("__pycache__", "*.pyc", ".pytest_cache", "*.egg-info", "mlflow.db
 # Not secrets: where S3/MLflow live. Credentials are never forwarded; the cluster's nodes use their own AWS chain.
 FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION", "MLFLOW_TRACKING_URI")
 
-# Overrides that the job must not inherit: it runs the pipeline itself, on the cluster's Ray, with the paths below.
-# The client's token settings mean nothing on the cluster (its driver runs on the head with the head's token).
-_REPLACED_KEYS = ("cluster.kind", "cluster.address", "output_dir", "dataset.path", "cluster.storage_path",
-                  "hydra.run.dir", "hydra.sweep.dir", "cluster.auth_token_file", "cluster.auth_token_secret")
+# Overrides that the job must not inherit: it runs the pipeline itself, on the cluster's Ray, with the paths below;
+# nor any cluster=/cluster.* override (`is_cluster_override`): they were the submitting kind's, the job's cluster is
+# cluster=local (`joined_overrides`). The client's token settings mean nothing on the cluster (its driver runs on
+# the head with the head's token).
+_REPLACED_KEYS = ("output_dir", "dataset.path", "hydra.run.dir", "hydra.sweep.dir")
+
+# The kinds that submit through the Jobs API.
+JobsCluster = Union[RayCluster, Ec2Cluster]
+
+
+def jobs_cluster(config: KonConfig) -> JobsCluster:
+    cluster = config.cluster
+    if not isinstance(cluster, (RayCluster, Ec2Cluster)):
+        raise TypeError(f"a Ray Job is submitted with cluster=ray or ec2, not cluster={cluster.kind}")
+    return cluster
 
 
 def _key(override: str) -> str:
@@ -73,10 +86,9 @@ def job_overrides(overrides: Sequence[str], config: KonConfig, *, require_shared
     storage_path = config.cluster.storage_path or storage.join(out, "ray_train")
     if not storage.is_s3(storage_path):
         storage_path = os.path.abspath(storage_path)
-    kept = [o for o in overrides if _key(o) not in _REPLACED_KEYS]
+    kept = [o for o in overrides if _key(o) not in _REPLACED_KEYS and not is_cluster_override(_key(o))]
     added = [
-        "cluster.kind=local",
-        "cluster.address=auto",
+        *joined_overrides(config.cluster),
         f"dataset.path={_quote(data)}",
         f"output_dir={_quote(out)}",
         f"cluster.storage_path={_quote(storage_path)}",
@@ -117,7 +129,7 @@ def runtime_env(config: KonConfig, environ: Optional[Mapping[str, str]] = None,
         "working_dir": str(working_dir or PROJECT_DIR),
         "env_vars": {name: source[name] for name in FORWARDED_ENV if source.get(name)},
     }
-    if config.cluster.runtime_env_pip:
+    if jobs_cluster(config).runtime_env_pip:
         env["pip"] = str((working_dir or PROJECT_DIR) / "requirements.lock")
     return env
 
@@ -278,12 +290,12 @@ def submit_run(
     with tempfile.TemporaryDirectory(prefix="kon-job-") as staging:
         env = runtime_env(config, working_dir=stage_upload(Path(staging) / "kon_ray_job"))
         check_no_secrets(job_args, env["env_vars"])
-        client = connect_fn(address, token if token is not None else find_token(config.cluster))
+        client = connect_fn(address, token if token is not None else find_token(jobs_cluster(config)))
         return submit_and_wait(
             client,
             entrypoint(job_args),
             env,
-            timeout_s=config.cluster.job_timeout_s,
+            timeout_s=jobs_cluster(config).job_timeout_s,
             out=out,
             metadata={"kon_ray_dataset": config.dataset.name},
         )

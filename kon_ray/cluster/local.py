@@ -7,13 +7,13 @@ import os
 
 import ray
 
-from kon_ray.cluster.config import ClusterConfig
+from kon_ray.cluster.config import ClusterConfig, LocalCluster
 from kon_ray.errors import ClusterError, ConfigError
 
 log = logging.getLogger(__name__)
 
 
-def init_local_ray(cluster: ClusterConfig) -> None:
+def init_local_ray(cluster: LocalCluster) -> None:
     """Start a Ray for this run, or join one named by cluster.address / $RAY_ADDRESS (as tests and jobs do)."""
     if ray.is_initialized():
         return

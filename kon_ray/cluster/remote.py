@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Sequence
 
-from kon_ray.cluster.config import check_shared_storage
+from kon_ray.cluster.config import Ec2Cluster, RayCluster, SageMakerCluster
 from kon_ray.config import KonConfig
 
 
@@ -26,17 +26,17 @@ def submit(config: KonConfig, plain: Dict[str, Any], overrides: Sequence[str]) -
         from kon_ray.tracking.uri import check_remote_uri
 
         check_remote_uri(config.tracking.uri, cluster.kind)
-    if cluster.kind == "ray":
+    if isinstance(cluster, RayCluster):
         from kon_ray.cluster.jobs import submit_run
 
-        check_shared_storage(cluster, config.output_dir)
+        cluster.check_shared_storage(config.output_dir)
         return submit_run(config, overrides, cluster.address or "")
-    if cluster.kind == "ec2":
+    if isinstance(cluster, Ec2Cluster):
         from kon_ray.cluster.ec2 import submit_ec2
 
-        check_shared_storage(cluster, config.output_dir)
+        cluster.check_shared_storage(config.output_dir)
         return submit_ec2(config, overrides)
-    if cluster.kind == "sagemaker":
+    if isinstance(cluster, SageMakerCluster):
         from kon_ray.cluster.sagemaker import submit_sagemaker
 
         return submit_sagemaker(config, overrides)

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from typing import IO, Any, Callable, Dict, List, Optional, Sequence, TextIO
 
 from kon_ray import storage
-from kon_ray.cluster.config import check_shared_storage
+from kon_ray.cluster.config import SageMakerCluster, is_cluster_override, joined_overrides, of_kind
 from kon_ray.config import KonConfig
 from kon_ray.errors import ClusterError, ConfigError, first_line
 from kon_ray.terminal import result_stream
@@ -42,8 +42,9 @@ TOKEN_SECRET_ENV = "KON_RAY_TOKEN_SECRET"  # read by kon_ray/cluster/sagemaker_e
 HYPERPARAMETER_MAX = 2500  # CreateTrainingJob's limit on one hyperparameter value
 TERMINAL = ("Completed", "Failed", "Stopped")
 
-_REPLACED_KEYS = ("cluster.kind", "cluster.address", "output_dir", "dataset.path", "cluster.storage_path",
-                  "hydra.run.dir", "hydra.sweep.dir", "cluster.auth_token_file", "cluster.auth_token_secret")
+# Overrides that the head's run must not inherit: it runs the pipeline itself, with cluster=local joining the job's Ray
+# (`joined_overrides`: the user's cluster=/cluster.* overrides were this launcher's) and the paths below.
+_REPLACED_KEYS = ("output_dir", "dataset.path", "hydra.run.dir", "hydra.sweep.dir")
 
 
 def job_name(prefix: str, dataset: str, now: Optional[datetime] = None) -> str:
@@ -52,14 +53,18 @@ def job_name(prefix: str, dataset: str, now: Optional[datetime] = None) -> str:
     return "".join(c if c.isalnum() or c == "-" else "-" for c in name)[:63]
 
 
+def _cluster(config: KonConfig) -> SageMakerCluster:
+    return of_kind(config.cluster, SageMakerCluster)
+
+
 def run_dir(config: KonConfig, name: str) -> str:
     if storage.is_s3(config.output_dir):
         return config.output_dir
-    return storage.join(config.cluster.s3_output or "", name, "run")
+    return storage.join(_cluster(config).s3_output or "", name, "run")
 
 
 def s3_input(config: KonConfig) -> str:
-    source = config.cluster.s3_input or config.dataset.path
+    source = _cluster(config).s3_input or config.dataset.path
     if not storage.is_s3(source):
         raise ConfigError(
             f"dataset.path is {source!r}, a local path: SageMaker reads its data from S3; set"
@@ -72,10 +77,10 @@ def container_overrides(overrides: Sequence[str], config: KonConfig, name: str) 
     """The `python -m kon_ray.run` overrides the head instance runs with."""
     out = run_dir(config, name)
     storage_path = config.cluster.storage_path or storage.join(out, "ray_train")
-    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in _REPLACED_KEYS]
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    kept = [o for o, key in zip(overrides, keys) if key not in _REPLACED_KEYS and not is_cluster_override(key)]
     return kept + [
-        "cluster.kind=local",
-        "cluster.address=auto",
+        *joined_overrides(config.cluster),
         f"dataset.path='{CHANNEL_DIR}'",
         f"output_dir='{out}'",
         f"cluster.storage_path='{storage_path}'",
@@ -84,9 +89,9 @@ def container_overrides(overrides: Sequence[str], config: KonConfig, name: str) 
 
 def training_job_request(config: KonConfig, overrides: Sequence[str], name: str) -> Dict[str, Any]:
     """CreateTrainingJob's arguments (pure: tests compare them with what the service stored)."""
-    cluster = config.cluster
+    cluster = _cluster(config)
     out = run_dir(config, name)
-    check_shared_storage(cluster, out)
+    cluster.check_shared_storage(out)
     args = container_overrides(overrides, config, name)
     encoded = json.dumps(args)
     if len(encoded) > HYPERPARAMETER_MAX:
@@ -227,20 +232,21 @@ def submit_sagemaker(
     sleep: Callable[[float], None] = time.sleep,
     now: Optional[datetime] = None,
 ) -> int:
-    name = job_name(config.cluster.job_name_prefix, config.dataset.name, now)
+    cluster = _cluster(config)
+    name = job_name(cluster.job_name_prefix, config.dataset.name, now)
     request = training_job_request(config, overrides, name)
-    sagemaker, logs = make_clients(config.cluster.region)
+    sagemaker, logs = make_clients(cluster.region)
     try:
         sagemaker.create_training_job(**request)
     except Exception as exc:
         raise ClusterError(f"SageMaker refused training job {name}: {first_line(exc)}") from None
-    log.info("started SageMaker job %s (%d x %s); run folder %s", name, config.cluster.instance_count,
-             config.cluster.instance_type, run_dir(config, name))
+    log.info("started SageMaker job %s (%d x %s); run folder %s", name, cluster.instance_count,
+             cluster.instance_type, run_dir(config, name))
     try:
         return follow(
             lambda: sagemaker.describe_training_job(TrainingJobName=name),
             name,
-            poll_s=config.cluster.poll_s,
+            poll_s=cluster.poll_s,
             logs=LogFollower(logs, name, out or result_stream()),
             sleep=sleep,
         )

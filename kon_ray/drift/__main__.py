@@ -26,7 +26,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from kon_ray.cli import guarded, hydra_cli, started_work
-from kon_ray.cluster.config import ClusterConfig
+from kon_ray.cluster.config import LocalCluster
 from kon_ray.config import load_schema, register_configs
 from kon_ray.drift.config import DriftConfig
 from kon_ray.errors import ConfigError, DataError, DriftGateError
@@ -38,7 +38,7 @@ log = logging.getLogger("kon_ray.drift")  # the module's name, also when it runs
 @dataclass(frozen=True)
 class DriftStandaloneConfig:
     drift: DriftConfig = MISSING
-    cluster: ClusterConfig = MISSING
+    cluster: LocalCluster = MISSING  # the check runs on a local Ray (conf/cluster/local.yaml; cluster.* of that kind)
     reference: Optional[str] = None  # Parquet file or folder (local or s3://)
     reference_summary: Optional[str] = None  # or a saved reference_summary.json instead
     current: str = MISSING

@@ -172,14 +172,12 @@ def test_bad_values_name_the_key(tmp_path: Path, override: str, key: str) -> Non
 
 
 def test_multi_node_needs_s3_storage(tmp_path: Path) -> None:
-    from kon_ray.cluster.config import check_shared_storage
-
     config = _config(tmp_path)
     with pytest.raises(ConfigError, match="cluster.storage_path .* 5 nodes"):
-        check_shared_storage(config.cluster, config.output_dir)
-    check_shared_storage(config.cluster, "s3://b/runs/x")
+        config.cluster.check_shared_storage(config.output_dir)
+    config.cluster.check_shared_storage("s3://b/runs/x")
     single = _config(tmp_path, "cluster.max_workers=0")
-    check_shared_storage(single.cluster, config.output_dir)
+    single.cluster.check_shared_storage(config.output_dir)
 
 
 class Recorder:

@@ -74,34 +74,48 @@ def _config(tmp_path: Path, *overrides: str):
 
 
 def test_job_overrides_join_the_clusters_ray_with_absolute_paths(tmp_path: Path) -> None:
-    config = _config(tmp_path, "cluster=ray", "cluster.address=http://h:8265")
-    user = ["+dataset=POLA", "cluster=ray", "cluster.address=http://h:8265", "stages=[ingest]", "model.eta=0.2"]
+    config = _config(tmp_path, "cluster=ray", "cluster.address=http://h:8265", "cluster.train_workers=3")
+    user = ["+dataset=POLA", "cluster=ray", "cluster.address=http://h:8265", "cluster.train_workers=3",
+            "cluster.nodes=1", "stages=[ingest]", "model.eta=0.2"]
     args = jobs.job_overrides(user, config)
-    assert args[:4] == ["+dataset=POLA", "cluster=ray", "stages=[ingest]", "model.eta=0.2"]
-    assert "cluster.address=http://h:8265" not in args
-    assert args[-6:-1] == [
-        "cluster.kind=local",
+    # the user's cluster choice and keys were cluster=ray's: the job is cluster=local with the shared keys' values
+    assert args[:3] == ["+dataset=POLA", "stages=[ingest]", "model.eta=0.2"]
+    assert args[3:-1] == [
+        "cluster=local",
         "cluster.address=auto",
+        "cluster.train_workers=3",
+        "cluster.cpus_per_train_worker=1",
         f"dataset.path='{os.path.abspath('data/POLA')}'",
         f"output_dir='{tmp_path / 'run'}'",
         f"cluster.storage_path='{tmp_path / 'run' / 'ray_train'}'",
     ]
     assert args[-1] == f"hydra.run.dir='{tmp_path / 'run'}'"
-    assert "model.eta=0.2" in args
     entry = jobs.entrypoint(args)
-    assert entry.startswith("python -m kon_ray.run +dataset=POLA cluster=ray")
+    assert entry.startswith("python -m kon_ray.run +dataset=POLA 'stages=[ingest]' model.eta=0.2 cluster=local ")
 
 
-def test_job_overrides_compose_back_into_a_local_run(tmp_path: Path) -> None:
-    """What the job will compose on the cluster: kind local, joining its Ray, same paths."""
-    config = _config(tmp_path, "cluster=ray", "cluster.address=http://h:8265")
-    args = jobs.job_overrides(["+dataset=POLA", "cluster=ray", "cluster.address=http://h:8265"], config)
+@pytest.mark.parametrize("debug", [[], ["debug=tiny"]])
+def test_job_overrides_compose_back_into_a_local_run(tmp_path: Path, debug: list) -> None:
+    """What the job will compose on the cluster: cluster=local's schema, joining its Ray, same paths, the training
+    sizes of the submitted run (conf/cluster/ray.yaml's or the user's), so its train stage is keyed as that run's."""
+    from kon_ray.cluster.config import LocalCluster
+    from kon_ray.manifest import select
+    from kon_ray.stages import stage
+
+    user = ["+dataset=POLA", "cluster=ray", "cluster.address=http://h:8265", "cluster.cpus_per_train_worker=3",
+            "cluster.nodes=1", "cluster.runtime_env_pip=true", *debug]
+    config = _config(tmp_path, *user[1:])
+    args = jobs.job_overrides(user, config)
     job_cfg = compose_config([a for a in args if not a.startswith("hydra.")], None)
     job_cfg.output_dir = jobs.job_args_value(args, "output_dir")
     job = load_config(job_cfg)
+    assert isinstance(job.cluster, LocalCluster)
     assert job.cluster.kind == "local" and job.cluster.address == "auto"
     assert job.output_dir == str(tmp_path / "run")
     assert job.cluster.storage_path == str(tmp_path / "run" / "ray_train")
+    assert (job.cluster.train_workers, job.cluster.cpus_per_train_worker) == (2, 3)
+    for path in stage("train").config:  # what the train stage's key hashes: the same as the submitted run's
+        assert select(job, path) == select(config, path), path
 
 
 def test_s3_paths_pass_through_and_shared_paths_are_required(tmp_path: Path) -> None:

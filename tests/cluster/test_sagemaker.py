@@ -50,7 +50,8 @@ def test_request_shape(tmp_path: Path) -> None:
     assert req["Environment"] == {"KON_RAY_TOKEN_SECRET": SECRET}  # the secret's ARN; the token never travels
     assert req["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400}
     assert json.loads(req["HyperParameters"]["kon_overrides"]) == [
-        "+dataset=POLA", "cluster=sagemaker", "stages=[ingest]", "cluster.kind=local", "cluster.address=auto",
+        "+dataset=POLA", "stages=[ingest]", "cluster=local", "cluster.address=auto", "cluster.train_workers=4",
+        "cluster.cpus_per_train_worker=4",
         "dataset.path='/opt/ml/input/data/data'", f"output_dir='s3://kon-bucket/kon-ray/{name}/run'",
         f"cluster.storage_path='s3://kon-bucket/kon-ray/{name}/run/ray_train'",
     ]

@@ -84,7 +84,7 @@ def synthetic_context(run_dir: str, output_dir: str, *, segment=None, model=None
     dataset declares the columns `make_split_frame` writes and `population` as its population column."""
     from dataclasses import asdict
 
-    from kon_ray.cluster.config import ClusterConfig
+    from kon_ray.cluster.config import LocalCluster
     from kon_ray.config import DatasetConfig, KonConfig
     from kon_ray.context import RunContext
     from kon_ray.drift.config import DriftConfig
@@ -103,7 +103,7 @@ def synthetic_context(run_dir: str, output_dir: str, *, segment=None, model=None
     config = KonConfig(
         dataset=dataset,
         model=model or ModelConfig(),
-        cluster=cluster or ClusterConfig(),
+        cluster=cluster or LocalCluster(),
         drift=DriftConfig(),
         tracking=TrackingConfig(),
         output_dir=run_dir,
