@@ -57,6 +57,12 @@ def test_request_shape(tmp_path: Path) -> None:
     ]
     assert "Secret" not in json.dumps(req) and "AccessKey" not in json.dumps(req)
 
+    # what the head instance composes: cluster=local joining the job's Ray, sized as conf/cluster/sagemaker.yaml
+    head = load_config(compose_config(json.loads(req["HyperParameters"]["kon_overrides"]), tmp_path)).cluster
+    assert (type(head).__name__, head.address, head.train_workers, head.cpus_per_train_worker) == (
+        "LocalCluster", "auto", 4, 4)
+    assert head.storage_path == f"s3://kon-bucket/kon-ray/{name}/run/ray_train"
+
 
 def test_multi_node_with_local_storage_fails_fast(tmp_path: Path) -> None:
     config = _config(tmp_path, "cluster.instance_count=2", "cluster.storage_path=/tmp/ckpt")
