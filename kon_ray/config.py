@@ -174,9 +174,11 @@ def load_schema(cfg: DictConfig, schema: type) -> Any:
 
 # A field typed with a base schema holds one of its kinds, each a subclass that a config group's file chooses:
 # `cluster` (ClusterConfig) is LocalCluster, RayCluster, Ec2Cluster or SageMakerCluster, whichever schema
-# conf/cluster/<kind>.yaml names. Hydra merges the chosen subclass into the base-typed field (OmegaConf allows
-# that), so the composed config, its errors and `load_config`'s result are the chosen kind's. Where the choice is
-# not known yet the base stands for every kind's keys; `narrowed` / `composed_schema` give the chosen kind's.
+# conf/cluster/<kind>.yaml names. Hydra merges the chosen subclass into the base-typed field (OmegaConf 2.3 retypes
+# the node; a kind that is not a subclass of the field's type is refused), so the composed config, its key and type
+# errors and `load_config`'s result are the chosen kind's, with no dispatch on `kind` here. (A loosely typed field
+# built by `kind` in load_config would leave the YAML and the command line unchecked until then.) Where the choice
+# is not known yet the base stands for every kind's keys; `narrowed` / `composed_schema` give the chosen kind's.
 KINDS: Dict[type, Dict[str, type]] = {ClusterConfig: dict(CLUSTER_SCHEMAS)}
 
 
@@ -202,7 +204,9 @@ def _fields(schema: type) -> Dict[str, Any]:
 
 def narrowed(schema: type, chosen: Mapping[str, type]) -> type:
     """`schema` with each field named in `chosen` typed as the given kind (a subclass of its declared base schema):
-    the schema that a config composed with those choices follows, for checking its keys (never instantiated)."""
+    the schema that a config composed with those choices follows, for checking its keys (never instantiated). A
+    subclass rather than a parameter, so that every key walker here (schema_type, schema_keys, _first_unknown) sees
+    the kind as it is."""
     if not chosen:
         return schema
     return dataclasses.make_dataclass(
