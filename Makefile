@@ -13,7 +13,7 @@ PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.12*/bin/python3.12 python3.1
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then echo $$p; break; fi; done)
 UV_VERSION := 0.13.9
 
-.PHONY: help venv tools data run test test-fast check lint clean
+.PHONY: help venv tools mlflow-server data run test test-fast check lint clean
 
 help:
 	@echo "make run    # install, generate data/$(DATASET) if missing, run python -m kon_ray.run +dataset=$(DATASET)"
@@ -28,6 +28,17 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The MLflow server version infra/ runs (requirements-mlflow-server.lock), apart from .venv: the tests check the
+# locked client against it (tests/tracking/test_server.py). Not needed to run the pipeline.
+MLFLOW_SERVER := $(VENV)/mlflow-server
+$(MLFLOW_SERVER)/.installed: requirements-mlflow-server.lock | venv
+	rm -rf $(MLFLOW_SERVER)
+	$(VENV)/bin/uv pip install --quiet --no-deps --require-hashes --python $(PY) --target $(MLFLOW_SERVER) \
+		-r requirements-mlflow-server.lock
+	touch $@
+
+mlflow-server: $(MLFLOW_SERVER)/.installed
 
 $(TOOLS)/.installed: requirements-tools.lock
 	@test -n "$(PYTHON)" || { echo "make: need Python >= 3.11"; exit 1; }
@@ -46,7 +57,7 @@ data: data/$(DATASET)
 run: venv data/$(DATASET)
 	$(PY) -m kon_ray.run +dataset=$(DATASET)
 
-test: venv tools check
+test: venv tools mlflow-server check
 	RAY_AUTH_MODE=disabled $(PY) -m pytest -q
 
 check: venv tools  # Python lint and types (pyproject.toml: [tool.ruff], [tool.mypy]); part of make test
@@ -56,7 +67,7 @@ check: venv tools  # Python lint and types (pyproject.toml: [tool.ruff], [tool.m
 lint: tools  # terraform fmt, checkov, actionlint (the tests run them too)
 	bash scripts/check_infra.sh
 
-test-fast: venv tools check
+test-fast: venv tools mlflow-server check
 	RAY_AUTH_MODE=disabled $(PY) -m pytest -q -m "not slow"
 
 clean:

@@ -18,15 +18,20 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
+MLFLOW_EXPORTS = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_tracking_env():
-    """mlflow.set_tracking_uri() also sets $MLFLOW_TRACKING_URI for the process; without this, one test's store
-    would leak into every later test and into the subprocesses they start."""
-    before = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    """mlflow.set_tracking_uri() and set_experiment() also set $MLFLOW_TRACKING_URI and $MLFLOW_EXPERIMENT_ID for
+    the process; without this, one test's store and experiment would leak into every later test and into the
+    subprocesses they start."""
+    before = {name: os.environ.pop(name, None) for name in MLFLOW_EXPORTS}
     yield
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    if before is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = before
+    for name, value in before.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,9 @@ pipeline's `StageObserver`. What lands where:
   and the prediction drift (`prediction_drift/psi_max`, `prediction_psi/<population>/<class>`, tag
   `prediction_drift` = its severity or `not_checked`); after train, per population, the training curves
   (`domestic/curve/validation_mlogloss`, step = boosting round), the final metrics from metadata.json and the
-  model (`mlflow.xgboost.log_model`, input example = a few test rows, signature inferred), its id in the tag
-  `model_id.<population>`;
+  model (`mlflow.xgboost.log_model`, input example = a few test rows, signature inferred, logged at step = its
+  boosting rounds), its id in the tag `model_id.<population>`; from then on every `<population>/...` metric
+  (the final ones, infer's `<population>/test/macro_f1`) is linked to that population's model;
 - at the end, success or not: the Hydra `.hydra/` folder, the run's log file, `status` tag, and the run's end
   status. Only a successful run registers its models (`tracking.register_models`), as `<dataset>-<population>`,
   with the population's metrics in the version's description.
@@ -164,16 +165,20 @@ class Tracker:
 
     def _stage_finished(self, stage: str, seconds: float, metrics: Dict[str, Any], folder: str) -> None:
         self.folders[stage] = folder
-        logged = dict(names.stage_metric_names(stage, metrics, self._seen))
+        logged = dict(names.stage_metric_names(stage, metrics, self._seen))  # named first: they keep their names
         logged[f"time/{stage}"] = float(seconds)
+        hook = stages.stage(stage).tracked
+        if hook:  # logged first: train's logs the models, so that its `<population>/...` metrics link to them
+            try:
+                getattr(self, HOOK_PREFIX + hook)(folder)
+            except Exception as exc:  # the stage's metrics and artifacts are still worth logging
+                log.warning("tracking: could not log what stage %s adds (%s): %s", stage, hook, one_line(exc))
+                log.debug("tracking failure", exc_info=True)
         self._metrics(logged)
         if metrics.get("cached"):
             self._cached.append(stage)
             self._tags({f"cached.{stage}": "true", "cached_stages": ",".join(self._cached)})
         self._artifacts(stage, folder)
-        hook = stages.stage(stage).tracked
-        if hook:
-            getattr(self, HOOK_PREFIX + hook)(folder)
 
     # -- what a stage's registry entry says to track beyond its metrics and artifacts (`Stage.tracked`) ---------
     def _track_data_fingerprint(self, folder: str) -> None:
@@ -197,9 +202,22 @@ class Tracker:
         self._models(folder)
 
     def _models(self, models_folder: str) -> None:
-        populations = []
-        for population, model_path, metadata in outputs.population_models(models_folder):
-            populations.append(population)
+        """Every population's model first, then its curves and final metrics (linked to the model).
+
+        The order and the model's step are what keep the pair of server and client working (README, "Tracking"):
+        MLflow's `log_model` re-logs, linked to the new model, every run metric at the model's step. Logged at step
+        = its boosting rounds, before any curve, a model finds no run metric there (the run's scalars are at
+        step 0), so it links only the metrics kon_ray links to it: its own population's. At step 0 it would re-log
+        `psi/*` and every other scalar, which an MLflow 3.0 server refuses (BAD_REQUEST, UNIQUE constraint) once a
+        run has over 100 of them."""
+        found = list(outputs.population_models(models_folder))
+        if self.config.tracking.log_models:
+            for population, model_path, metadata in found:
+                try:
+                    self._log_model(population, model_path, metadata)
+                except Exception as exc:
+                    log.warning("tracking: could not log the %s model: %s", population, one_line(exc))
+        for population, _, metadata in found:
             self._curves(population, metadata)
             finals = {}
             for key, value in outputs.final_metrics(metadata).items():
@@ -208,13 +226,8 @@ class Tracker:
                     self._seen.add(name)
                     finals[name] = value
             self._metrics(finals)
-            if self.config.tracking.log_models:
-                try:
-                    self._log_model(population, model_path, metadata)
-                except Exception as exc:
-                    log.warning("tracking: could not log the %s model: %s", population, one_line(exc))
-        if populations:
-            self._tags({"populations": ",".join(populations)})
+        if found:
+            self._tags({"populations": ",".join(population for population, _, _ in found)})
 
     def _curves(self, population: str, metadata: Mapping[str, Any]) -> None:
         from mlflow.entities import Metric
@@ -268,12 +281,10 @@ class Tracker:
                 ],
                 params=params or None,
                 tags={"dataset": self.config.dataset.name, "population": population},
+                step=_rounds(metadata),
             )
         self.model_ids[population] = info.model_id
         self._tags({f"model_id.{population}": info.model_id})
-        finals = {k: v for k, v in self.metrics.items() if k.startswith(f"{population}/")}
-        if finals:
-            mlflow.log_metrics(finals, model_id=info.model_id, run_id=self.run_id)
 
     # -- end ---------------------------------------------------------------------------------------------------
     def finish(self, exc: Optional[BaseException]) -> None:
@@ -337,8 +348,19 @@ class Tracker:
             self._client().log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
 
     def _metrics(self, values: Mapping[str, float]) -> None:
+        """`values` at step 0, in one request; `<population>/...` linked to that population's logged model.
+
+        Not `mlflow.log_metrics`: once models are logged it links each new metric to every model of the run
+        (a domestic metric to the industrial model too) and sends it once per model."""
+        from mlflow.entities import Metric
+
         if values:
-            self._mlflow.log_metrics(dict(values), step=0, run_id=self.run_id)
+            now = int(time.time() * 1000)
+            batch = [
+                Metric(key, float(value), now, 0, model_id=self.model_ids.get(key.split("/", 1)[0]))
+                for key, value in values.items()
+            ]
+            self._client().log_batch(self.run_id, metrics=batch)
             self.metrics.update(values)
 
     def _tags(self, tags: Mapping[str, str]) -> None:
@@ -354,6 +376,11 @@ class Tracker:
                 subdir = os.path.dirname(relative)
                 target = f"{base}/{subdir}" if subdir else base
                 self._mlflow.log_artifact(outputs.local_file(path, scratch), artifact_path=target, run_id=self.run_id)
+
+
+def _rounds(metadata: Mapping[str, Any]) -> int:
+    """The model's boosting rounds, the step it is logged at: one past its curves' last step (see `_models`)."""
+    return max([len(values) for values in outputs.training_curves(metadata).values()] + [1])
 
 
 @contextlib.contextmanager

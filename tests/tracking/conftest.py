@@ -25,26 +25,29 @@ from tests.conftest import REPO, compose_config, generate_pola
 
 def subprocess_env(**extra: str) -> Dict[str, str]:
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(REPO), HYDRA_FULL_ERROR="0")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("KON_MLFLOW_PARENT_RUN_ID", None)
+    # what mlflow.set_tracking_uri/set_experiment export for child processes: a server started with an earlier
+    # test's experiment id would use it (a 3.0 server files a model's metrics under its own process's experiment)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "KON_MLFLOW_PARENT_RUN_ID"):
+        env.pop(name, None)
     env.update(extra)
     return env
 
 
-# A folder holding another MLflow for the server only (the client stays the locked one), e.g. the version infra/
-# gives the SageMaker-managed server: pip install --no-deps --target /tmp/mlflow30 mlflow==3.0.1 mlflow-skinny==3.0.1
-# then KON_MLFLOW_SERVER_PATH=/tmp/mlflow30 pytest tests/tracking (README, "Tracking": the supported pair).
+# The MLflow version infra/ gives the SageMaker-managed server (requirements-mlflow-server.lock), installed apart
+# from .venv by `make mlflow-server` (part of `make test`): `mlflow_server_pair` runs it, so that every run of the
+# suite checks the locked client against it (README, "Tracking and sweeps": the supported pair).
+PAIR_SERVER_PATH = REPO / ".venv" / "mlflow-server"
+# Another MLflow for `mlflow_server` as well (e.g. KON_MLFLOW_SERVER_PATH=.venv/mlflow-server pytest tests/tracking
+# runs every server test against the pair's server); the client stays the locked one.
 SERVER_PATH_ENV = "KON_MLFLOW_SERVER_PATH"
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory) -> Iterator[str]:
-    """A real MLflow tracking server: sqlite backend and proxied artifacts in tmp, a free port; its URI."""
-    root = tmp_path_factory.mktemp("mlflow_server")
+def serve_mlflow(root: Path, server_path: str | None) -> Iterator[str]:
+    """A real MLflow tracking server, sqlite backend and proxied artifacts under `root`, on a free port, importing
+    MLflow from `server_path` first when given; its URI while the generator is suspended."""
     port = free_port()
     log = open(root / "server.log", "w")
-    older = os.environ.get(SERVER_PATH_ENV)
-    env = subprocess_env(PYTHONPATH=os.pathsep.join([older, str(REPO)])) if older else subprocess_env()
+    env = subprocess_env(PYTHONPATH=os.pathsep.join([server_path, str(REPO)])) if server_path else subprocess_env()
     process = subprocess.Popen(
         [
             sys.executable, "-m", "mlflow", "server",
@@ -79,6 +82,20 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> Iterator[str]:
+    """A real MLflow tracking server of the locked version (or of $KON_MLFLOW_SERVER_PATH); its URI."""
+    yield from serve_mlflow(tmp_path_factory.mktemp("mlflow_server"), os.environ.get(SERVER_PATH_ENV))
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_pair(tmp_path_factory) -> Iterator[str]:
+    """A real MLflow tracking server of the version infra/ deploys (requirements-mlflow-server.lock); its URI."""
+    if not (PAIR_SERVER_PATH / "mlflow").is_dir():
+        pytest.fail(f"{PAIR_SERVER_PATH} is missing: `make mlflow-server` installs the server version infra/ runs")
+    yield from serve_mlflow(tmp_path_factory.mktemp("mlflow_server_pair"), str(PAIR_SERVER_PATH))
 
 
 @pytest.fixture(scope="session")

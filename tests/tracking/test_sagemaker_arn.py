@@ -8,8 +8,9 @@ it, a setting of the plugin itself), adds the header `x-mlflow-sm-tracking-serve
 request with SigV4 (service `sagemaker-mlflow`). moto does not serve that endpoint, so it is a small local stand-in
 of exactly those calls: an HTTP server on 127.0.0.1 that recomputes each request's SigV4 signature with botocore
 (the test's credentials, the ARN's region) and checks the ARN header, rejects anything else with 403, and proxies
-the rest to a real `mlflow server`. Artifacts go where a SageMaker server's go, to the experiment's s3:// location,
-written by the client with boto3: that S3 is moto's server (moto covers those calls).
+the rest to a real `mlflow server` of the version a SageMaker-managed server runs (infra/'s `mlflow_version`:
+`mlflow_server_pair`, tests/tracking/conftest.py). Artifacts go where a SageMaker server's go, to the experiment's
+s3:// location, written by the client with boto3: that S3 is moto's server (moto covers those calls).
 """
 
 from __future__ import annotations
@@ -112,8 +113,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def sagemaker_endpoint(mlflow_server) -> Iterator[SageMakerMlflowStandIn]:
-    stand_in = SageMakerMlflowStandIn(mlflow_server)
+def sagemaker_endpoint(mlflow_server_pair) -> Iterator[SageMakerMlflowStandIn]:
+    stand_in = SageMakerMlflowStandIn(mlflow_server_pair)
     thread = threading.Thread(target=stand_in.serve_forever, daemon=True)
     thread.start()
     try:
@@ -159,7 +160,7 @@ def test_the_stand_in_refuses_what_is_not_signed(sagemaker_endpoint):
 
 
 @pytest.mark.slow  # a whole run folder (two models) through the plugin
-def test_a_sagemaker_arn_tracking_uri_resolves_signs_and_logs_a_run(tmp_path, mlflow_server, sagemaker_endpoint,
+def test_a_sagemaker_arn_tracking_uri_resolves_signs_and_logs_a_run(tmp_path, mlflow_server_pair, sagemaker_endpoint,
                                                                      moto_s3, aws_env, pipeline_run):
     import boto3
     from mlflow.tracking import MlflowClient
@@ -169,7 +170,7 @@ def test_a_sagemaker_arn_tracking_uri_resolves_signs_and_logs_a_run(tmp_path, ml
     boto3.client("s3", region_name=REGION).create_bucket(
         Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     # a SageMaker server gives every experiment a location in its artifact store (infra: artifact_store_uri)
-    direct = MlflowClient(mlflow_server)
+    direct = MlflowClient(mlflow_server_pair)
     direct.create_experiment("sagemaker-arn", artifact_location=f"s3://{BUCKET}/sagemaker-arn")
 
     cfg = compose_config(["+dataset=POLA", f"tracking.uri={ARN}", "tracking.experiment=sagemaker-arn"], tmp_path)
@@ -196,6 +197,9 @@ def test_a_sagemaker_arn_tracking_uri_resolves_signs_and_logs_a_run(tmp_path, ml
     assert {prefix + "drift/drift_report.html", prefix + "models/domestic/metadata.json"} <= keys
     assert {"drift/drift_report.html", "ingest/ingest.json"} <= _artifacts(direct, run.info.run_id)
     assert set(run.data.tags) >= {"model_id.domestic", "model_id.industrial"}  # models logged through the plugin
+    for population in ("domestic", "industrial"):  # and the metrics logged after them (lost before, on a 3.0 server)
+        test_f1 = pipeline_run.metrics["infer"][f"{population}/test/macro_f1"]
+        assert run.data.metrics[f"{population}/test/macro_f1"] == test_f1
 
 
 def _pinned(name: str) -> str:
@@ -224,3 +228,6 @@ def test_the_image_has_the_plugin_and_the_server_client_pair_is_written_down():
     assert pair in readme
     infra = " ".join((REPO / "infra/README.md").read_text().split())
     assert f"`mlflow_version` (default `{server}`" in infra and f"`mlflow=={client}` from the lock" in infra
+    # the server the tests check the client against (tests/tracking/conftest.py, mlflow_server_pair) is that version
+    (tested,) = re.findall(r"^mlflow==(\S+)", (REPO / "requirements-mlflow-server.lock").read_text(), re.M)
+    assert tested.split(".")[:2] == server.split("."), (tested, server)

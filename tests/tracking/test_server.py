@@ -4,8 +4,9 @@ with MlflowClient; the default local sqlite store; tracking=off without MLflow.
 The CLI runs are the real entry point (Hydra composition, job logging, callbacks, multirun, exit codes) on the
 stage the tiny data supports, ingest, which needs no Ray: `_kon` skips starting one (`init_local_ray` stubbed
 in the child process), so these tests do not depend on a Ray starting on a loaded machine. With
-`ray_address=...` the child joins that Ray instead (for runs that go past ingest). The in-process test logs a full
-hand-made run folder (both models) through the same server, registry included.
+`ray_address=...` the child joins that Ray instead (for runs that go past ingest). The in-process test logs the run
+folder the real pipeline wrote (both models, registry included) to that server and to one of the MLflow version
+infra/ deploys (`mlflow_server_pair`), the server/client pair the README promises.
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ def _runs(uri: str, experiment: str):
 
 
 @pytest.mark.slow
-def test_a_full_run_folder_over_http_lands_on_the_server_with_registered_models(tmp_path, mlflow_server,
+@pytest.mark.parametrize("server", ["mlflow_server", "mlflow_server_pair"])
+def test_a_full_run_folder_over_http_lands_on_the_server_with_registered_models(tmp_path, request, server,
                                                                                pipeline_run):
+    """On the locked MLflow's server, and on the version infra/ deploys (the supported pair: README, "Tracking")."""
+    mlflow_server = request.getfixturevalue(server)
     cfg = compose_config(["+dataset=POLA", f"tracking.uri={mlflow_server}", "tracking.experiment=http-full",
                           "tracking.register_models=true"], tmp_path)
     config, plain = load_config(cfg), to_plain(cfg)
@@ -78,6 +82,12 @@ def test_a_full_run_folder_over_http_lands_on_the_server_with_registered_models(
     for population in ("domestic", "industrial"):
         (version,) = client.search_model_versions(f"name = 'POLA-{population}'")
         assert version.run_id == run.info.run_id and f"{population}/test/macro_f1" in version.description
+        # metrics logged after the models are there, and linked to their own population's model only
+        test_f1 = pipeline_run.metrics["infer"][f"{population}/test/macro_f1"]
+        assert run.data.metrics[f"{population}/test/macro_f1"] == pytest.approx(test_f1)
+        linked = {m.key: m.value for m in client.get_logged_model(run.data.tags[f"model_id.{population}"]).metrics}
+        assert linked[f"{population}/test/macro_f1"] == pytest.approx(test_f1)
+        assert all(key.startswith(f"{population}/") for key in linked), sorted(linked)
     found = find_latest_model("POLA", "industrial", config.tracking)
     assert found.model is not None and found.model[1]["features"] == metadata["features"]
 

@@ -125,6 +125,11 @@ def test_a_full_run_is_logged_with_params_metrics_curves_artifacts_and_registere
         assert booster.num_boosted_rounds() == metadata["best_iteration"] + 1
         version = client.get_model_version(f"POLA-{population}", "1")
         assert version.run_id == run.info.run_id and f"{population}/test/macro_f1: " in version.description
+        # the model carries its own population's metrics, and only those (not psi/*, not the other population's)
+        linked = {m.key: m.value for m in client.get_logged_model(tags[f"model_id.{population}"]).metrics}
+        assert linked == {k: v for k, v in metrics.items() if k.startswith(f"{population}/") and "/curve/" not in k}
+        assert linked[f"{population}/test/macro_f1"] == pytest.approx(
+            pipeline_run.metrics["infer"][f"{population}/test/macro_f1"])
 
     model, metadata = latest_model("POLA", "domestic", config.tracking)
     expected_metadata = json.loads((pipeline_run.stage_folder("train") / "domestic" / "metadata.json").read_text())
