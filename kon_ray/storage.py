@@ -49,6 +49,12 @@ def exists(path: str) -> bool:
     return fs.get_file_info(fs_path).type != pafs.FileType.NotFound
 
 
+def part_name(index: int) -> str:
+    """The file of a stage's work unit `index` in a run-folder dataset: a retried unit rewrites its own part, and the
+    names sort in unit order (readers list the folder: `list_files`)."""
+    return f"part-{index:05d}.parquet"
+
+
 def list_files(path: str, suffix: str = ".parquet") -> List[str]:
     """The files under `path` (or `path` itself if it is a file) ending in `suffix`, sorted, as fs paths."""
     fs, fs_path = filesystem(path)

@@ -278,7 +278,7 @@ def _transform_block(table: pa.Table, unit: execution.WorkUnit, spec: Spec, stat
                 part = result if mask.all() else result.filter(pa.array(mask))
                 if name not in writers:
                     fs.create_dir(f"{base}/{name}", recursive=True)
-                    path = f"{base}/{name}/part-{unit.index:05d}.parquet"  # a retried task rewrites its own part
+                    path = f"{base}/{name}/{storage.part_name(unit.index)}"
                     writers[name] = pq.ParquetWriter(path, part.schema, filesystem=fs, **write_options(part.schema))
                 writers[name].write_table(part)
                 target = part.column(spec.target_column).to_pandas().fillna("__missing__")

@@ -121,10 +121,6 @@ def score_unit(table: pa.Table, unit: WorkUnit, spec: PassSpec) -> Dict[str, Any
     return out
 
 
-def part_name(index: int) -> str:
-    return f"part-{index:05d}.parquet"
-
-
 def write_part(pred: Mapping[str, np.ndarray], spec: PassSpec, id_type: pa.DataType, index: int) -> None:
     """The unit's predictions as one Parquet file named by the unit's index, with fixed column types (an empty
     part has the same schema as a full one)."""
@@ -132,7 +128,7 @@ def write_part(pred: Mapping[str, np.ndarray], spec: PassSpec, id_type: pa.DataT
              PREDICTED: pa.string(), ACTUAL: pa.string()}
     table = pa.table({name: pa.array(values, type=types.get(name, pa.float32())) for name, values in pred.items()})
     assert spec.out is not None, "write_part needs an output folder (PassSpec.out)"
-    fs, path = storage.filesystem(storage.join(spec.out, part_name(index)))
+    fs, path = storage.filesystem(storage.join(spec.out, storage.part_name(index)))
     pq.write_table(table, path, filesystem=fs)
 
 
@@ -248,4 +244,4 @@ def prediction_drift(bundles: Sequence[ModelBundle], reference_files: Sequence[s
 
 
 __all__ = ["PassSpec", "Totals", "models", "score_unit", "write_part", "merge", "fit_reference", "counting_plan",
-           "reference_for", "compare", "prediction_drift", "numeric_config", "part_name"]
+           "reference_for", "compare", "prediction_drift", "numeric_config"]

@@ -1,7 +1,7 @@
 """A population's report as a dict (reports/<population>.json), from merged metric counts and the model.
 
 The names of everything InferenceReporting writes are here, once (kon_ray/infer/stage.py writes them; readers import
-them): `PREDICTIONS`/<split>/part-<unit>.parquet (the part names: kon_ray.infer.onepass.part_name), and per population
+them): `PREDICTIONS`/<split>/part-<unit>.parquet (the part names: kon_ray.storage.part_name), and per population
 `REPORT_JSON` and `REPORT_HTML`.
 """
 
