@@ -57,8 +57,13 @@ data: data/$(DATASET)
 run: venv data/$(DATASET)
 	$(PY) -m kon_ray.run +dataset=$(DATASET)
 
+# Two pytest workers (pytest-xdist), a test file each at a time: one alone leaves a core idle through every
+# in-process test and every wait on a subprocess; each worker has its own session Ray (tests/conftest.py).
+PYTEST_WORKERS ?= 2
+PYTEST := RAY_AUTH_MODE=disabled $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+
 test: venv tools mlflow-server check
-	RAY_AUTH_MODE=disabled $(PY) -m pytest -q
+	$(PYTEST)
 
 check: venv tools  # Python lint and types (pyproject.toml: [tool.ruff], [tool.mypy]); part of make test
 	$(TOOLS)/bin/ruff check .
@@ -68,7 +73,7 @@ lint: tools  # terraform fmt, checkov, actionlint (the tests run them too)
 	bash scripts/check_infra.sh
 
 test-fast: venv tools mlflow-server check
-	RAY_AUTH_MODE=disabled $(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 clean:
 	rm -rf outputs multirun mlflow.db mlruns .pytest_cache

@@ -1,10 +1,10 @@
-"""Fixtures shared by the whole suite: one local Ray for every test that needs it, and composed configs."""
+"""Fixtures shared by the whole suite: one local Ray for every test that needs it, one moto server, composed configs."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Dict, Iterator, Sequence
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -34,10 +34,39 @@ def _isolated_tracking_env():
             os.environ[name] = value
 
 
+# Fake credentials for moto: the standard AWS chain finds them, as it finds real ones on AWS.
+MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "eu-west-1"}
+
+
+def moto_environment(endpoint: str) -> Dict[str, str]:
+    """What reaches moto at `endpoint` through the standard AWS settings (no code path of its own)."""
+    return {**MOTO_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
+
+
 @pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
+def moto_server() -> Iterator[str]:
+    """One moto server on 127.0.0.1 for the session (S3, SageMaker, CloudWatch Logs, Secrets Manager); its URL.
+    Tests that use it set `moto_environment` themselves (tests/cluster/conftest.py `moto_endpoint`)."""
+    from moto.server import ThreadedMotoServer
+
+    from kon_ray.net import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_session(moto_server) -> Iterator[None]:
     """One local Ray for the session (starting Ray costs seconds): 2 CPUs plus one for Ray Data beside training
-    workers, a small object store so that tests exercise spilling rather than hide it."""
+    workers, a small object store so that tests exercise spilling rather than hide it. Its workers reach the
+    session's moto as the driver does in the tests that set `moto_environment`: a worker's environment is fixed
+    when Ray starts, whichever test starts it (under pytest-xdist, any module may be a worker's first)."""
     import ray
 
     if not ray.is_initialized():
@@ -47,6 +76,7 @@ def ray_session() -> Iterator[None]:
             include_dashboard=False,
             log_to_driver=False,
             configure_logging=False,
+            runtime_env={"env_vars": moto_environment(moto_server)},
         )
     yield
     # left running for later tests; pytest's exit shuts it down

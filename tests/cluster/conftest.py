@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 
 from kon_ray.net import free_port, wait_for_port  # noqa: F401  (tests import them from here)
+from tests.conftest import moto_environment
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -120,24 +121,16 @@ def ray_head() -> Iterator[Dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """A moto server on 127.0.0.1 (S3, SageMaker, CloudWatch Logs) with fake credentials in the environment."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+def moto_endpoint(moto_server) -> Iterator[str]:
+    """The session's moto server (tests/conftest.py, the one the session Ray's workers reach), with its fake
+    credentials and endpoint in this process's environment for the module."""
     saved = {k: os.environ.get(k) for k in _MOTO_ENV}
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="eu-west-1",
-        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
-    )
+    os.environ.update(moto_environment(moto_server))
     os.environ.pop("AWS_ENDPOINT_URL_S3", None)
     os.environ.pop("AWS_PROFILE", None)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield moto_server
     finally:
-        server.stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
