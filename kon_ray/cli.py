@@ -73,10 +73,8 @@ def interrupted() -> int:
 
 
 def _wraps_interruption(exc: BaseException) -> bool:
-    try:
-        from kon_ray.execution import interrupted_in
-    except ImportError:  # pragma: no cover - Ray is a dependency of every command
-        return False
+    from kon_ray.execution import interrupted_in  # here, not at the top: a command that works never needs it
+
     return interrupted_in(exc)
 
 
