@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-from typing import Callable, Dict, Iterator, Tuple
+import uuid
+from typing import Callable, Dict, Tuple
 
 import pandas as pd
 import pyarrow as pa
@@ -16,6 +16,7 @@ from kon_ray.synth.command import SynthCommandConfig
 from kon_ray.synth.config import SynthConfig
 from kon_ray.synth.model import Calendar
 from kon_ray.synth.writer import iter_tables
+from tests.conftest import moto_environment
 
 SAMPLE_ROWS = 20_000
 
@@ -62,29 +63,16 @@ def sample(dataset_cfg) -> Callable[..., pd.DataFrame]:
 
 
 @pytest.fixture
-def s3_bucket(monkeypatch) -> Iterator[str]:
-    """An empty bucket on an in-process moto S3 server, reached the standard way (AWS_* environment)."""
+def s3_bucket(monkeypatch, moto_server) -> str:
+    """A new, empty bucket on the session's moto S3 server, reached the standard way (AWS_* environment)."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    for key, value in dict(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="eu-west-1",
-        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
-    ).items():
+    for key, value in moto_environment(moto_server).items():
         monkeypatch.setenv(key, value)
     for key in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)
+    bucket = f"kon-synth-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", region_name="eu-west-1").create_bucket(
-        Bucket="kon-synth", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
     )
-    try:
-        yield "kon-synth"
-    finally:
-        server.stop()
+    return bucket

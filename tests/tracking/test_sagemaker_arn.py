@@ -124,24 +124,13 @@ def sagemaker_endpoint(mlflow_server_pair) -> Iterator[SageMakerMlflowStandIn]:
         stand_in.server_close()
 
 
-@pytest.fixture(scope="module")
-def moto_s3() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def aws_env(monkeypatch, sagemaker_endpoint, moto_s3) -> None:
+def aws_env(monkeypatch, sagemaker_endpoint, moto_server) -> None:
+    """The test's AWS identity, the stand-in as the region's MLflow endpoint, the session's moto (tests/conftest.py)
+    as the S3 of the server's artifact store."""
     for key, value in dict(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION=REGION,
-                           SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT=sagemaker_endpoint.url, AWS_ENDPOINT_URL_S3=moto_s3,
-                           MLFLOW_S3_ENDPOINT_URL=moto_s3).items():
+                           SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT=sagemaker_endpoint.url, AWS_ENDPOINT_URL_S3=moto_server,
+                           MLFLOW_S3_ENDPOINT_URL=moto_server).items():
         monkeypatch.setenv(key, value)
     for key in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "SAGEMAKER_MLFLOW_ASSUME_ROLE_ARN",
                 "SAGEMAKER_PRESIGNED_URL_UPLOAD_ENABLED"):
@@ -161,7 +150,7 @@ def test_the_stand_in_refuses_what_is_not_signed(sagemaker_endpoint):
 
 @pytest.mark.slow  # a whole run folder (two models) through the plugin
 def test_a_sagemaker_arn_tracking_uri_resolves_signs_and_logs_a_run(tmp_path, mlflow_server_pair, sagemaker_endpoint,
-                                                                     moto_s3, aws_env, pipeline_run):
+                                                                     aws_env, pipeline_run):
     import boto3
     from mlflow.tracking import MlflowClient
 
