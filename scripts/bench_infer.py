@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -173,7 +173,7 @@ def main() -> None:
                   f"({sum(map(len, files.values()))} files, {groups} row groups); model {args.rounds} rounds x "
                   f"{len(labels)} classes; {cores} cores")
 
-            plain_probs = {}
+            plain_probs: Dict[str, Any] = {}
 
             def run_plain(split_rows=split_rows, plain_probs=plain_probs, run_dir=run_dir):
                 for split in split_rows:
@@ -197,7 +197,7 @@ def main() -> None:
                       f"{time.perf_counter() - t:.2f} s")
                 pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
                 continue
-            stage_metrics = {}
+            stage_metrics: Dict[str, Any] = {}
 
             def run_stage(stage_metrics=stage_metrics, ctx=ctx):
                 stage_metrics.update(infer_stage.run(ctx))

@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
@@ -65,8 +65,8 @@ class TreePeak:
 
     def __init__(self, interval: float = 0.2) -> None:
         self.interval, self.bytes, self._stop = interval, 0, threading.Event()
-        self._start: Dict[int, float] = {}
-        self._last: Dict[int, float] = {}
+        self._start: Dict[Tuple[int, float], float] = {}  # (pid, create time) -> CPU-s
+        self._last: Dict[Tuple[int, float], float] = {}
         self._names: Dict[Any, str] = {}
 
     def _sample(self) -> int:
@@ -150,12 +150,13 @@ def run_ray(cfg, run_dir: Path) -> Dict[str, Any]:
     import ray
 
     from kon_ray import ingest
+    from kon_ray.cluster.config import LocalCluster, of_kind
     from kon_ray.cluster.local import init_local_ray
     from kon_ray.features import stage
 
     config = load_config(cfg)
     began = time.perf_counter()
-    init_local_ray(config.cluster)
+    init_local_ray(of_kind(config.cluster, LocalCluster))
     ray_start = time.perf_counter() - began
     try:
         ctx = RunContext(config=config, plain=to_plain(cfg), run_dir=str(run_dir))

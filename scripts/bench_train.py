@@ -139,7 +139,7 @@ def main() -> None:
 
     # -- plain xgboost --------------------------------------------------------------------------------------------
     t0, c0 = time.perf_counter(), time.process_time()
-    dtrain = xgb.QuantileDMatrix(X, label=y, max_bin=model["max_bin"], nthread=threads)
+    dtrain = xgb.QuantileDMatrix(X, label=y, max_bin=model.max_bin, nthread=threads)
     t1 = time.perf_counter()
     plain = xgb.train({**params, "nthread": threads}, dtrain, args.rounds)
     plain_s, plain_cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -154,7 +154,7 @@ def main() -> None:
         _chunk, batch_size=1, fn_kwargs=dict(rows=args.chunk_rows, features=args.features, classes=args.classes, seed=0)
     ).materialize()  # the data sits in Ray, as the preprocess stage's output would; not timed
     loop_config = {"params": params, "features": args.features, "num_boost_round": args.rounds,
-                   "early_stopping_rounds": 0, "checkpoint_frequency": 10, "max_bin": model["max_bin"],
+                   "early_stopping_rounds": 0, "checkpoint_frequency": 10, "max_bin": model.max_bin,
                    "nthread": cpus}
     one_config = {**loop_config, "params": {**params, "nthread": threads}, "nthread": threads}
 
@@ -208,7 +208,7 @@ def main() -> None:
 
     for name, booster in (("plain", plain), ("kon_ray one process", one), ("kon_ray Ray Train", kon)):
         probs = booster.inplace_predict(Xh)
-        cm = metrics.confusion_counts(yh, probs.argmax(axis=1), args.classes)
+        cm = metrics.confusion_counts(yh, probs.argmax(axis=1), args.classes).tolist()
         acc = metrics.from_confusion(cm, [str(i) for i in range(args.classes)])["accuracy"]
         print(f"holdout {name}: mlogloss {metrics.logloss_sum(yh, probs) / len(yh):.4f}, accuracy {acc:.4f}")
 

@@ -19,6 +19,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any, Dict, List
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,7 +35,8 @@ class StageRecorder:
     """Pipeline observer: per-stage wall time and the peak memory seen since the previous stage ended."""
 
     def __init__(self, peak: PeakMemory) -> None:
-        self.peak, self.stages = peak, []
+        self.peak = peak
+        self.stages: List[Dict[str, Any]] = []
 
     def stage_finished(self, stage, seconds, metrics, folder):
         peak_gib = self.peak.reset() / 1024**3
@@ -62,6 +64,7 @@ def main() -> int:
 
     import ray
 
+    from kon_ray.cluster.config import LocalCluster, of_kind
     from kon_ray.cluster.local import init_local_ray
     from kon_ray.context import RunContext
     from kon_ray.pipeline import run_pipeline
@@ -89,7 +92,7 @@ def main() -> int:
             with PeakMemory(args.sample_every) as gen_peak:
                 generate(config.dataset, config.synth, str(data))
             print(f"  generated in {time.perf_counter() - start:.1f} s, peak {gen_peak.gib:.2f} GiB", flush=True)
-        init_local_ray(config.cluster)
+        init_local_ray(of_kind(config.cluster, LocalCluster))
         with PeakMemory(args.sample_every) as peak:
             recorder = StageRecorder(peak)
             start = time.perf_counter()
