@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from typing import Dict, Optional, Type, TypeVar
+from typing import Dict, Optional, Sequence, Type, TypeVar
 
 from omegaconf import MISSING
 
@@ -333,9 +333,25 @@ def joined_overrides(cluster: ClusterConfig) -> list[str]:
     return ["cluster=local", "cluster.address=auto", *(f"cluster.{key}={getattr(cluster, key)}" for key in shared)]
 
 
-def is_cluster_override(key: str) -> bool:
-    """Whether an override's key is the cluster choice or one of its keys (`cluster=ray`, `cluster.nodes`)."""
-    return key == "cluster" or key.startswith("cluster.")
+# What a launcher sets itself for the run on the cluster (its data and run folders), never taken from the user's.
+LAUNCHER_KEYS = ("output_dir", "dataset.path", "hydra.run.dir", "hydra.sweep.dir")
+
+
+def override_key(override: str) -> str:
+    """The key of a command-line override (`+model.x=1` -> `model.x`, `cluster=ray` -> `cluster`)."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def carried_overrides(overrides: Sequence[str]) -> list[str]:
+    """The user's overrides that the run on a remote cluster keeps (a Ray Job's, a SageMaker job's): not the cluster
+    choice or its keys (`cluster=ray`, `cluster.nodes`: the submitting kind's; `joined_overrides` sets the run's),
+    nor what the launcher sets itself (LAUNCHER_KEYS)."""
+    kept = []
+    for override in overrides:
+        key = override_key(override)
+        if key not in LAUNCHER_KEYS and key != "cluster" and not key.startswith("cluster."):
+            kept.append(override)
+    return kept
 
 
 def _require(cluster: ClusterConfig, keys: Dict[str, str], why: str) -> None:

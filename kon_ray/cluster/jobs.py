@@ -32,7 +32,7 @@ from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Sequence, T
 
 from kon_ray import storage
 from kon_ray.cluster.auth import Token, auth_failure, enable_client_auth, find_token
-from kon_ray.cluster.config import Ec2Cluster, RayCluster, is_cluster_override, joined_overrides
+from kon_ray.cluster.config import Ec2Cluster, RayCluster, carried_overrides, joined_overrides, override_key
 from kon_ray.config import CONF_DIR, KonConfig
 from kon_ray.errors import ClusterError, ConfigError, first_line
 
@@ -48,12 +48,6 @@ UPLOAD_SKIP = ("__pycache__", "*.pyc", ".pytest_cache", "*.egg-info", "mlflow.db
 # Not secrets: where S3/MLflow live. Credentials are never forwarded; the cluster's nodes use their own AWS chain.
 FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION", "MLFLOW_TRACKING_URI")
 
-# Overrides that the job must not inherit: it runs the pipeline itself, on the cluster's Ray, with the paths below;
-# nor any cluster=/cluster.* override (`is_cluster_override`): they were the submitting kind's, the job's cluster is
-# cluster=local (`joined_overrides`). The client's token settings mean nothing on the cluster (its driver runs on
-# the head with the head's token).
-_REPLACED_KEYS = ("output_dir", "dataset.path", "hydra.run.dir", "hydra.sweep.dir")
-
 # The kinds that submit through the Jobs API.
 JobsCluster = Union[RayCluster, Ec2Cluster]
 
@@ -63,10 +57,6 @@ def jobs_cluster(config: KonConfig) -> JobsCluster:
     if not isinstance(cluster, (RayCluster, Ec2Cluster)):
         raise TypeError(f"a Ray Job is submitted with cluster=ray or ec2, not cluster={cluster.kind}")
     return cluster
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def job_overrides(overrides: Sequence[str], config: KonConfig, *, require_shared: bool = False) -> List[str]:
@@ -86,7 +76,7 @@ def job_overrides(overrides: Sequence[str], config: KonConfig, *, require_shared
     storage_path = config.cluster.storage_path or storage.join(out, "ray_train")
     if not storage.is_s3(storage_path):
         storage_path = os.path.abspath(storage_path)
-    kept = [o for o in overrides if _key(o) not in _REPLACED_KEYS and not is_cluster_override(_key(o))]
+    kept = carried_overrides(overrides)  # the job runs cluster=local on the cluster's Ray, with the paths below
     added = [
         *joined_overrides(config.cluster),
         f"dataset.path={_quote(data)}",
@@ -140,7 +130,7 @@ def check_no_secrets(overrides: Sequence[str], env_vars: Dict[str, str]) -> None
     from kon_ray.secrets import URL_PASSWORD, is_secret_key
 
     for override in overrides:
-        key = _key(override)
+        key = override_key(override)
         value = override.split("=", 1)[1] if "=" in override else ""
         if (is_secret_key(key) and value.strip("'\" ") not in ("", "null")) or URL_PASSWORD.search(value):
             raise ConfigError(
@@ -305,7 +295,7 @@ def job_args_value(overrides: Sequence[str], key: str) -> str:
     """The (unquoted) value of the last `key=...` in overrides."""
     value = ""
     for override in overrides:
-        if _key(override) == key:
+        if override_key(override) == key:
             value = override.split("=", 1)[1]
     if len(value) >= 2 and value[0] == value[-1] == "'":
         value = value[1:-1].replace("\\'", "'").replace("\\\\", "\\")

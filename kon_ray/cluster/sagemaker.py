@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from typing import IO, Any, Callable, Dict, List, Optional, Sequence, TextIO
 
 from kon_ray import storage
-from kon_ray.cluster.config import SageMakerCluster, is_cluster_override, joined_overrides, of_kind
+from kon_ray.cluster.config import SageMakerCluster, carried_overrides, joined_overrides, of_kind
 from kon_ray.config import KonConfig
 from kon_ray.errors import ClusterError, ConfigError, first_line
 from kon_ray.terminal import result_stream
@@ -41,10 +41,6 @@ HYPERPARAMETER = "kon_overrides"
 TOKEN_SECRET_ENV = "KON_RAY_TOKEN_SECRET"  # read by kon_ray/cluster/sagemaker_entry.py
 HYPERPARAMETER_MAX = 2500  # CreateTrainingJob's limit on one hyperparameter value
 TERMINAL = ("Completed", "Failed", "Stopped")
-
-# Overrides that the head's run must not inherit: it runs the pipeline itself, with cluster=local joining the job's Ray
-# (`joined_overrides`: the user's cluster=/cluster.* overrides were this launcher's) and the paths below.
-_REPLACED_KEYS = ("output_dir", "dataset.path", "hydra.run.dir", "hydra.sweep.dir")
 
 
 def job_name(prefix: str, dataset: str, now: Optional[datetime] = None) -> str:
@@ -77,9 +73,7 @@ def container_overrides(overrides: Sequence[str], config: KonConfig, name: str) 
     """The `python -m kon_ray.run` overrides the head instance runs with."""
     out = run_dir(config, name)
     storage_path = config.cluster.storage_path or storage.join(out, "ray_train")
-    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
-    kept = [o for o, key in zip(overrides, keys) if key not in _REPLACED_KEYS and not is_cluster_override(key)]
-    return kept + [
+    return carried_overrides(overrides) + [
         *joined_overrides(config.cluster),
         f"dataset.path='{CHANNEL_DIR}'",
         f"output_dir='{out}'",
