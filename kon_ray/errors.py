@@ -11,6 +11,7 @@ with the traceback kept in the run's log file.
 | 3    | data error (unreadable file, schema mismatch, empty, dups)    |
 | 4    | stopped by the drift gate (`drift.fail_on_drift=true`)        |
 | 5    | cluster / job submission error (remote job failed or refused) |
+| 6    | outputs published, but the MLflow record is incomplete        |
 | 130  | interrupted (Ctrl-C)                                          |
 """
 
@@ -45,6 +46,14 @@ class DriftGateError(KonError):
 class ClusterError(KonError):
     exit_code = 5
     kind = "cluster error"
+
+
+class TrackingIncomplete(KonError):
+    """The pipeline finished and published its outputs, but part of its MLflow record is missing (the server went
+    away, a request was refused): `python -m kon_ray.tracking.log RUN_FOLDER` logs it later."""
+
+    exit_code = 6
+    kind = "tracking incomplete"
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

@@ -18,6 +18,7 @@ from kon_ray import execution, manifest, stages, storage
 from kon_ray.context import STAGE_FOLDERS, RunContext
 from kon_ray.errors import DriftGateError
 from kon_ray.ingest import data_fingerprint
+from kon_ray.run_index import RunIndex
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def run_pipeline(
     ctx = plan(ctx)
     chosen = [stage for stage in stages.STAGE_ORDER if stage in ctx.config.stages]
     results: Dict[str, Dict[str, Any]] = {}
+    index = RunIndex(ctx.run_dir, ctx.config.dataset.name, ctx.plain)
     for stage in chosen:
         final = ctx.stage_dir(stage)
         previous = manifest.read_manifest(final) if ctx.config.reuse else None
@@ -80,10 +82,12 @@ def run_pipeline(
             except DriftGateError as gated:
                 # the gate stopped the run after publishing its reports: the observer gets them before the run
                 # ends (a tracked run is then FAILED with stopped_by=drift_gate, its evidence in MLflow)
+                index.add(stage, STAGE_FOLDERS[stage], ctx.stage_keys[stage], final, reused=False)
                 if observer is not None:
                     observer.stage_finished(stage, time.perf_counter() - started, _gated_metrics(final, gated), final)
                 raise
         _link_into_run_folder(ctx, stage, final)
+        index.add(stage, STAGE_FOLDERS[stage], ctx.stage_keys[stage], final, reused=bool(metrics.get("cached")))
         results[stage] = metrics
         if observer is not None:
             observer.stage_finished(stage, seconds, metrics, final)

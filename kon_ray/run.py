@@ -18,6 +18,7 @@ from kon_ray.cli import guarded, hydra_cli, in_multirun, log_file, started_work
 from kon_ray.cluster.config import LocalCluster
 from kon_ray.config import KonConfig, load_config, register_configs, to_plain
 from kon_ray.context import RunContext
+from kon_ray.errors import TrackingIncomplete
 from kon_ray.secrets import MASK, install_log_redaction, redact, redact_text, secret_values
 
 log = logging.getLogger("kon_ray.run")  # the module's name, also when it runs as __main__ (python -m)
@@ -40,9 +41,29 @@ def run(
     except BaseException as exc:
         _record_sweep_job({}, tracker, exc)
         raise
+    finally:
+        _keep_run_files(config.output_dir)
     _record_sweep_job(results, tracker, None)
     log.info("run finished: outputs in %s", config.output_dir)
+    if tracker is not None and (tracker.incomplete or tracker.offline):
+        # never silent: the outputs are there, the record is not; the last line says so and how to repair it
+        raise TrackingIncomplete(tracker.repair_hint())
     return results
+
+
+def _keep_run_files(run_dir: str) -> None:
+    """A run folder on S3 gets the run's log and .hydra/ (kon_ray/run_index.py); a failure to copy is said, not
+    raised over the run's own outcome."""
+    from kon_ray.run_index import copy_run_files
+
+    try:
+        hydra_dir: Optional[str] = os.path.join(HydraConfig.get().runtime.output_dir, ".hydra")
+    except ValueError:
+        hydra_dir = None  # not running under Hydra (tests call main directly)
+    try:
+        copy_run_files(run_dir, log_file(), hydra_dir)
+    except Exception as exc:  # noqa: BLE001  (the run's own error, if any, is the one to report)
+        log.warning("could not copy run.log and .hydra/ to %s: %s", run_dir, exc)
 
 
 def _tracking(config: KonConfig, plain: Dict[str, Any]):
@@ -148,5 +169,8 @@ cli = hydra_cli("config", main, register_configs, schema=KonConfig)
 
 
 if __name__ == "__main__":
+    from kon_ray.cluster.jobs import leave_ray_working_dir
+
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    leave_ray_working_dir()  # in a Ray Job's driver: a folder Ray cannot replace under it (kon_ray/cluster/jobs.py)
     cli()

@@ -24,6 +24,7 @@ import logging
 import os
 import shlex
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -86,6 +87,32 @@ def job_overrides(overrides: Sequence[str], config: KonConfig, *, require_shared
     if not storage.is_s3(out):
         added.append(f"hydra.run.dir={_quote(out)}")  # Hydra's .hydra/ and log file go into the run folder
     return kept + added
+
+
+# Ray unpacks a job's working_dir under <temp dir>/session_*/runtime_resources/working_dir_files/_ray_pkg_<hash>/
+# and starts the job's driver there. Another node's runtime-env agent that shares the temp folder (several nodes on
+# one machine) unpacks the same package again with `overwrite=True`: it deletes the folder and extracts a new one
+# (ray/_private/runtime_env/working_dir.py). The driver's current folder is then gone, and everything that asks
+# for it fails: os.path.relpath of a relative path, MLflow's log_model (Path.cwd()), Hydra's relative run folder.
+RAY_WORKING_DIR_MARK = os.sep + os.path.join("runtime_resources", "working_dir_files") + os.sep
+
+
+def leave_ray_working_dir() -> Optional[str]:
+    """In a Ray Job's driver, move to a folder of its own outside Ray's unpacked package, before Hydra makes the
+    run folder (a relative `hydra.run.dir` then lands there, not in a folder Ray may replace); the folder, or None
+    when this process does not run in a job's working_dir. The package stays importable: Ray puts it on
+    PYTHONPATH by its path, which the re-extracted copy keeps."""
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:  # already gone: nothing relative is worth keeping
+        here = RAY_WORKING_DIR_MARK
+    if RAY_WORKING_DIR_MARK not in here + os.sep:
+        return None
+    own = tempfile.mkdtemp(prefix="kon_ray_job_")
+    if here != RAY_WORKING_DIR_MARK and here not in sys.path:
+        sys.path.insert(0, here)  # python -m put the folder on sys.path as '' or its path: keep it by path
+    os.chdir(own)
+    return own
 
 
 def _quote(value: str) -> str:

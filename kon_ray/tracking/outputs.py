@@ -15,30 +15,15 @@ import pyarrow.fs as pafs
 from kon_ray import storage
 from kon_ray.drift.report import REPORT_JSON
 from kon_ray.ingest import SUMMARY_FILE as INGEST_SUMMARY
+from kon_ray.run_index import readable, walk
 from kon_ray.tracking.names import number, safe_name
 from kon_ray.train.model_folder import METADATA_FILE, MODEL_FILE
 
-MAX_ARTIFACT_BYTES = 50 * 1024**2  # a stage file larger than this is data, not a report: not logged
-_SKIP_SUFFIXES = (".parquet", ".ubj", ".tmp")  # data parts, and models (logged with mlflow.xgboost instead)
-
 
 def artifact_files(folder: str) -> List[Tuple[str, str]]:
-    """(file, path relative to `folder`) of the reports, states and manifests a stage published."""
-    fs, root = storage.filesystem(folder)
-    info = fs.get_file_info(root)
-    if info.type != pafs.FileType.Directory:
-        return []
-    found = []
-    for entry in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
-        if entry.type != pafs.FileType.File or entry.path.endswith(_SKIP_SUFFIXES):
-            continue
-        if "/_tmp" in entry.path or (entry.size or 0) > MAX_ARTIFACT_BYTES:
-            continue
-        relative = os.path.relpath(entry.path, root)
-        if any(part.startswith(".") for part in relative.split(os.sep)):
-            continue
-        found.append((("s3://" + entry.path) if storage.is_s3(folder) else entry.path, relative))
-    return sorted(found, key=lambda item: item[1])
+    """(file, path relative to `folder`) of the reports, states and manifests a stage published (the files a run
+    folder on S3 also gets copies of: kon_ray/run_index.py)."""
+    return [(location, relative) for location, relative, _ in readable(walk(folder))]
 
 
 def local_file(path: str, scratch: str) -> str:

@@ -37,8 +37,15 @@ The drift gate is FAILED rather than KILLED: KILLED means someone stopped the ru
 the pipeline refusing to train on drifted data, a result that `status = FAILED` filters should catch; the tag
 `stopped_by=drift_gate` tells it apart from a crash.
 
-Logging problems after the run has started are warnings, never a reason to fail the pipeline; a tracking target
-that cannot work at all (server down, plugin missing) is a ConfigError before any stage runs.
+Logging problems never stop a pipeline that works, and are never silent. Whatever of a stage could not be logged
+(the server went away, a request was refused, a model failed to serialize) is recorded per stage: the run gets the
+tag `tracking_incomplete=<stages>`, the run folder's `tracking.json` says what is missing and where the run is, and
+the command's last line says so with the one command that repairs it, `python -m kon_ray.tracking.log RUN_FOLDER`
+(kon_ray/tracking/log.py; exit code 6). A server that does not answer when the run starts is the same case: the
+pipeline runs untracked, its outputs are published, and the last line says how to log them. A tracking target that
+cannot work at all (a malformed ARN, the plugin missing, an unwritable database) is a ConfigError before any stage.
+MLflow's HTTP retries are bounded (tracking/uri.py `bound_http_retries`), and after a failed request a stage is
+logged only if the server answers its /health again, so a dead server costs seconds, not minutes per stage.
 """
 
 from __future__ import annotations
@@ -60,12 +67,17 @@ from kon_ray.secrets import redact_text
 from kon_ray.tracking import names, outputs
 from kon_ray.tracking.common import PARENT_RUN_ENV, git_state, import_mlflow, one_line
 from kon_ray.tracking.names import registered_name
-from kon_ray.tracking.uri import check_uri, resolve_uri, ui_hint
+from kon_ray.tracking.uri import TrackingUnreachable, answers, bound_http_retries, check_uri, resolve_uri, ui_hint
 
 log = logging.getLogger(__name__)
 
 # what `stages.Stage.tracked` may name: the Tracker method that logs it is `_track_<hook>`
 HOOK_PREFIX = "_track_"
+# the run folder's record of its MLflow run: where it is and what of it is missing (read by kon_ray/tracking/log.py)
+TRACKING_FILE = "tracking.json"
+INCOMPLETE_TAG = "tracking_incomplete"
+RUN_FOLDER_TAG = "run_folder"
+END = "end"  # what `incomplete` calls the end of the run: its log file, .hydra/, registered models, status
 
 
 def outcome(exc: Optional[BaseException]) -> tuple[str, Dict[str, str]]:
@@ -120,11 +132,23 @@ class Tracker:
         self._seen: set = set()
         self._cached: List[str] = []
         self.folders: Dict[str, str] = {}  # stage -> the folder it published (its keyed cache folder)
+        self.incomplete: Dict[str, List[str]] = {}  # stage (or END) -> what of it could not be logged
+        self.offline: Optional[str] = None  # why nothing reaches MLflow: no server answered when the run started
+        self._failed = False  # a request failed: before the next stage, ask whether the server answers again
+        self._logged_metrics: set = set()  # metrics already in the run (a resumed run: kon_ray/tracking/log.py)
         self._mlflow: Any = None  # the mlflow module, once started
+        self.outcome: Dict[str, Any] = {}  # the run's end status and tags, once it ended
 
     # -- start -------------------------------------------------------------------------------------------------
-    def start(self) -> None:
-        check_uri(self.uri)
+    def start(self, run_id: Optional[str] = None) -> None:
+        """Start the run (or, with `run_id`, reopen that run to complete it); a server that does not answer leaves
+        the tracker offline: every stage is recorded as missing, nothing stops."""
+        bound_http_retries()
+        try:
+            check_uri(self.uri)
+        except TrackingUnreachable as exc:
+            self._go_offline(str(exc))
+            return
         mlflow = self._mlflow = import_mlflow()
         tracking = self.config.tracking
         parent = os.environ.get(PARENT_RUN_ENV) or None
@@ -142,29 +166,76 @@ class Tracker:
         name = tracking.run_name or (
             f"{dataset}-job{job['sweep.job']}" if "sweep.job" in job else f"{dataset}-{dt.datetime.now():%Y%m%d-%H%M%S}"
         )
+        tags[RUN_FOLDER_TAG] = self.config.output_dir
         try:
             mlflow.set_tracking_uri(self.uri)
             experiment = mlflow.set_experiment(tracking.experiment)
-            run = mlflow.start_run(run_name=name, parent_run_id=parent, tags=tags)
+            if run_id:
+                run = mlflow.start_run(run_id=run_id)
+            else:
+                run = mlflow.start_run(run_name=name, parent_run_id=parent, tags=tags)
         except Exception as exc:  # a bad URI, an unwritable database, a parent run that is gone
+            if not answers(self.uri):  # the server went away between the check and the run: not a config error
+                self._go_offline(f"tracking.uri {self.uri}: no MLflow server answers ({one_line(exc)})")
+                return
             raise ConfigError(
                 redact_text(f"tracking: cannot start an MLflow run at {self.uri}: {one_line(exc)}")
             ) from None
         self.run_id, self.experiment_id = run.info.run_id, experiment.experiment_id
-        self._batch(params=names.config_params(self.plain))
+        if run_id:
+            self._logged_metrics = set(run.data.metrics)
+            self.model_ids = {key.split(".", 1)[1]: value for key, value in run.data.tags.items()
+                              if key.startswith("model_id.")}
+            log.info("tracking: completing MLflow run %s in experiment %r; %s", self.run_id, tracking.experiment,
+                     ui_hint(self.uri))
+            return
+        try:
+            self._batch(params=names.config_params(self.plain))
+        except Exception as exc:
+            self._missed("start", f"params: {one_line(exc)}")
         log.info("tracking: MLflow run %s (%s) in experiment %r; %s", name, self.run_id, tracking.experiment,
                  ui_hint(self.uri))
 
     # -- after each stage --------------------------------------------------------------------------------------
+    def already_logged(self, stage: str, metrics: Mapping[str, Any], folder: str) -> None:
+        """A stage a resumed run holds already: only what later stages' names and models depend on."""
+        self.folders[stage] = folder
+        names.stage_metric_names(stage, metrics, self._seen)
+
+    def _go_offline(self, why: str) -> None:
+        self.offline = redact_text(why)
+        log.warning("tracking: %s; the run goes on untracked, and its last line says how to log it later",
+                    self.offline)
+
+    def _missed(self, stage: str, what: str) -> None:
+        """Record what of `stage` did not reach MLflow (the tag, tracking.json and the last line say it)."""
+        self._failed = True
+        self.incomplete.setdefault(stage, []).append(redact_text(what))
+        log.warning("tracking: could not log %s of stage %s", redact_text(what), stage)
+        log.debug("tracking failure", exc_info=True)
+
+    def _reachable(self) -> bool:
+        """After a failed request, whether the server answers again (one quick /health), so that a server that
+        went away costs one probe per stage instead of MLflow's retries on every request."""
+        if self.offline or self.run_id is None:
+            return False
+        if self._failed:
+            self._failed = not answers(self.uri)
+        return not self._failed
+
     def stage_finished(self, stage: str, seconds: float, metrics: Dict[str, Any], folder: str) -> None:
+        self.folders[stage] = folder
+        if not self._reachable():
+            reason = self.offline or f"no MLflow server answered at {self.uri}"
+            self.incomplete.setdefault(stage, []).append(f"everything ({redact_text(reason)})")
+            log.warning("tracking: stage %s not logged: %s", stage, redact_text(reason))
+            return
         try:
             self._stage_finished(stage, seconds, metrics or {}, folder)
         except Exception as exc:  # tracking must not stop a pipeline that works
-            log.warning("tracking: could not log everything of stage %s: %s", stage, one_line(exc))
-            log.debug("tracking failure", exc_info=True)
+            self._missed(stage, f"everything after the failure ({one_line(exc)})")
 
     def _stage_finished(self, stage: str, seconds: float, metrics: Dict[str, Any], folder: str) -> None:
-        self.folders[stage] = folder
         logged = dict(names.stage_metric_names(stage, metrics, self._seen))  # named first: they keep their names
         logged[f"time/{stage}"] = float(seconds)
         hook = stages.stage(stage).tracked
@@ -172,8 +243,7 @@ class Tracker:
             try:
                 getattr(self, HOOK_PREFIX + hook)(folder)
             except Exception as exc:  # the stage's metrics and artifacts are still worth logging
-                log.warning("tracking: could not log what stage %s adds (%s): %s", stage, hook, one_line(exc))
-                log.debug("tracking failure", exc_info=True)
+                self._missed(stage, f"{hook} ({one_line(exc)})")
         self._metrics(logged)
         if metrics.get("cached"):
             self._cached.append(stage)
@@ -213,10 +283,12 @@ class Tracker:
         found = list(outputs.population_models(models_folder))
         if self.config.tracking.log_models:
             for population, model_path, metadata in found:
+                if population in self.model_ids:
+                    continue  # a resumed run that has it already (kon_ray/tracking/log.py)
                 try:
                     self._log_model(population, model_path, metadata)
                 except Exception as exc:
-                    log.warning("tracking: could not log the %s model: %s", population, one_line(exc))
+                    self._missed("train", f"the {population} model ({one_line(exc)})")
         for population, _, metadata in found:
             self._curves(population, metadata)
             finals = {}
@@ -236,6 +308,7 @@ class Tracker:
         batch = [
             Metric(f"{population}/curve/{name}", float(value), now, step)
             for name, values in outputs.training_curves(metadata).items()
+            if f"{population}/curve/{name}" not in self._logged_metrics  # a resumed run that has it already
             for step, value in enumerate(values)
         ]
         if batch:
@@ -288,9 +361,26 @@ class Tracker:
 
     # -- end ---------------------------------------------------------------------------------------------------
     def finish(self, exc: Optional[BaseException]) -> None:
-        """Record how the run ended and end it, whatever goes wrong while recording."""
+        """Record how the run ended and end it, whatever goes wrong while recording; then write the run folder's
+        tracking.json (where the run is, what it misses)."""
         status, tags = outcome(exc)
+        self.end(status, tags, exc)
+
+    def end(self, status: str, tags: Mapping[str, str], exc: Optional[BaseException] = None) -> None:
+        """End the run with `status` and `tags` (a completed run keeps the status its pipeline run had)."""
+        self.outcome = {"status": status, "tags": dict(tags)}
+        try:
+            if self.offline is None and self.run_id is not None:
+                self._end_run(status, tags, exc)
+        finally:
+            self.write_record()
+
+    def _end_run(self, status: str, tags: Mapping[str, str], exc: Optional[BaseException]) -> None:
         mlflow = self._mlflow
+        if not self._reachable():
+            self.incomplete.setdefault(END, []).append(f"the end of the run (no MLflow server answered at {self.uri})")
+            log.warning("tracking: MLflow run %s could not be ended: no server answers at %s", self.run_id, self.uri)
+            return
         try:
             self._tags(tags)
             if exc is not None and not isinstance(exc, (KeyboardInterrupt, KonError)):
@@ -301,13 +391,53 @@ class Tracker:
                 mlflow.log_artifacts(hydra_dir, ".hydra", run_id=self.run_id)
             if self.log_file and os.path.isfile(self.log_file):
                 mlflow.log_artifact(self.log_file, run_id=self.run_id)
-            if exc is None and self.config.tracking.register_models:
-                self._register_models()
+            if exc is None and self.config.tracking.register_models and not self.incomplete:
+                self._register_models()  # a model whose run misses a stage is not a candidate for the registry
         except Exception as problem:
-            log.warning("tracking: could not record the end of the run: %s", one_line(problem))
+            self._missed(END, f"the end of the run ({one_line(problem)})")
+        try:
+            incomplete = ",".join(self.incomplete)
+            if incomplete:
+                self._tags({INCOMPLETE_TAG: incomplete})
+            elif self._has_tag(INCOMPLETE_TAG):  # a run completed later: the tag its first attempt left goes
+                self._client().delete_tag(self.run_id, INCOMPLETE_TAG)
+        except Exception as problem:
+            self._missed(END, f"the {INCOMPLETE_TAG} tag ({one_line(problem)})")
         finally:
-            mlflow.end_run(status=status)
-            log.info("tracking: MLflow run %s ended %s", self.run_id, status)
+            try:
+                mlflow.end_run(status=status)
+                log.info("tracking: MLflow run %s ended %s", self.run_id, status)
+            except Exception as problem:
+                self._missed(END, f"the run's end status ({one_line(problem)})")
+
+    def _has_tag(self, name: str) -> bool:
+        return name in self._client().get_run(self.run_id).data.tags
+
+    def write_record(self) -> None:
+        """<run folder>/tracking.json: the tracking store, experiment and run id, and what is missing per stage;
+        kon_ray/tracking/log.py reads it to complete this run rather than start another."""
+        from kon_ray import storage
+
+        record = {
+            "uri": redact_text(self.uri),
+            "experiment": self.config.tracking.experiment,
+            "run_id": self.run_id,
+            "offline": self.offline,
+            INCOMPLETE_TAG: self.incomplete,
+            "outcome": self.outcome,
+        }
+        try:
+            storage.write_json(storage.join(self.config.output_dir, TRACKING_FILE), record)
+        except Exception as problem:  # the run folder itself failing is the pipeline's to report, not tracking's
+            log.warning("tracking: could not write %s: %s", TRACKING_FILE, one_line(problem))
+
+    def repair_hint(self) -> str:
+        """The last line of a run whose record is incomplete: what is missing and the command that logs it."""
+        missing = ", ".join(self.incomplete) or "everything"
+        uri = redact_text(self.uri)
+        target = f"MLflow run {self.run_id}" if self.run_id else f"MLflow ({uri})"
+        return (f"outputs published, but {target} is missing stages {missing}; once the server answers, log them"
+                f" with: python -m kon_ray.tracking.log {self.config.output_dir} tracking.uri={uri}")
 
     def _register_models(self) -> None:
         client = self._client()
@@ -354,6 +484,7 @@ class Tracker:
         (a domestic metric to the industrial model too) and sends it once per model."""
         from mlflow.entities import Metric
 
+        values = {key: value for key, value in values.items() if key not in self._logged_metrics}
         if values:
             now = int(time.time() * 1000)
             batch = [

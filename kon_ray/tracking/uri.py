@@ -21,6 +21,11 @@ from typing import Optional
 
 from kon_ray.errors import ConfigError
 
+
+class TrackingUnreachable(ConfigError):
+    """No MLflow server answers at an http(s) tracking URI. The drift check and history stop on it (exit 2); a
+    pipeline run goes on untracked and says, in its last line, the one command that logs it later."""
+
 DEFAULT_DB = "mlflow.db"
 # what the plugin accepts (sagemaker_mlflow/mlflow_sagemaker_helpers.py): partition aws or aws-us-gov, a tracking
 # server or an MLflow app
@@ -93,10 +98,33 @@ def check_uri(uri: str, timeout_s: float = 5.0) -> None:
             ) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ConfigError(
+            raise TrackingUnreachable(
                 f"tracking.uri {uri}: no MLflow server answers ({reason}); start one (mlflow server --host 127.0.0.1"
                 " --port 5000), point tracking.uri elsewhere, or run with tracking=off"
             ) from None
+
+
+def answers(uri: str, timeout_s: float = 2.0) -> bool:
+    """Whether the tracking target answers now: an http(s) server's /health; any other store is assumed to."""
+    if not uri.startswith(("http://", "https://")):
+        return True
+    try:
+        check_uri(uri, timeout_s)
+    except TrackingUnreachable:
+        return False
+    except ConfigError:
+        return True  # it answers, with something else: the request that follows will say what
+    return True
+
+
+def bound_http_retries() -> None:
+    """MLflow's client retries a failed request 7 times with a backoff factor of 2 (minutes per request) and waits
+    120 s for an answer; a run whose server went away would stall at every stage. Unless the user chose otherwise:
+    3 retries, factor 1 (about 7 s of waiting), 30 s per request. A server restarted within that budget loses
+    nothing; past it, what was missed is recorded (kon_ray/tracking/tracker.py) and can be logged later."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
 def _health_request(uri: str) -> tuple[str, urllib.request.Request]:

@@ -34,6 +34,7 @@ import pytest
 from kon_ray import storage
 from tests.cluster.conftest import REPO, _processes_of, state_query
 from tests.tracking.conftest import mlflow_server  # noqa: F401  (a real MLflow server, session-scoped)
+from tests.tracking.record import assert_complete_record
 
 pytestmark = pytest.mark.slow
 
@@ -200,9 +201,16 @@ def test_the_whole_pipeline_runs_on_three_nodes_with_a_token_and_matches_one_nod
 
     from mlflow.tracking import MlflowClient
 
-    runs = MlflowClient(tracking_uri=mlflow_server).search_runs(
-        [e.experiment_id for e in MlflowClient(tracking_uri=mlflow_server).search_experiments()])
-    assert runs, "the remote run tracked nothing to the MLflow server"
+    client = MlflowClient(tracking_uri=mlflow_server)
+    (tracked,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                    filter_string=f"tags.output_dir = '{run}'")
+    assert_complete_record(mlflow_server, tracked.info.run_id)
+    # the run folder on S3 reads as a folder: the reports beside the pointers, the index, the run's own log
+    for readable in ("drift/drift_report.html", "reports/domestic.html", "models/industrial/metadata.json",
+                     "index.json", "tracking.json", "run.log", ".hydra/config.yaml"):
+        assert storage.exists(storage.join(run, readable)), readable
+    index = json.loads(storage.read_text(storage.join(run, "index.json")))
+    assert index["stages"]["drift"]["location"] == _location(run, "drift")
     for population in ("domestic", "industrial"):
         got = json.loads(storage.read_text(storage.join(_location(run, "reports"), f"{population}.json")))
         want = json.loads(storage.read_text(storage.join(_location(single_node["run"], "reports"),

@@ -11,12 +11,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from kon_ray.cluster import jobs
 from kon_ray.config import load_config
 from kon_ray.errors import ClusterError, ConfigError
 from tests.cluster.conftest import REPO, write_tiny_dataset
 from tests.conftest import compose_config
+from tests.tracking.conftest import mlflow_server  # noqa: F401  (a real MLflow server, session-scoped)
+from tests.tracking.record import assert_complete_record
 
 
 def _run_cli(*overrides: str, timeout: int = 240) -> subprocess.CompletedProcess:
@@ -28,19 +31,30 @@ def _run_cli(*overrides: str, timeout: int = 240) -> subprocess.CompletedProcess
     )
 
 
-@pytest.mark.slow  # starts a real Ray head with its dashboard: ~1-2 min on 2 cores
-def test_ingest_runs_as_a_ray_job(ray_head, tmp_path: Path) -> None:
-    data = write_tiny_dataset(tmp_path / "data" / "POLA")
+@pytest.mark.slow  # a real Ray head with its dashboard, the whole pipeline as a Ray Job: ~1-2 min on 2 cores
+def test_a_whole_run_as_a_ray_job_with_a_local_run_folder_is_tracked_completely(ray_head, mlflow_server,  # noqa: F811
+                                                                               tmp_path: Path) -> None:
+    """The Jobs path with a run folder on a shared file system: the outputs there, and MLflow holds the whole
+    record (issue 26: params, every stage's metrics and files, both models), logged by the job's driver."""
+    data = write_tiny_dataset(tmp_path / "data" / "POLA", rows=3000)
     out = tmp_path / "run"
     done = _run_cli(
-        "+dataset=POLA", "cluster=ray", f"cluster.address={ray_head['address']}", "tracking=off",
-        f"dataset.path={data}", f"output_dir={out}", "stages=[ingest]", f"hydra.run.dir={tmp_path / 'client'}",
+        "+dataset=POLA", "debug=tiny", "cluster=ray", f"cluster.address={ray_head['address']}",
+        f"tracking.uri={mlflow_server}", "tracking.experiment=ray-job", f"dataset.path={data}", f"output_dir={out}",
+        f"hydra.run.dir={tmp_path / 'client'}", timeout=420,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = json.loads((out / "ingest" / "ingest.json").read_text())
-    assert summary["rows"] == 300
-    assert "submitted Ray job" in done.stderr + done.stdout
-    assert "stage ingest: finished" in done.stdout + done.stderr  # the job's log, streamed back
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-5000:]
+    assert "submitted Ray job" in log and "stage infer: finished" in log  # the job's log, streamed back
+    assert "could not log" not in log and "tracking incomplete" not in log
+    assert json.loads((out / "ingest" / "ingest.json").read_text())["rows"] == 3000
+    index = json.loads((out / "index.json").read_text())
+    assert list(index["stages"]) == ["ingest", "preprocess", "drift", "segment", "train", "infer"]
+    (run,) = MlflowClient(mlflow_server).search_runs(
+        [MlflowClient(mlflow_server).get_experiment_by_name("ray-job").experiment_id])
+    assert run.data.tags["run_folder"] == str(out)
+    assert_complete_record(mlflow_server, run.info.run_id)
+    assert json.loads((out / "tracking.json").read_text())["run_id"] == run.info.run_id
 
 
 @pytest.mark.slow
@@ -330,3 +344,32 @@ def test_missing_address_names_the_key(tmp_path: Path) -> None:
         _config(tmp_path, "cluster=ray")
     with pytest.raises(ConfigError, match="cluster.address 'ray://h:10001' is not the Jobs API"):
         _config(tmp_path, "cluster=ray", "cluster.address=ray://h:10001")
+
+
+_LEAVE = """
+import os, shutil, sys
+from kon_ray.cluster.jobs import leave_ray_working_dir
+package = os.getcwd()
+moved = leave_ray_working_dir()
+shutil.rmtree(package)  # what another node's runtime-env agent does when it unpacks the package again
+os.makedirs(package)
+print(moved, os.getcwd(), os.path.abspath("outputs"), package in sys.path)
+"""
+
+
+def test_a_job_driver_leaves_the_folder_ray_may_replace(tmp_path: Path) -> None:
+    """A Ray Job's driver starts in Ray's unpacked working_dir, which another node's agent sharing the temp folder
+    deletes and unpacks again (the cause of issue 26's lost MLflow record): the driver moves to a folder of its own
+    first, so the current folder, and every relative path, survive."""
+    package = tmp_path / "session_x" / "runtime_resources" / "working_dir_files" / "_ray_pkg_0123"
+    package.mkdir(parents=True)
+    done = subprocess.run([sys.executable, "-c", _LEAVE], cwd=package, capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    moved, cwd, outputs, on_path = done.stdout.split()
+    assert moved == cwd and os.path.basename(cwd).startswith("kon_ray_job_") and outputs == f"{cwd}/outputs"
+    assert on_path == "True"
+    elsewhere = subprocess.run([sys.executable, "-c", "from kon_ray.cluster.jobs import leave_ray_working_dir;"
+                                "print(leave_ray_working_dir())"], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert elsewhere.stdout.strip() == "None"  # anywhere else (a user's shell): nothing moves

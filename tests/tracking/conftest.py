@@ -42,11 +42,12 @@ PAIR_SERVER_PATH = REPO / ".venv" / "mlflow-server"
 SERVER_PATH_ENV = "KON_MLFLOW_SERVER_PATH"
 
 
-def serve_mlflow(root: Path, server_path: str | None) -> Iterator[str]:
-    """A real MLflow tracking server, sqlite backend and proxied artifacts under `root`, on a free port, importing
-    MLflow from `server_path` first when given; its URI while the generator is suspended."""
-    port = free_port()
-    log = open(root / "server.log", "w")
+def serve_mlflow(root: Path, server_path: str | None, port: int | None = None) -> Iterator[str]:
+    """A real MLflow tracking server, sqlite backend and proxied artifacts under `root`, on `port` (default: a free
+    one), importing MLflow from `server_path` first when given; its URI while the generator is suspended. The same
+    root and port again is the same server restarted."""
+    port = port or free_port()
+    log = open(root / "server.log", "a")
     env = subprocess_env(PYTHONPATH=os.pathsep.join([server_path, str(REPO)])) if server_path else subprocess_env()
     process = subprocess.Popen(
         [
