@@ -233,8 +233,11 @@ def test_bad_values_found_by_a_later_stage(case, good_data, tmp_path, ray_sessio
     _assert_one_line_naming(got, lines, code, names)
     stages = overrides[0].split("[")[1].rstrip("]").split(",")
     before = stages[: stages.index(failing)]
-    assert sorted(p.name for p in run.iterdir() if p.name not in (".hydra", "run.log", "ray_train")) == sorted(
-        STAGE_FOLDERS[s] for s in before)
+    assert sorted(p.name for p in run.iterdir() if p.name not in (".hydra", "run.log", "ray_train", "index.json")) \
+        == sorted(STAGE_FOLDERS[s] for s in before)
+    # the run folder's index lists exactly the stages that finished, so a person reading it after the failure
+    # sees where the run stopped
+    assert sorted(json.loads((run / "index.json").read_text())["stages"]) == sorted(before)
     cache = sorted(p.name.split("-")[0] for p in (run.parent / ".cache").iterdir())
     assert cache == sorted(before)  # the failing stage left neither outputs nor a staging folder
 

@@ -131,8 +131,10 @@ def _check_interrupted(run: Run, code: int, run_dir: Path, tmp_path: Path, stage
 
 @pytest.mark.slow
 def test_ctrl_c_during_preprocess(tmp_path, pola):
-    """Preprocess at work in Ray tasks (map_units), the driver waiting on them."""
-    run, run_dir = _start(tmp_path, pola)
+    """Preprocess at work in Ray tasks (map_units), the driver waiting on them. Batches of 16 rows make the stage
+    take ~8 s instead of ~1 s at 3,000 rows, so a loaded CI machine's delay in delivering Ctrl-C cannot let the stage
+    finish first (it did, once, under xdist on 2 cores)."""
+    run, run_dir = _start(tmp_path, pola, "dataset.features.batch_rows=16")
     run.wait_for(lambda: any(line.endswith("stage preprocess: started") for line in run.lines),
                  "'stage preprocess: started' line")
     run.interrupt()

@@ -9,7 +9,6 @@ idempotent: a run folder logged twice is one MLflow run.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,12 +46,13 @@ class Server:
             self._running = None
 
 
-def _run_folder(tmp_path: Path, pipeline_run) -> Path:
-    """A run folder of its own holding the shared pipeline run's index (its stages stay where they were
-    published): what the tracker and the log command read."""
+def _run_folder(tmp_path: Path, pipeline_run, plain) -> Path:
+    """A run folder of its own whose index.json lists the shared pipeline run's stages (they stay where they were
+    published) under this run's config: what the tracker and the log command read."""
     folder = tmp_path / "run"
     folder.mkdir(parents=True)
-    shutil.copy(pipeline_run.folder / INDEX_FILE, folder / INDEX_FILE)
+    index = json.loads((pipeline_run.folder / INDEX_FILE).read_text())
+    (folder / INDEX_FILE).write_text(json.dumps(dict(index, config=plain, run_folder=str(folder))))
     return folder
 
 
@@ -75,8 +75,9 @@ def test_a_server_down_or_killed_mid_run_is_reported_and_the_log_command_complet
     server.root.mkdir()
     try:
         # 1. no server for the whole run: the run goes on offline and says what is missing
-        down = _run_folder(tmp_path / "down", pipeline_run)
+        down = tmp_path / "down" / "run"
         config, plain = _tracked(tmp_path / "down", server.uri, "down", down)
+        _run_folder(tmp_path / "down", pipeline_run, plain)
         with tracked_run(config, plain) as tracker:
             pipeline_run.log_to(tracker)
         assert tracker.offline and list(tracker.incomplete) == list(stages.STAGE_ORDER)
@@ -94,8 +95,9 @@ def test_a_server_down_or_killed_mid_run_is_reported_and_the_log_command_complet
         assert run.info.run_id == first and run.data.tags["logged_by"] == "kon_ray.tracking.log"
 
         # 3. a run whose server is killed once drift is logged, and back before the run ends
-        killed = _run_folder(tmp_path / "killed", pipeline_run)
+        killed = tmp_path / "killed" / "run"
         config, plain = _tracked(tmp_path / "killed", server.uri, "killed", killed)
+        _run_folder(tmp_path / "killed", pipeline_run, plain)
         with tracked_run(config, plain) as tracker:
             for stage, metrics in pipeline_run.metrics.items():
                 tracker.stage_finished(stage, 0.5, metrics, str(pipeline_run.stage_folder(stage)))
