@@ -10,14 +10,15 @@ Faults (`fault=`):
 - "mixed": the two alternately.
 
 Which requests: every `every`-th request (the 1st, `every+1`-th, ... are forwarded), at most `limit` faults in all
-(bounded: after that every request goes through), or, with `always=` a substring of the request path, every
-request for that object (past any retry budget). Counters are kept under a lock and readable while it runs
+(bounded: after that every request goes through), or, with `always=` a regular expression, every request whose
+path (`/bucket/key?query`) it matches (past any retry budget). Counters are kept under a lock and readable while it runs
 (`requests`, `faults`, `faulted_paths`).
 """
 
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import struct
 import threading
@@ -118,7 +119,7 @@ class FaultProxy:
         with self._lock:
             self.requests += 1
             if self.always is not None:
-                hit = self.always in path
+                hit = re.search(self.always, path) is not None
             else:
                 hit = self.every > 0 and self.requests % self.every == 0 and self.faults < self.limit
             if not hit:
