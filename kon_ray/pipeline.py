@@ -22,7 +22,7 @@ import socket
 import time
 import uuid
 from dataclasses import replace
-from typing import Any, Callable, Dict, Optional, Protocol
+from typing import Any, Callable, Dict, Iterator, Optional, Protocol
 
 from kon_ray import execution, manifest, stages, storage
 from kon_ray.context import STAGE_FOLDERS, RunContext
@@ -112,7 +112,7 @@ def run_pipeline(
 
 
 @contextlib.contextmanager
-def store_faults(where: str):  # type: ignore[no-untyped-def]
+def store_faults(where: str) -> Iterator[None]:
     """A fault of the store met inside (S3 past its retry budget, a full disk; also inside a Ray task) becomes its
     one-line StorageError (exit 5) naming the object, or `where`; everything else passes through unchanged."""
     try:

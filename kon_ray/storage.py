@@ -23,7 +23,6 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-
 # The retry budget of one S3 request: attempts in all (the first one included), with the AWS SDK's standard backoff
 # (its delays grow to ~20 s; 10 attempts ride out about a minute of throttling). A documented constant, not a config
 # key: it is a property of the store, the same for every run; KON_S3_MAX_ATTEMPTS overrides it (the tests use 3).
