@@ -13,6 +13,7 @@ the budget the stage fails with one line naming the object and exit 5 (`storage_
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
@@ -128,15 +129,10 @@ def put_if_absent(path: str, text: str) -> bool:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
         return True
-    import botocore.config
     import botocore.exceptions
-    from boto3.session import Session
 
     bucket, _, key = fs_path.partition("/")
-    client = Session(region_name=os.environ.get("AWS_DEFAULT_REGION", "eu-west-1")).client(
-        "s3", endpoint_url=s3_endpoint(), config=botocore.config.Config(
-            retries={"max_attempts": s3_max_attempts(), "mode": "standard"},
-            connect_timeout=S3_CONNECT_TIMEOUT_S, read_timeout=S3_REQUEST_TIMEOUT_S))
+    client = _s3_client(os.environ.get("AWS_DEFAULT_REGION", "eu-west-1"), s3_endpoint(), s3_max_attempts())
     try:
         client.put_object(Bucket=bucket, Key=key, Body=text.encode(), IfNoneMatch="*")
     except botocore.exceptions.ClientError as exc:
@@ -147,6 +143,18 @@ def put_if_absent(path: str, text: str) -> bool:
     except botocore.exceptions.BotoCoreError as exc:  # connection errors past the retry budget
         raise OSError(f"When writing key '{key}' in bucket '{bucket}': {exc}") from exc
     return True
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_client(region: str, endpoint: Optional[str], attempts: int) -> Any:
+    """A boto3 S3 client with the same retry budget and timeouts as pyarrow's (one per setting: they are slow to
+    build); credentials from the standard chain."""
+    import botocore.config
+    from boto3.session import Session
+
+    return Session(region_name=region).client("s3", endpoint_url=endpoint, config=botocore.config.Config(
+        retries={"max_attempts": attempts, "mode": "standard"},
+        connect_timeout=S3_CONNECT_TIMEOUT_S, read_timeout=S3_REQUEST_TIMEOUT_S))
 
 
 def read_text(path: str) -> str:
@@ -189,6 +197,9 @@ def check_writable(path: str, key: str) -> None:
 
 
 STAGING_MARK = "._tmp-"
+# A published folder being replaced (`set_aside`), deleted right after; one left by a killed run is removed like
+# abandoned staging.
+ASIDE_MARK = "._old-"
 # On S3 every stage stages under this one prefix of its bucket, so that a single lifecycle rule (infra/modules/
 # secure_bucket, `expire-abandoned-staging`) can expire what a killed run left behind. S3 has no rename: publishing
 # copies the objects whatever the staged key, so staging away from the final folder costs nothing there.
@@ -207,7 +218,8 @@ def staging_dir(final: str) -> str:
 
 
 def remove_abandoned_staging(final: str) -> List[str]:
-    """Delete local staging folders of `final` whose writer process is gone (a run killed mid-stage); return them.
+    """Delete local staging (and set-aside) folders of `final` whose writer process is gone (a run killed
+    mid-stage); return them.
 
     Only local folders: on S3 the writer may be another machine, so leftovers there (all under S3_STAGING_PREFIX,
     never read: without a published manifest a stage is not reused) are expired by the bucket's lifecycle rule.
@@ -219,9 +231,10 @@ def remove_abandoned_staging(final: str) -> List[str]:
     parent, name = os.path.split(os.path.abspath(final))
     removed = []
     for entry in os.listdir(parent) if os.path.isdir(parent) else []:
-        if not entry.startswith(name + STAGING_MARK):
+        mark = next((m for m in (STAGING_MARK, ASIDE_MARK) if entry.startswith(name + m)), None)
+        if mark is None:
             continue
-        owner = entry[len(name + STAGING_MARK):].split("-", 1)[0]
+        owner = entry[len(name + mark):].split("-", 1)[0]
         if owner.isdigit() and int(owner) != os.getpid() and not psutil.pid_exists(int(owner)):
             shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
             removed.append(os.path.join(parent, entry))
@@ -265,7 +278,7 @@ def rename_into_place(staged: str, final: str) -> bool:
 
 def set_aside(final: str) -> str:
     """Locally: rename `final` out of the way (to be deleted) so that a new folder can take its name; the new name."""
-    aside = f"{final.rstrip('/')}._old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    aside = f"{final.rstrip('/')}{ASIDE_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     os.rename(final, aside)
     return aside
 

@@ -372,3 +372,79 @@ def test_an_s3_cache_entry_missing_a_part_is_recomputed_never_read(s3_env, s3_re
     assert "stage ingest: reused" in text
     assert "1 file(s) missing, e.g. current/part-00000.parquet" in text and "stage preprocess: finished in" in text
     assert _s3_tree(client, f"{case}/cache") == s3_reference
+
+
+# ------------------------------------------------------------------ the same rules, called directly (no run, < 1 s)
+
+
+def _staged(folder: Path, text: str) -> str:
+    (folder / "split").mkdir(parents=True)
+    (folder / "split" / "part-00000.parquet").write_text(text)
+    (folder / "state.json").write_text("{}")
+    return str(folder)
+
+
+def test_a_manifest_is_checked_against_a_listing_of_its_folder(tmp_path):
+    folder = Path(_staged(tmp_path / "stage-k", "12345"))
+    written = {"key": "k", "files": storage.file_sizes(str(folder))}
+    assert written["files"] == {"split/part-00000.parquet": 5, "state.json": 2}
+    assert manifest.problem(str(folder), written) is None
+    (folder / "split" / "part-00000.parquet").write_text("123")
+    assert manifest.problem(str(folder), written) == "split/part-00000.parquet is 3 bytes, the manifest says 5"
+    (folder / "split" / "part-00000.parquet").unlink()
+    assert manifest.problem(str(folder), written) == "1 file(s) missing, e.g. split/part-00000.parquet"
+    (folder / "split" / "part-00000.parquet").write_text("12345")
+    (folder / "split" / "part-00001.parquet").write_text("x")
+    assert manifest.problem(str(folder), written) == "1 file(s) not in the manifest, e.g. split/part-00001.parquet"
+    assert manifest.problem(str(folder), {"key": "k"}) == (
+        "its manifest predates the file list (written by an older kon_ray)")
+
+
+def test_local_publishing_is_once_per_key_and_replaces_only_what_it_found(tmp_path):
+    """The second publisher of a key finds the first's complete folder, discards its staging copy and returns the
+    first's manifest; `reuse=false` (replaces= the manifest found before computing) and an incomplete folder are
+    replaced, in one rename each."""
+    from kon_ray.pipeline import _publish
+
+    final = str(tmp_path / "cache" / "stage-k")
+
+    def attempt(name: str, text: str, replaces=None):
+        body = {"stage": "stage", "key": "k", "metrics": {}, "publish_id": name}
+        staged = _staged(tmp_path / f"{name}._tmp-1-x", text)
+        return _publish("stage", staged, final, body, replaces), staged
+
+    first, _ = attempt("first", "AAAAA")
+    second, staged = attempt("second", "BBBBB")
+    assert first["publish_id"] == second["publish_id"] == "first" and not Path(staged).exists()
+    assert (Path(final) / "split" / "part-00000.parquet").read_text() == "AAAAA"
+    replaced, _ = attempt("third", "CCCCC", replaces=first)  # reuse=false: the folder it found is replaced
+    assert replaced["publish_id"] == "third" and (Path(final) / "split" / "part-00000.parquet").read_text() == "CCCCC"
+    (Path(final) / "state.json").unlink()  # a damaged folder is no winner: replaced
+    fourth, _ = attempt("fourth", "DDDDD")
+    assert fourth["publish_id"] == "fourth" and manifest.problem(final, fourth) is None
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["stage-k"]
+
+
+class _RayTaskError(Exception):  # what a Ray task's failure looks like to the driver: the original in `.cause`
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("ray::task failed")
+        self.cause = cause
+
+
+def test_store_faults_are_one_line_naming_the_object_and_everything_else_passes():
+    import errno as errnos
+
+    throttled = OSError("When reading information for key 'runs/.cache/x/part-00000.parquet' in bucket 'b': AWS "
+                        "Error SLOW_DOWN during HeadObject operation: Please reduce your request rate.")
+    fault = storage.storage_error(_RayTaskError(throttled), "s3://b/runs/.cache/x")
+    assert fault is not None and fault.exit_code == 5 and fault.kind == "storage error"
+    assert str(fault).startswith("S3 request for s3://b/runs/.cache/x/part-00000.parquet still failing after ")
+    assert "(HeadObject SLOW_DOWN)" in str(fault)
+    full = OSError(errnos.ENOSPC, "No space left on device", "/cache/x._tmp-1-a/part-00000.parquet")
+    fault = storage.storage_error(full, "/cache/x")
+    assert fault is not None and str(fault).startswith(
+        "no space left on device writing /cache/x._tmp-1-a/part-00000.parquet: nothing of the stage was published")
+    arrow = OSError("[Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device")
+    assert str(storage.storage_error(arrow, "/cache/x")).startswith("no space left on device writing /cache/x:")
+    assert storage.storage_error(FileNotFoundError(2, "No such file or directory", "/x"), "/x") is None
+    assert storage.storage_error(ValueError("a bug"), "/x") is None
