@@ -10,7 +10,8 @@ with the traceback kept in the run's log file.
 | 2    | configuration error (bad key or value, missing dataset)       |
 | 3    | data error (unreadable file, schema mismatch, empty, dups)    |
 | 4    | stopped by the drift gate (`drift.fail_on_drift=true`)        |
-| 5    | cluster / job submission error (remote job failed or refused) |
+| 5    | cluster / job submission error (remote job failed or refused), |
+|      | or storage: S3 past its retry budget, a full disk             |
 | 6    | outputs published, but the MLflow record is incomplete        |
 | 130  | interrupted (Ctrl-C)                                          |
 """
@@ -54,6 +55,13 @@ class TrackingIncomplete(KonError):
 
     exit_code = 6
     kind = "tracking incomplete"
+
+
+class StorageError(ClusterError):
+    """The store under the run folder or the cache failed, not the user's data: S3 past its retry budget (throttled,
+    connections dropped), a full disk. Exit 5, like the other infrastructure faults; the line names the object."""
+
+    kind = "storage error"
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

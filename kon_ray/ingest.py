@@ -84,6 +84,9 @@ def read_metadata(path: str) -> tuple[pa.Schema, int, int]:
             metadata = pq.ParquetFile(handle).metadata
             return metadata.schema.to_arrow_schema(), metadata.num_rows, size
     except (pa.ArrowInvalid, OSError) as exc:
+        fault = storage.storage_error(exc, path)  # S3 past its retry budget is the store's fault, not the file's
+        if fault is not None:
+            raise fault from None
         reason = str(exc).splitlines()[0]
         raise DataError(f"{path}: not a readable Parquet file ({reason})") from None
 

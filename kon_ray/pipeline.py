@@ -4,23 +4,41 @@ Every stage publishes to a folder named by its key (kon_ray/manifest.py) in the 
 one step, and writes its manifest last; the run folder links to it (a symlink locally, a pointer file on S3). A
 stage whose folder and manifest already exist is reused, not recomputed: that is how an interrupted run resumes
 and how the jobs of a sweep share ingest, preprocess and drift.
+
+Publishing is once per key, whoever finishes first (`_publish`): two runs of the same config and data may both
+compute a stage, but the second to finish finds the first's complete folder, discards its own staging copy and uses
+that one. A folder is reused only if a listing of it matches its manifest's file list (kon_ray/manifest.py). A fault
+of the store (S3 past its retry budget, a full disk) ends the run with one line naming the object and exit 5
+(`storage.storage_error`), the stage's staging folder removed and nothing of it published.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import socket
 import time
+import uuid
 from dataclasses import replace
-from typing import Any, Callable, Dict, Optional, Protocol
+from typing import Any, Callable, Dict, Iterator, Optional, Protocol
 
 from kon_ray import execution, manifest, stages, storage
 from kon_ray.context import STAGE_FOLDERS, RunContext
-from kon_ray.errors import DriftGateError
+from kon_ray.errors import DriftGateError, KonError, StorageError
 from kon_ray.ingest import data_fingerprint
 from kon_ray.run_index import RunIndex
 
 log = logging.getLogger(__name__)
+
+# On S3 (no rename) the run that publishes a stage first claims it with a conditional PUT of `<folder>._publishing`;
+# another run that finishes the same stage meanwhile waits for that folder's manifest, polling every
+# PUBLISH_POLL_S. A claim older than PUBLISH_STALE_S was left by a run that died while publishing: it is taken over.
+PUBLISH_POLL_S = 0.5
+PUBLISH_STALE_S = 1800.0
+CLAIM_SUFFIX = "._publishing"
+
 
 class StageObserver(Protocol):
     """Told about every stage as it ends (MLflow tracking implements this)."""
@@ -68,33 +86,65 @@ def run_pipeline(
     index = RunIndex(ctx.run_dir, ctx.config.dataset.name, ctx.plain)
     for stage in chosen:
         final = ctx.stage_dir(stage)
-        previous = manifest.read_manifest(final) if ctx.config.reuse else None
-        if previous is not None and previous.get("key") == ctx.stage_keys[stage]:
-            metrics, seconds = dict(previous.get("metrics", {}), cached=1), 0.0
-            log.info("stage %s: reused (key %s) from %s", stage, ctx.stage_keys[stage], final)
-        else:
-            if start_ray is not None and stages.stage(stage).needs_ray:
-                start_ray()
-                start_ray = None
-            started = time.perf_counter()
-            try:
-                metrics, seconds = _run_stage(ctx, stage, final)
-            except DriftGateError as gated:
-                # the gate stopped the run after publishing its reports: the observer gets them before the run
-                # ends (a tracked run is then FAILED with stopped_by=drift_gate, its evidence in MLflow)
-                index.add(stage, STAGE_FOLDERS[stage], ctx.stage_keys[stage], final, reused=False)
-                if observer is not None:
-                    observer.stage_finished(stage, time.perf_counter() - started, _gated_metrics(final, gated), final)
-                raise
-        _link_into_run_folder(ctx, stage, final)
-        index.add(stage, STAGE_FOLDERS[stage], ctx.stage_keys[stage], final, reused=bool(metrics.get("cached")))
+        with store_faults(final):
+            previous = manifest.read_manifest(final)
+            reusable = _reusable(stage, final, ctx.stage_keys[stage], previous) if ctx.config.reuse else None
+            if reusable is not None:
+                metrics, seconds = dict(reusable.get("metrics", {}), cached=1), 0.0
+                log.info("stage %s: reused (key %s) from %s", stage, ctx.stage_keys[stage], final)
+            else:
+                if start_ray is not None and stages.stage(stage).needs_ray:
+                    start_ray()
+                    start_ray = None
+                started = time.perf_counter()
+                try:
+                    metrics, seconds = _run_stage(ctx, stage, final, previous)
+                except DriftGateError as gated:
+                    # the gate stopped the run after publishing its reports: the observer gets them before the run
+                    # ends (a tracked run is then FAILED with stopped_by=drift_gate, its evidence in MLflow)
+                    index.add(stage, STAGE_FOLDERS[stage], ctx.stage_keys[stage], final, reused=False)
+                    if observer is not None:
+                        observer.stage_finished(stage, time.perf_counter() - started, _gated_metrics(final, gated),
+                                                final)
+                    raise
+            _link_into_run_folder(ctx, stage, final)
+            index.add(stage, STAGE_FOLDERS[stage], ctx.stage_keys[stage], final, reused=bool(metrics.get("cached")))
         results[stage] = metrics
         if observer is not None:
             observer.stage_finished(stage, seconds, metrics, final)
     return results
 
 
-def _run_stage(ctx: RunContext, stage: str, final: str) -> tuple[Dict[str, Any], float]:
+@contextlib.contextmanager
+def store_faults(where: str) -> Iterator[None]:
+    """A fault of the store met inside (S3 past its retry budget, a full disk; also inside a Ray task) becomes its
+    one-line StorageError (exit 5) naming the object, or `where`; everything else passes through unchanged."""
+    try:
+        yield
+    except KonError:
+        raise
+    except Exception as exc:
+        fault = storage.storage_error(exc, where)
+        if fault is None:
+            raise
+        raise fault from exc
+
+
+def _reusable(stage: str, final: str, key: str, written: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """`written` (the folder's manifest) if the folder is a complete publication of `key`: checked against a
+    listing of the folder, no data read. A folder whose files do not match is recomputed and never read."""
+    if written is None or written.get("key") != key:
+        return None
+    why = manifest.problem(final, written)
+    if why is not None:
+        log.warning("stage %s: %s is not a complete publication (%s): computing it again, not reading it",
+                    stage, final, why)
+        return None
+    return written
+
+
+def _run_stage(ctx: RunContext, stage: str, final: str,
+               replaces: Optional[Dict[str, Any]] = None) -> tuple[Dict[str, Any], float]:
     for leftover in storage.remove_abandoned_staging(final):
         log.info("stage %s: removed %s, left by an interrupted run", stage, leftover)
     staged = storage.staging_dir(final)
@@ -109,7 +159,7 @@ def _run_stage(ctx: RunContext, stage: str, final: str) -> tuple[Dict[str, Any],
         _link_into_run_folder(ctx, stage, final)
         raise
     except BaseException:
-        storage.remove(staged)
+        storage.remove_quietly(staged)
         raise
     seconds = time.perf_counter() - start
     spilled = _spilled_since(spilled_before)
@@ -117,14 +167,106 @@ def _run_stage(ctx: RunContext, stage: str, final: str) -> tuple[Dict[str, Any],
         # the object store was too small for what was in flight: not an error, but the user should know
         metrics = {**metrics, "spilled_bytes": spilled}
         log.info("stage %s: Ray spilled %.1f MiB of objects to disk (object store full)", stage, spilled / 1024**2)
-    storage.publish(staged, final)
-    storage.write_json(
-        storage.join(final, manifest.MANIFEST),
-        {"stage": stage, "key": ctx.stage_keys[stage], "seconds": round(seconds, 3), "metrics": metrics},
-    )
+    body = {"stage": stage, "key": ctx.stage_keys[stage], "seconds": round(seconds, 3), "metrics": metrics,
+            "publish_id": uuid.uuid4().hex}
+    try:
+        written = _publish(stage, staged, final, body, replaces)
+    except BaseException:
+        storage.remove_quietly(staged)
+        raise
+    if written["publish_id"] != body["publish_id"]:
+        return dict(written.get("metrics", {})), seconds
     rows = f", {metrics['rows']:,} rows" if isinstance(metrics.get("rows"), int) else ""
     log.info("stage %s: finished in %.1f s%s -> %s", stage, seconds, rows, final)
     return metrics, seconds
+
+
+def _publish(stage: str, staged: str, final: str, body: Dict[str, Any],
+             replaces: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """Publish the staging folder as `final` with the manifest `body` (its file list added), once: if another run
+    published the same key meanwhile (a complete folder whose publish_id is not that of `replaces`, the folder this
+    run found there before computing), discard the staging copy and return that run's manifest instead.
+
+    Locally the manifest goes into the staging folder and one rename publishes both: a reader never sees the folder
+    without its manifest, and a rename onto an existing folder fails, so two publishers never mix files. On S3
+    (no rename) a conditional PUT of `<final>._publishing` lets one run copy at a time, and the manifest, written
+    after every object is copied, is what makes the folder published; a loser waits for it."""
+    body["files"] = storage.file_sizes(staged)
+    replaced_id = (replaces or {}).get("publish_id")
+
+    def winner() -> Optional[Dict[str, Any]]:
+        other = manifest.published(final, body["key"])
+        return other if other is not None and other.get("publish_id") != replaced_id else None
+
+    if storage.is_s3(final):
+        return _publish_s3(stage, staged, final, body, winner)
+    storage.write_json(storage.join(staged, manifest.MANIFEST), body)
+    for _ in range(5):  # each turn either publishes, finds a winner, or clears a stale folder out of the way
+        if storage.rename_into_place(staged, final):
+            return body
+        other = winner()
+        if other is not None:
+            return _discard(stage, staged, final, other)
+        try:
+            aside = storage.set_aside(final)  # an incomplete folder, or the one `reuse=false` replaces
+        except FileNotFoundError:
+            continue  # another run set it aside first
+        if winner_aside := _fresh(aside, body["key"], replaced_id):
+            # a run published between our check and the set-aside: put its folder back, it is the winner
+            if storage.rename_into_place(aside, final):
+                return _discard(stage, staged, final, winner_aside)
+        storage.remove_quietly(aside)
+    raise StorageError(f"could not publish {final}: other runs kept replacing it; run the same command again")
+
+
+def _fresh(folder: str, key: str, replaced_id: Optional[str]) -> Optional[Dict[str, Any]]:
+    other = manifest.published(folder, key)
+    return other if other is not None and other.get("publish_id") != replaced_id else None
+
+
+def _discard(stage: str, staged: str, final: str, other: Dict[str, Any]) -> Dict[str, Any]:
+    storage.remove_quietly(staged)
+    log.info("stage %s: another run published %s first; using its folder, this run's copy discarded", stage, final)
+    return other
+
+
+def _publish_s3(stage: str, staged: str, final: str, body: Dict[str, Any],
+                winner: Callable[[], Optional[Dict[str, Any]]]) -> Dict[str, Any]:
+    claim = final.rstrip("/") + CLAIM_SUFFIX
+    note = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "publish_id": body["publish_id"]})
+    polls = int(PUBLISH_STALE_S / PUBLISH_POLL_S) + 10
+    for _ in range(polls):  # bounded: a claim older than PUBLISH_STALE_S is taken over before this runs out
+        other = winner()
+        if other is not None:
+            return _discard(stage, staged, final, other)
+        if storage.put_if_absent(claim, note):
+            break
+        age = storage.age_seconds(claim)
+        if age is not None and age > PUBLISH_STALE_S:
+            log.warning("stage %s: %s was left by a run that died while publishing; taking it over", stage, claim)
+            storage.remove_quietly(claim)
+            continue
+        time.sleep(PUBLISH_POLL_S)  # another run is copying the same stage: its manifest comes next
+    else:
+        raise StorageError(f"{claim}: another run has been publishing {final} for over {PUBLISH_STALE_S:.0f} s; "
+                           "delete that object if no run is, and run the same command again")
+    try:
+        other = winner()  # published between our last look and the claim
+        if other is not None:
+            return _discard(stage, staged, final, other)
+        if storage.exists(final):  # incomplete, or what `reuse=false` replaces: its manifest goes first
+            storage.remove(storage.join(final, manifest.MANIFEST))
+            storage.remove(final)
+        try:
+            storage.copy_folder(staged, final)
+            storage.write_json(storage.join(final, manifest.MANIFEST), body)  # last: now it is published
+        except BaseException:
+            storage.remove_quietly(final)  # no manifest: never read; removed so that nobody lists half a folder
+            raise
+        storage.remove_quietly(staged)
+        return body
+    finally:
+        storage.remove_quietly(claim)
 
 
 def _gated_metrics(folder: str, gated: Optional[DriftGateError] = None) -> Dict[str, Any]:

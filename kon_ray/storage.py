@@ -3,18 +3,41 @@
 Credentials come only from the standard AWS chain (environment, profile, instance role); they are never read
 from the config. An S3-compatible store is reached with the standard `AWS_ENDPOINT_URL_S3` or
 `AWS_ENDPOINT_URL` environment variable.
+
+S3's retry budget: every request (pyarrow's, and boto3's conditional puts) is tried up to S3_MAX_ATTEMPTS times with
+the AWS SDK's standard retry strategy (exponential backoff with jitter, longer for throttling) on throttling (503
+SlowDown), 5xx answers, timeouts and dropped connections; `KON_S3_MAX_ATTEMPTS` in the environment changes it. Past
+the budget the stage fails with one line naming the object and exit 5 (`storage_error`, kon_ray.errors.StorageError).
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import os
+import re
 import shutil
 import uuid
-from typing import Any, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+
+# The retry budget of one S3 request: attempts in all (the first one included), with the AWS SDK's standard backoff
+# (its delays grow to ~20 s; 10 attempts ride out about a minute of throttling). A documented constant, not a config
+# key: it is a property of the store, the same for every run; KON_S3_MAX_ATTEMPTS overrides it (the tests use 3).
+S3_MAX_ATTEMPTS = 10
+# Seconds to open a connection, and to wait for the next bytes of an answer, before the attempt counts as failed.
+S3_CONNECT_TIMEOUT_S = 10.0
+S3_REQUEST_TIMEOUT_S = 60.0
+
+
+def s3_max_attempts() -> int:
+    try:
+        return max(1, int(os.environ.get("KON_S3_MAX_ATTEMPTS", S3_MAX_ATTEMPTS)))
+    except ValueError:
+        return S3_MAX_ATTEMPTS
 
 
 def is_s3(path: str) -> bool:
@@ -30,7 +53,14 @@ def filesystem(path: str) -> Tuple[pafs.FileSystem, str]:
     if is_s3(path):
         parsed = urlparse(path)
         endpoint = s3_endpoint()
-        kwargs: dict[str, Any] = {"region": os.environ.get("AWS_DEFAULT_REGION", "eu-west-1")}
+        # NB: pyarrow does not pickle the retry strategy: a filesystem handed to a Ray task as an argument (Ray
+        # Data's read_parquet) retries with pyarrow's default of 3 attempts there; kon_ray's own tasks build theirs
+        kwargs: dict[str, Any] = {
+            "region": os.environ.get("AWS_DEFAULT_REGION", "eu-west-1"),
+            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=s3_max_attempts()),
+            "connect_timeout": S3_CONNECT_TIMEOUT_S,
+            "request_timeout": S3_REQUEST_TIMEOUT_S,
+        }
         if endpoint:
             kwargs["endpoint_override"] = endpoint
             kwargs["scheme"] = urlparse(endpoint).scheme or "https"
@@ -85,6 +115,48 @@ def write_text(path: str, text: str) -> None:
     os.replace(tmp, fs_path)
 
 
+def put_if_absent(path: str, text: str) -> bool:
+    """Create the file `path` holding `text` unless it exists; whether this call created it. Locally O_EXCL; on S3
+    a conditional PUT (`If-None-Match: *`, which S3 and moto honour; pyarrow has no conditional write, so boto3).
+    Two callers racing for one path: exactly one gets True."""
+    fs, fs_path = filesystem(path)
+    if not is_s3(path):
+        os.makedirs(os.path.dirname(fs_path) or ".", exist_ok=True)
+        try:
+            handle = os.open(fs_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        return True
+    import botocore.exceptions
+
+    bucket, _, key = fs_path.partition("/")
+    client = _s3_client(os.environ.get("AWS_DEFAULT_REGION", "eu-west-1"), s3_endpoint(), s3_max_attempts())
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=text.encode(), IfNoneMatch="*")
+    except botocore.exceptions.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            return False  # written by someone else first (409: a conditional write of it is in flight)
+        raise OSError(f"When writing key '{key}' in bucket '{bucket}': AWS Error {code}: {exc}") from exc
+    except botocore.exceptions.BotoCoreError as exc:  # connection errors past the retry budget
+        raise OSError(f"When writing key '{key}' in bucket '{bucket}': {exc}") from exc
+    return True
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_client(region: str, endpoint: Optional[str], attempts: int) -> Any:
+    """A boto3 S3 client with the same retry budget and timeouts as pyarrow's (one per setting: they are slow to
+    build); credentials from the standard chain."""
+    import botocore.config
+    from boto3.session import Session
+
+    return Session(region_name=region).client("s3", endpoint_url=endpoint, config=botocore.config.Config(
+        retries={"max_attempts": attempts, "mode": "standard"},
+        connect_timeout=S3_CONNECT_TIMEOUT_S, read_timeout=S3_REQUEST_TIMEOUT_S))
+
+
 def read_text(path: str) -> str:
     fs, fs_path = filesystem(path)
     with fs.open_input_stream(fs_path) as stream:
@@ -125,6 +197,9 @@ def check_writable(path: str, key: str) -> None:
 
 
 STAGING_MARK = "._tmp-"
+# A published folder being replaced (`set_aside`), deleted right after; one left by a killed run is removed like
+# abandoned staging.
+ASIDE_MARK = "._old-"
 # On S3 every stage stages under this one prefix of its bucket, so that a single lifecycle rule (infra/modules/
 # secure_bucket, `expire-abandoned-staging`) can expire what a killed run left behind. S3 has no rename: publishing
 # copies the objects whatever the staged key, so staging away from the final folder costs nothing there.
@@ -143,7 +218,8 @@ def staging_dir(final: str) -> str:
 
 
 def remove_abandoned_staging(final: str) -> List[str]:
-    """Delete local staging folders of `final` whose writer process is gone (a run killed mid-stage); return them.
+    """Delete local staging (and set-aside) folders of `final` whose writer process is gone (a run killed
+    mid-stage); return them.
 
     Only local folders: on S3 the writer may be another machine, so leftovers there (all under S3_STAGING_PREFIX,
     never read: without a published manifest a stage is not reused) are expired by the bucket's lifecycle rule.
@@ -155,9 +231,10 @@ def remove_abandoned_staging(final: str) -> List[str]:
     parent, name = os.path.split(os.path.abspath(final))
     removed = []
     for entry in os.listdir(parent) if os.path.isdir(parent) else []:
-        if not entry.startswith(name + STAGING_MARK):
+        mark = next((m for m in (STAGING_MARK, ASIDE_MARK) if entry.startswith(name + m)), None)
+        if mark is None:
             continue
-        owner = entry[len(name + STAGING_MARK):].split("-", 1)[0]
+        owner = entry[len(name + mark):].split("-", 1)[0]
         if owner.isdigit() and int(owner) != os.getpid() and not psutil.pid_exists(int(owner)):
             shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
             removed.append(os.path.join(parent, entry))
@@ -171,6 +248,125 @@ def remove(path: str) -> None:
         fs.delete_dir(fs_path)
     elif info.type == pafs.FileType.File:
         fs.delete_file(fs_path)
+
+
+def file_sizes(path: str) -> Dict[str, int]:
+    """Every file under the folder `path` as relative path -> size in bytes, from one listing: no data is read."""
+    fs, fs_path = filesystem(path)
+    if fs.get_file_info(fs_path).type != pafs.FileType.Directory:
+        return {}
+    prefix = fs_path.rstrip("/") + "/"
+    return {
+        info.path[len(prefix):]: int(info.size or 0)
+        for info in fs.get_file_info(pafs.FileSelector(fs_path, recursive=True))
+        if info.type == pafs.FileType.File
+    }
+
+
+def rename_into_place(staged: str, final: str) -> bool:
+    """Locally: rename the folder `staged` to `final` in one step unless `final` already exists; whether it did.
+    (`os.rename` of a folder onto an existing non-empty folder fails, so two publishers never mix their files.)"""
+    os.makedirs(os.path.dirname(os.path.abspath(final)) or ".", exist_ok=True)
+    try:
+        os.rename(staged, final)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            return False
+        raise
+    return True
+
+
+def set_aside(final: str) -> str:
+    """Locally: rename `final` out of the way (to be deleted) so that a new folder can take its name; the new name."""
+    aside = f"{final.rstrip('/')}{ASIDE_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    os.rename(final, aside)
+    return aside
+
+
+def age_seconds(path: str) -> Optional[float]:
+    """Seconds since `path` was last written, or None if it does not exist."""
+    import time
+
+    fs, fs_path = filesystem(path)
+    info = fs.get_file_info(fs_path)
+    if info.type == pafs.FileType.NotFound or info.mtime is None:
+        return None
+    return time.time() - info.mtime.timestamp()
+
+
+def copy_folder(staged: str, final: str) -> None:
+    """Copy every file of the folder `staged` under `final` (S3: server-side copies, one object at a time)."""
+    fs, staged_path = filesystem(staged)
+    _, final_path = filesystem(final)
+    pafs.copy_files(staged_path, final_path, source_filesystem=fs, destination_filesystem=fs)
+
+
+def remove_quietly(path: str) -> None:
+    """`remove`, for cleaning up after a failure: a store that is failing may refuse this too (S3 staging left
+    behind is expired by the bucket's lifecycle rule; it is never read)."""
+    try:
+        if is_s3(path):
+            remove(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        pass
+
+
+_S3_OBJECT = re.compile(r"key '([^']*)' in bucket '([^']*)'")
+_S3_BUCKET = re.compile(r"bucket '([^']*)'")
+_AWS_ERROR = re.compile(r"AWS Error (\S+)(?: \(HTTP status (\d+)\))?(?: during (\S+) operation)?")
+_NO_SPACE = {errno.ENOSPC: "no space left on device", errno.EFBIG: "file too large for the filesystem",
+             errno.EDQUOT: "disk quota exceeded"}
+_NO_SPACE_TEXT = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+def storage_error(exc: BaseException, where: str) -> Optional[Any]:
+    """The StorageError (one line, exit 5) that `exc` is, or wraps (a Ray task's error, a cause), if it is a fault
+    of the store rather than of kon_ray or the data: an S3 request that failed past its retry budget (naming the
+    object, s3://bucket/key) or a full disk (naming the file). `where`: the folder being written, named when the
+    error itself names nothing. None for anything else."""
+    from kon_ray.errors import StorageError
+
+    for error in _causes(exc):
+        if not isinstance(error, OSError):
+            continue
+        text = str(error)
+        if "AWS Error" in text or "curlCode" in text or "When writing key" in text:
+            found = _S3_OBJECT.search(text)
+            bucket = _S3_BUCKET.search(text)
+            target = (f"s3://{found.group(2)}/{found.group(1)}" if found
+                      else f"s3://{bucket.group(1)}" if bucket else where)
+            aws = _AWS_ERROR.search(text)
+            what = (" ".join(part for part in (aws.group(3), aws.group(1),
+                                               f"HTTP {aws.group(2)}" if aws.group(2) else None) if part)
+                    if aws else text.split(":")[-1].strip()[:120])
+            return StorageError(
+                f"S3 request for {target} still failing after {s3_max_attempts()} attempts ({what}): the store "
+                "throttled or dropped the connection past the retry budget (KON_S3_MAX_ATTEMPTS); nothing of the "
+                "stage was published, run the same command again to resume")
+        reason = _NO_SPACE.get(error.errno or 0) or next(
+            (t.lower() for t in _NO_SPACE_TEXT if t in text), None)
+        if reason:
+            target = error.filename or where
+            return StorageError(f"{reason} writing {target}: nothing of the stage was published; free space there "
+                                "(or set cache_dir=/output_dir= to another disk) and run the same command again")
+    return None
+
+
+def _causes(exc: BaseException) -> List[BaseException]:
+    seen: List[BaseException] = []
+    todo: List[BaseException] = [exc]
+    while todo and len(seen) < 50:
+        current = todo.pop(0)
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        for attr in ("cause", "__cause__", "__context__"):
+            nested = getattr(current, attr, None)
+            if isinstance(nested, BaseException):
+                todo.append(nested)
+    return seen
 
 
 def publish(staged: str, final: str) -> None:
