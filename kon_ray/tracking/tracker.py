@@ -58,7 +58,7 @@ from kon_ray.config import POPULATIONS, KonConfig
 from kon_ray.errors import ConfigError, DriftGateError, KonError
 from kon_ray.secrets import redact_text
 from kon_ray.tracking import names, outputs
-from kon_ray.tracking.common import PARENT_RUN_ENV, git_state, import_mlflow, one_line
+from kon_ray.tracking.common import PARENT_RUN_ENV, git_state, import_mlflow, one_line, prepare_store
 from kon_ray.tracking.names import registered_name
 from kon_ray.tracking.uri import check_uri, resolve_uri, ui_hint
 
@@ -143,6 +143,7 @@ class Tracker:
             f"{dataset}-job{job['sweep.job']}" if "sweep.job" in job else f"{dataset}-{dt.datetime.now():%Y%m%d-%H%M%S}"
         )
         try:
+            prepare_store(self.uri)  # runs started together on a fresh sqlite file
             mlflow.set_tracking_uri(self.uri)
             experiment = mlflow.set_experiment(tracking.experiment)
             run = mlflow.start_run(run_name=name, parent_run_id=parent, tags=tags)
