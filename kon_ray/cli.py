@@ -26,7 +26,7 @@ from typing import Callable, List, Optional
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from kon_ray.config import (
     CONF_DIR,
@@ -246,19 +246,55 @@ def _one_line(message: str) -> str:
 
 
 class RunFolder(Callback):
-    """Hydra callback (conf/config.yaml, conf/drift_standalone.yaml): notes, before Hydra creates this run's folder
-    (hydra.run.dir), which part of its path already exists, so that `remove_unstarted_run_folder` removes only what
-    this run created. Single runs only: a sweep's job folders are the sweep's record."""
+    """Hydra callback (conf/config.yaml, conf/drift_standalone.yaml...): before Hydra creates this run's folder
+    (hydra.run.dir), gives it a folder no other run has, and notes which part of its path already existed, so that
+    `remove_unstarted_run_folder` removes only what this run created. Single runs only: a sweep's job folders are
+    the sweep's record.
+
+    The default folder is named to the second (outputs/POLA/2026-12-07_05-55-45): a second run started within the
+    same second would log into the same run.log, so each run claims its folder with an exclusive mkdir and the
+    later ones get `_2`, `_3`... A folder chosen with `hydra.run.dir=` is used as it is, existing or not."""
 
     def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
         _RUN_FOLDER.clear()
         run_dir = os.path.abspath(str(config.hydra.run.dir))
-        created = None  # the topmost folder of run_dir's path that does not exist yet
-        path = run_dir
-        while not os.path.exists(path):
-            created, path = path, os.path.dirname(path)
-        before = set(os.listdir(run_dir)) if created is None else set()
+        if _chose_run_dir(config):
+            created = None  # the topmost folder of run_dir's path that does not exist yet
+            path = run_dir
+            while not os.path.exists(path):
+                created, path = path, os.path.dirname(path)
+            before = set(os.listdir(run_dir)) if created is None else set()
+        else:
+            run_dir, created = claim_run_dir(run_dir)
+            before = set()
+            with read_write(config.hydra.run), open_dict(config.hydra.run):
+                config.hydra.run.dir = run_dir  # what Hydra's run_job reads next: this run's folder
         _RUN_FOLDER.update(run_dir=run_dir, created=created, before=before)
+
+
+def _chose_run_dir(config: DictConfig) -> bool:
+    """Whether the command line set hydra.run.dir (then that folder is the user's choice, shared or not)."""
+    overrides = OmegaConf.select(config, "hydra.overrides.hydra") or []
+    return any(str(o).lstrip("+~").partition("=")[0] == "hydra.run.dir" for o in overrides)
+
+
+def claim_run_dir(wanted: str) -> tuple[str, Optional[str]]:
+    """Create `wanted`, or `wanted_2`, `wanted_3`... when another run already has it: (the folder created, the
+    topmost folder of its path this call created: the folder itself when its parent was there). mkdir is atomic,
+    so two processes never get the same one."""
+    created = None
+    path = os.path.dirname(wanted)
+    while not os.path.exists(path):
+        created, path = path, os.path.dirname(path)
+    os.makedirs(os.path.dirname(wanted), exist_ok=True)
+    candidate, number = wanted, 1
+    while True:
+        try:
+            os.mkdir(candidate)
+            return candidate, created or candidate
+        except FileExistsError:
+            number += 1
+            candidate = f"{wanted}_{number}"
 
 
 _RUN_FOLDER: dict = {}

@@ -44,7 +44,6 @@ that cannot work at all (server down, plugin missing) is a ConfigError before an
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import os
 import time
@@ -139,8 +138,9 @@ class Tracker:
             **git_state(),
             **job,
         }
+        folder = os.path.basename(self.config.output_dir.rstrip("/"))  # one per run: kon_ray/cli.py RunFolder
         name = tracking.run_name or (
-            f"{dataset}-job{job['sweep.job']}" if "sweep.job" in job else f"{dataset}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+            f"{dataset}-job{job['sweep.job']}" if "sweep.job" in job else f"{dataset}-{folder}"
         )
         try:
             prepare_store(self.uri)  # runs started together on a fresh sqlite file
