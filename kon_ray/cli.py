@@ -354,17 +354,25 @@ def _close_log_file() -> Optional[str]:
     return None
 
 
+HELP_FLAGS = ("--help", "-h")
+EXIT_CODES = "exit codes: 0 done, 1 unexpected (traceback in run.log), 2 config, 3 data, 4 drift gate, 5 cluster," \
+    " 130 interrupted"
+
+
 def hydra_cli(
     config_name: str,
     main: Callable[[DictConfig], int],
     register: Callable[[], None],
     schema: Optional[type] = None,
     keeps_run_folder: bool = True,
+    usage: Optional[Callable[[], str]] = None,
 ) -> Callable[[], None]:
     """The command-line entry of a Hydra app over conf/<config_name>.yaml whose body is `main(cfg) -> exit code`.
 
     `schema`: the dataclass every key on the command line must belong to (`_preflight`). `keeps_run_folder=False`:
-    the command leaves no run folder behind (the generator writes only its data), unless it failed unexpectedly."""
+    the command leaves no run folder behind (the generator writes only its data), unless it failed unexpectedly.
+    `usage`: the command's own `--help` text (Hydra's generic page, which lists the schemas' `base_*` entries as
+    if they were choices, stays available as `--hydra-help`)."""
     started: List[bool] = []
     failed_jobs: List[int] = []
 
@@ -383,6 +391,9 @@ def hydra_cli(
             sys.exit(code)
 
     def cli() -> None:
+        if usage is not None and any(arg in HELP_FLAGS for arg in sys.argv[1:]):
+            print(usage())
+            sys.exit(0)
         register()
         _preflight(config_name, sys.argv[1:], schema)
         try:

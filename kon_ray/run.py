@@ -144,7 +144,41 @@ def _overrides() -> list[str]:
         return []
 
 
-cli = hydra_cli("config", main, register_configs, schema=KonConfig)
+def usage() -> str:
+    """`python -m kon_ray.run --help`."""
+    from kon_ray.cli import EXIT_CODES
+    from kon_ray.config import dataset_choices
+
+    datasets = ", ".join(dataset_choices())
+    return f"""usage: python -m kon_ray.run +dataset=NAME [KEY=VALUE ...]
+       python -m kon_ray.run -m +dataset=NAME model.max_depth=4,6 ...     a sweep: one job per combination
+
+Runs the Kon pipeline, ingest -> preprocess -> drift -> segment -> train -> infer, on a local Ray (default).
+
+required:
+  +dataset=NAME                 one of {datasets}; its data is read from data/NAME, which
+                                python -m kon_ray.synth +dataset=NAME generates
+
+common overrides:
+  debug=tiny                    small models and a small Ray (the data is not shrunk: generate it with debug=tiny)
+  stages=[ingest,preprocess]    a subset of the stages, run in pipeline order
+  dataset.path=PATH             the data: a Parquet file or folder, local or s3://
+  cluster=local|ray|ec2|sagemaker   where Ray runs; e.g. cluster.num_cpus=8
+  tracking=off                  no MLflow (default: ./mlflow.db; tracking.uri=URI for a server)
+  reuse=false                   recompute every stage instead of reusing the cache
+  model.max_depth=4 ...         any key: --cfg job prints the composed config, every key with its value
+
+where things go:
+  outputs/NAME/<date>_<time>/   the run folder: run.log (all the terminal showed, Ray's and MLflow's messages,
+                                tracebacks), .hydra/ (the config), a folder per stage
+  outputs/NAME/.cache/          the stages' outputs, reused by the next run with the same inputs
+  ./mlflow.db                   the MLflow runs: mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+other commands (each has --help): python -m kon_ray.synth, python -m kon_ray.drift, python -m kon_ray.drift.history
+{EXIT_CODES}. Hydra's own options: --hydra-help. More: README.md"""
+
+
+cli = hydra_cli("config", main, register_configs, schema=KonConfig, usage=usage)
 
 
 if __name__ == "__main__":

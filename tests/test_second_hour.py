@@ -2,6 +2,9 @@
 
 1. Runs started together: each gets its own run folder and MLflow run name, and a fresh sqlite store is created
    once, not by every run at the same time.
+7. Drift history is drawn per dataset: `+dataset=NAME`, else the latest run's dataset and a line naming the others.
+8. The generator says what it replaces, and refuses to replace data of another size without synth.overwrite=true.
+9. `--help` is kon_ray's own page for each command; Hydra's stays available as `--hydra-help`.
 
 Most checks call the commands' functions in-process; the few that need the real command line run it as a
 subprocess, on tiny data or before Ray starts.
@@ -10,15 +13,22 @@ subprocess, on tiny data or before Ray starts.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from hydra import compose, initialize_config_dir
 
 from kon_ray.cli import claim_run_dir
+from kon_ray.config import CONF_DIR
+from kon_ray.errors import ConfigError
 from tests.conftest import REPO, generate_pola
+
 # ---- item 1: runs started together ---------------------------------------------------------------------------------
 
 def _start_a_run(uri: str, name: str, together, run_ids) -> None:
@@ -109,3 +119,147 @@ def _popen(module: str, *args: str, cwd: Path) -> subprocess.Popen:
         env.pop(name, None)
     return subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+# ---- item 7: drift history per dataset ------------------------------------------------------------------------------
+
+def _batch(index: int, dataset: str, **psi: float):
+    from kon_ray.drift.history import Batch
+
+    return Batch(f"r{index}", f"{dataset}-{index}", 1000 * index, "", None, psi, dataset)
+
+
+def test_history_draws_one_dataset_the_latest_runs_by_default(caplog):
+    from kon_ray.drift.history import for_dataset
+
+    batches = [_batch(0, "POLA", kwh_m01=0.05), _batch(1, "HFAC", gas_m3_m01=0.2), _batch(2, "POLA", kwh_m01=0.15),
+               _batch(3, "CLIE", kwh_m01=0.3), _batch(4, "POLA", kwh_m01=0.01)]
+    with caplog.at_level("INFO", logger="kon_ray"):
+        chosen, dataset = for_dataset(batches, None, "kon_ray")
+    assert dataset == "POLA" and [b.run_id for b in chosen] == ["r0", "r2", "r4"]
+    assert caplog.messages == ["experiment 'kon_ray' holds runs of 3 datasets: drawing POLA (the latest run's);"
+                               " +dataset=NAME draws CLIE, HFAC"]
+    assert for_dataset(batches, "HFAC", "kon_ray") == ([batches[1]], "HFAC")
+    with pytest.raises(ConfigError) as error:
+        for_dataset(batches, "XYZ", "kon_ray")
+    assert str(error.value) == ("+dataset=XYZ: experiment 'kon_ray' has no drift runs of it"
+                                " (datasets there: CLIE, HFAC, POLA)")
+    standalone = [_batch(0, ""), _batch(1, "")]
+    assert for_dataset(standalone, None, "drift-0123") == (standalone, "")
+
+
+def test_the_history_of_the_pipelines_experiment_is_one_datasets(tmp_path):
+    """Pipeline runs of POLA and HFAC in the experiment `kon_ray` (as `make run` and a run of HFAC leave them): the
+    page and its JSON hold POLA's features only, and HFAC's with +dataset=HFAC."""
+    from mlflow.tracking import MlflowClient
+
+    from kon_ray.drift.config import DriftConfig
+    from kon_ray.drift.history import build
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("kon_ray")
+    for index, (dataset, psi) in enumerate([("POLA", {"kwh_m01": 0.05, "bill_m01": 0.3}), ("HFAC", {"gas_m3_m01": 0.2}),
+                                            ("POLA", {"kwh_m01": 0.15, "bill_m01": 0.02})]):
+        run = client.create_run(experiment, start_time=1_000 * (index + 1), tags={"dataset": dataset})
+        for name, value in psi.items():
+            client.log_metric(run.info.run_id, f"psi/{name}", value)
+        client.set_terminated(run.info.run_id)
+    paths = build(uri, "kon_ray", str(tmp_path / "pola"), DriftConfig())
+    drawn = json.loads(Path(paths["json"]).read_text())
+    assert drawn["dataset"] == "POLA" and len(drawn["batches"]) == 2
+    assert {f["name"]: f["psi"] for f in drawn["features"]} == {"kwh_m01": [0.05, 0.15], "bill_m01": [0.3, 0.02]}
+    assert "<title>kon_ray drift history: kon_ray, dataset POLA</title>" in Path(paths["html"]).read_text()
+    hfac = json.loads(Path(build(uri, "kon_ray", str(tmp_path / "hfac"), DriftConfig(), "HFAC")["json"]).read_text())
+    assert hfac["dataset"] == "HFAC" and [f["name"] for f in hfac["features"]] == ["gas_m3_m01"]
+
+
+# ---- item 8: the generator never silently replaces data of another size -------------------------------------------
+
+def _synth_config(tmp_path: Path, *overrides: str):
+    from kon_ray.synth.command import load, register
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose(config_name="synth", overrides=["+dataset=POLA", f"synth.output={tmp_path / 'POLA'}",
+                                                      *overrides])
+    return load(cfg)
+
+
+def test_the_generator_refuses_to_replace_data_of_another_size(tmp_path, caplog):
+    from kon_ray.synth import generate
+    from kon_ray.synth.command import check_target
+
+    first = _synth_config(tmp_path, "synth.rows=500")
+    check_target(first)  # nothing there yet: no line
+    generate(first.dataset, first.synth)
+    with pytest.raises(ConfigError) as error:
+        check_target(_synth_config(tmp_path, "debug=tiny"))
+    assert str(error.value) == (
+        f"{tmp_path / 'POLA'} already holds a generated POLA dataset of 500 rows (seed 7, drift 1); this command"
+        " writes 3,000 rows: add synth.overwrite=true to replace it, or synth.output=PATH to write elsewhere")
+    with caplog.at_level("INFO", logger="kon_ray"):
+        check_target(_synth_config(tmp_path, "debug=tiny", "synth.overwrite=true"))
+        check_target(_synth_config(tmp_path, "synth.rows=500", "synth.drift=0"))  # same size: replaced, said so
+    assert caplog.messages == [
+        f"replacing a generated POLA dataset of 500 rows (seed 7, drift 1) at {tmp_path / 'POLA'} with 3,000 rows"
+        " (seed 7, drift 1)",
+        f"replacing a generated POLA dataset of 500 rows (seed 7, drift 1) at {tmp_path / 'POLA'} with 500 rows"
+        " (seed 7, drift 0)"]
+
+
+def test_the_generator_refuses_to_replace_parquet_it_did_not_write(tmp_path):
+    from kon_ray.synth.command import check_target
+
+    (tmp_path / "POLA").mkdir()
+    pq.write_table(pa.table({"customer_id": [1, 2]}), tmp_path / "POLA" / "mine.parquet")
+    with pytest.raises(ConfigError) as error:
+        check_target(_synth_config(tmp_path, "synth.rows=500"))
+    assert str(error.value).startswith(f"{tmp_path / 'POLA'} already holds 1 Parquet file(s) the generator did not"
+                                       " write (no _manifest.json); this command writes 500 rows: add")
+
+
+def test_synth_debug_tiny_over_a_bigger_sample_is_refused_by_the_real_command(tmp_path):
+    """The issue's case: `make run`'s sample is there, then `synth +dataset=POLA debug=tiny`."""
+    data = generate_pola(tmp_path / "data" / "POLA", 500)
+    before = {p.name: p.stat().st_mtime_ns for p in data.iterdir()}
+    done = _run("kon_ray.synth", "+dataset=POLA", "debug=tiny", cwd=tmp_path)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()  # "HH:MM:SS ERROR kon_ray.cli: config error: ...", one line
+    assert line.endswith(
+        " ERROR kon_ray.cli: config error: data/POLA already holds a generated POLA dataset of 500 rows (seed 7,"
+        " drift 1); this command writes 3,000 rows: add synth.overwrite=true to replace it, or synth.output=PATH to"
+        " write elsewhere"), done.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in data.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no run folder either
+
+
+# ---- item 9: kon_ray's own --help -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("module, first, keys", [
+    ("kon_ray.run", "usage: python -m kon_ray.run +dataset=NAME [KEY=VALUE ...]",
+     ["+dataset=NAME                 one of CLIE, HFAC, POLA", "debug=tiny", "tracking=off", "stages=[",
+      "outputs/NAME/<date>_<time>/   the run folder: run.log", "--hydra-help"]),
+    ("kon_ray.drift", "usage: python -m kon_ray.drift reference=PATH current=PATH output=DIR [KEY=VALUE ...]",
+     ["reference_summary=PATH", "current=PATH", "output=DIR", "exclude=[", "outputs/drift/<date>_<time>/  run.log",
+      "--hydra-help"]),
+])
+def test_help_is_kon_rays_own_page(module, first, keys, tmp_path):
+    done = _run(module, "--help", cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.splitlines()[0] == first
+    for key in keys:
+        assert key in done.stdout
+    assert "powered by Hydra" not in done.stdout and "base_" not in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hydras_own_help_is_still_there(tmp_path):
+    done = _run("kon_ray.run", "--hydra-help", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith("Hydra (")
+
+
+def _run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    process = _popen(module, *args, cwd=cwd)
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)

@@ -141,7 +141,38 @@ def _tracking_target(tracking: DriftTrackingConfig) -> str | None:
     return check_target(tracking)
 
 
-cli = hydra_cli("drift_standalone", main, register, schema=DriftStandaloneConfig)
+def usage() -> str:
+    """`python -m kon_ray.drift --help`."""
+    from kon_ray.cli import EXIT_CODES
+
+    return f"""usage: python -m kon_ray.drift reference=PATH current=PATH output=DIR [KEY=VALUE ...]
+       python -m kon_ray.drift reference_summary=OLD/reference_summary.json current=PATH output=DIR
+
+Checks a current dataset for drift against a reference, outside the pipeline, on a local Ray: PSI, KS and
+chi-squared per column, a severity per feature and an overall drift flag.
+
+required:
+  reference=PATH                the reference: a Parquet file or folder of parts, local or s3://
+    or reference_summary=PATH   the reference_summary.json an earlier check wrote (the reference is not re-read)
+  current=PATH                  the data to check: a Parquet file or folder of parts
+  output=DIR                    where the reports go (local or s3://)
+
+common overrides:
+  exclude=[customer_id,...]     columns not analysed; columns unique per reference row (ids) are skipped anyway
+  drift.psi_bins=20             and every other drift.* key (conf/drift/default.yaml): thresholds, the gate
+  drift.fail_on_drift=true      exit 4 when the drift flag is raised (after the reports are written)
+  tracking.uri=URI              log the check to MLflow (a server, sqlite:///FILE); off by default
+  cluster.num_cpus=4            the local Ray's size
+
+where things go:
+  DIR/                          drift_summary.txt (also printed), drift_report.json, drift_report.html,
+                                reference_summary.json (give it as reference_summary= next time)
+  outputs/drift/<date>_<time>/  run.log (all the terminal showed, Ray's messages, tracebacks) and .hydra/
+
+{EXIT_CODES}. Hydra's own options: --hydra-help. Drift over time: python -m kon_ray.drift.history --help"""
+
+
+cli = hydra_cli("drift_standalone", main, register, schema=DriftStandaloneConfig, usage=usage)
 
 
 if __name__ == "__main__":
