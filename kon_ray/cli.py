@@ -1,9 +1,9 @@
 """The edge every kon_ray command shares (`kon_ray.run`, `kon_ray.drift`, `kon_ray.synth`): a Hydra app over
 conf/ whose user errors become one line and a documented exit code (kon_ray/errors.py).
 
-- `guarded(work)` runs a command's body: KonError -> its code, Ctrl-C -> 130 and "interrupted: nothing was
-  published" (also when Ray wrapped the interruption), anything else -> 1 with one line on the terminal and the
-  traceback only in the run's log file.
+- `guarded(work)` runs a command's body: KonError -> its code, Ctrl-C -> 130 and one "interrupted" line (the
+  pipeline's names the stage it stopped; also when Ray wrapped the interruption), anything else -> 1 with one line
+  on the terminal and the traceback only in the run's log file.
 - `hydra_cli(config_name, main, register, schema)` builds the `cli()`: the command line is checked against the
   command's schema before Hydra runs (an unknown key, with or without `+`, names the closest valid key; a value of
   the wrong type names the expected type) and Hydra's own composition errors (bad override, unknown dataset) exit 2
@@ -51,8 +51,8 @@ def guarded(work: Callable[[], int]) -> int:
         log.error("%s: %s", exc.kind, exc)
         keep_traceback_in_log_file()
         return exc.exit_code
-    except KeyboardInterrupt:
-        return interrupted()
+    except KeyboardInterrupt as exc:
+        return interrupted(str(exc) if isinstance(exc, Interrupted) else INTERRUPTED)
     except Exception as exc:  # a bug or an infrastructure fault: one line here, the traceback in the log file
         if _wraps_interruption(exc):  # Ctrl-C that came back through a wrapper kon_ray did not unwrap
             return interrupted()
@@ -64,11 +64,16 @@ def guarded(work: Callable[[], int]) -> int:
 INTERRUPTED = "interrupted: nothing was published"
 
 
-def interrupted() -> int:
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the line that says what it stopped: the pipeline names the stage it interrupted and the stages
+    that stay published (kon_ray/run.py); a command without stages says INTERRUPTED."""
+
+
+def interrupted(line: str = INTERRUPTED) -> int:
     """Ctrl-C, in any stage and wherever it surfaced (the driver, a Ray task, a Ray Train worker): one line, and 130.
     The stage that was running published nothing (its staging folder is removed); finished stages stay published
     and are reused when the same command runs again."""
-    log.error(INTERRUPTED)
+    log.error(line)
     return 130
 
 

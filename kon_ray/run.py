@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from kon_ray.cli import guarded, hydra_cli, in_multirun, log_file, started_work
+from kon_ray.cli import Interrupted, guarded, hydra_cli, in_multirun, log_file, started_work
 from kon_ray.cluster.config import LocalCluster
 from kon_ray.config import KonConfig, load_config, register_configs, to_plain
 from kon_ray.context import RunContext
@@ -39,10 +39,33 @@ def run(
                 results = run_pipeline(ctx, tracker, start_ray)
     except BaseException as exc:
         _record_sweep_job({}, tracker, exc)
+        if isinstance(exc, KeyboardInterrupt):  # the MLflow run is KILLED by now; the line says what is kept
+            raise Interrupted(interruption_line(config)) from exc
         raise
     _record_sweep_job(results, tracker, None)
     log.info("run finished: outputs in %s", config.output_dir)
     return results
+
+
+def interruption_line(config: KonConfig) -> str:
+    """What Ctrl-C stopped: the first chosen stage the run folder has no link for (the pipeline links each stage
+    there once it is published or reused), and the stages before it, which stay published for the next run."""
+    from kon_ray import stages, storage
+
+    chosen = [stage for stage in stages.STAGE_ORDER if stage in config.stages]
+    kept = []
+    for stage in chosen:
+        link = storage.join(config.output_dir, stages.stage(stage).folder)
+        if not (os.path.lexists(link) if not storage.is_s3(link) else storage.exists(f"{link}.json")):
+            break
+        kept.append(stage)
+    if len(kept) == len(chosen):
+        return f"interrupted after its last stage ({chosen[-1]}): every stage is published"
+    stopped = chosen[len(kept)]
+    if not kept:
+        return f"interrupted in stage {stopped}: nothing was published"
+    return (f"interrupted in stage {stopped}: nothing of it was published; the stages before it ({', '.join(kept)})"
+            " are, and running the same command again reuses them")
 
 
 def _tracking(config: KonConfig, plain: Dict[str, Any]):
@@ -86,9 +109,22 @@ def _main(cfg: DictConfig) -> int:
     check_writable(config.output_dir, "output_dir")
     if config.cache_dir:
         check_writable(config.cache_dir, "cache_dir")
+    _check_data(config)
     started_work()
     run(config, plain, start_ray=lambda: init_local_ray(cluster))
     return 0
+
+
+def _check_data(config: KonConfig) -> None:
+    """Before the run starts (no run folder kept, no MLflow run, no Ray): the data the ingest stage will read, from
+    the Parquet footers alone (missing folder, not Parquet, a missing or mistyped column, no rows). Ingest checks
+    the same and the ids again when it runs; a run without ingest reads its published output instead."""
+    if "ingest" not in config.stages:
+        return
+    from kon_ray.ingest import check_footers, fix_command
+
+    dataset = config.dataset
+    check_footers(dataset.path, dict(dataset.columns), fix_command(dataset))
 
 
 def _default_cache_dir(cfg: DictConfig) -> None:

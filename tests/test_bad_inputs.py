@@ -265,7 +265,7 @@ def test_a_current_dataset_without_a_reference_column_is_a_data_error(good_data,
     output = tmp_path / "report"
     code, lines = _drift_in_process(f"reference={_parts(good_data)[0]}", f"current={current}", f"output={output}",
                                     "exclude=[customer_id]")
-    _assert_one_line_naming(code, lines, 3, "current: column 'meter_brand' is missing")
+    _assert_one_line_naming(code, lines, 3, f"{current}: column 'meter_brand' is missing (current)")
     assert not output.exists() or list(output.iterdir()) == []
 
 

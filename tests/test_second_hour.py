@@ -2,6 +2,10 @@
 
 1. Runs started together: each gets its own run folder and MLflow run name, and a fresh sqlite store is created
    once, not by every run at the same time.
+4. Inputs are checked from the Parquet footers before Ray starts; a run that stops there leaves no run folder and
+   no MLflow run.
+5. Messages say what is true: Ctrl-C names the stage it stopped and what stays published; the drift check's
+   tracking hint is one it accepts; a missing column names its file once.
 7. Drift history is drawn per dataset: `+dataset=NAME`, else the latest run's dataset and a line naming the others.
 8. The generator says what it replaces, and refuses to replace data of another size without synth.overwrite=true.
 9. `--help` is kon_ray's own page for each command; Hydra's stays available as `--hydra-help`.
@@ -27,7 +31,7 @@ from hydra import compose, initialize_config_dir
 from kon_ray.cli import claim_run_dir
 from kon_ray.config import CONF_DIR
 from kon_ray.errors import ConfigError
-from tests.conftest import REPO, generate_pola
+from tests.conftest import REPO, compose_config, generate_pola
 
 # ---- item 1: runs started together ---------------------------------------------------------------------------------
 
@@ -263,3 +267,135 @@ def _run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     process = _popen(module, *args, cwd=cwd)
     stdout, stderr = process.communicate(timeout=300)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+# ---- item 4: inputs checked from the footers before Ray, a run folder or an MLflow run -----------------------------
+
+def _no_ray(monkeypatch) -> None:
+    from kon_ray.cluster import local
+
+    def no_ray(*_args, **_kwargs):
+        raise AssertionError("Ray was started before the inputs were checked")
+
+    monkeypatch.setattr(local, "init_local_ray", no_ray)
+
+
+def _pola_without(tmp_path: Path, column: str | None = None, rows: int | None = None) -> Path:
+    """Generated POLA data with `column` dropped, or cut to its first `rows` rows."""
+    data = generate_pola(tmp_path / "generated", 300)
+    table = pq.read_table(data / "part-00000.parquet")
+    if column is not None:
+        table = table.drop_columns([column])
+    if rows is not None:
+        table = table.slice(0, rows)
+    (tmp_path / "POLA").mkdir()
+    pq.write_table(table, tmp_path / "POLA" / "part-00000.parquet")
+    return tmp_path / "POLA"
+
+
+@pytest.mark.parametrize("broken, line", [
+    ({"column": "meter_brand"}, "{data}/part-00000.parquet: column 'meter_brand' is missing (declared as string)"),
+    ({"rows": 0}, "{data}: the dataset has no rows"),
+])
+def test_the_pipelines_data_is_checked_before_ray_and_tracking(broken, line, tmp_path, monkeypatch, caplog):
+    from kon_ray.run import main
+
+    data = _pola_without(tmp_path, **broken)
+    _no_ray(monkeypatch)
+    cfg = compose_config(["+dataset=POLA", f"dataset.path={data}"], tmp_path)
+    with caplog.at_level("ERROR", logger="kon_ray"):
+        assert main(cfg) == 3
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "data error: " + line.format(data=data)]
+    assert not (tmp_path / "mlflow.db").exists()  # the tracker never started: no FAILED run
+    assert not (tmp_path / "run").exists() or list((tmp_path / "run").iterdir()) == []  # no stage ran
+
+
+def test_a_run_of_a_dataset_not_generated_leaves_no_run_folder_and_no_mlflow_run(tmp_path):
+    """The issue's case, as typed: `python -m kon_ray.run +dataset=HFAC` before generating HFAC."""
+    done = _run("kon_ray.run", "+dataset=HFAC", cwd=tmp_path)
+    assert done.returncode == 3
+    [line] = done.stderr.strip().splitlines()
+    assert line.endswith(" ERROR kon_ray.cli: data error: data/HFAC: no such file or folder (dataset.path);"
+                         " generate it with: python -m kon_ray.synth +dataset=HFAC"), done.stderr
+    assert list(tmp_path.iterdir()) == []  # no outputs/HFAC/<time>/, no mlflow.db
+
+
+@pytest.mark.parametrize("current, line", [
+    ({"drop": "b"}, "{tmp}/cur.parquet: column 'b' is missing (current); the check compares every column of the"
+                    " reference: add it, or leave it out with exclude=[...]"),
+    ({"rows": 0}, "{tmp}/cur.parquet: no rows (current)"),
+])
+def test_the_drift_checks_inputs_are_compared_from_the_footers(current, line, tmp_path, monkeypatch, caplog):
+    from kon_ray.drift import __main__ as drift_main
+
+    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "x"]}), tmp_path / "ref.parquet")
+    table = pa.table({"a": [1.0, 2.0], "b": ["x", "y"]})
+    table = table.drop_columns([current["drop"]]) if "drop" in current else table.slice(0, current["rows"])
+    pq.write_table(table, tmp_path / "cur.parquet")
+    _no_ray(monkeypatch)
+    drift_main.register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose(config_name="drift_standalone", overrides=[
+            f"reference={tmp_path / 'ref.parquet'}", f"current={tmp_path / 'cur.parquet'}",
+            f"output={tmp_path / 'report'}"])
+    with caplog.at_level("ERROR", logger="kon_ray"):
+        assert drift_main.main(cfg) == 3
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "data error: " + line.format(tmp=tmp_path)]
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_column_excluded_need_not_be_in_the_current_data(tmp_path):
+    from kon_ray.drift.__main__ import check_inputs, load, register
+
+    pq.write_table(pa.table({"id": [1, 2, 3], "a": [1.0, 2.0, 3.0]}), tmp_path / "ref.parquet")
+    pq.write_table(pa.table({"a": [1.0, 2.0]}), tmp_path / "cur.parquet")
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose(config_name="drift_standalone", overrides=[
+            f"reference={tmp_path / 'ref.parquet'}", f"current={tmp_path / 'cur.parquet'}",
+            f"output={tmp_path / 'report'}", "exclude=[id]"])
+    check_inputs(load(cfg))  # passes
+
+
+# ---- item 5: messages that say what is true ------------------------------------------------------------------------
+
+def test_an_interruption_names_the_stage_it_stopped_and_what_stays_published(tmp_path):
+    from kon_ray.config import load_config
+    from kon_ray.run import interruption_line
+
+    cfg = compose_config(["+dataset=POLA", "stages=[ingest,preprocess,segment,train]"], tmp_path)
+    config = load_config(cfg)
+    assert interruption_line(config) == "interrupted in stage ingest: nothing was published"
+    run = tmp_path / "run"
+    run.mkdir()
+    for folder in ("ingest", "features"):  # what the pipeline links once a stage is published (or reused)
+        (tmp_path / f"cache-{folder}").mkdir()
+        (run / folder).symlink_to(tmp_path / f"cache-{folder}")
+    assert interruption_line(config) == (
+        "interrupted in stage segment: nothing of it was published; the stages before it (ingest, preprocess)"
+        " are, and running the same command again reuses them")
+
+
+def test_the_drift_checks_tracking_hint_is_one_it_accepts():
+    from kon_ray.net import free_port
+    from kon_ray.tracking.config import DriftTrackingConfig
+    from kon_ray.tracking.drift_check import check_target
+
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(ConfigError) as error:
+        check_target(DriftTrackingConfig(uri=uri))
+    message = str(error.value)
+    assert message.startswith(f"tracking.uri {uri}: no MLflow server answers (")
+    assert message.endswith("; start one (mlflow server --host 127.0.0.1 --port 5000), point tracking.uri"
+                            " elsewhere, or leave tracking.uri out (the check then runs untracked)")
+    assert "tracking=off" not in message
+
+
+def test_a_missing_column_names_its_file_once():
+    from kon_ray.drift.engine import missing_column
+
+    assert missing_column("/d/cur.parquet", "kwh", "/d/cur.parquet") == "/d/cur.parquet: column 'kwh' is missing"
+    assert missing_column("/d/cur/p0.parquet", "kwh", "/d/cur") == "/d/cur/p0.parquet: column 'kwh' is missing (/d/cur)"
+    assert missing_column("/d/ref.parquet", "kwh", "reference") == "/d/ref.parquet: column 'kwh' is missing (reference)"

@@ -65,41 +65,65 @@ def main(cfg: DictConfig) -> int:
 
 
 def check_inputs(config: DriftStandaloneConfig) -> None:
-    """Before Ray starts: the inputs exist and are readable, the output folder is writable; a DataError (exit 3)
-    or ConfigError (exit 2) naming the key otherwise."""
+    """Before Ray starts, from the Parquet footers and the summary alone: the inputs exist and are readable, each
+    side has a row, every file of both sides has every column the check compares (the reference's, less `exclude`
+    and `drift.exclude`), the output folder is writable; a DataError (exit 3) or ConfigError (exit 2) naming the
+    key and file otherwise."""
     from kon_ray.storage import check_writable
 
+    excluded = set(config.exclude) | set(config.drift.exclude)
     if config.reference:
-        _check_parquet(config.reference, "reference")
+        reference = _check_parquet(config.reference, "reference")
+        names: dict = {}  # first-seen order over the files, as the check reads them (kon_ray/drift/engine.py)
+        for _, schema, _ in reference:
+            names.update(dict.fromkeys(schema.names))
+        compared = [name for name in names if name not in excluded]
     else:
-        _check_summary(str(config.reference_summary), config.drift.psi_bins)
-    _check_parquet(config.current, "current")
+        reference = []
+        compared = _check_summary(str(config.reference_summary), config.drift.psi_bins)
+    current = _check_parquet(config.current, "current")
+    for files, key in ((reference, "reference"), (current, "current")):
+        for file, schema, _ in files:
+            lacking = [name for name in compared if name not in schema.names]
+            if lacking:
+                more = f" (and {len(lacking) - 1} more)" if len(lacking) > 1 else ""
+                raise DataError(f"{file}: column {lacking[0]!r}{more} is missing ({key}); the check compares every"
+                                " column of the reference: add it, or leave it out with exclude=[...]")
     check_writable(config.output, "output")
 
 
-def _check_parquet(path: str, key: str) -> None:
+def _check_parquet(path: str, key: str) -> list:
+    """(file, schema, rows) of each Parquet file at `path`, from the footers; a DataError naming `key` when there
+    is none, one is not Parquet, or none has a row."""
     from kon_ray.ingest import find_files, read_metadata
 
+    found = []
     for file in find_files(path, key):  # "PATH: no such file or folder (KEY)", "...: no .parquet files found (KEY)"
         try:
-            read_metadata(file)  # the footer only
+            schema, rows, _ = read_metadata(file)  # the footer only
         except DataError as exc:
             raise DataError(f"{exc} ({key})") from None
+        found.append((file, schema, rows))
+    if not any(rows for _, _, rows in found):
+        raise DataError(f"{path}: no rows ({key})")
+    return found
 
 
-def _check_summary(path: str, psi_bins: int) -> None:
+def _check_summary(path: str, psi_bins: int) -> list:
+    """The columns of the saved reference summary at `path`, or a DataError naming reference_summary."""
     from kon_ray import storage
     from kon_ray.drift import reference as reference_io
 
     if not storage.exists(path):
         raise DataError(f"{path}: no such file (reference_summary)")
     try:
-        reference_io.load(path, psi_bins=psi_bins)  # JSON on the driver: the same checks the check itself makes
+        summary = reference_io.load(path, psi_bins=psi_bins)  # JSON on the driver: the checks the check makes
     except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not text
         reason = getattr(exc, "strerror", None) or exc
         raise DataError(f"{path}: not a readable file ({reason}) (reference_summary)") from None
     except DataError as exc:
         raise DataError(f"{exc} (reference_summary)") from None
+    return list(summary.columns)
 
 
 def _check(cfg: DictConfig) -> int:

@@ -353,7 +353,7 @@ def _history(cfg: DictConfig) -> int:
 
     config = load(cfg)
     uri = resolve_uri(config.tracking.uri)
-    check_uri(uri)  # "tracking.uri URI: no MLflow server answers (...)" before anything else
+    check_uri(uri, untracked=None)  # "tracking.uri URI: no MLflow server answers (...)" before anything else
     check_writable(config.output, "output")
     started_work()
     paths = build(uri, config.experiment, config.output, config.drift,
