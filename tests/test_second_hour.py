@@ -2,6 +2,7 @@
 
 1. Runs started together: each gets its own run folder and MLflow run name, and a fresh sqlite store is created
    once, not by every run at the same time.
+3. The standalone drift check skips identifiers (unique per reference row) and excluded columns, with the reason.
 4. Inputs are checked from the Parquet footers before Ray starts; a run that stops there leaves no run folder and
    no MLflow run.
 5. Messages say what is true: Ctrl-C names the stage it stopped and what stays published; the drift check's
@@ -23,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -399,3 +401,62 @@ def test_a_missing_column_names_its_file_once():
     assert missing_column("/d/cur.parquet", "kwh", "/d/cur.parquet") == "/d/cur.parquet: column 'kwh' is missing"
     assert missing_column("/d/cur/p0.parquet", "kwh", "/d/cur") == "/d/cur/p0.parquet: column 'kwh' is missing (/d/cur)"
     assert missing_column("/d/ref.parquet", "kwh", "reference") == "/d/ref.parquet: column 'kwh' is missing (reference)"
+
+
+# ---- item 3: the standalone check skips identifiers ----------------------------------------------------------------
+
+def _write(path: Path, **columns) -> str:
+    pq.write_table(pa.table(columns), path, row_group_size=50)
+    return str(path)
+
+
+def test_identifiers_are_the_integer_and_string_columns_unique_in_every_reference_row(tmp_path):
+    from kon_ray.drift.identifiers import MIN_ROWS, REASON, identifier_columns
+
+    n = 120
+    first = _write(tmp_path / "a.parquet", customer_id=list(range(n)), meter=[f"M{i:04d}" for i in range(n)],
+                   reading=[float(i) for i in range(n)],  # unique, but a float: a measurement
+                   late=[i % 7 for i in range(n)],  # repeats in the first row group
+                   late_in_file_two=list(range(n)))  # unique in this file, repeated by the next one
+    second = _write(tmp_path / "b.parquet", customer_id=list(range(n, 2 * n)),
+                    meter=[f"M{i:04d}" for i in range(n, 2 * n)], reading=[0.5] * n, late=[1] * n,
+                    late_in_file_two=[0] + list(range(n, 2 * n - 1)))
+    columns = ["customer_id", "meter", "reading", "late", "late_in_file_two"]
+    assert identifier_columns([first, second], columns) == {
+        "customer_id": REASON.format(rows=2 * n, name="customer_id"), "meter": REASON.format(rows=2 * n, name="meter")}
+    assert REASON.format(rows=240, name="meter").startswith("identifier: unique in every one of the reference's 240")
+    assert identifier_columns([first, second], columns, typed=["customer_id", "meter"]) == {}  # typed: compared
+    assert identifier_columns([first], columns, typed=[]).keys() == {"customer_id", "meter", "late_in_file_two"}
+    small = _write(tmp_path / "small.parquet", customer_id=list(range(MIN_ROWS - 1)))
+    assert identifier_columns([small], ["customer_id"]) == {}  # too few rows to tell an id from a feature
+    with_null = _write(tmp_path / "null.parquet", customer_id=[None] + list(range(1, n)))
+    assert identifier_columns([with_null], ["customer_id"]) == {}
+
+
+@pytest.mark.slow  # one check on the session's Ray (a few Ray Data passes)
+def test_two_samples_of_one_distribution_with_ids_raise_no_flag(tmp_path, ray_session):
+    """The issue's case: reference and current drawn from one distribution, each with its own customer ids."""
+    from kon_ray.drift import __main__ as drift_main
+    from kon_ray.drift.identifiers import REASON
+
+    rng = np.random.default_rng(3)
+    n = 2000
+
+    def sample(path: Path, first_id: int) -> str:
+        return _write(path, customer_id=np.arange(first_id, first_id + n), kwh=rng.gamma(2.0, 150.0, n),
+                      tariff=rng.choice(["residencial", "comercial"], n, p=[0.8, 0.2]),
+                      note=[f"n{i}" for i in range(n)])
+
+    reference, current = sample(tmp_path / "ref.parquet", 0), sample(tmp_path / "cur.parquet", n)
+    drift_main.register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose(config_name="drift_standalone", overrides=[
+            f"reference={reference}", f"current={current}", f"output={tmp_path / 'out'}", "exclude=[note]"])
+    assert drift_main.main(cfg) == 0
+    report = json.loads((tmp_path / "out" / "drift_report.json").read_text())
+    assert sorted(f["name"] for f in report["features"]) == ["kwh", "tariff"]
+    assert report["skipped"] == [{"name": "note", "reason": "excluded (exclude=[...])"},
+                                 {"name": "customer_id", "reason": REASON.format(rows=n, name="customer_id")}]
+    assert report["summary"]["drift_flag"] is False
+    page = (tmp_path / "out" / "drift_report.html").read_text()
+    assert "customer_id" in page and "identifier: unique in every one of the reference" in page

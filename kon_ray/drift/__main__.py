@@ -64,7 +64,7 @@ def main(cfg: DictConfig) -> int:
     return guarded(lambda: _check(cfg))
 
 
-def check_inputs(config: DriftStandaloneConfig) -> None:
+def check_inputs(config: DriftStandaloneConfig) -> tuple[list, list]:
     """Before Ray starts, from the Parquet footers and the summary alone: the inputs exist and are readable, each
     side has a row, every file of both sides has every column the check compares (the reference's, less `exclude`
     and `drift.exclude`), the output folder is writable; a DataError (exit 3) or ConfigError (exit 2) naming the
@@ -90,6 +90,24 @@ def check_inputs(config: DriftStandaloneConfig) -> None:
                 raise DataError(f"{file}: column {lacking[0]!r}{more} is missing ({key}); the check compares every"
                                 " column of the reference: add it, or leave it out with exclude=[...]")
     check_writable(config.output, "output")
+    return [file for file, _, _ in reference], compared
+
+
+def skipped_with_reasons(config: DriftStandaloneConfig, files: list, compared: list) -> dict:
+    """{column: reason} for the reference's columns the check leaves out and says so in `skipped`: those given in
+    exclude=[...] or drift.exclude that the reference has, and its identifiers (kon_ray/drift/identifiers.py)."""
+    from kon_ray.drift.identifiers import identifier_columns
+    from kon_ray.ingest import read_metadata
+
+    if not files:  # reference_summary=: its columns were chosen when it was fitted
+        return {}
+    have = set()
+    for file in files:
+        have.update(read_metadata(file)[0].names)  # footers again: cheap, and check_inputs stays one answer
+    reasons = {name: "excluded (exclude=[...])" for name in config.exclude if name in have}
+    reasons.update({name: "excluded (drift.exclude)" for name in config.drift.exclude if name in have})
+    reasons.update(identifier_columns(files, compared, typed=config.drift.column_types))
+    return reasons
 
 
 def _check_parquet(path: str, key: str) -> list:
@@ -129,7 +147,11 @@ def _check_summary(path: str, psi_bins: int) -> list:
 def _check(cfg: DictConfig) -> int:
     config = load(cfg)
     tracking_uri = _tracking_target(config.tracking)  # a config error (2) before the inputs' data errors (3)
-    check_inputs(config)
+    reference_files, compared = check_inputs(config)
+    skip = skipped_with_reasons(config, reference_files, compared)  # reads ids, before Ray starts
+    for name, reason in skip.items():
+        if reason.startswith("identifier"):
+            log.info("drift: %s is not compared: %s", name, reason)
     started_work()
     from kon_ray.cluster.local import init_local_ray
     from kon_ray.drift.check import gate, run_check
@@ -138,7 +160,7 @@ def _check(cfg: DictConfig) -> int:
     started = time.time()
     init_local_ray(config.cluster)
     report = run_check(config.drift, config.current, config.output, reference=config.reference,
-                       reference_summary=config.reference_summary, exclude=config.exclude)
+                       reference_summary=config.reference_summary, skip=skip)
     print(summary_text(report), end="", file=result_stream())
     log.info("reports in %s (%s, %s, %s)", config.output, SUMMARY_TXT, REPORT_JSON, REPORT_HTML)
     stopped = None
