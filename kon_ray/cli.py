@@ -15,10 +15,12 @@ conf/ whose user errors become one line and a documented exit code (kon_ray/erro
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
 import shutil
+import subprocess
 import sys
 import traceback
 from typing import Callable, List, Optional
@@ -38,7 +40,7 @@ from kon_ray.config import (
     schema_type,
     unknown_key_error,
 )
-from kon_ray.errors import ConfigError, KonError
+from kon_ray.errors import ClusterError, ConfigError, KonError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,11 @@ def guarded(work: Callable[[], int]) -> int:
     except Exception as exc:  # a bug or an infrastructure fault: one line here, the traceback in the log file
         if _wraps_interruption(exc):  # Ctrl-C that came back through a wrapper kon_ray did not unwrap
             return interrupted()
+        failed = _ray_failure(exc)
+        if failed is not None:  # Ray itself gave way under the command (exit 5, as for a Ray that does not start)
+            log.error("%s: %s", ClusterError.kind, failed)
+            keep_traceback_in_log_file()
+            return ClusterError.exit_code
         log.error("unexpected error: %s: %s (traceback in %s)", type(exc).__name__, exc, log_file() or "the log")
         keep_traceback_in_log_file()
         return 1
@@ -77,6 +84,30 @@ def interrupted(line: str = INTERRUPTED) -> int:
     return 130
 
 
+# Ray's errors that mean Ray itself failed (a raylet, a node, a worker process, an object's owner), not the code
+RAY_FAILURES = ("LocalRayletDiedError", "NodeDiedError", "RaySystemError", "WorkerCrashedError", "ObjectLostError",
+                "OwnerDiedError")
+
+
+def _ray_failure(exc: BaseException) -> Optional[str]:
+    """The one line for an error that is Ray failing under the command (found through the causes), else None."""
+    if "ray" not in sys.modules:
+        return None  # a command that never started Ray
+    import ray.exceptions
+
+    kinds = tuple(getattr(ray.exceptions, name) for name in RAY_FAILURES)
+    current: Optional[BaseException] = exc
+    seen = 0
+    while current is not None and seen < 20:
+        if isinstance(current, kinds):
+            reason = " ".join(str(current).split())[:300] or type(current).__name__
+            return (f"Ray failed under the command ({type(current).__name__}: {reason}); Ray's own logs are in its"
+                    f" session folder, named in {log_file() or 'run.log'}. On a machine that runs another Ray, join"
+                    " it with cluster.address=auto, or stop it (ray stop) and run again")
+        current, seen = current.__cause__ or current.__context__, seen + 1
+    return None
+
+
 def _wraps_interruption(exc: BaseException) -> bool:
     from kon_ray.execution import interrupted_in  # here, not at the top: a command that works never needs it
 
@@ -96,6 +127,72 @@ def keep_traceback_in_log_file() -> None:
     if path:
         with open(path, "a", encoding="utf-8") as out:
             out.write(traceback.format_exc())
+
+
+# The watcher `last_words` starts: it waits for the command's "done"; when the pipe closes without it, the
+# command's process ended below Python (Ray's core worker exits the process when its raylet dies; a SIGKILL; a
+# native crash) with nothing on the terminal, so the watcher says so, naming the log file that holds the rest.
+_WATCHER = r"""
+import signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle and report
+said = sys.stdin.buffer.read()
+if said.endswith(b"done"):
+    sys.exit(0)
+log = sys.argv[1]
+try:
+    with open(log, "rb") as handle:
+        handle.seek(0, 2)
+        handle.seek(max(0, handle.tell() - 20000))
+        tail = handle.read().decode("utf-8", "replace")
+except OSError:
+    tail = ""
+ray = any(word in tail for word in ("raylet", "Raylet", "core_worker", "CoreWorker", "gcs_server"))
+why = "its local Ray failed (the raylet died) and ended it" if ray else "it was killed, or native code ended it"
+sys.stderr.write(f"kon_ray: unexpected error: the command stopped without finishing: {why}; Ray's messages and"
+                 f" the rest are in {log}\n")
+sys.stderr.flush()
+"""
+_watcher: List[subprocess.Popen] = []
+
+
+def last_words(log_path: Optional[str]) -> None:
+    """Start, once per process, the watcher that reports a death Python never sees (module comment above). It
+    holds the terminal's stderr as it is now (start it before `KonTerminal` sends fd 2 to the log file) and costs
+    one small process that waits; a normal exit (sys.exit, an exception, the end) tells it "done" (atexit)."""
+    if _watcher or not log_path:
+        return
+    try:
+        watcher = subprocess.Popen([sys.executable, "-S", "-c", _WATCHER, log_path], stdin=subprocess.PIPE,
+                                   stdout=subprocess.DEVNULL)
+    except OSError:
+        return  # no watcher: the command itself is unaffected
+    _watcher.append(watcher)
+    atexit.register(_said_done)
+
+
+def _said_done() -> None:
+    for watcher in _watcher:
+        try:
+            assert watcher.stdin is not None
+            watcher.stdin.write(b"done")
+            watcher.stdin.close()
+        except (OSError, ValueError):
+            pass
+
+
+def _stop_ray() -> None:
+    """Stop the command's Ray while the terminal is still kon_ray's: what Ray's C++ writes as it shuts down (after a
+    failure, "Attempting to recover lost objects..." lines) lands in run.log, not on the terminal after the last
+    line. Without this, Ray stops at the interpreter's exit, once the terminal is restored."""
+    if "ray" not in sys.modules:
+        return
+    import ray
+
+    try:
+        if ray.is_initialized():
+            ray.shutdown()
+    except Exception:  # noqa: BLE001 - shutting down a Ray that already failed must not change the exit code
+        log.debug("ray.shutdown failed", exc_info=True)
 
 
 def in_multirun() -> bool:
@@ -386,8 +483,11 @@ def hydra_cli(
         from kon_ray.terminal import KonTerminal
 
         started.append(True)
+        last_words(log_file())  # a process that dies below Python still ends with one line
         with KonTerminal(log_file()):  # only kon_ray's lines on the terminal; Ray's, MLflow's, warnings: run.log
             code = main(cfg)
+            if not in_multirun():  # a sweep's jobs share one Ray
+                _stop_ray()
         if code and code != 130 and in_multirun():
             failed_jobs.append(code)  # one failed sweep job must not cancel the others
             return

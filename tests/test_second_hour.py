@@ -2,6 +2,8 @@
 
 1. Runs started together: each gets its own run folder and MLflow run name, and a fresh sqlite store is created
    once, not by every run at the same time.
+2. No command dies without a word: Ray failing under a command is one line and exit 5; a process that dies below
+   Python (Ray's core worker exits it when its raylet dies) still ends with one line.
 3. The standalone drift check skips identifiers (unique per reference row) and excluded columns, with the reason.
 4. Inputs are checked from the Parquet footers before Ray starts; a run that stops there leaves no run folder and
    no MLflow run.
@@ -22,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -491,3 +494,61 @@ def test_planning_the_drift_stage_prints_nothing(tmp_path, caplog):
     with caplog.at_level("DEBUG", logger="kon_ray"):
         assert key_material(config) is None
     assert caplog.messages == []
+
+
+# ---- item 2: no command dies without a word -------------------------------------------------------------------------
+
+@pytest.mark.slow  # a real drift check whose raylet is killed once its local Ray is up
+def test_a_drift_check_whose_raylet_dies_ends_in_one_line_and_exit_5(tmp_path):
+    import psutil
+
+    rng = np.random.default_rng(5)
+    for name in ("ref", "cur"):  # enough work units that the check is still running when the raylet goes
+        pq.write_table(pa.table({f"x{i}": rng.normal(size=200_000) for i in range(10)}), tmp_path / f"{name}.parquet",
+                       row_group_size=10_000)
+    run = tmp_path / "run"
+    check = _popen("kon_ray.drift", f"reference={tmp_path / 'ref.parquet'}", f"current={tmp_path / 'cur.parquet'}",
+                   f"output={tmp_path / 'out'}", f"hydra.run.dir={run}", cwd=tmp_path)
+    deadline = time.monotonic() + 240
+    while "started a local Ray" not in ((run / "run.log").read_text() if (run / "run.log").exists() else ""):
+        assert check.poll() is None and time.monotonic() < deadline, check.communicate()
+        time.sleep(0.1)
+    raylets = [p for p in psutil.Process(check.pid).children(recursive=True) if p.name() == "raylet"]
+    assert len(raylets) == 1
+    raylets[0].kill()
+    _, stderr = check.communicate(timeout=240)
+    assert check.returncode == 5, stderr
+    errors = [line for line in stderr.splitlines() if " ERROR " in line or line.startswith("kon_ray:")]
+    assert len(errors) == 1 and " ERROR kon_ray.cli: cluster error: Ray failed under the command" \
+        " (LocalRayletDiedError: " in errors[0], stderr
+    assert f"named in {run / 'run.log'}" in errors[0]
+    assert [line for line in stderr.splitlines() if line and line not in errors and " INFO " not in line] == [], stderr
+
+
+_DIES_BELOW_PYTHON = """
+import os, sys
+from kon_ray.cli import hydra_cli
+from kon_ray.drift.history import DriftHistoryConfig, register
+
+def main(cfg):
+    os.write(2, sys.argv.pop().encode() + b"\\n")  # what C++ writes to fd 2 (the log file by now) before it exits
+    os._exit(1)  # as Ray's core worker ends a driver whose raylet died: no Python unwinding, no atexit
+
+sys.argv = ["kon_ray.drift.history", "tracking.uri=sqlite:///none.db", "experiment=e", "output=out",
+            "hydra.run.dir=run", sys.argv[1]]
+hydra_cli("drift_history", main, register, schema=DriftHistoryConfig)()
+"""
+
+
+@pytest.mark.parametrize("last_message, why", [
+    ("[core_worker.cc:609] The raylet died unexpectedly", "its local Ray failed (the raylet died) and ended it"),
+    ("free(): invalid pointer", "it was killed, or native code ended it"),
+])
+def test_a_process_that_dies_below_python_still_ends_in_one_line(last_message, why, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", _DIES_BELOW_PYTHON, last_message], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr == (f"kon_ray: unexpected error: the command stopped without finishing: {why}; Ray's messages"
+                           f" and the rest are in {tmp_path / 'run' / 'run.log'}\n")
+    assert last_message in (tmp_path / "run" / "run.log").read_text()
