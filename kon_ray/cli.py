@@ -1,9 +1,9 @@
 """The edge every kon_ray command shares (`kon_ray.run`, `kon_ray.drift`, `kon_ray.synth`): a Hydra app over
 conf/ whose user errors become one line and a documented exit code (kon_ray/errors.py).
 
-- `guarded(work)` runs a command's body: KonError -> its code, Ctrl-C -> 130 and "interrupted: nothing was
-  published" (also when Ray wrapped the interruption), anything else -> 1 with one line on the terminal and the
-  traceback only in the run's log file.
+- `guarded(work)` runs a command's body: KonError -> its code, Ctrl-C -> 130 and one "interrupted" line (the
+  pipeline's names the stage it stopped; also when Ray wrapped the interruption), anything else -> 1 with one line
+  on the terminal and the traceback only in the run's log file.
 - `hydra_cli(config_name, main, register, schema)` builds the `cli()`: the command line is checked against the
   command's schema before Hydra runs (an unknown key, with or without `+`, names the closest valid key; a value of
   the wrong type names the expected type) and Hydra's own composition errors (bad override, unknown dataset) exit 2
@@ -15,10 +15,12 @@ conf/ whose user errors become one line and a documented exit code (kon_ray/erro
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
 import shutil
+import subprocess
 import sys
 import traceback
 from typing import Callable, List, Optional
@@ -26,7 +28,7 @@ from typing import Callable, List, Optional
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from kon_ray.config import (
     CONF_DIR,
@@ -38,7 +40,7 @@ from kon_ray.config import (
     schema_type,
     unknown_key_error,
 )
-from kon_ray.errors import ConfigError, KonError
+from kon_ray.errors import ClusterError, ConfigError, KonError
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +53,16 @@ def guarded(work: Callable[[], int]) -> int:
         log.error("%s: %s", exc.kind, exc)
         keep_traceback_in_log_file()
         return exc.exit_code
-    except KeyboardInterrupt:
-        return interrupted()
+    except KeyboardInterrupt as exc:
+        return interrupted(str(exc) if isinstance(exc, Interrupted) else INTERRUPTED)
     except Exception as exc:  # a bug or an infrastructure fault: one line here, the traceback in the log file
         if _wraps_interruption(exc):  # Ctrl-C that came back through a wrapper kon_ray did not unwrap
             return interrupted()
+        failed = _ray_failure(exc)
+        if failed is not None:  # Ray itself gave way under the command (exit 5, as for a Ray that does not start)
+            log.error("%s: %s", ClusterError.kind, failed)
+            keep_traceback_in_log_file()
+            return ClusterError.exit_code
         log.error("unexpected error: %s: %s (traceback in %s)", type(exc).__name__, exc, log_file() or "the log")
         keep_traceback_in_log_file()
         return 1
@@ -64,12 +71,41 @@ def guarded(work: Callable[[], int]) -> int:
 INTERRUPTED = "interrupted: nothing was published"
 
 
-def interrupted() -> int:
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the line that says what it stopped: the pipeline names the stage it interrupted and the stages
+    that stay published (kon_ray/run.py); a command without stages says INTERRUPTED."""
+
+
+def interrupted(line: str = INTERRUPTED) -> int:
     """Ctrl-C, in any stage and wherever it surfaced (the driver, a Ray task, a Ray Train worker): one line, and 130.
     The stage that was running published nothing (its staging folder is removed); finished stages stay published
     and are reused when the same command runs again."""
-    log.error(INTERRUPTED)
+    log.error(line)
     return 130
+
+
+# Ray's errors that mean Ray itself failed (a raylet, a node, a worker process, an object's owner), not the code
+RAY_FAILURES = ("LocalRayletDiedError", "NodeDiedError", "RaySystemError", "WorkerCrashedError", "ObjectLostError",
+                "OwnerDiedError")
+
+
+def _ray_failure(exc: BaseException) -> Optional[str]:
+    """The one line for an error that is Ray failing under the command (found through the causes), else None."""
+    if "ray" not in sys.modules:
+        return None  # a command that never started Ray
+    import ray.exceptions
+
+    kinds = tuple(getattr(ray.exceptions, name) for name in RAY_FAILURES)
+    current: Optional[BaseException] = exc
+    seen = 0
+    while current is not None and seen < 20:
+        if isinstance(current, kinds):
+            reason = " ".join(str(current).split())[:300] or type(current).__name__
+            return (f"Ray failed under the command ({type(current).__name__}: {reason}); Ray's own logs are in its"
+                    f" session folder, named in {log_file() or 'run.log'}. On a machine that runs another Ray, join"
+                    " it with cluster.address=auto, or stop it (ray stop) and run again")
+        current, seen = current.__cause__ or current.__context__, seen + 1
+    return None
 
 
 def _wraps_interruption(exc: BaseException) -> bool:
@@ -91,6 +127,72 @@ def keep_traceback_in_log_file() -> None:
     if path:
         with open(path, "a", encoding="utf-8") as out:
             out.write(traceback.format_exc())
+
+
+# The watcher `last_words` starts: it waits for the command's "done"; when the pipe closes without it, the
+# command's process ended below Python (Ray's core worker exits the process when its raylet dies; a SIGKILL; a
+# native crash) with nothing on the terminal, so the watcher says so, naming the log file that holds the rest.
+_WATCHER = r"""
+import signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle and report
+said = sys.stdin.buffer.read()
+if said.endswith(b"done"):
+    sys.exit(0)
+log = sys.argv[1]
+try:
+    with open(log, "rb") as handle:
+        handle.seek(0, 2)
+        handle.seek(max(0, handle.tell() - 20000))
+        tail = handle.read().decode("utf-8", "replace")
+except OSError:
+    tail = ""
+ray = any(word in tail for word in ("raylet", "Raylet", "core_worker", "CoreWorker", "gcs_server"))
+why = "its local Ray failed (the raylet died) and ended it" if ray else "it was killed, or native code ended it"
+sys.stderr.write(f"kon_ray: unexpected error: the command stopped without finishing: {why}; Ray's messages and"
+                 f" the rest are in {log}\n")
+sys.stderr.flush()
+"""
+_watcher: List[subprocess.Popen] = []
+
+
+def last_words(log_path: Optional[str]) -> None:
+    """Start, once per process, the watcher that reports a death Python never sees (module comment above). It
+    holds the terminal's stderr as it is now (start it before `KonTerminal` sends fd 2 to the log file) and costs
+    one small process that waits; a normal exit (sys.exit, an exception, the end) tells it "done" (atexit)."""
+    if _watcher or not log_path:
+        return
+    try:
+        watcher = subprocess.Popen([sys.executable, "-S", "-c", _WATCHER, log_path], stdin=subprocess.PIPE,
+                                   stdout=subprocess.DEVNULL)
+    except OSError:
+        return  # no watcher: the command itself is unaffected
+    _watcher.append(watcher)
+    atexit.register(_said_done)
+
+
+def _said_done() -> None:
+    for watcher in _watcher:
+        try:
+            assert watcher.stdin is not None
+            watcher.stdin.write(b"done")
+            watcher.stdin.close()
+        except (OSError, ValueError):
+            pass
+
+
+def _stop_ray() -> None:
+    """Stop the command's Ray while the terminal is still kon_ray's: what Ray's C++ writes as it shuts down (after a
+    failure, "Attempting to recover lost objects..." lines) lands in run.log, not on the terminal after the last
+    line. Without this, Ray stops at the interpreter's exit, once the terminal is restored."""
+    if "ray" not in sys.modules:
+        return
+    import ray
+
+    try:
+        if ray.is_initialized():
+            ray.shutdown()
+    except Exception:  # noqa: BLE001 - shutting down a Ray that already failed must not change the exit code
+        log.debug("ray.shutdown failed", exc_info=True)
 
 
 def in_multirun() -> bool:
@@ -246,19 +348,55 @@ def _one_line(message: str) -> str:
 
 
 class RunFolder(Callback):
-    """Hydra callback (conf/config.yaml, conf/drift_standalone.yaml): notes, before Hydra creates this run's folder
-    (hydra.run.dir), which part of its path already exists, so that `remove_unstarted_run_folder` removes only what
-    this run created. Single runs only: a sweep's job folders are the sweep's record."""
+    """Hydra callback (conf/config.yaml, conf/drift_standalone.yaml...): before Hydra creates this run's folder
+    (hydra.run.dir), gives it a folder no other run has, and notes which part of its path already existed, so that
+    `remove_unstarted_run_folder` removes only what this run created. Single runs only: a sweep's job folders are
+    the sweep's record.
+
+    The default folder is named to the second (outputs/POLA/2026-12-07_05-55-45): a second run started within the
+    same second would log into the same run.log, so each run claims its folder with an exclusive mkdir and the
+    later ones get `_2`, `_3`... A folder chosen with `hydra.run.dir=` is used as it is, existing or not."""
 
     def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
         _RUN_FOLDER.clear()
         run_dir = os.path.abspath(str(config.hydra.run.dir))
-        created = None  # the topmost folder of run_dir's path that does not exist yet
-        path = run_dir
-        while not os.path.exists(path):
-            created, path = path, os.path.dirname(path)
-        before = set(os.listdir(run_dir)) if created is None else set()
+        if _chose_run_dir(config):
+            created = None  # the topmost folder of run_dir's path that does not exist yet
+            path = run_dir
+            while not os.path.exists(path):
+                created, path = path, os.path.dirname(path)
+            before = set(os.listdir(run_dir)) if created is None else set()
+        else:
+            run_dir, created = claim_run_dir(run_dir)
+            before = set()
+            with read_write(config.hydra.run), open_dict(config.hydra.run):
+                config.hydra.run.dir = run_dir  # what Hydra's run_job reads next: this run's folder
         _RUN_FOLDER.update(run_dir=run_dir, created=created, before=before)
+
+
+def _chose_run_dir(config: DictConfig) -> bool:
+    """Whether the command line set hydra.run.dir (then that folder is the user's choice, shared or not)."""
+    overrides = OmegaConf.select(config, "hydra.overrides.hydra") or []
+    return any(str(o).lstrip("+~").partition("=")[0] == "hydra.run.dir" for o in overrides)
+
+
+def claim_run_dir(wanted: str) -> tuple[str, Optional[str]]:
+    """Create `wanted`, or `wanted_2`, `wanted_3`... when another run already has it: (the folder created, the
+    topmost folder of its path this call created: the folder itself when its parent was there). mkdir is atomic,
+    so two processes never get the same one."""
+    created = None
+    path = os.path.dirname(wanted)
+    while not os.path.exists(path):
+        created, path = path, os.path.dirname(path)
+    os.makedirs(os.path.dirname(wanted), exist_ok=True)
+    candidate, number = wanted, 1
+    while True:
+        try:
+            os.mkdir(candidate)
+            return candidate, created or candidate
+        except FileExistsError:
+            number += 1
+            candidate = f"{wanted}_{number}"
 
 
 _RUN_FOLDER: dict = {}
@@ -318,17 +456,25 @@ def _close_log_file() -> Optional[str]:
     return None
 
 
+HELP_FLAGS = ("--help", "-h")
+EXIT_CODES = "exit codes: 0 done, 1 unexpected (traceback in run.log), 2 config, 3 data, 4 drift gate, 5 cluster," \
+    " 130 interrupted"
+
+
 def hydra_cli(
     config_name: str,
     main: Callable[[DictConfig], int],
     register: Callable[[], None],
     schema: Optional[type] = None,
     keeps_run_folder: bool = True,
+    usage: Optional[Callable[[], str]] = None,
 ) -> Callable[[], None]:
     """The command-line entry of a Hydra app over conf/<config_name>.yaml whose body is `main(cfg) -> exit code`.
 
     `schema`: the dataclass every key on the command line must belong to (`_preflight`). `keeps_run_folder=False`:
-    the command leaves no run folder behind (the generator writes only its data), unless it failed unexpectedly."""
+    the command leaves no run folder behind (the generator writes only its data), unless it failed unexpectedly.
+    `usage`: the command's own `--help` text (Hydra's generic page, which lists the schemas' `base_*` entries as
+    if they were choices, stays available as `--hydra-help`)."""
     started: List[bool] = []
     failed_jobs: List[int] = []
 
@@ -337,8 +483,11 @@ def hydra_cli(
         from kon_ray.terminal import KonTerminal
 
         started.append(True)
+        last_words(log_file())  # a process that dies below Python still ends with one line
         with KonTerminal(log_file()):  # only kon_ray's lines on the terminal; Ray's, MLflow's, warnings: run.log
             code = main(cfg)
+            if not in_multirun():  # a sweep's jobs share one Ray
+                _stop_ray()
         if code and code != 130 and in_multirun():
             failed_jobs.append(code)  # one failed sweep job must not cancel the others
             return
@@ -347,6 +496,9 @@ def hydra_cli(
             sys.exit(code)
 
     def cli() -> None:
+        if usage is not None and any(arg in HELP_FLAGS for arg in sys.argv[1:]):
+            print(usage())
+            sys.exit(0)
         register()
         _preflight(config_name, sys.argv[1:], schema)
         try:

@@ -119,9 +119,10 @@ def check_unique_ids(path: str, files: Sequence[str], id_column: str) -> None:
         raise DataError(f"{path}: column {id_column!r} has {values.size - unique.size} duplicate ids (e.g. {example})")
 
 
-def validate(path: str, declared: Dict[str, str], id_column: str, fix: str | None = None) -> dict:
-    """Check the dataset at `path` and return its summary; raise DataError at the first problem (`fix`: what to
-    run when there is no data at all)."""
+def check_footers(path: str, declared: Dict[str, str], fix: str | None = None) -> tuple[List[str], int]:
+    """(files, rows) of the dataset at `path`, from the Parquet footers alone: the files exist and are Parquet, the
+    declared columns are there with their types, there is a row. A DataError at the first problem (`fix`: what to
+    run when there is no data at all). Cheap enough to run before Ray starts (kon_ray/run.py)."""
     files = find_files(path, "dataset.path", fix)
     total_rows = 0
     for file in files:
@@ -133,6 +134,21 @@ def validate(path: str, declared: Dict[str, str], id_column: str, fix: str | Non
         total_rows += rows
     if total_rows == 0:
         raise DataError(f"{path}: the dataset has no rows")
+    return files, total_rows
+
+
+def fix_command(dataset) -> str | None:
+    """What to run when the dataset's data is not there: the generator's command for a dataset it knows."""
+    from kon_ray.synth import generator_command
+
+    command = generator_command(dataset)
+    return f"generate it with: {command}" if command else None
+
+
+def validate(path: str, declared: Dict[str, str], id_column: str, fix: str | None = None) -> dict:
+    """Check the dataset at `path` and return its summary; raise DataError at the first problem (`fix`: what to
+    run when there is no data at all)."""
+    files, total_rows = check_footers(path, declared, fix)
     check_unique_ids(path, files, id_column)
     return {
         "path": path,
@@ -144,12 +160,8 @@ def validate(path: str, declared: Dict[str, str], id_column: str, fix: str | Non
 
 
 def run(ctx: RunContext) -> dict:
-    from kon_ray.synth import generator_command
-
     dataset = ctx.config.dataset
-    command = generator_command(dataset)
-    fix = f"generate it with: {command}" if command else None
-    summary = validate(dataset.path, dict(dataset.columns), dataset.id_column, fix)
+    summary = validate(dataset.path, dict(dataset.columns), dataset.id_column, fix_command(dataset))
     storage.write_json(ctx.out(SUMMARY_FILE), summary)
     return {"rows": summary["rows"], "files": len(summary["files"])}
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from kon_ray.cli import guarded, hydra_cli, in_multirun, log_file, started_work
+from kon_ray.cli import Interrupted, guarded, hydra_cli, in_multirun, log_file, started_work
 from kon_ray.cluster.config import LocalCluster
 from kon_ray.config import KonConfig, load_config, register_configs, to_plain
 from kon_ray.context import RunContext
@@ -22,6 +22,7 @@ from kon_ray.errors import TrackingIncomplete
 from kon_ray.secrets import MASK, install_log_redaction, redact, redact_text, secret_values
 
 log = logging.getLogger("kon_ray.run")  # the module's name, also when it runs as __main__ (python -m)
+
 
 def run(
     config: KonConfig, plain: Dict[str, Any], start_ray: Optional[Callable[[], None]] = None
@@ -40,6 +41,8 @@ def run(
                 results = run_pipeline(ctx, tracker, start_ray)
     except BaseException as exc:
         _record_sweep_job({}, tracker, exc)
+        if isinstance(exc, KeyboardInterrupt):  # the MLflow run is KILLED by now; the line says what is kept
+            raise Interrupted(interruption_line(config)) from exc
         raise
     finally:
         _keep_run_files(config.output_dir)
@@ -64,6 +67,27 @@ def _keep_run_files(run_dir: str) -> None:
         copy_run_files(run_dir, log_file(), hydra_dir)
     except Exception as exc:  # noqa: BLE001  (the run's own error, if any, is the one to report)
         log.warning("could not copy run.log and .hydra/ to %s: %s", run_dir, exc)
+
+
+def interruption_line(config: KonConfig) -> str:
+    """What Ctrl-C stopped: the first chosen stage the run folder has no link for (the pipeline links each stage
+    there once it is published or reused), and the stages before it, which stay published for the next run."""
+    from kon_ray import stages, storage
+
+    chosen = [stage for stage in stages.STAGE_ORDER if stage in config.stages]
+    kept = []
+    for stage in chosen:
+        link = storage.join(config.output_dir, stages.stage(stage).folder)
+        if not (os.path.lexists(link) if not storage.is_s3(link) else storage.exists(f"{link}.json")):
+            break
+        kept.append(stage)
+    if len(kept) == len(chosen):
+        return f"interrupted after its last stage ({chosen[-1]}): every stage is published"
+    stopped = chosen[len(kept)]
+    if not kept:
+        return f"interrupted in stage {stopped}: nothing was published"
+    return (f"interrupted in stage {stopped}: nothing of it was published; the stages before it ({', '.join(kept)})"
+            " are, and running the same command again reuses them")
 
 
 def _tracking(config: KonConfig, plain: Dict[str, Any]):
@@ -107,9 +131,22 @@ def _main(cfg: DictConfig) -> int:
     check_writable(config.output_dir, "output_dir")
     if config.cache_dir:
         check_writable(config.cache_dir, "cache_dir")
+    _check_data(config)
     started_work()
     run(config, plain, start_ray=lambda: init_local_ray(cluster))
     return 0
+
+
+def _check_data(config: KonConfig) -> None:
+    """Before the run starts (no run folder kept, no MLflow run, no Ray): the data the ingest stage will read, from
+    the Parquet footers alone (missing folder, not Parquet, a missing or mistyped column, no rows). Ingest checks
+    the same and the ids again when it runs; a run without ingest reads its published output instead."""
+    if "ingest" not in config.stages:
+        return
+    from kon_ray.ingest import check_footers, fix_command
+
+    dataset = config.dataset
+    check_footers(dataset.path, dict(dataset.columns), fix_command(dataset))
 
 
 def _default_cache_dir(cfg: DictConfig) -> None:
@@ -165,7 +202,41 @@ def _overrides() -> list[str]:
         return []
 
 
-cli = hydra_cli("config", main, register_configs, schema=KonConfig)
+def usage() -> str:
+    """`python -m kon_ray.run --help`."""
+    from kon_ray.cli import EXIT_CODES
+    from kon_ray.config import dataset_choices
+
+    datasets = ", ".join(dataset_choices())
+    return f"""usage: python -m kon_ray.run +dataset=NAME [KEY=VALUE ...]
+       python -m kon_ray.run -m +dataset=NAME model.max_depth=4,6 ...     a sweep: one job per combination
+
+Runs the Kon pipeline, ingest -> preprocess -> drift -> segment -> train -> infer, on a local Ray (default).
+
+required:
+  +dataset=NAME                 one of {datasets}; its data is read from data/NAME, which
+                                python -m kon_ray.synth +dataset=NAME generates
+
+common overrides:
+  debug=tiny                    small models and a small Ray (the data is not shrunk: generate it with debug=tiny)
+  stages=[ingest,preprocess]    a subset of the stages, run in pipeline order
+  dataset.path=PATH             the data: a Parquet file or folder, local or s3://
+  cluster=local|ray|ec2|sagemaker   where Ray runs; e.g. cluster.num_cpus=8
+  tracking=off                  no MLflow (default: ./mlflow.db; tracking.uri=URI for a server)
+  reuse=false                   recompute every stage instead of reusing the cache
+  model.max_depth=4 ...         any key: --cfg job prints the composed config, every key with its value
+
+where things go:
+  outputs/NAME/<date>_<time>/   the run folder: run.log (all the terminal showed, Ray's and MLflow's messages,
+                                tracebacks), .hydra/ (the config), a folder per stage
+  outputs/NAME/.cache/          the stages' outputs, reused by the next run with the same inputs
+  ./mlflow.db                   the MLflow runs: mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+other commands (each has --help): python -m kon_ray.synth, python -m kon_ray.drift, python -m kon_ray.drift.history
+{EXIT_CODES}. Hydra's own options: --hydra-help. More: README.md"""
+
+
+cli = hydra_cli("config", main, register_configs, schema=KonConfig, usage=usage)
 
 
 if __name__ == "__main__":

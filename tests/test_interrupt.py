@@ -25,7 +25,6 @@ from typing import Callable, List
 import pytest
 
 from kon_ray import execution
-from kon_ray.cli import INTERRUPTED
 from kon_ray.manifest import MANIFEST
 from tests.conftest import REPO, generate_pola
 
@@ -105,7 +104,10 @@ def _check_interrupted(run: Run, code: int, run_dir: Path, tmp_path: Path, stage
     terminal = "\n".join(run.lines)
     assert code == 130, terminal
     said = [line for line in run.lines if "interrupted" in line]
-    assert len(said) == 1 and said[0].endswith(f"ERROR kon_ray.cli: {INTERRUPTED}"), terminal
+    # the line names the stage it stopped and the earlier stages that stay published (issue 32, item 5)
+    line = (f"interrupted in stage {stage}: nothing of it was published; the stages before it"
+            f" ({', '.join(UPSTREAM[stage])}) are, and running the same command again reuses them")
+    assert len(said) == 1 and said[0].endswith(f"ERROR kon_ray.cli: {line}"), terminal
     assert [line for line in run.lines if " ERROR " in line] == said, terminal
     assert "Traceback" not in terminal and "unexpected error" not in terminal, terminal
 

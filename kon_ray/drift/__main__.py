@@ -64,48 +64,94 @@ def main(cfg: DictConfig) -> int:
     return guarded(lambda: _check(cfg))
 
 
-def check_inputs(config: DriftStandaloneConfig) -> None:
-    """Before Ray starts: the inputs exist and are readable, the output folder is writable; a DataError (exit 3)
-    or ConfigError (exit 2) naming the key otherwise."""
+def check_inputs(config: DriftStandaloneConfig) -> tuple[list, list]:
+    """Before Ray starts, from the Parquet footers and the summary alone: the inputs exist and are readable, each
+    side has a row, every file of both sides has every column the check compares (the reference's, less `exclude`
+    and `drift.exclude`), the output folder is writable; a DataError (exit 3) or ConfigError (exit 2) naming the
+    key and file otherwise."""
     from kon_ray.storage import check_writable
 
+    excluded = set(config.exclude) | set(config.drift.exclude)
     if config.reference:
-        _check_parquet(config.reference, "reference")
+        reference = _check_parquet(config.reference, "reference")
+        names: dict = {}  # first-seen order over the files, as the check reads them (kon_ray/drift/engine.py)
+        for _, schema, _ in reference:
+            names.update(dict.fromkeys(schema.names))
+        compared = [name for name in names if name not in excluded]
     else:
-        _check_summary(str(config.reference_summary), config.drift.psi_bins)
-    _check_parquet(config.current, "current")
+        reference = []
+        compared = _check_summary(str(config.reference_summary), config.drift.psi_bins)
+    current = _check_parquet(config.current, "current")
+    for files, key in ((reference, "reference"), (current, "current")):
+        for file, schema, _ in files:
+            lacking = [name for name in compared if name not in schema.names]
+            if lacking:
+                more = f" (and {len(lacking) - 1} more)" if len(lacking) > 1 else ""
+                raise DataError(f"{file}: column {lacking[0]!r}{more} is missing ({key}); the check compares every"
+                                " column of the reference: add it, or leave it out with exclude=[...]")
     check_writable(config.output, "output")
+    return [file for file, _, _ in reference], compared
 
 
-def _check_parquet(path: str, key: str) -> None:
+def skipped_with_reasons(config: DriftStandaloneConfig, files: list, compared: list) -> dict:
+    """{column: reason} for the reference's columns the check leaves out and says so in `skipped`: those given in
+    exclude=[...] or drift.exclude that the reference has, and its identifiers (kon_ray/drift/identifiers.py)."""
+    from kon_ray.drift.identifiers import identifier_columns
+    from kon_ray.ingest import read_metadata
+
+    if not files:  # reference_summary=: its columns were chosen when it was fitted
+        return {}
+    have = set()
+    for file in files:
+        have.update(read_metadata(file)[0].names)  # footers again: cheap, and check_inputs stays one answer
+    reasons = {name: "excluded (exclude=[...])" for name in config.exclude if name in have}
+    reasons.update({name: "excluded (drift.exclude)" for name in config.drift.exclude if name in have})
+    reasons.update(identifier_columns(files, compared, typed=config.drift.column_types))
+    return reasons
+
+
+def _check_parquet(path: str, key: str) -> list:
+    """(file, schema, rows) of each Parquet file at `path`, from the footers; a DataError naming `key` when there
+    is none, one is not Parquet, or none has a row."""
     from kon_ray.ingest import find_files, read_metadata
 
+    found = []
     for file in find_files(path, key):  # "PATH: no such file or folder (KEY)", "...: no .parquet files found (KEY)"
         try:
-            read_metadata(file)  # the footer only
+            schema, rows, _ = read_metadata(file)  # the footer only
         except DataError as exc:
             raise DataError(f"{exc} ({key})") from None
+        found.append((file, schema, rows))
+    if not any(rows for _, _, rows in found):
+        raise DataError(f"{path}: no rows ({key})")
+    return found
 
 
-def _check_summary(path: str, psi_bins: int) -> None:
+def _check_summary(path: str, psi_bins: int) -> list:
+    """The columns of the saved reference summary at `path`, or a DataError naming reference_summary."""
     from kon_ray import storage
     from kon_ray.drift import reference as reference_io
 
     if not storage.exists(path):
         raise DataError(f"{path}: no such file (reference_summary)")
     try:
-        reference_io.load(path, psi_bins=psi_bins)  # JSON on the driver: the same checks the check itself makes
+        summary = reference_io.load(path, psi_bins=psi_bins)  # JSON on the driver: the checks the check makes
     except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not text
         reason = getattr(exc, "strerror", None) or exc
         raise DataError(f"{path}: not a readable file ({reason}) (reference_summary)") from None
     except DataError as exc:
         raise DataError(f"{exc} (reference_summary)") from None
+    return list(summary.columns)
 
 
 def _check(cfg: DictConfig) -> int:
     config = load(cfg)
     tracking_uri = _tracking_target(config.tracking)  # a config error (2) before the inputs' data errors (3)
-    check_inputs(config)
+    reference_files, compared = check_inputs(config)
+    skip = skipped_with_reasons(config, reference_files, compared)  # reads ids, before Ray starts
+    for name, reason in skip.items():
+        if reason.startswith("identifier"):
+            log.info("drift: %s is not compared: %s", name, reason)
     started_work()
     from kon_ray.cluster.local import init_local_ray
     from kon_ray.drift.check import gate, run_check
@@ -114,7 +160,7 @@ def _check(cfg: DictConfig) -> int:
     started = time.time()
     init_local_ray(config.cluster)
     report = run_check(config.drift, config.current, config.output, reference=config.reference,
-                       reference_summary=config.reference_summary, exclude=config.exclude)
+                       reference_summary=config.reference_summary, skip=skip)
     print(summary_text(report), end="", file=result_stream())
     log.info("reports in %s (%s, %s, %s)", config.output, SUMMARY_TXT, REPORT_JSON, REPORT_HTML)
     stopped = None
@@ -141,7 +187,38 @@ def _tracking_target(tracking: DriftTrackingConfig) -> str | None:
     return check_target(tracking)
 
 
-cli = hydra_cli("drift_standalone", main, register, schema=DriftStandaloneConfig)
+def usage() -> str:
+    """`python -m kon_ray.drift --help`."""
+    from kon_ray.cli import EXIT_CODES
+
+    return f"""usage: python -m kon_ray.drift reference=PATH current=PATH output=DIR [KEY=VALUE ...]
+       python -m kon_ray.drift reference_summary=OLD/reference_summary.json current=PATH output=DIR
+
+Checks a current dataset for drift against a reference, outside the pipeline, on a local Ray: PSI, KS and
+chi-squared per column, a severity per feature and an overall drift flag.
+
+required:
+  reference=PATH                the reference: a Parquet file or folder of parts, local or s3://
+    or reference_summary=PATH   the reference_summary.json an earlier check wrote (the reference is not re-read)
+  current=PATH                  the data to check: a Parquet file or folder of parts
+  output=DIR                    where the reports go (local or s3://)
+
+common overrides:
+  exclude=[customer_id,...]     columns not analysed; columns unique per reference row (ids) are skipped anyway
+  drift.psi_bins=20             and every other drift.* key (conf/drift/default.yaml): thresholds, the gate
+  drift.fail_on_drift=true      exit 4 when the drift flag is raised (after the reports are written)
+  tracking.uri=URI              log the check to MLflow (a server, sqlite:///FILE); off by default
+  cluster.num_cpus=4            the local Ray's size
+
+where things go:
+  DIR/                          drift_summary.txt (also printed), drift_report.json, drift_report.html,
+                                reference_summary.json (give it as reference_summary= next time)
+  outputs/drift/<date>_<time>/  run.log (all the terminal showed, Ray's messages, tracebacks) and .hydra/
+
+{EXIT_CODES}. Hydra's own options: --hydra-help. Drift over time: python -m kon_ray.drift.history --help"""
+
+
+cli = hydra_cli("drift_standalone", main, register, schema=DriftStandaloneConfig, usage=usage)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ reference, count the current data, compare, write the reports."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Callable, Dict, Optional, Sequence
 
@@ -37,14 +38,20 @@ def run_check(
     exclude: Sequence[str] = (),
     prediction: Optional[Callable[[], Dict[str, Any]]] = None,
     current_label: str = "",
+    skip: Optional[Dict[str, str]] = None,
 ) -> Dict[str, Any]:
     """Check `current` against `reference` (data) or `reference_summary` (a saved summary); write
     reference_summary.json, drift_report.json, drift_summary.txt and drift_report.html under output_dir; return
-    the report. `prediction` returns the prediction-drift block (default: "no model available")."""
+    the report. `prediction` returns the prediction-drift block (default: "no model available"). `skip`: columns
+    of the reference left out with the reason (identifiers, the command's exclude), listed under `skipped` in the
+    report, its page and the saved summary, unlike `exclude`, which leaves a column out without a word."""
     if reference_summary:
         ref = reference_io.load(reference_summary, psi_bins=cfg.psi_bins)
     else:
-        ref = fit_reference(reference, cfg, exclude=list(exclude) + list(cfg.exclude), current=current)
+        ref = fit_reference(reference, cfg, exclude=list(exclude) + list(cfg.exclude) + list(skip or {}),
+                            current=current)
+        if skip:
+            ref = dataclasses.replace(ref, skipped={**skip, **ref.skipped})
     cur = summarise_current(ref, current, cfg, label=current_label)
     # written only once the current data has been read: a bad current dataset leaves the output folder untouched
     reference_io.save(ref, storage.join(output_dir, REFERENCE_SUMMARY))

@@ -402,6 +402,12 @@ def column_kinds(schema: pa.Schema, columns: Iterable[str], overrides: Dict[str,
     return kinds
 
 
+def missing_column(file: str, name: str, label: str) -> str:
+    """`FILE: column 'x' is missing (LABEL)`, the label (the side, or the folder the file is in) left out when it is
+    the file itself: a single-file input is labelled with its own path."""
+    return f"{file}: column {name!r} is missing" + (f" ({label})" if label and label != file else "")
+
+
 def resolve_kinds(reference: Sequence[tuple], current: Sequence[tuple], columns: Sequence[str],
                   overrides: Dict[str, str], ref_label: str, cur_label: str = "current"):
     """(kinds, skipped) from the (file, schema) pairs of both sides: a column's kind is `drift.column_types`' when
@@ -417,7 +423,7 @@ def resolve_kinds(reference: Sequence[tuple], current: Sequence[tuple], columns:
         reason = ""
         for file, schema, label in sides:
             if name not in schema.names:
-                raise DataError(f"{file}: column {name!r} is missing ({label})")
+                raise DataError(missing_column(file, name, label))
             arrow_type = schema.field(name).type
             kind, why = S.type_kind(arrow_type)
             if kind is None:
@@ -534,7 +540,7 @@ def summarise_current(reference: ReferenceSummary, data, cfg: DriftConfig, label
         expected = "numeric" if name in reference.numeric else "categorical"
         for file, schema in schemas:
             if name not in schema.names:
-                raise DataError(f"{file}: column {name!r} is missing ({source.label})")
+                raise DataError(missing_column(file, name, source.label))
             kind, why = S.type_kind(schema.field(name).type)
             if kind in (S.EMPTY, expected) or name in cfg.column_types:
                 continue

@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from kon_ray.config import DatasetConfig
 from kon_ray.drift.config import DriftConfig
 from kon_ray.errors import ConfigError, DataError
 
@@ -49,6 +50,8 @@ class DriftHistoryConfig:
     tracking: HistoryTracking = field(default_factory=HistoryTracking)
     experiment: str = MISSING  # the checks' experiment (drift-<fingerprint> unless the checks named one)
     output: str = MISSING  # folder for drift_history.html and drift_history.json (local or s3://)
+    # +dataset=NAME, as for every command: pipeline runs of that dataset only; None: the latest run's (for_dataset)
+    dataset: Optional[DatasetConfig] = None
 
     def __post_init__(self) -> None:
         if not self.experiment.strip():
@@ -64,6 +67,7 @@ class Batch:
     current: str  # the checked data (tag `current`), or "" for a pipeline run
     drift_flag: Optional[bool]
     psi: Dict[str, float]
+    dataset: str = ""  # a pipeline run's dataset (tag `dataset`); "" for a standalone check
 
 
 @dataclass(frozen=True)
@@ -137,11 +141,34 @@ def read_batches(client: Any, experiment: str) -> List[Batch]:
         flag = run.data.tags.get("drift_flag")
         batches.append(Batch(run_id=run.info.run_id, name=run.info.run_name or run.info.run_id,
                              started=int(run.info.start_time or 0), current=run.data.tags.get("current", ""),
-                             drift_flag=None if flag is None else flag == "true", psi=psi))
+                             drift_flag=None if flag is None else flag == "true", psi=psi,
+                             dataset=run.data.tags.get("dataset", "")))
     if not batches:
         raise DataError(f"experiment {experiment!r} has no drift checks (no run with psi/<feature> metrics):"
                         " track checks with python -m kon_ray.drift ... tracking.uri=URI")
     return sorted(batches, key=lambda batch: batch.started)
+
+
+def for_dataset(batches: Sequence[Batch], dataset: Optional[str], experiment: str) -> tuple[List[Batch], str]:
+    """(the batches of one dataset, that dataset or ""): one series never mixes datasets, whose features differ.
+
+    `dataset` given: its runs, a ConfigError listing the datasets there when it has none. Not given: the dataset of
+    the latest run that has one, with a line naming the others, when the experiment holds several (the pipeline's
+    experiment `kon_ray` holds every dataset's runs); all batches when it holds at most one."""
+    datasets = sorted({batch.dataset for batch in batches if batch.dataset})
+    if dataset is not None:
+        chosen = [batch for batch in batches if batch.dataset == dataset]
+        if not chosen:
+            raise ConfigError(f"+dataset={dataset}: experiment {experiment!r} has no drift runs of it (datasets there:"
+                              f" {', '.join(datasets) or 'none: standalone checks only'})")
+        return chosen, dataset
+    if len(datasets) <= 1:
+        return list(batches), datasets[0] if datasets else ""
+    latest = next(batch.dataset for batch in reversed(batches) if batch.dataset)
+    others = [name for name in datasets if name != latest]
+    log.info("experiment %r holds runs of %d datasets: drawing %s (the latest run's); +dataset=%s draws %s",
+             experiment, len(datasets), latest, others[0] if len(others) == 1 else "NAME", ", ".join(others))
+    return [batch for batch in batches if batch.dataset == latest], latest
 
 
 # -- the page --------------------------------------------------------------------------------------------------
@@ -265,9 +292,9 @@ report calls it MODERATE or LOW by the test's p-value); HIGH above {cfg.psi_high
 
 
 def as_json(batches: Sequence[Batch], histories: Sequence[FeatureHistory], cfg: DriftConfig,
-            experiment: str) -> Dict[str, Any]:
+            experiment: str, dataset: str = "") -> Dict[str, Any]:
     return {
-        "kind": "kon_ray.drift.history", "version": 1, "experiment": experiment,
+        "kind": "kon_ray.drift.history", "version": 1, "experiment": experiment, "dataset": dataset or None,
         "thresholds": {"psi_moderate": cfg.psi_moderate, "psi_high": cfg.psi_high},
         "batches": [{"run_id": b.run_id, "name": b.name, "started": b.started, "current": b.current,
                      "drift_flag": b.drift_flag} for b in batches],
@@ -277,7 +304,7 @@ def as_json(batches: Sequence[Batch], histories: Sequence[FeatureHistory], cfg: 
 
 
 # -- the command -----------------------------------------------------------------------------------------------
-def build(uri: str, experiment: str, output: str, cfg: DriftConfig) -> Dict[str, str]:
+def build(uri: str, experiment: str, output: str, cfg: DriftConfig, dataset: Optional[str] = None) -> Dict[str, str]:
     """Read the checks, write the page and its JSON; the paths written."""
     from mlflow.tracking import MlflowClient
 
@@ -286,11 +313,12 @@ def build(uri: str, experiment: str, output: str, cfg: DriftConfig) -> Dict[str,
     from kon_ray.tracking.common import import_mlflow
 
     import_mlflow().set_tracking_uri(uri)  # sagemaker-mlflow signs and routes by mlflow.get_tracking_uri()
-    batches = read_batches(MlflowClient(uri), experiment)
+    batches, drawn = for_dataset(read_batches(MlflowClient(uri), experiment), dataset, experiment)
     histories = feature_histories(batches, cfg)
     paths = {"html": storage.join(output, HTML_FILE), "json": storage.join(output, JSON_FILE)}
-    storage.write_json(paths["json"], as_json(batches, histories, cfg, experiment))
-    storage.write_text(paths["html"], render(batches, histories, cfg, experiment, redact_text(uri)))
+    storage.write_json(paths["json"], as_json(batches, histories, cfg, experiment, drawn))
+    title = f"{experiment}, dataset {drawn}" if drawn else experiment
+    storage.write_text(paths["html"], render(batches, histories, cfg, title, redact_text(uri)))
     crossed = sum(h.last_crossing is not None for h in histories)
     log.info("drift history: %d batches, %d features (%d crossed a band) -> %s", len(batches), len(histories),
              crossed, paths["html"])
@@ -325,18 +353,42 @@ def _history(cfg: DictConfig) -> int:
 
     config = load(cfg)
     uri = resolve_uri(config.tracking.uri)
-    check_uri(uri)  # "tracking.uri URI: no MLflow server answers (...)" before anything else
+    check_uri(uri, untracked=None)  # "tracking.uri URI: no MLflow server answers (...)" before anything else
     check_writable(config.output, "output")
     started_work()
-    paths = build(uri, config.experiment, config.output, config.drift)
+    paths = build(uri, config.experiment, config.output, config.drift,
+                  config.dataset.name if config.dataset is not None else None)
     print(f"drift history: {paths['html']}", file=result_stream())
     return 0
+
+
+def usage() -> str:
+    """`python -m kon_ray.drift.history --help`."""
+    from kon_ray.cli import EXIT_CODES
+
+    return f"""usage: python -m kon_ray.drift.history tracking.uri=URI experiment=NAME output=DIR [+dataset=NAME]
+
+Draws each feature's PSI over the batches of one MLflow experiment: the tracked standalone checks against one
+reference (experiment drift-<fingerprint>), or pipeline runs (experiment kon_ray), one dataset at a time.
+
+required:
+  tracking.uri=URI              where the checks were logged: http(s)://HOST:PORT, sqlite:///FILE, arn:aws:sagemaker:...
+  experiment=NAME               their experiment
+  output=DIR                    where drift_history.html and drift_history.json go (local or s3://)
+
+common overrides:
+  +dataset=NAME                 the dataset whose runs to draw when the experiment has several (default: the one
+                                of the latest run, and a line names the others)
+  drift.psi_moderate=0.1 drift.psi_high=0.25   the PSI bands drawn
+
+where things go: DIR/drift_history.html and .json; outputs/drift_history/<date>_<time>/run.log and .hydra/.
+{EXIT_CODES}. Hydra's own options: --hydra-help."""
 
 
 def _cli():
     from kon_ray.cli import hydra_cli
 
-    return hydra_cli("drift_history", main, register, schema=DriftHistoryConfig)
+    return hydra_cli("drift_history", main, register, schema=DriftHistoryConfig, usage=usage)
 
 
 if __name__ == "__main__":

@@ -45,8 +45,7 @@ def key_material(config: KonConfig) -> Optional[Dict[str, str]]:
     except Exception as exc:  # planning must not fail because of prediction drift
         resolution = P.Resolution(missing=(("all", f"the model registry lookup failed ({type(exc).__name__}: {exc})"),))
     _PLANNED[_plan_key(config)] = resolution
-    if resolution.missing:
-        log.info("drift: prediction drift without a model for %s", resolution.reason())
+    # said by the drift stage's own line when it runs (`model_line`), not here, before any stage has started
     return resolution.key_material()
 
 
@@ -74,8 +73,26 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         return prediction_drift(resolution, ctx.config, reference, current)
 
     report = run_check(cfg, current, ctx.output_dir, reference=reference, exclude=exclude, prediction=prediction)
+    log.info("drift: %s", model_line(resolution, dataset.name))
     gate(report, cfg, storage.join(ctx.run_dir, STAGE_FOLDERS["drift"]))  # the run folder's drift/, where users look
     return metrics(report)
+
+
+def model_line(resolution: P.Resolution, dataset: str) -> str:
+    """Which models prediction drift scored with, in one short line: the registered versions, or why none (on a
+    first run: nothing registered yet, which is expected, and how a run registers its models)."""
+    if resolution.models:
+        named = ", ".join(f"{m.name} version {m.version}" for m in resolution.models)
+        missing = f"; not {', '.join(p for p, _ in resolution.missing)} ({resolution.reason()})" \
+            if resolution.missing else ""
+        return f"prediction drift scored with {named}{missing}"
+    reasons = {why for _, why in resolution.missing}
+    if all(why.startswith(("nothing registered", "no tracking database")) for why in reasons):
+        return (f"prediction drift not checked: no {dataset} model is registered yet (expected on a first run;"
+                " a run with tracking.register_models=true registers its models for the next)")
+    if len(reasons) == 1:  # the same for every population (tracking off, the registry down): said once
+        return f"prediction drift not checked: {reasons.pop()}"
+    return f"prediction drift not checked: {resolution.reason()}"
 
 
 def prediction_drift(resolution: P.Resolution, config: KonConfig, reference, current: str) -> Dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from kon_ray.cli import guarded, hydra_cli
-from kon_ray.synth.command import CONFIG_NAME, SynthCommandConfig, load, register
+from kon_ray.synth.command import CONFIG_NAME, SynthCommandConfig, check_target, load, register
 
 
 def main(cfg: DictConfig) -> int:
@@ -20,13 +20,38 @@ def main(cfg: DictConfig) -> int:
 
     def work() -> int:
         config = load(cfg)
+        check_target(config)  # what is already at the output: replaced with a line, or refused (synth.overwrite)
         generate(config.dataset, config.synth)
         return 0
 
     return guarded(work)
 
 
-cli = hydra_cli(CONFIG_NAME, main, register, schema=SynthCommandConfig, keeps_run_folder=False)
+def usage() -> str:
+    """`python -m kon_ray.synth --help`."""
+    from kon_ray.cli import EXIT_CODES
+    from kon_ray.config import dataset_choices
+
+    return f"""usage: python -m kon_ray.synth +dataset=NAME [KEY=VALUE ...]
+
+Generates a synthetic stand-in for a dataset ({", ".join(dataset_choices())}) from its declared schema
+(conf/dataset/NAME.yaml), as Parquet parts and _manifest.json; the same seed and rows give the same bytes.
+
+required:
+  +dataset=NAME                 which dataset to draw
+
+common overrides:
+  synth.rows=N                  rows to draw (default: dataset.sample_rows; debug=tiny: 3,000)
+  synth.output=PATH             where to write (default: dataset.path, i.e. data/NAME; local or s3://)
+  synth.overwrite=true          replace a dataset already there with one of another size
+  synth.drift=0                 no drift between the reference and current months (default 1: drift on purpose)
+  synth.seed=S, synth.months=M, synth.rows_per_file=N, synth.workers=W
+
+where things go: only the data (and _manifest.json) at synth.output; no run folder is left under outputs/.
+{EXIT_CODES}. Hydra's own options: --hydra-help."""
+
+
+cli = hydra_cli(CONFIG_NAME, main, register, schema=SynthCommandConfig, keeps_run_folder=False, usage=usage)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ the pipeline has (model, cluster, drift) unread.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
@@ -24,6 +25,8 @@ from kon_ray.config import (
 )
 from kon_ray.errors import ConfigError
 from kon_ray.synth.config import SynthConfig
+
+log = logging.getLogger(__name__)
 
 CONFIG_NAME = "synth"  # conf/synth.yaml
 SECTIONS = ("dataset", "synth")  # what the generator reads of the composed config
@@ -51,3 +54,36 @@ def load(cfg: DictConfig) -> SynthCommandConfig:
     typed = DictConfig(OmegaConf.merge(OmegaConf.structured(SynthCommandConfig), own))
     config: SynthCommandConfig = load_root(typed, SynthCommandConfig, "kon_ray.synth")
     return config
+
+
+def check_target(config: SynthCommandConfig) -> None:
+    """Before anything is written: say what the generator is about to replace, and refuse (exit 2) to replace,
+    without synth.overwrite=true, a dataset of another size or Parquet data it did not write (no _manifest.json).
+
+    A smaller sample written over a bigger one (`debug=tiny` after `make run`) would otherwise shrink every later
+    run of the dataset without a word; a same-size dataset with other settings (seed, drift) is replaced with a
+    line that says so, as regenerating is what the command is for."""
+    from kon_ray import storage
+    from kon_ray.synth.writer import MANIFEST
+
+    dataset, synth = config.dataset, config.synth
+    target = synth.output or dataset.path
+    parts = storage.list_files(target) if storage.exists(target) else []
+    if not parts:
+        return
+    rows = synth.rows or dataset.sample_rows
+    manifest_path = storage.join(target, MANIFEST)
+    manifest = storage.read_json(manifest_path) if storage.exists(manifest_path) else None
+    if manifest is None:
+        found = f"{len(parts)} Parquet file(s) the generator did not write (no {MANIFEST})"
+    else:
+        found = (f"a generated {manifest.get('dataset', dataset.name)} dataset of {manifest.get('rows', '?'):,} rows"
+                 f" (seed {manifest.get('seed')}, drift {manifest.get('drift', 0):g})")
+    same_size = manifest is not None and manifest.get("rows") == rows
+    if not same_size and not synth.overwrite:
+        raise ConfigError(
+            f"{target} already holds {found}; this command writes {rows:,} rows: add synth.overwrite=true to replace"
+            " it, or synth.output=PATH to write elsewhere"
+        )
+    log.info("replacing %s at %s with %s rows (seed %d, drift %g)", found, target, f"{rows:,}", synth.seed,
+             synth.drift)

@@ -19,6 +19,7 @@ class SynthConfig:
     output: Optional[str] = None  # None: dataset.path
     seed: int = 7  # same seed and rows => byte-identical Parquet parts
     workers: int = 1  # processes writing parts at once, each holding one part in memory (2: for 10M rows)
+    overwrite: bool = False  # replace data already at the output that has another size, or that it did not write
 
     def __post_init__(self) -> None:
         if self.rows is not None and self.rows < 1:

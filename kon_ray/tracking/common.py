@@ -1,5 +1,6 @@
-"""What every module that talks to MLflow shares: importing it quietly, the code's git state, an error as the one
-line a run's `error` tag holds, and the environment variable that makes a sweep's jobs children of its parent run.
+"""What every module that talks to MLflow shares: importing it quietly, a local store made safe to open from several
+processes at once (`prepare_store`), the code's git state, an error as the one line a run's `error` tag holds, and
+the environment variable that makes a sweep's jobs children of its parent run.
 
 The tracker (kon_ray/tracking/tracker.py), the sweep callback (kon_ray/tracking/sweep.py), the model registry
 look-ups and the drift stage all import these from here; nothing here imports any of them.
@@ -7,9 +8,12 @@ look-ups and the drift stage all import these from here; nothing here imports an
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Dict
@@ -40,6 +44,28 @@ def import_mlflow() -> ModuleType:
     if not any(isinstance(f, _PluginHeaderNoise) for f in headers.filters):
         headers.addFilter(_PluginHeaderNoise())
     return mlflow
+
+
+def prepare_store(uri: str) -> None:
+    """Create (or migrate) a `sqlite:///FILE` store's tables once, whatever number of processes open it together.
+
+    MLflow's sqlite store creates its tables when it finds them missing, without a lock: two runs (or sweep trials)
+    started together on a fresh file both try, and all but one fail (`table experiments already exists`, `duplicate
+    column name`, an alembic revision mismatch). Here the first process holds an exclusive lock (a file in the
+    temporary folder keyed by the database's path, as MLflow's own `_safe_initialize_tables` does for its job store)
+    while it opens the tracking and registry stores; the others wait, then find the tables complete. MLflow keeps
+    each store per process, so the later calls in this process reuse them. Call it before any other MLflow call on
+    `uri` (a resolved URI, kon_ray/tracking/uri.py); other stores (servers, ARNs) are left alone."""
+    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
+        return
+    path = os.path.realpath(uri[len("sqlite:///"):])
+    key = hashlib.sha256(path.encode()).hexdigest()[:16]
+    mlflow = import_mlflow()
+    with open(os.path.join(tempfile.gettempdir(), f"kon_ray-store-{key}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        client = mlflow.tracking.MlflowClient(uri, registry_uri=uri)
+        client.search_experiments(max_results=1)  # the tracking store: creates, migrates, adds "Default"
+        client.search_registered_models(max_results=1)  # the registry store checks the same tables
 
 
 class _PluginHeaderNoise(logging.Filter):

@@ -15,7 +15,7 @@ class TrackingConfig:
     enabled: bool = True
     uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory
     experiment: str = "kon_ray"
-    run_name: Optional[str] = None  # None: <dataset>-<time>, or the job's overrides in a sweep
+    run_name: Optional[str] = None  # None: <dataset>-<run folder name> (one per run), or <dataset>-job<N> in a sweep
     log_models: bool = True  # log each population's model with mlflow.xgboost (input example + signature)
     input_example_rows: int = 5  # rows of the test features stored with each logged model
     register_models: bool = False  # register <dataset>-<population> after a successful run

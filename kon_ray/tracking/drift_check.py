@@ -52,7 +52,7 @@ def check_target(tracking: DriftTrackingConfig) -> Optional[str]:
     if tracking.uri is None:
         return None
     uri = resolve_uri(tracking.uri)
-    check_uri(uri)
+    check_uri(uri, untracked="leave tracking.uri out (the check then runs untracked)")
     return uri
 
 
@@ -106,12 +106,13 @@ def log_check(
 def _log(tracking, uri, report, output_dir, drift_cfg, current, started, stopped, fingerprint) -> str:
     from mlflow.entities import Metric, Param, RunTag
 
-    from kon_ray.tracking.common import import_mlflow, one_line
+    from kon_ray.tracking.common import import_mlflow, one_line, prepare_store
 
     # quiet MLflow's logging; the global URI too: sagemaker-mlflow signs and routes by mlflow.get_tracking_uri()
     import_mlflow().set_tracking_uri(uri)
     from mlflow.tracking import MlflowClient
 
+    prepare_store(uri)  # checks started together on a fresh sqlite file
     client = MlflowClient(uri)
     experiment_id = _experiment(client, experiment_name(tracking, fingerprint), fingerprint)
     summary = report.get("summary") or {}

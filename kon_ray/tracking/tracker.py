@@ -51,7 +51,6 @@ logged only if the server answers its /health again, so a dead server costs seco
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import os
 import time
@@ -65,7 +64,7 @@ from kon_ray.config import POPULATIONS, KonConfig
 from kon_ray.errors import ConfigError, DriftGateError, KonError
 from kon_ray.secrets import redact_text
 from kon_ray.tracking import names, outputs
-from kon_ray.tracking.common import PARENT_RUN_ENV, git_state, import_mlflow, one_line
+from kon_ray.tracking.common import PARENT_RUN_ENV, git_state, import_mlflow, one_line, prepare_store
 from kon_ray.tracking.names import registered_name
 from kon_ray.tracking.uri import TrackingUnreachable, answers, bound_http_retries, check_uri, resolve_uri, ui_hint
 
@@ -163,11 +162,13 @@ class Tracker:
             **git_state(),
             **job,
         }
+        folder = os.path.basename(self.config.output_dir.rstrip("/"))  # one per run: kon_ray/cli.py RunFolder
         name = tracking.run_name or (
-            f"{dataset}-job{job['sweep.job']}" if "sweep.job" in job else f"{dataset}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+            f"{dataset}-job{job['sweep.job']}" if "sweep.job" in job else f"{dataset}-{folder}"
         )
         tags[RUN_FOLDER_TAG] = self.config.output_dir
         try:
+            prepare_store(self.uri)  # runs started together on a fresh sqlite file
             mlflow.set_tracking_uri(self.uri)
             experiment = mlflow.set_experiment(tracking.experiment)
             if run_id:

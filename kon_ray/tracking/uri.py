@@ -69,8 +69,12 @@ def is_sagemaker(uri: str) -> bool:
     return uri.startswith(("arn:aws:sagemaker:", "arn:aws-us-gov:sagemaker:"))
 
 
-def check_uri(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail early, with the fix, when the tracking target cannot work: the plugin missing, the server down."""
+def check_uri(uri: str, timeout_s: float = 5.0, untracked: Optional[str] = "run with tracking=off") -> None:
+    """Fail early, with the fix, when the tracking target cannot work: the plugin missing, the server down.
+
+    `untracked`: how this command runs without tracking, the last fix offered (the pipeline's `tracking=off`; the
+    drift check has no `tracking` group, and leaves tracking.uri out); None when the command cannot."""
+    otherwise = f", or {untracked}" if untracked else ""
     if is_sagemaker(uri):
         if not SAGEMAKER_ARN.match(uri):
             raise ConfigError(
@@ -81,7 +85,7 @@ def check_uri(uri: str, timeout_s: float = 5.0) -> None:
         if importlib.util.find_spec("sagemaker_mlflow") is None:
             raise ConfigError(
                 f"tracking.uri {uri} is a SageMaker MLflow tracking server, which needs the sagemaker-mlflow plugin"
-                " (pinned in requirements.lock): pip install --no-deps -r requirements.lock, or run with tracking=off"
+                f" (pinned in requirements.lock): pip install --no-deps -r requirements.lock{otherwise}"
             )
         return
     if uri.startswith(("http://", "https://")):
@@ -100,7 +104,8 @@ def check_uri(uri: str, timeout_s: float = 5.0) -> None:
             reason = getattr(exc, "reason", exc)
             raise TrackingUnreachable(
                 f"tracking.uri {uri}: no MLflow server answers ({reason}); start one (mlflow server --host 127.0.0.1"
-                " --port 5000), point tracking.uri elsewhere, or run with tracking=off"
+                f" --port 5000){', point tracking.uri elsewhere' if untracked else ' or point tracking.uri elsewhere'}"
+                f"{otherwise}"
             ) from None
 
 
