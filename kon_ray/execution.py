@@ -15,9 +15,11 @@ merge; this module decides *where* (Ray tasks, or this process when Ray is not r
            running for the pass are cancelled (`cancel_on_interrupt`, `TaskGroup`).
     spill  what Ray spilled from its object store to disk (`spilled_bytes`), which the pipeline reports per stage.
 
-Parquet has no API to read part of a row group: a row range is read by decoding the row group's batches up to the
-range's end and keeping the range. A row group is therefore split into row ranges only as far as parallelism or
-memory require, never more (the decoding before a range is paid again by each range).
+Parquet has no API to read part of a row group: a row range alone is read by decoding the row group's batches up to
+the range's end and keeping the range. A row group is therefore split into row ranges only as far as parallelism or
+memory require, never more; and when several units each read part of one row group (one file with one big row group:
+per-row work on every core), the row group is read once instead (`shared_reads`): by column groups, one task per CPU,
+into Ray's object store, and each unit slices its rows from those columns (no decoding is paid twice).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import math
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -48,6 +50,10 @@ UNITS_PER_CPU = 2
 SPREAD = "SPREAD"
 # At most this many tasks per CPU are submitted ahead of the results being collected (bounds driver memory).
 IN_FLIGHT_PER_CPU = 2
+# A row group that several units read parts of is read once (`shared_reads`) when its columns, uncompressed, are at
+# most this big (a quarter of the default local object store, cluster.object_store_gb = 4); a bigger one (written with
+# row_group_size above pyarrow's 1Mi-row default) is decoded by each unit up to its range's end, as before.
+SHARED_MAX_BYTES = 1024**3
 
 
 @dataclass(frozen=True)
@@ -256,14 +262,90 @@ def read_range(piece: RowRange, columns: Optional[Sequence[str]]) -> pa.Table:
     return pa.Table.from_batches(batches)
 
 
-def read_unit(unit: WorkUnit, columns: Optional[Sequence[str]] = None) -> pa.Table:
+def read_unit(unit: WorkUnit, columns: Optional[Sequence[str]] = None,
+              shared: Optional[Mapping[int, Sequence[pa.Table]]] = None) -> pa.Table:
     """All rows of a unit, its column group (or `columns`) only; row ranges of several files are concatenated
-    with their types unified (a column null in one file and typed in another)."""
+    with their types unified (a column null in one file and typed in another). `shared`: for some of the unit's
+    ranges (by index), their whole row group already read, as column parts (`shared_reads`): sliced, not read."""
     cols = list(unit.columns) if unit.columns is not None else (list(columns) if columns is not None else None)
-    tables = [read_range(piece, cols) for piece in unit.ranges]
+    tables = [slice_shared(shared[i], piece, cols) if shared and i in shared else read_range(piece, cols)
+              for i, piece in enumerate(unit.ranges)]
     if len(tables) == 1:
         return tables[0]
     return pa.concat_tables(tables, promote_options="permissive")
+
+
+@dataclass(frozen=True)
+class SharedRead:
+    """A row group several units read parts of, read once: its columns `parts` (one read each, one per CPU)."""
+
+    file: str
+    row_group: int
+    parts: Tuple[Tuple[str, ...], ...]
+    last_unit: int  # the last unit (by index) that reads it: after that unit is submitted, the read is dropped
+
+
+def _unit_columns(unit: WorkUnit, columns: Optional[Sequence[str]]) -> Optional[Tuple[str, ...]]:
+    if unit.columns is not None:
+        return tuple(unit.columns)
+    return tuple(columns) if columns is not None else None
+
+
+def _shared_key(piece: RowRange, cols: Optional[Tuple[str, ...]]) -> Tuple[str, int, Optional[Tuple[str, ...]]]:
+    return piece.file, piece.row_group, cols
+
+
+def shared_reads(units: Sequence[WorkUnit], columns: Optional[Sequence[str]] = None, *,
+                 workers: Optional[int] = None,
+                 max_bytes: int = SHARED_MAX_BYTES) -> Dict[Tuple[str, int, Optional[Tuple[str, ...]]], SharedRead]:
+    """The row groups that two or more units each read a part of (same columns), at most `max_bytes` of those
+    columns uncompressed: each is read once, in column parts of about equal size (one per CPU, so the decoding
+    spreads over the cores as the units' work does), and the units slice their ranges from it."""
+    users: Dict[Tuple[str, int, Optional[Tuple[str, ...]]], List[int]] = {}
+    for unit in units:
+        cols = _unit_columns(unit, columns)
+        for piece in unit.ranges:
+            if piece.start == 0 and piece.stop == piece.group_rows:
+                continue
+            users.setdefault(_shared_key(piece, cols), []).append(unit.index)
+    out = {}
+    footers: Dict[str, List[RowGroupInfo]] = {}
+    workers = workers or cpus()
+    for key, readers in users.items():
+        if len(set(readers)) < 2:
+            continue
+        file, index, cols = key
+        if file not in footers:
+            footers[file] = row_groups([file])
+        group = footers[file][index]
+        names = list(cols) if cols is not None else list(group.column_bytes)
+        sizes = {c: group.column_bytes.get(c, 0) for c in names}
+        if sum(sizes.values()) > max_bytes:
+            continue
+        count = max(1, min(len(names), workers))
+        parts = _split_by_size(names, sizes, count, max(1, sum(sizes.values())))
+        out[key] = SharedRead(file, index, tuple(tuple(p) for p in parts if p), max(readers))
+    return out
+
+
+def read_columns(file: str, row_group: int, columns: Sequence[str]) -> pa.Table:
+    """Some columns of one whole row group (a part of a shared read)."""
+    fs, path = storage.filesystem(file)
+    with fs.open_input_file(path) as handle:
+        return pq.ParquetFile(handle).read_row_group(row_group, columns=list(columns))
+
+
+def slice_shared(parts: Sequence[pa.Table], piece: RowRange, cols: Optional[Sequence[str]]) -> pa.Table:
+    """The rows of `piece` from its whole row group read in column parts, columns in `cols` order (all: the file's)."""
+    fields: Dict[str, pa.Field] = {}
+    arrays: Dict[str, pa.ChunkedArray] = {}
+    for part in parts:
+        for field, column in zip(part.schema, part.columns):
+            fields[field.name] = field
+            arrays[field.name] = column.slice(piece.start, piece.rows)
+    names = list(cols) if cols is not None else list(arrays)
+    schema = pa.schema([fields[c] for c in names], metadata=parts[0].schema.metadata if parts else None)
+    return pa.Table.from_arrays([arrays[c] for c in names], schema=schema)
 
 
 # --- running -------------------------------------------------------------------------------------------------
@@ -282,8 +364,14 @@ def _name(fn: Callable[..., Any]) -> str:
     return str(getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "task"))
 
 
-def _run_unit(fn: Callable[..., Any], unit: WorkUnit, columns: Optional[Sequence[str]], kwargs: Dict[str, Any]):
-    return fn(read_unit(unit, columns), unit, **kwargs)
+def _run_unit(fn: Callable[..., Any], unit: WorkUnit, columns: Optional[Sequence[str]], kwargs: Dict[str, Any],
+              layout: Tuple[Tuple[int, int, int], ...] = (), *parts: pa.Table):
+    """`fn` on the unit's rows. `layout`: (range index, first, end) per range whose row group was read once, its
+    column parts being `parts[first:end]` (Ray passes them resolved, from its object store without a copy)."""
+    if not layout:
+        return fn(read_unit(unit, columns), unit, **kwargs)
+    shared = {i: parts[a:b] for i, a, b in layout}
+    return fn(read_unit(unit, columns, shared), unit, **kwargs)
 
 
 def map_units(fn: Callable[..., Any], units: Sequence[WorkUnit], *, columns: Optional[Sequence[str]] = None,
@@ -299,21 +387,54 @@ def map_units(fn: Callable[..., Any], units: Sequence[WorkUnit], *, columns: Opt
     import ray
 
     kwargs = dict(kwargs or {})
+    shared = shared_reads(units, columns)
     if not ray.is_initialized():
+        cache: Dict[Any, List[pa.Table]] = {}  # the shared row groups being sliced, read once each here too
         for unit in units:
-            yield _run_unit(fn, unit, columns, kwargs)
+            cols = _unit_columns(unit, columns)
+            layout, parts = _shared_layout(unit, cols, shared, cache, lambda r: [
+                read_columns(r.file, r.row_group, p) for p in r.parts])
+            yield _run_unit(fn, unit, columns, kwargs, layout, *parts)
+            _drop_finished(unit, cache, shared)
         return
     remote = _task(_run_unit, name or _name(fn), num_cpus, retries)
+    reader = _task(read_columns, f"{name or _name(fn)}_read", 1, retries)
     fn_ref, kwargs_ref = ray.put(fn), ray.put(kwargs)
     window = max(1, int(IN_FLIGHT_PER_CPU * cpus() / max(num_cpus, 1e-3)))
     pending: List[Any] = []
+    reads: Dict[Any, List[Any]] = {}
     with cancel_on_interrupt(pending), user_errors():
         for unit in units:
-            pending.append(remote.remote(fn_ref, unit, columns, kwargs_ref))
+            cols = _unit_columns(unit, columns)
+            layout, parts = _shared_layout(unit, cols, shared, reads, lambda r: [
+                reader.remote(r.file, r.row_group, p) for p in r.parts])
+            pending.append(remote.remote(fn_ref, unit, columns, kwargs_ref, layout, *parts))
+            _drop_finished(unit, reads, shared)  # the pending tasks hold the reads they need
             if len(pending) >= window:
                 yield ray.get(pending.pop(0))
         while pending:
             yield ray.get(pending.pop(0))
+
+
+def _shared_layout(unit: WorkUnit, cols: Optional[Tuple[str, ...]], shared: Dict[Any, SharedRead],
+                   held: Dict[Any, List[Any]], read: Callable[[SharedRead], List[Any]]):
+    """The unit's `_run_unit` layout and parts for its ranges whose row group is read once (read on first use)."""
+    layout: List[Tuple[int, int, int]] = []
+    parts: List[Any] = []
+    for i, piece in enumerate(unit.ranges):
+        key = _shared_key(piece, cols)
+        if key not in shared:
+            continue
+        if key not in held:
+            held[key] = read(shared[key])
+        layout.append((i, len(parts), len(parts) + len(held[key])))
+        parts.extend(held[key])
+    return tuple(layout), parts
+
+
+def _drop_finished(unit: WorkUnit, held: Dict[Any, Any], shared: Dict[Any, SharedRead]) -> None:
+    for key in [k for k in held if shared[k].last_unit == unit.index]:
+        del held[key]
 
 
 def map_reduce(fn: Callable[..., Any], units: Sequence[WorkUnit], merge: Callable[[Any, Any], Any], *,

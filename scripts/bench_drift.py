@@ -3,6 +3,7 @@ histogram per column, on the same files, for two layouts, in one run.
 
     RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_drift.py [--rows 1000000] [--features 240]
     RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_drift.py --rows 200000 --profile   # where time goes
+    RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_drift.py --rows 10000000 --data /big/disk/drift10m
 
 Generates a deterministic feature-like frame per side (numeric with ties, skew and missing values; categorical as
 dictionary strings; `--rows` rows each, the current shifted) and writes it twice:
@@ -39,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any, Dict
 
 import numpy as np
 import pandas as pd
@@ -56,11 +58,10 @@ LAYOUTS = {"one_group": None, "rg64k": 65_536}  # row_group_size (None: pyarrow'
 # --- data ----------------------------------------------------------------------------------------------------
 
 
-def generate(rows: int, features: int, shift: float, seed: int) -> pa.Table:
+def generate_parts(rows: int, features: int, shift: float, seed: int):
     """Parts of PART_ROWS rows; feature j's distribution family is j % 5; `shift` moves a third of them."""
     n_cat = features // 6
     vocab = pa.array([f"cat_{i:02d}" for i in range(40)])
-    parts = []
     for part, start in enumerate(range(0, rows, PART_ROWS)):
         n = min(PART_ROWS, rows - start)
         rng = np.random.default_rng([seed, part])
@@ -85,26 +86,57 @@ def generate(rows: int, features: int, shift: float, seed: int) -> pa.Table:
             p = np.linspace(1, 2 + (shift * 3 if j % 3 == 0 else 0), k)
             idx = rng.choice(k, size=n, p=p / p.sum()).astype(np.int32)
             cols[f"cat_{j:03d}"] = pa.DictionaryArray.from_arrays(pa.array(idx), vocab[:k])
-        parts.append(pa.table(cols))
-    return pa.concat_tables(parts).combine_chunks()
+        yield pa.table(cols)
+
+
+WRITE_ROWS = 1024**2  # pyarrow's default row group size: the rows written at once (a multiple of 64k)
 
 
 def write_layouts(tmp: str, rows: int, features: int) -> dict:
-    """{layout: (reference file, current file)}: the same two tables written once per layout."""
+    """{layout: (reference file, current file)}: the same rows written once per layout, WRITE_ROWS at a time (10M x
+    240 per side does not fit in memory): one_group has pyarrow's default row groups (one up to 1Mi rows)."""
     paths: dict = {layout: [] for layout in LAYOUTS}
     for side, shift, seed in (("reference", 0.0, 1), ("current", 0.15, 2)):
-        table = generate(rows, features, shift, seed)
-        for layout, group_rows in LAYOUTS.items():
+        writers: dict = {}
+        for layout in LAYOUTS:
             folder = os.path.join(tmp, layout, side)
             os.makedirs(folder)
-            name = os.path.join(folder, "part-00000.parquet")
-            if group_rows is None:
-                pq.write_table(table, name)
-            else:
-                pq.write_table(table, name, row_group_size=group_rows)
-            paths[layout].append(name)
-        del table
+            paths[layout].append(os.path.join(folder, "part-00000.parquet"))
+        buffered: list = []
+
+        def flush(tables: list, writers: dict = writers) -> None:
+            table = pa.concat_tables(tables).combine_chunks()
+            for layout, group_rows in LAYOUTS.items():
+                if layout not in writers:
+                    writers[layout] = pq.ParquetWriter(paths[layout][-1], table.schema)
+                writers[layout].write_table(table, row_group_size=group_rows or WRITE_ROWS)
+
+        for part in generate_parts(rows, features, shift, seed):
+            buffered.append(part)
+            if sum(t.num_rows for t in buffered) >= WRITE_ROWS:
+                whole = pa.concat_tables(buffered)
+                flush([whole.slice(0, WRITE_ROWS)])
+                buffered = [whole.slice(WRITE_ROWS)] if whole.num_rows > WRITE_ROWS else []
+        if buffered:
+            flush(buffered)
+        for writer in writers.values():
+            writer.close()
     return {layout: tuple(p) for layout, p in paths.items()}
+
+
+def kept_layouts(folder: str, rows: int, features: int) -> dict:
+    """`write_layouts` into `folder`, or the files already there when they have `rows` rows and `features` columns."""
+    paths = {layout: tuple(os.path.join(folder, layout, side, "part-00000.parquet")
+                           for side in ("reference", "current")) for layout in LAYOUTS}
+    try:
+        if all(pq.ParquetFile(p).metadata.num_rows == rows and pq.ParquetFile(p).metadata.num_columns == features
+               for pair in paths.values() for p in pair):
+            return paths
+    except OSError:
+        pass
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    return write_layouts(folder, rows, features)
 
 
 # --- the single-process sides (run as `--task NAME` in a process of their own) ------------------------------
@@ -131,6 +163,38 @@ def run_baseline(ref: str, cur: str, out: str, bins: int = 10, eps: float = 1e-4
             pc = np.append(np.bincount(np.searchsorted(edges, yv), minlength=len(edges) + 1), len(y) - len(yv)) / len(y)
             test = stats.ks_2samp(xv, yv, method="asymp")
             res[name] = (_psi(pr, pc, eps), float(test.statistic), float(test.pvalue))
+    with open(out, "w") as handle:
+        json.dump(res, handle)
+
+
+def run_streaming_baseline(ref: str, cur: str, out: str, bins: int = 10, eps: float = 1e-4) -> None:
+    """The baseline for data that does not fit in memory (10M x 240 per side is 19 GB as float64): the same
+    statistics as `run_baseline` (np.quantile PSI, scipy ks_2samp(asymp), chi2_contingency), one column at a time,
+    each column read from both files (all its row groups, one after another) and dropped before the next: at most
+    two columns in memory."""
+    ref_file, cur_file = pq.ParquetFile(ref), pq.ParquetFile(cur)
+    res = {}
+    for name in ref_file.schema_arrow.names:
+        r = ref_file.read(columns=[name]).column(0)
+        c = cur_file.read(columns=[name]).column(0)
+        if pa.types.is_dictionary(r.type) or pa.types.is_string(r.type):
+            rc, cc = r.to_pandas().value_counts(dropna=False), c.to_pandas().value_counts(dropna=False)
+            keys = rc.index.union(cc.index)
+            table = np.array([rc.reindex(keys, fill_value=0).to_numpy(), cc.reindex(keys, fill_value=0).to_numpy()])
+            table = table[:, table.sum(axis=0) > 0]
+            test = stats.chi2_contingency(table, correction=False)
+            pr, pc = table[0] / len(r), table[1] / len(c)
+            res[name] = (_psi(pr, pc, eps), float(test.statistic), float(test.pvalue))
+        else:
+            x = r.to_numpy(zero_copy_only=False).astype(np.float64)
+            y = c.to_numpy(zero_copy_only=False).astype(np.float64)
+            xv, yv = x[~np.isnan(x)], y[~np.isnan(y)]
+            edges = np.unique(np.quantile(xv, np.arange(1, bins) / bins))
+            pr = np.append(np.bincount(np.searchsorted(edges, xv), minlength=len(edges) + 1), len(x) - len(xv)) / len(x)
+            pc = np.append(np.bincount(np.searchsorted(edges, yv), minlength=len(edges) + 1), len(y) - len(yv)) / len(y)
+            test = stats.ks_2samp(xv, yv, method="asymp")
+            res[name] = (_psi(pr, pc, eps), float(test.statistic), float(test.pvalue))
+        del r, c
     with open(out, "w") as handle:
         json.dump(res, handle)
 
@@ -254,7 +318,7 @@ def bench_layout(layout: str, ref: str, cur: str, tmp: str, args) -> dict:
     out = os.path.join(tmp, f"out_{layout}")
     cmd = [py, "-m", "kon_ray.drift", f"reference={ref}", f"current={cur}", f"output={out}",
            f"hydra.run.dir={os.path.join(tmp, 'hydra_' + layout)}", *args.override]
-    results = {"kon_ray": measure(cmd, env)}
+    results: Dict[str, Any] = {"kon_ray": measure(cmd, env)}
     with open(os.path.join(out, "reference_summary.json")) as handle:
         summary = json.load(handle)
     edges_json = os.path.join(tmp, f"edges_{layout}.json")
@@ -264,7 +328,10 @@ def bench_layout(layout: str, ref: str, cur: str, tmp: str, args) -> dict:
     results["limit"] = measure([py, __file__, "--task", "limit", ref, cur, edges_json], env)
     if not args.skip_baseline:
         base_json = os.path.join(tmp, f"baseline_{layout}.json")
-        results["baseline"] = measure([py, __file__, "--task", "baseline", ref, cur, base_json], env)
+        task = "streaming" if args.baseline == "streaming" or (args.baseline == "auto" and args.rows > 2_000_000) \
+            else "baseline"
+        results["baseline"] = measure([py, __file__, "--task", task, ref, cur, base_json], env)
+        results["baseline_kind"] = task
         with open(base_json) as handle:
             results["base_stats"] = json.load(handle)
     with open(os.path.join(out, "drift_report.json")) as handle:
@@ -279,7 +346,8 @@ def report(layout: str, r: dict) -> None:
     print(_line("limit", limit, f"   kon_ray / limit = {ours['wall'] / limit['wall']:.2f}x (goal <= 1.5x)"))
     if "baseline" in r:
         base = r["baseline"]
-        print(_line("baseline", base, f"   baseline / kon_ray = {base['wall'] / ours['wall']:.2f}x (goal >= 5x)"))
+        print(_line("baseline", base, f"   baseline / kon_ray = {base['wall'] / ours['wall']:.2f}x (goal >= 5x;"
+                                      f" {r['baseline_kind']})"))
         b, o = r["base_stats"], r["ours"]
         dpsi = max(abs(o[k]["psi"] - b[k][0]) for k in b)
         dstat = max(abs((o[k]["statistic"] or 0) - b[k][1]) for k in b)
@@ -307,7 +375,7 @@ def profile(args) -> None:
         t = time.perf_counter()
         init_local_ray(LocalCluster(data_cpu_reserve=1, object_store_gb=4.0))
         print(f"ray start: {time.perf_counter() - t:.1f} s")
-        for name in ("sample", "reduce", "fit_reference", "summarise_current"):
+        for name in ("sample", "reduce", "fit_and_summarise", "summarise_current"):
             original = getattr(engine, name)
 
             def timed(*a, _original=original, _name=name, **k):
@@ -319,7 +387,7 @@ def profile(args) -> None:
             setattr(engine, name, timed)
         import kon_ray.drift.check as check
 
-        check.fit_reference, check.summarise_current = engine.fit_reference, engine.summarise_current
+        check.fit_and_summarise, check.summarise_current = engine.fit_and_summarise, engine.summarise_current
         for layout, (ref, cur) in paths.items():
             print(f"{layout}:")
             prof = cProfile.Profile()
@@ -339,6 +407,11 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=240)
     parser.add_argument("--layouts", default=",".join(LAYOUTS), help="comma-separated: " + ", ".join(LAYOUTS))
     parser.add_argument("--skip-baseline", action="store_true", help="time only kon_ray and the limit")
+    parser.add_argument("--baseline", choices=("auto", "memory", "streaming"), default="auto",
+                        help="memory: the whole frame in pandas; streaming: one column of both sides at a time"
+                             " (auto: streaming above 2M rows, where the in-memory one does not fit)")
+    parser.add_argument("--data", help="keep the generated files here and reuse them on the next run (same --rows"
+                                       " and --features); default: a temporary folder, deleted at the end")
     parser.add_argument("--profile", action="store_true", help="time the passes in-process instead")
     parser.add_argument("--override", action="append", default=[], help="extra key=value for the drift command")
     parser.add_argument("--task", help=argparse.SUPPRESS)
@@ -346,6 +419,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.task == "baseline":
         return run_baseline(*args.paths)
+    if args.task == "streaming":
+        return run_streaming_baseline(*args.paths)
     if args.task == "limit":
         return run_limit(*args.paths)
     if args.profile:
@@ -356,7 +431,8 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="bench_drift_")
     try:
         t = time.perf_counter()
-        paths = write_layouts(tmp, args.rows, args.features)
+        paths = kept_layouts(args.data, args.rows, args.features) if args.data else write_layouts(
+            tmp, args.rows, args.features)
         size = sum(os.path.getsize(p) for pair in paths.values() for p in pair) / len(paths)
         print(f"data: {args.rows:,} rows x {args.features} features per side, {size / 2**20:.0f} MiB Parquet per"
               f" layout, generated in {time.perf_counter() - t:.1f} s; {os.cpu_count()} cores, load average"

@@ -153,3 +153,31 @@ def test_map_chunks_spreads_a_list_over_tasks_and_keeps_its_order(ray_session):
     triples = [(d, 50_000, 40_000) for d in np.linspace(0.0005, 0.02, 40)]
     spread = execution.map_chunks(ks_pvalues, triples)
     assert spread == [ks_pvalue(*t) for t in triples]  # scipy's kstwo.sf, one by one here
+
+
+def _ids_and_sum(table: pa.Table, unit) -> tuple:
+    return unit.index, table.column("id").to_numpy().tolist(), float(np.sum(table.column("c1").to_numpy()))
+
+
+def test_one_big_row_group_is_decoded_once_and_sliced_by_its_row_units(tmp_path, monkeypatch, tasks_defined_here):
+    """Per-row work on one big row group: the row group is read once (by column parts) and every unit slices its
+    rows from it, on Ray and in process (where no range is decoded on its own), with the same answers as reading
+    each range alone."""
+    files = _layouts(tmp_path)["one row group"]
+    units = execution.plan(files, ["id", "c1"], workers=3, min_rows=1_000)
+    assert len(units) == 3 and all(r.rows < ROWS for u in units for r in u.ranges)
+    shared = execution.shared_reads(units, ["id", "c1"], workers=2)
+    assert [(s.parts, s.last_unit) for s in shared.values()] == [((("id",), ("c1",)), 2)]
+    expected = [_ids_and_sum(execution.read_unit(u, ["id", "c1"]), u) for u in units]  # each range decoded alone
+
+    def no_partial_decoding(piece, columns):
+        raise AssertionError(f"{piece} decoded on its own")
+
+    monkeypatch.setattr(execution, "read_range", no_partial_decoding)
+    on_ray = list(execution.map_units(_ids_and_sum, units, columns=["id", "c1"]))  # ray_session: on Ray
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    here = list(execution.map_units(_ids_and_sum, units, columns=["id", "c1"]))
+    assert on_ray == here == expected
+    assert [i for _, ids, _ in here for i in ids] == list(range(ROWS))
