@@ -152,11 +152,11 @@ class RoundProgress(Reporter):
     rows (`weights`), a round of a 4x larger population costing about 4x, and measures the rate from the first
     round reported (reading the data and building the matrices come before it)."""
 
-    def __init__(self, label: str, weights: Dict[str, float], output: Output, tty: bool,
+    def __init__(self, label: str, weights: Dict[str, float], max_rounds: int, output: Output, tty: bool,
                  clock: Clock = time.monotonic, **intervals: float) -> None:
         super().__init__(output, tty, clock, **intervals)
         self.label, self.weights = label, dict(weights)
-        self.states: Dict[str, RoundState] = {population: RoundState() for population in weights}
+        self.states: Dict[str, RoundState] = {population: RoundState(max_rounds=max_rounds) for population in weights}
         self._first: Optional[tuple[float, float]] = None  # (time, work done) at the first round reported
 
     def update(self, event: Dict[str, Any]) -> None:
@@ -325,7 +325,7 @@ def units_label(fn: Callable[..., Any], name: Optional[str]) -> str:
     module = str(getattr(func, "__module__", "") or "").split(".")
     package = module[1] if len(module) > 2 and module[0] == "kon_ray" else ""
     pass_name = (name or str(getattr(func, "__name__", "pass"))).strip("_")
-    return f"{package} {pass_name}".strip()
+    return pass_name if not package or pass_name.startswith(package) else f"{package} {pass_name}"
 
 
 T = TypeVar("T")

@@ -110,7 +110,7 @@ def train_all(ctx: RunContext) -> Dict[str, Any]:
     rows = {pop: sum(c["train"] + c["validation"] for c in counts[pop].values()) for pop in POPULATIONS}
     small = [pop for pop in POPULATIONS if not distributed(rows[pop], model_cfg.distributed_min_rows)]
     outcomes: Dict[str, Tuple[Dict[str, Any], float]] = {}
-    with _progress(rows) as sink:
+    with _progress(rows, model_cfg.num_boost_round) as sink:
         if small:  # one process, every training CPU, the populations one after another (kon_ray/train/single.py)
             start = time.perf_counter()
             fitted = train_one_process(ctx, small, train_dir, columns, features, classes, segment_state, sink)
@@ -212,11 +212,12 @@ def train_one_process(ctx: RunContext, populations: List[str], train_dir: str, c
 
 
 @contextlib.contextmanager
-def _progress(rows: Dict[str, int]) -> Iterator[Any]:
+def _progress(rows: Dict[str, int], max_rounds: int) -> Iterator[Any]:
     """The fits' rounds on the terminal (kon_ray/progress.py): a `RoundSink` the fits send to (a Ray actor when Ray
     runs: the fits are in Ray tasks and workers), polled by the driver. Yields the sink."""
     reporter_output, tty = progress.terminal_output()
-    reporter = progress.RoundProgress("train", {pop: float(n) for pop, n in rows.items()}, reporter_output, tty)
+    reporter = progress.RoundProgress("train", {pop: float(n) for pop, n in rows.items()}, max_rounds,
+                                      reporter_output, tty)
     if ray.is_initialized():
         actor = ray.remote(progress.RoundSink).options(num_cpus=0, name=None).remote()
         sink, take = actor, lambda: ray.get(actor.take.remote(), timeout=30)
@@ -383,5 +384,7 @@ def _metadata(ctx: RunContext, population: str, features: List[str], classes: Li
         "train_workers": ctx.config.cluster.train_workers if result["trained_in"] == RAY_TRAIN else 1,
         "train_seconds": round(seconds, 2),
         "worker_seconds": {k: round(float(v), 3) for k, v in result["metrics"].items() if k.endswith("_s")},
+        # the training process's peak resident memory (one-process path; in a reused Ray worker, since it started)
+        "peak_rss_bytes": result["metrics"].get("peak_rss_bytes"),
         "xgboost_version": xgboost.__version__,
     }
