@@ -105,7 +105,7 @@ class Reporter:
         self.start = clock()
         self._last: Optional[float] = None
         self._shown = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # updates may come from a poller thread and the caller's
 
     def tick(self, render: Callable[[float], str]) -> None:
         with self._lock:
@@ -160,15 +160,18 @@ class RoundProgress(Reporter):
         self._first: Optional[tuple[float, float]] = None  # (time, work done) at the first round reported
 
     def update(self, event: Dict[str, Any]) -> None:
-        population = str(event["population"])
-        state = self.states.setdefault(population, RoundState())
-        self.weights.setdefault(population, 1.0)
-        state.rounds, state.max_rounds = int(event["round"]), int(event["max_rounds"])
-        state.best_score, state.best_round = event.get("best_score"), event.get("best_round")
-        state.done = bool(event.get("done"))
-        if self._first is None:
-            self._first = (self.clock(), self.work()[0])
-        self.tick(self.render)
+        with self._lock:
+            population = str(event["population"])
+            state = self.states.setdefault(population, RoundState())
+            if state.done and not event.get("done"):
+                return  # a late event of a fit already reported finished
+            self.weights.setdefault(population, 1.0)
+            state.rounds, state.max_rounds = int(event["round"]), int(event["max_rounds"])
+            state.best_score, state.best_round = event.get("best_score"), event.get("best_round")
+            state.done = bool(event.get("done"))
+            if self._first is None:
+                self._first = (self.clock(), self.work()[0])
+            self.tick(self.render)
 
     def work(self) -> tuple[float, float]:
         """(rows x rounds done, rows x rounds in all): a finished fit's total is what it trained."""
@@ -263,6 +266,8 @@ class Poller:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
+        if exc[0] is None:
+            self._poll()  # what arrived since the last poll
         self.progress.close()
 
 

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -62,11 +62,17 @@ class Job:
     checkpoint_dir: str
 
 
-def unit_batch(unit: execution.WorkUnit, columns: Sequence[str]) -> Dict[str, np.ndarray]:
-    """A work unit's columns as numpy arrays, as Ray Data's numpy batches have them (dictionary columns decoded)."""
+# A unit's rows are converted to numpy and the populations' blocks this many rows at a time: the conversion's copies
+# (numpy columns, a population's rows, its float32 matrix, the train/validation split) stay a few tens of MB whatever
+# the unit's size, beside the growing float32 blocks.
+SLICE_ROWS = 32_768
+
+
+def table_batch(table) -> Dict[str, np.ndarray]:
+    """An Arrow table's columns as numpy arrays, as Ray Data's numpy batches have them (dictionary columns
+    decoded)."""
     import pyarrow as pa
 
-    table = execution.read_unit(unit, columns)
     batch = {}
     for name in table.column_names:
         column = table.column(name)
@@ -78,16 +84,29 @@ def unit_batch(unit: execution.WorkUnit, columns: Sequence[str]) -> Dict[str, np
 
 def read_populations(units: Sequence[execution.WorkUnit], columns: Sequence[str],
                      jobs: Sequence[Job]) -> Dict[str, Tuple[list, list]]:
-    """{population: (train blocks, validation blocks)}, every unit read once for all the populations."""
-    blocks: Dict[str, List[Dict[str, np.ndarray]]] = {job.population: [] for job in jobs}
+    """{population: ([(X, y) train blocks], [(X, y) validation blocks])}, every unit read once for all the
+    populations. Each unit is converted SLICE_ROWS rows at a time and each slice's block split into its train and
+    validation rows at once, so that only one float32 copy of the rows is ever held, beside one unit's Arrow
+    columns; Arrow's allocator gives back what a unit used before the next is read (it keeps freed pages
+    otherwise: 0.27 GiB on a 300k x 242 split, as much as the float32 matrix)."""
+    import pyarrow as pa
+
+    out: Dict[str, Tuple[list, list]] = {job.population: ([], []) for job in jobs}
     for unit in units:
-        batch = unit_batch(unit, columns)
-        for job in jobs:
-            block = training_block(batch, **job.block_kwargs)
-            if len(block["y"]):
-                blocks[job.population].append(block)
-        del batch
-    return {population: split_batches(iter(parts)) for population, parts in blocks.items()}
+        table = execution.read_unit(unit, columns)
+        for start in range(0, table.num_rows, SLICE_ROWS):
+            batch = table_batch(table.slice(start, SLICE_ROWS))
+            for job in jobs:
+                block = training_block(batch, **job.block_kwargs)
+                if len(block["y"]):
+                    train, valid = split_batches(iter([block]))
+                    out[job.population][0].extend(train)
+                    out[job.population][1].extend(valid)
+                del block
+            del batch
+        del table
+        pa.default_memory_pool().release_unused()
+    return out
 
 
 def _write_checkpoint(directory: str, booster, progress: Progress) -> None:

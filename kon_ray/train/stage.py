@@ -110,13 +110,14 @@ def train_all(ctx: RunContext) -> Dict[str, Any]:
     rows = {pop: sum(c["train"] + c["validation"] for c in counts[pop].values()) for pop in POPULATIONS}
     small = [pop for pop in POPULATIONS if not distributed(rows[pop], model_cfg.distributed_min_rows)]
     outcomes: Dict[str, Tuple[Dict[str, Any], float]] = {}
-    with _progress(rows, model_cfg.num_boost_round) as sink:
+    with _progress(rows, model_cfg.num_boost_round) as (sink, reporter):
         if small:  # one process, every training CPU, the populations one after another (kon_ray/train/single.py)
             start = time.perf_counter()
             fitted = train_one_process(ctx, small, train_dir, columns, features, classes, segment_state, sink)
             for population, result in fitted.items():
                 timing = result["metrics"]
                 outcomes[population] = (result, timing["dmatrix_s"] + timing["boost_s"])
+                reporter.update(_final_event(population, result["progress"], model_cfg.num_boost_round))
             log.info("train: %s in one process, %d threads, %.1f s (reading the train split once: %.1f s)",
                      " and ".join(small), fitted[small[0]]["params"]["nthread"], time.perf_counter() - start,
                      fitted[small[0]]["metrics"]["ingest_s"])
@@ -126,6 +127,7 @@ def train_all(ctx: RunContext) -> Dict[str, Any]:
                 result = train_population(ctx, population, train_dir, columns, features, classes[population],
                                           segment_state, sink=sink)
                 outcomes[population] = (result, time.perf_counter() - start)
+                reporter.update(_final_event(population, result["progress"], model_cfg.num_boost_round))
 
     for population in POPULATIONS:
         folder = ctx.out(population)
@@ -211,10 +213,17 @@ def train_one_process(ctx: RunContext, populations: List[str], train_dir: str, c
             for job in jobs}
 
 
+def _final_event(population: str, fitted: Progress, max_rounds: int) -> Dict[str, Any]:
+    """A finished fit's progress as the event its last round sent."""
+    return {"population": population, "round": fitted.rounds, "max_rounds": max_rounds,
+            "best_score": fitted.best_score, "best_round": fitted.best_iteration + 1, "done": True}
+
+
 @contextlib.contextmanager
 def _progress(rows: Dict[str, int], max_rounds: int) -> Iterator[Any]:
     """The fits' rounds on the terminal (kon_ray/progress.py): a `RoundSink` the fits send to (a Ray actor when Ray
-    runs: the fits are in Ray tasks and workers), polled by the driver. Yields the sink."""
+    runs: the fits are in Ray tasks and workers), polled by the driver. Yields the sink and the reporter (which the
+    driver also tells each finished fit's final state, not to depend on the last event's arrival)."""
     reporter_output, tty = progress.terminal_output()
     reporter = progress.RoundProgress("train", {pop: float(n) for pop, n in rows.items()}, max_rounds,
                                       reporter_output, tty)
@@ -226,7 +235,7 @@ def _progress(rows: Dict[str, int], max_rounds: int) -> Iterator[Any]:
         sink, take = local, local.take
     try:
         with progress.Poller(take, reporter):
-            yield sink
+            yield sink, reporter
     finally:
         if ray.is_initialized() and sink is not None and not isinstance(sink, progress.RoundSink):
             ray.kill(sink)
