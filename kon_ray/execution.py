@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, Iterator, List, Literal, Mapping, Option
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kon_ray import storage
+from kon_ray import progress, storage
 from kon_ray.errors import KonError
 
 # A unit smaller than this is not worth a task (task start and footer read cost ~ms; 16k rows x 60 columns ~ 8 MB).
@@ -374,6 +374,7 @@ def _run_unit(fn: Callable[..., Any], unit: WorkUnit, columns: Optional[Sequence
     return fn(read_unit(unit, columns, shared), unit, **kwargs)
 
 
+@progress.watch_units  # units done, rows/s and what is left, on the terminal (kon_ray/progress.py)
 def map_units(fn: Callable[..., Any], units: Sequence[WorkUnit], *, columns: Optional[Sequence[str]] = None,
               kwargs: Optional[Dict[str, Any]] = None, num_cpus: float = 1,
               retries: int = 3, name: Optional[str] = None) -> Iterator[Any]:

@@ -8,6 +8,8 @@ Everything else a run produces still goes somewhere a person can find it, the ru
   command runs; kon_ray's console handler, and the command's result (`result_stream()`), keep the real terminal.
 
 Ray's workers print to their own log files in Ray's session folder (`log_to_driver=False`), which the run names.
+A progress line (`kon_ray.progress`) lives on the same console stream as kon_ray's log lines (`console_stream`) and
+is cleared before each of them (`set_live_line`), so the two never share a line.
 """
 
 from __future__ import annotations
@@ -16,10 +18,29 @@ import logging
 import os
 import sys
 import warnings
-from typing import IO, List, Literal, Optional
+from typing import IO, Callable, List, Literal, Optional
 
 KON_LOGGER = "kon_ray"
 _active: List["KonTerminal"] = []
+_live_clear: Optional[Callable[[], None]] = None  # clears the progress line on the console, while one is shown
+
+
+def set_live_line(clear: Optional[Callable[[], None]]) -> None:
+    """A progress line is on the console (`clear` removes it) or none is (None)."""
+    global _live_clear
+    _live_clear = clear
+
+
+def console_stream() -> IO[str]:
+    """The stream kon_ray's log lines reach the user on: the console handler's (the terminal, also while
+    `KonTerminal` sends file descriptors 1 and 2 into the run's log), else stderr."""
+    for terminal in reversed(_active):
+        for handler in terminal._filtered:
+            return handler.stream
+    for root_handler in logging.getLogger().handlers:
+        if isinstance(root_handler, logging.StreamHandler) and not isinstance(root_handler, logging.FileHandler):
+            return root_handler.stream
+    return sys.stderr
 
 
 def result_stream() -> IO[str]:
@@ -35,7 +56,10 @@ class OnlyKonRay(logging.Filter):
     """Lets through the records of kon_ray's loggers (`kon_ray` and `kon_ray.*`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.name == KON_LOGGER or record.name.startswith(KON_LOGGER + ".")
+        passes = record.name == KON_LOGGER or record.name.startswith(KON_LOGGER + ".")
+        if passes and _live_clear is not None:
+            _live_clear()  # the record is about to be printed on the console: take the progress line off first
+        return passes
 
 
 class KonTerminal:

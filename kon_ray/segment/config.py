@@ -15,7 +15,10 @@ class SegmentConfig:
     cluster_features: List[str] = field(default_factory=list)
     clusters: int = 4
     cluster_log_scale: bool = True  # sign(x)*log1p(|x|) before standardizing: money and usage are heavy-tailed
-    kmeans_iterations: int = 20
+    # Lloyd's k-means from a seeded k-means++ start: at most this many iterations; it stops earlier, converged, once
+    # the centres' total squared move in one iteration is <= kmeans_tolerance x the standardized data's mean feature
+    # variance (scikit-learn's rule and default tol; kon_ray/segment/kmeans.py)
+    kmeans_iterations: int = 100
     kmeans_tolerance: float = 1e-4
 
     def __post_init__(self) -> None:
@@ -27,3 +30,5 @@ class SegmentConfig:
             raise ConfigError(f"segment.clusters must be >= 1, got {self.clusters}")
         if self.kmeans_iterations < 1:
             raise ConfigError(f"segment.kmeans_iterations must be >= 1, got {self.kmeans_iterations}")
+        if self.kmeans_tolerance < 0:
+            raise ConfigError(f"segment.kmeans_tolerance must be >= 0, got {self.kmeans_tolerance}")

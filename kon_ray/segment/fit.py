@@ -16,13 +16,14 @@ from kon_ray.segment.estrato import assign_estrato
 from kon_ray.segment.kmeans import (
     LloydPartial,
     Moments,
+    center_shift,
     feature_moments,
     kmeans_pp_init,
     lloyd_partial,
-    max_shift,
     merge_lloyd,
     merge_moments,
     standardize,
+    tolerance_threshold,
     update_centroids,
 )
 from kon_ray.segment.state import SegmentState, cluster_matrix
@@ -105,19 +106,23 @@ def fit_segment_state(
         sample = _sample(map_blocks, 1.0)
     centroids = kmeans_pp_init(standardize(sample, mean, std), clusters, seed)
 
+    # Lloyd's iterations until the centres stop moving (kon_ray/segment/kmeans.py: sklearn's rule) or the cap
+    threshold = tolerance_threshold(tolerance, moments, rows)
     inertia: List[float] = []
     converged = False
     merged = None
+    shift = float("inf")
     for _ in range(iterations):
         merged = merge_lloyd(map_blocks(block_lloyd, mean, std, centroids))
         inertia.append(merged.inertia)
         updated = update_centroids(centroids, merged)
-        shift = max_shift(centroids, updated)
+        shift = center_shift(centroids, updated)
         centroids = updated
-        if shift <= tolerance:
+        if shift <= threshold:
             converged = True
             break
     assert merged is not None
+    facts.update(center_shift=shift, shift_threshold=threshold)
     state = SegmentState(
         cluster_features=list(features),
         mean=mean.tolist(),
@@ -126,6 +131,8 @@ def fit_segment_state(
         inertia=inertia,
         iterations=len(inertia),
         converged=converged,
+        max_iterations=iterations,
+        tolerance=tolerance,
         cluster_sizes=[int(c) for c in merged.counts],
         **base,
     )

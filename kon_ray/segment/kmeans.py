@@ -4,6 +4,10 @@ A fit is (1) feature moments per shard -> merged mean/std (Chan's parallel formu
 deterministic sample of standardized rows, (3) Lloyd iterations, each one a map over shards returning per-cluster
 sums and counts that the driver adds up and divides. The merge is plain addition, so the distributed result equals
 the single-array one up to floating-point summation order.
+
+Convergence is scikit-learn's rule for Lloyd's algorithm: stop once the centres' total squared move in one
+iteration (`center_shift`) is at most `tolerance` times the data's mean feature variance (`tolerance_threshold`;
+default tolerance 1e-4, as sklearn's `tol`), or at the iteration cap.
 """
 
 from __future__ import annotations
@@ -136,6 +140,23 @@ def kmeans_pp_init(sample: np.ndarray, k: int, seed: int) -> np.ndarray:
     return np.array(centres, dtype=np.float64)
 
 
-def max_shift(old: np.ndarray, new: np.ndarray) -> float:
-    """The largest centroid move (Euclidean, in standardized units): the convergence test."""
-    return float(np.sqrt(((new - old) ** 2).sum(axis=1)).max()) if len(old) else 0.0
+def center_shift(old: np.ndarray, new: np.ndarray) -> float:
+    """The sum over centres of their squared move (the squared Frobenius norm of new - old): what the convergence
+    test compares with the tolerance, as scikit-learn's Lloyd k-means does."""
+    return float(((new - old) ** 2).sum())
+
+
+def standardized_variance(moments: Moments, rows: int) -> float:
+    """The mean per-feature variance of the standardized data (`standardize`, missing values at 0) over all `rows`:
+    1 for a feature with no missing values, the share present for one with some, 0 for a constant one. Computed from
+    the merged moments, so it does not depend on how the data is split into blocks."""
+    if rows <= 0 or len(moments.count) == 0:
+        return 0.0
+    var = moments.m2 / moments.std**2 / rows  # sum of squared standardized deviations / rows; mean stays 0
+    return float(np.mean(var))
+
+
+def tolerance_threshold(tolerance: float, moments: Moments, rows: int) -> float:
+    """The absolute bound on `center_shift` below which k-means has converged: `tolerance` relative to the data's
+    mean feature variance (scikit-learn's `tol`, whose default 1e-4 this also takes)."""
+    return tolerance * standardized_variance(moments, rows)

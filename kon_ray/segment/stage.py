@@ -60,10 +60,15 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         log_scale=seg.cluster_log_scale,
     )
     storage.write_text(ctx.out(STATE_FILE), state.to_json())
-    log.info(
-        "segment: %d train rows, %d clusters, k-means %d iterations (converged: %s)",
-        facts["rows"], len(state.centroids), state.iterations, state.converged,
-    )
+    if state.centroids:
+        log.info(
+            "segment: %d train rows, %d clusters, k-means %s after %d iterations (cap %d): inertia %.6g, last centre "
+            "shift %.3g (tolerance %.3g)", facts["rows"], len(state.centroids),
+            "converged" if state.converged else "NOT converged", state.iterations, state.max_iterations,
+            state.inertia[-1], facts["center_shift"], facts["shift_threshold"],
+        )
+    else:
+        log.info("segment: %d train rows, no cluster features: every record is cluster 0", facts["rows"])
     return {
         "rows": facts["rows"],
         "clusters": len(state.centroids),

@@ -31,9 +31,12 @@ class SegmentState:
     mean: List[float]  # standardization fitted on train, one per cluster feature
     std: List[float]
     centroids: List[List[float]]  # k x d, in standardized units
-    inertia: List[float] = field(default_factory=list)  # within-cluster sum of squares after each Lloyd step
-    iterations: int = 0
-    converged: bool = False
+    # within-cluster sum of squares of each Lloyd step's assignment (to the centres before that step moved them)
+    inertia: List[float] = field(default_factory=list)
+    iterations: int = 0  # Lloyd steps run
+    converged: bool = False  # stopped by the tolerance (False: by the cap, max_iterations)
+    max_iterations: int = 0  # segment.kmeans_iterations, the cap
+    tolerance: float = 0.0  # segment.kmeans_tolerance (kon_ray/segment/kmeans.py: the convergence rule)
     train_rows: int = 0
     cluster_sizes: List[int] = field(default_factory=list)  # train records per cluster in the last Lloyd step
     log_scale: bool = False  # cluster features go through signed_log1p before standardizing

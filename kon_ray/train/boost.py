@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import xgboost as xgb
 
@@ -67,10 +67,17 @@ def boost(
     booster: Optional[xgb.Booster] = None,
     progress: Optional[Progress] = None,
     on_round: Optional[OnRound] = None,
+    callbacks: Sequence[xgb.callback.TrainingCallback] = (),
 ) -> Tuple[xgb.Booster, Progress]:
     """Train up to `num_boost_round` rounds in total (continuing `booster`/`progress` from a checkpoint), stopping
     when validation mlogloss has not improved for `early_stopping_rounds` (0 = never). Returns the booster cut to
-    its best round and the progress (history of every round trained)."""
+    its best round and the progress (history of every round trained).
+
+    `params["nthread"]` is the xgboost threads (`xgb_params`). `on_round(booster, progress)` runs after every round
+    (checkpoints, progress reports); `callbacks` are xgboost `TrainingCallback`s, called as `xgboost.train` calls
+    them (`before_training`, `after_iteration(model, epoch, evals_log)` with the global round and
+    {"train"|"validation": {"mlogloss": [...]}}, `after_training`): one returning True from `after_iteration`
+    stops the fit there (a scheduler ending a trial), which is recorded as `stopped_early`."""
     progress = progress or Progress()
     if booster is not None and booster.num_boosted_rounds() != progress.rounds:
         raise ValueError(
@@ -82,6 +89,8 @@ def boost(
     if booster is not None and start > 0:
         progress.resumed_from.append(start)
     base_seed = int(params.get("seed", 0))
+    for callback in callbacks:
+        bst = callback.before_training(bst)
     for i in range(start, num_boost_round):
         if progress.stopped_early:
             break
@@ -94,8 +103,14 @@ def boost(
             progress.best_score, progress.best_iteration = scores["validation"], i
         if early_stopping_rounds and i - progress.best_iteration >= early_stopping_rounds:
             progress.stopped_early = True
+        if callbacks:
+            evals_log = {name: {METRIC: list(progress.history[name])} for name in EVAL_NAMES}
+            if any([callback.after_iteration(bst, i, evals_log) for callback in callbacks]):  # all of them, as xgboost
+                progress.stopped_early = True
         if on_round is not None:
             on_round(bst, progress)
+    for callback in callbacks:
+        bst = callback.after_training(bst)
     progress.final = True
     best = bst[: progress.best_iteration + 1] if progress.best_iteration >= 0 else bst
     return best, progress

@@ -18,6 +18,7 @@ round: it replaces `lost_process_round`, which the driver asks once per fit; pro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -25,12 +26,11 @@ import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import ray
 
-from kon_ray import execution, storage
+from kon_ray import execution, progress, storage
 from kon_ray.config import POPULATIONS
 from kon_ray.context import RunContext
 from kon_ray.errors import DataError
@@ -49,7 +49,7 @@ from kon_ray.train.data import (
     training_block,
 )
 from kon_ray.train.model_folder import FEATURE_STATE_FILE, MODEL_FILE, SEGMENT_STATE_FILE, write_model_folder
-from kon_ray.train.worker import FAIL_AT_ROUND, PROGRESS_FILE, train_loop
+from kon_ray.train.worker import FAIL_AT_ROUND, POPULATION, PROGRESS_FILE, PROGRESS_SINK, train_loop
 
 log = logging.getLogger(__name__)
 
@@ -109,34 +109,25 @@ def train_all(ctx: RunContext) -> Dict[str, Any]:
     metrics: Dict[str, Any] = {"rows": 0, "train_workers": cluster.train_workers}
     rows = {pop: sum(c["train"] + c["validation"] for c in counts[pop].values()) for pop in POPULATIONS}
     small = [pop for pop in POPULATIONS if not distributed(rows[pop], model_cfg.distributed_min_rows)]
-    # the one-process fits run side by side, the training CPUs split between them: a 1-thread xgboost on a small
-    # population wastes nothing on OpenMP barriers, which cost more than they save on a few thousand rows per node
-    train_cpus = cluster.train_workers * cluster.cpus_per_train_worker
-    threads = max(1, single.one_process_cpus(train_cpus) // max(1, len(small)))
-    group = execution.TaskGroup()  # the side-by-side fits' Ray tasks, waited on by the pool's threads
-
-    def timed(population: str) -> Tuple[Dict[str, Any], float]:
-        start = time.perf_counter()
-        result = train_population(
-            ctx, population, train_dir, columns, features, classes[population], segment_state,
-            rows=rows[population], threads=threads, group=group,
-        )
-        return result, time.perf_counter() - start
-
     outcomes: Dict[str, Tuple[Dict[str, Any], float]] = {}
-    if small:
-        with ThreadPoolExecutor(max_workers=len(small), thread_name_prefix="train") as pool:
-            futures = {pop: pool.submit(timed, pop) for pop in small}
-            try:
-                outcomes = {pop: future.result() for pop, future in futures.items()}
-            except BaseException:
-                # Ctrl-C reaches only this thread, and leaving the pool waits for its threads: end their fits now
-                # (also when the other population failed: its model would not be used)
-                group.cancel()
-                raise
-    for population in POPULATIONS:  # then the Ray Train fits, one at a time (each takes the training CPUs)
-        if population not in outcomes:
-            outcomes[population] = timed(population)
+    with _progress(rows, model_cfg.num_boost_round) as (sink, reporter):
+        if small:  # one process, every training CPU, the populations one after another (kon_ray/train/single.py)
+            start = time.perf_counter()
+            fitted = train_one_process(ctx, small, train_dir, columns, features, classes, segment_state, sink)
+            for population, result in fitted.items():
+                timing = result["metrics"]
+                outcomes[population] = (result, timing["dmatrix_s"] + timing["boost_s"])
+                reporter.update(_final_event(population, result["progress"], model_cfg.num_boost_round))
+            log.info("train: %s in one process, %d threads, %.1f s (reading the train split once: %.1f s)",
+                     " and ".join(small), fitted[small[0]]["params"]["nthread"], time.perf_counter() - start,
+                     fitted[small[0]]["metrics"]["ingest_s"])
+        for population in POPULATIONS:  # then the Ray Train fits, one at a time (each takes the training CPUs)
+            if population not in outcomes:
+                start = time.perf_counter()
+                result = train_population(ctx, population, train_dir, columns, features, classes[population],
+                                          segment_state, sink=sink)
+                outcomes[population] = (result, time.perf_counter() - start)
+                reporter.update(_final_event(population, result["progress"], model_cfg.num_boost_round))
 
     for population in POPULATIONS:
         folder = ctx.out(population)
@@ -164,6 +155,92 @@ def train_all(ctx: RunContext) -> Dict[str, Any]:
 ONE_PROCESS, RAY_TRAIN = "one_process", "ray_train"
 
 
+def _block_kwargs(ctx: RunContext, population: str, features: List[str], classes: List[str],
+                  segment_state: SegmentState) -> Dict[str, Any]:
+    """`training_block`'s arguments for one population."""
+    from dataclasses import asdict
+
+    dataset = ctx.config.dataset
+    return dict(
+        population=population, features=features, classes=classes, segment_state=asdict(segment_state),
+        id_column=dataset.id_column, target_column=dataset.target_column,
+        validation_fraction=ctx.config.model.validation_fraction, seed=ctx.config.seed,
+    )
+
+
+def _loop_config(ctx: RunContext, population: str, features: List[str], classes: List[str], threads: int,
+                 sink: Any) -> Dict[str, Any]:
+    """A fit's loop config (`kon_ray.train.worker.train_loop`'s, and each job's of `single.fit_all_task`)."""
+    model_cfg = ctx.config.model
+    config: Dict[str, Any] = {
+        "params": xgb_params(model_cfg, len(classes), threads, ctx.config.seed),
+        "features": len(features),
+        "num_boost_round": model_cfg.num_boost_round,
+        "early_stopping_rounds": model_cfg.early_stopping_rounds,
+        "checkpoint_frequency": model_cfg.checkpoint_frequency,
+        "max_bin": model_cfg.max_bin,
+        "nthread": threads,
+        POPULATION: population,
+        PROGRESS_SINK: sink,
+    }
+    fail_at = lost_process_round(population)
+    if fail_at is not None:  # tests only: the marker makes the loss happen once, whatever the restart resumes from
+        marker = os.path.join(tempfile.gettempdir(), f"kon_ray-lost-{uuid.uuid4().hex}")
+        config[FAIL_AT_ROUND] = {"round": fail_at, "marker": marker}
+    return config
+
+
+def train_one_process(ctx: RunContext, populations: List[str], train_dir: str, columns: List[str],
+                      features: List[str], classes: Dict[str, List[str]], segment_state: SegmentState,
+                      sink: Any = None) -> Dict[str, Dict[str, Any]]:
+    """The populations below `model.distributed_min_rows`, in one Ray task on every training CPU (as many as the
+    largest node has), one after another (`kon_ray.train.single`). {population: fitted, as `train_population`}."""
+    dataset, model_cfg, cluster = ctx.config.dataset, ctx.config.model, ctx.config.cluster
+    threads = single.one_process_cpus(cluster.train_workers * cluster.cpus_per_train_worker)
+    storage_path = cluster.storage_path or storage.join(ctx.run_dir, "ray_train")
+    jobs = [
+        single.Job(
+            population=population,
+            block_kwargs=_block_kwargs(ctx, population, features, classes[population], segment_state),
+            config=_loop_config(ctx, population, features, classes[population], threads, None),
+            checkpoint_dir=storage.join(storage_path, f"{dataset.name}-{population}-{uuid.uuid4().hex[:8]}"),
+        )
+        for population in populations
+    ]
+    units = execution.plan(split_files(train_dir), columns)
+    fitted = single.fit_all(units, columns, jobs, cpus=threads, max_failures=model_cfg.max_failures, sink=sink)
+    return {job.population: {**fitted[job.population], "params": job.config["params"], "trained_in": ONE_PROCESS}
+            for job in jobs}
+
+
+def _final_event(population: str, fitted: Progress, max_rounds: int) -> Dict[str, Any]:
+    """A finished fit's progress as the event its last round sent."""
+    return {"population": population, "round": fitted.rounds, "max_rounds": max_rounds,
+            "best_score": fitted.best_score, "best_round": fitted.best_iteration + 1, "done": True}
+
+
+@contextlib.contextmanager
+def _progress(rows: Dict[str, int], max_rounds: int) -> Iterator[Any]:
+    """The fits' rounds on the terminal (kon_ray/progress.py): a `RoundSink` the fits send to (a Ray actor when Ray
+    runs: the fits are in Ray tasks and workers), polled by the driver. Yields the sink and the reporter (which the
+    driver also tells each finished fit's final state, not to depend on the last event's arrival)."""
+    reporter_output, tty = progress.terminal_output()
+    reporter = progress.RoundProgress("train", {pop: float(n) for pop, n in rows.items()}, max_rounds,
+                                      reporter_output, tty)
+    if ray.is_initialized():
+        actor = ray.remote(progress.RoundSink).options(num_cpus=0, name=None).remote()
+        sink, take = actor, lambda: ray.get(actor.take.remote(), timeout=30)
+    else:
+        local = progress.RoundSink()
+        sink, take = local, local.take
+    try:
+        with progress.Poller(take, reporter):
+            yield sink, reporter
+    finally:
+        if ray.is_initialized() and sink is not None and not isinstance(sink, progress.RoundSink):
+            ray.kill(sink)
+
+
 def distributed(rows: int, min_rows: int) -> bool:
     """Whether a population of `rows` records trains with Ray Train (`model.distributed_min_rows`; 0: always)."""
     return rows >= min_rows
@@ -177,47 +254,17 @@ def train_population(
     features: List[str],
     classes: List[str],
     segment_state: SegmentState,
-    rows: Optional[int] = None,
-    threads: Optional[int] = None,
-    group: Optional[execution.TaskGroup] = None,
+    sink: Any = None,
 ) -> Dict[str, Any]:
-    """Fit one population's model, in one process below `model.distributed_min_rows` records, else with
-    XGBoostTrainer; returns the final checkpoint's local folder, progress, params and which path trained it."""
-    from dataclasses import asdict
-
+    """Fit one population's model with XGBoostTrainer (`cluster.train_workers` workers); returns the final
+    checkpoint's local folder, progress, params and which path trained it. `sink`: where the fit's rounds go
+    (`kon_ray.progress.RoundSink` or its actor)."""
     dataset, model_cfg, cluster = ctx.config.dataset, ctx.config.model, ctx.config.cluster
-    block_kwargs = dict(
-        population=population, features=features, classes=classes, segment_state=asdict(segment_state),
-        id_column=dataset.id_column, target_column=dataset.target_column,
-        validation_fraction=model_cfg.validation_fraction, seed=ctx.config.seed,
-    )
+    block_kwargs = _block_kwargs(ctx, population, features, classes, segment_state)
     train_cpus = cluster.train_workers * cluster.cpus_per_train_worker
-    one_process = rows is not None and not distributed(rows, model_cfg.distributed_min_rows)
-    if not one_process:
-        threads = cluster.cpus_per_train_worker
-    elif threads is None:
-        threads = single.one_process_cpus(train_cpus)
-    loop_config = {
-        "params": xgb_params(ctx.config.model, len(classes), threads, ctx.config.seed),
-        "features": len(features),
-        "num_boost_round": model_cfg.num_boost_round,
-        "early_stopping_rounds": model_cfg.early_stopping_rounds,
-        "checkpoint_frequency": model_cfg.checkpoint_frequency,
-        "max_bin": model_cfg.max_bin,
-        "nthread": threads,
-    }
-    fail_at = lost_process_round(population)
-    if fail_at is not None:  # tests only: the marker makes the loss happen once, whatever the restart resumes from
-        marker = os.path.join(tempfile.gettempdir(), f"kon_ray-lost-{uuid.uuid4().hex}")
-        loop_config[FAIL_AT_ROUND] = {"round": fail_at, "marker": marker}
+    loop_config = _loop_config(ctx, population, features, classes, cluster.cpus_per_train_worker, sink)
     storage_path = cluster.storage_path or storage.join(ctx.run_dir, "ray_train")
     name = f"{dataset.name}-{population}-{uuid.uuid4().hex[:8]}"
-
-    if one_process:
-        units = execution.plan(split_files(train_dir), columns)
-        fitted = single.fit(units, columns, block_kwargs, loop_config, cpus=threads, storage_path=storage_path,
-                            name=name, max_failures=model_cfg.max_failures, group=group)
-        return {**fitted, "params": loop_config["params"], "trained_in": ONE_PROCESS}
 
     data = read_split(train_dir, columns).map_batches(training_block, batch_format="numpy", fn_kwargs=block_kwargs)
     if ray.cluster_resources().get("CPU", 0) - train_cpus < 1:
@@ -346,5 +393,7 @@ def _metadata(ctx: RunContext, population: str, features: List[str], classes: Li
         "train_workers": ctx.config.cluster.train_workers if result["trained_in"] == RAY_TRAIN else 1,
         "train_seconds": round(seconds, 2),
         "worker_seconds": {k: round(float(v), 3) for k, v in result["metrics"].items() if k.endswith("_s")},
+        # the training process's peak resident memory (one-process path; in a reused Ray worker, since it started)
+        "peak_rss_bytes": result["metrics"].get("peak_rss_bytes"),
         "xgboost_version": xgboost.__version__,
     }

@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import xgboost as xgb
 
+from kon_ray.progress import RoundNotifier
 from kon_ray.train.boost import Progress, boost
 
 # a checkpoint's model, as RayTrainReportCallback.CHECKPOINT_NAME names it (its get_model() reads our checkpoints
@@ -27,6 +28,22 @@ PROGRESS_FILE = "progress.json"
 # the loop config's fault-injection key (kon_ray/train/stage.py `lost_process_round`, tests only): {"round", "marker"}:
 # the process exits after that round, once (it leaves the marker file first: the restarted fit does not exit again)
 FAIL_AT_ROUND = "fail_at_round"
+# the loop config's optional keys: xgboost TrainingCallbacks for `boost` (e.g. a sweep's per-round report), and where
+# each round's progress goes (a `kon_ray.progress.RoundSink` or its Ray actor) with the population it is for
+CALLBACKS = "callbacks"
+PROGRESS_SINK = "progress_sink"
+POPULATION = "population"
+
+
+def send_progress(sink: Any, event: Dict[str, Any]) -> None:
+    """One progress event to `sink`: a Ray actor's `update` (not waited for) or a local object's. Never fails a fit."""
+    if sink is None:
+        return
+    try:
+        remote = getattr(sink.update, "remote", None)
+        (remote or sink.update)(event)
+    except Exception:  # noqa: BLE001 - progress is a courtesy: a gone driver or actor must not stop training
+        pass
 
 
 def lose_process_once(fault: Optional[Dict[str, Any]], round_: int) -> None:
@@ -118,8 +135,9 @@ def _report_callback(frequency: int):
 
 def train_loop(config: Dict[str, Any]) -> None:
     """Ray Train worker entry. `config`: params, features (count), num_boost_round, early_stopping_rounds,
-    checkpoint_frequency, max_bin, nthread; optional FAIL_AT_ROUND (tests: the first attempt's rank 0 dies after
-    that round, before Ray Train has seen a later checkpoint)."""
+    checkpoint_frequency, max_bin, nthread; optional CALLBACKS (xgboost TrainingCallbacks), PROGRESS_SINK and
+    POPULATION (rank 0 reports its rounds), FAIL_AT_ROUND (tests: the first attempt's rank 0 dies after that round,
+    before Ray Train has seen a later checkpoint)."""
     import time
 
     import ray.train
@@ -141,19 +159,24 @@ def train_loop(config: Dict[str, Any]) -> None:
     callback = _report_callback(config["checkpoint_frequency"])
     fail_at = config.get(FAIL_AT_ROUND)
     rank = ray.train.get_context().get_world_rank()
+    sink = config.get(PROGRESS_SINK) if rank == 0 else None
+    notify = RoundNotifier(lambda event: send_progress(sink, event), config.get(POPULATION, ""),
+                           config["num_boost_round"])
 
     def on_round(bst: xgb.Booster, current: Progress) -> None:
         callback.progress = current
         round_ = current.rounds - 1
         # RayTrainReportCallback's own rule: a checkpoint after round r when (r + 1) % frequency == 0
         callback.after_iteration(bst, round_, {name: {"mlogloss": v} for name, v in current.history.items()})
+        notify(current.rounds, current.best_score, current.best_iteration)
         if rank == 0:
             lose_process_once(fail_at, round_)
 
     final, progress = boost(
         config["params"], dtrain, dvalid, config["num_boost_round"], config["early_stopping_rounds"],
-        booster=booster, progress=progress, on_round=on_round,
+        booster=booster, progress=progress, on_round=on_round, callbacks=config.get(CALLBACKS, ()),
     )
+    notify(progress.rounds, progress.best_score, progress.best_iteration, done=True)
     callback.progress = progress
     timings = {"ingest_s": t1 - t0, "dmatrix_s": t2 - t1, "boost_s": time.perf_counter() - t2}
     callback._save_and_report_checkpoint(

@@ -169,3 +169,92 @@ def test_log_scaled_assignment_uses_signed_log1p():
     # log1p(1000) = log(1001) -> the second centre; -1000 -> -log(1001), nearer the first
     out = assign_segments(pd.DataFrame({"bill": [1000.0, -1000.0, 0.0]}), state)
     assert out["cluster"].tolist() == [1, 0, 0]
+
+
+# --- convergence (issue 28, item 6) ---------------------------------------------------------------------------------
+
+PLANTED = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 0.0], [0.0, 6.0, 0.0], [0.0, 0.0, 6.0]])
+
+
+def _planted(per_cluster: int = 500, seed: int = 7) -> tuple[pd.DataFrame, np.ndarray]:
+    """Four well-separated Gaussian blobs (sd 0.5, centres 6 apart) in 3 features, rows shuffled; the true labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(PLANTED)), per_cluster)
+    X = PLANTED[labels] + rng.normal(0, 0.5, size=(len(labels), 3))
+    order = rng.permutation(len(labels))
+    X, labels = X[order], labels[order]
+    frame = pd.DataFrame({"customer_id": np.arange(len(X)), "a": X[:, 0], "b": X[:, 1], "c": X[:, 2]})
+    return frame, labels
+
+
+def _fit_planted(frame: pd.DataFrame, cuts, **overrides):
+    prep = dict(id_column="customer_id", estrato_column="", thresholds=[], features=["a", "b", "c"], seed=3)
+    blocks = [prepare_block(frame.iloc[a:b], **prep) for a, b in zip(cuts, cuts[1:])]
+    kw = dict(estrato_column="", thresholds=[], features=["a", "b", "c"], clusters=4, iterations=100,
+              tolerance=1e-4, seed=3)
+    return fit_segment_state(lambda fn, *a: [fn(block, *a) for block in blocks], **{**kw, **overrides})
+
+
+def test_kmeans_converges_on_planted_clusters_and_recovers_them():
+    frame, truth = _planted()
+    state, facts = _fit_planted(frame, [0, len(frame)])
+    assert state.converged and state.iterations < state.max_iterations == 100
+    assert facts["center_shift"] <= facts["shift_threshold"] == pytest.approx(1e-4)  # no missing values: variance 1
+    assert len(state.inertia) == state.iterations and state.inertia == sorted(state.inertia, reverse=True)
+    # every planted cluster is exactly one fitted cluster (a one-to-one map of labels, whatever their numbering)
+    found = assign_segments(frame, state)["cluster"].to_numpy()
+    pairs = set(zip(truth.tolist(), found.tolist()))
+    assert len(pairs) == 4 and len({t for t, _ in pairs}) == 4 and len({f for _, f in pairs}) == 4
+    # the centres, back in raw units, are the planted blobs' sample means (computed here from the true labels)
+    raw = np.array(state.centroids) * np.array(state.std) + np.array(state.mean)
+    for t, f in pairs:
+        np.testing.assert_allclose(raw[f], frame[["a", "b", "c"]].to_numpy()[truth == t].mean(axis=0), atol=1e-9)
+    # the final inertia is the within-cluster sum of squares of that partition in standardized units
+    Z = (frame[["a", "b", "c"]].to_numpy() - state.mean) / np.array(state.std)
+    wcss = sum(((Z[truth == t] - Z[truth == t].mean(axis=0)) ** 2).sum() for t in range(4))
+    assert state.inertia[-1] == pytest.approx(wcss, rel=1e-12)
+
+
+def test_kmeans_convergence_does_not_depend_on_the_blocks():
+    frame, _ = _planted()
+    one, _ = _fit_planted(frame, [0, len(frame)])
+    many, _ = _fit_planted(frame, [0, 1, 333, 334, 1200, len(frame)])
+    assert (one.iterations, one.converged) == (many.iterations, many.converged)
+    np.testing.assert_allclose(many.centroids, one.centroids, atol=1e-12)
+    np.testing.assert_allclose(many.inertia, one.inertia, rtol=1e-12)
+
+
+def _overlapping() -> tuple[pd.DataFrame, np.ndarray]:
+    """Four overlapping blobs: Lloyd needs several iterations to settle."""
+    rng = np.random.default_rng(11)
+    X = np.vstack([rng.normal(c, 1.3, size=(400, 3)) for c in ([0, 0, 0], [3, 1, 0], [1, 3, 1], [2, 2, 4])])
+    return pd.DataFrame({"customer_id": np.arange(len(X)), "a": X[:, 0], "b": X[:, 1], "c": X[:, 2]}), X
+
+
+def test_kmeans_stops_at_the_cap_unconverged():
+    frame, _ = _overlapping()
+    state, facts = _fit_planted(frame, [0, len(frame)], iterations=2, seed=5)
+    assert (state.iterations, state.converged, state.max_iterations) == (2, False, 2)
+    assert facts["center_shift"] > facts["shift_threshold"]
+
+
+def test_kmeans_matches_scikit_learn_from_the_same_start():
+    """scikit-learn's Lloyd k-means (the oracle), started from kon_ray's k-means++ centres on the same standardized
+    data with the same tolerance, stops after the same iterations at the same centres and inertia."""
+    cluster = pytest.importorskip("sklearn.cluster")
+    frame, X = _overlapping()
+    state, _ = _fit_planted(frame, [0, 500, 1000, len(frame)], iterations=300, seed=5)
+    assert state.converged and state.iterations > 3
+
+    Z = (X - X.mean(axis=0)) / X.std(axis=0)
+    prep = dict(id_column="customer_id", estrato_column="", thresholds=[], features=["a", "b", "c"], seed=3)
+    block = prepare_block(frame, **prep)
+    sample = block["x"][np.argsort(block["u"], kind="stable")]  # every row is in the k-means++ sample at this size
+    start = kmeans_pp_init(standardize(sample, X.mean(axis=0), X.std(axis=0)), 4, seed=5)
+    oracle = cluster.KMeans(4, init=start, n_init=1, max_iter=300, tol=1e-4, algorithm="lloyd").fit(Z)
+    np.testing.assert_allclose(state.centroids, oracle.cluster_centers_, atol=1e-9)
+    assert state.iterations == oracle.n_iter_
+    # state.inertia is each step's, against the centres it assigned to (before they moved); sklearn's inertia_ is
+    # against its final centres
+    assert lloyd_partial(Z, np.array(state.centroids)).inertia == pytest.approx(oracle.inertia_, rel=1e-9)
+    assert state.inertia[-1] >= oracle.inertia_

@@ -53,7 +53,7 @@ def _metadata(folder) -> Dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_both_paths_resume_a_lost_process_and_match_an_uninterrupted_fit(ray_session, tmp_path, monkeypatch):
+def test_both_paths_resume_a_lost_process_and_match_an_uninterrupted_fit(ray_session, tmp_path, monkeypatch, caplog):
     """One split, the larger population (domestic) on Ray Train and the smaller (industrial) in one process, side by
     side: each loses its process mid-fit and resumes from its checkpoint; uninterrupted one-process fits of the same
     split are the baseline (one Ray Train fit in all, with its restart: a fit costs ~30 s on 2 cores)."""
@@ -70,10 +70,22 @@ def test_both_paths_resume_a_lost_process_and_match_an_uninterrupted_fit(ray_ses
     # rank 0 of domestic's worker group dies after round 6 (0-based 5), industrial's task after round 4: once each.
     # Checkpoints come every 2 rounds; a worker's report waits in a queue of one until the controller takes it (every
     # 2 s), so by round 6 the round-2 and round-4 checkpoints of the Ray Train fit have been taken
-    with monkeypatch.context() as patch:
+    with monkeypatch.context() as patch, caplog.at_level("INFO", logger="kon_ray.progress"):
+        patch.setenv("KON_PROGRESS_LOG_INTERVAL_S", "0")  # off a terminal: a progress line at every poll
         lose_processes(patch, {"domestic": 5, "industrial": 3})
         metrics = train_stage.train_all(ctx)
     meta = _metadata(tmp_path / "staged")
+    # the fits' rounds reached the driver (from the one-process task and from Ray Train's rank 0, through the
+    # progress actor) and were logged: the last line has both populations done with their best scores
+    shown = [r.getMessage() for r in caplog.records if r.name == "kon_ray.progress" and r.getMessage().startswith(
+        "train: ")]
+    done = [line for line in shown if "domestic done after 8 rounds" in line and "industrial done after 8 rounds"
+            in line]
+    assert done, shown[-3:]
+    for population in ("domestic", "industrial"):
+        best = min(meta[population]["training_curve"]["validation"]["mlogloss"])
+        assert f"{population} done after 8 rounds (best validation mlogloss {best:.4f} at round " \
+            f"{meta[population]['best_iteration'] + 1})" in done[-1]
 
     for population in ("domestic", "industrial"):
         folder = tmp_path / "staged" / population
