@@ -72,6 +72,8 @@ def compose(fixed: Sequence[str], sweep_dir: str):
         cfg.output_dir = os.path.join(sweep_dir, "shared")
         if cfg.get("cache_dir") is None:  # the single runs' cache: a sweep and a run reuse each other's stages
             cfg.cache_dir = os.path.join("outputs", str(cfg.dataset.name), ".cache")
+        if "://" not in str(cfg.cache_dir):  # trials run in Ray Tune's trial folders: no relative paths
+            cfg.cache_dir = os.path.abspath(str(cfg.cache_dir))
     return cfg
 
 
