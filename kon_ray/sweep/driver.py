@@ -139,8 +139,8 @@ def write_best_models(config: KonConfig, summary: Dict[str, Any], inputs: Dict[s
             classes = inputs["classes"][population]
             result = {"progress": Progress(**record["progress"]), "trained_in": ONE_PROCESS, "metrics": {},
                       "params": xgb_params(model, len(classes), int(record["nthread"]), config.seed)}
-            metadata = _metadata(trial_ctx, population, inputs["features"], classes, inputs["counts"][population], result,
-                                 float(record["seconds"]))
+            metadata = _metadata(trial_ctx, population, inputs["features"], classes, inputs["counts"][population],
+                                 result, float(record["seconds"]))
             metadata["sweep_trial"] = {"index": best["index"], "point": best["point"], "trial_key": best["trial_key"]}
             write_model_folder(storage.join(sweep_dir, "best", "models", population), local, inputs["features"],
                                metadata, inputs["features_dir"], inputs["segment_dir"])

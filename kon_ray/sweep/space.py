@@ -57,9 +57,10 @@ class CommandLine:
 
 
 def _key_type(key: str) -> type:
-    fields = {f.name: f.type for f in dataclasses.fields(ModelConfig)}
-    hint = fields[key]
-    return {"int": int, "float": float, "str": str, "bool": bool}.get(hint, hint) if isinstance(hint, str) else hint
+    """The ModelConfig field's type (annotations are strings under `from __future__ import annotations`)."""
+    hint: Any = {f.name: f.type for f in dataclasses.fields(ModelConfig)}[key]
+    types: Dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+    return types[hint] if isinstance(hint, str) else hint
 
 
 def _convert(key: str, value: Any, kind: type) -> Any:
@@ -157,8 +158,8 @@ def check_space(dimensions: Sequence[Dimension], sweep: SweepConfig, model: Mode
                               "search it with sweep.search=optuna sweep.trials=N")
         ends = dim.values if dim.kind != INTERVAL else (dim.low, dim.high)
         for value in ends:
-            value = int(value) if dim.integer else value
-            dataclasses.replace(model, **{dim.key: value})
+            changes: Dict[str, Any] = {dim.key: int(value) if dim.integer else value}
+            dataclasses.replace(model, **changes)
 
 
 def grid(dimensions: Sequence[Dimension]) -> List[Dict[str, Any]]:

@@ -63,8 +63,8 @@ class SweepTracker:
                 tags.update(pruned_at_round=str(trial["rounds"]), pruned_by=str(trial["stopped_by"]))
             if trial["status"] == FAILED:
                 tags["error"] = str(trial["error"])[:5000]
-            run = self.client.create_run(self.experiment_id, tags=tags,
-                                         run_name=f"{dataset}-{trial['population']}-trial{trial['index']} {point}"[:250])
+            name = f"{dataset}-{trial['population']}-trial{trial['index']} {point}"[:250]
+            run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
             run_id = run.info.run_id
             ids[position] = run_id
             params = {"population": trial["population"], **{f"model.{k}": v for k, v in trial["point"].items()}}

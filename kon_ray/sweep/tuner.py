@@ -72,19 +72,16 @@ def tune_population(population: str, data: Dict[str, Any], setup: Dict[str, Any]
     scheduler = ASHAScheduler(time_attr=ROUND, metric=METRIC, mode="min", max_t=max_rounds + 1,
                               grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor) \
         if sweep.scheduler == "asha" else FIFOScheduler()
+    # with ASHA the scheduler holds the metric; without, TuneConfig does (the searcher needs it)
+    metric = {} if sweep.scheduler == "asha" else {"metric": METRIC, "mode": "min"}
     if points is not None:  # grid
         param_space: Dict[str, Any] = {"point": tune.grid_search([{"index": i, **p} for i, p in enumerate(points)])}
-        tune_config = TuneConfig(num_samples=1, max_concurrent_trials=max_concurrent, reuse_actors=True, scheduler=scheduler)
-        if sweep.scheduler != "asha":
-            tune_config = TuneConfig(num_samples=1, max_concurrent_trials=max_concurrent, reuse_actors=True, metric=METRIC, mode="min",
-                                     scheduler=scheduler)
+        tune_config = TuneConfig(num_samples=1, max_concurrent_trials=max_concurrent, reuse_actors=True,
+                                 scheduler=scheduler, **metric)
     else:
         param_space = {}
-        tune_config = TuneConfig(num_samples=sweep.trials, max_concurrent_trials=max_concurrent, reuse_actors=True, scheduler=scheduler,
-                                 search_alg=searcher(dimensions, seed))
-        if sweep.scheduler != "asha":
-            tune_config = TuneConfig(num_samples=sweep.trials, max_concurrent_trials=max_concurrent, reuse_actors=True, metric=METRIC,
-                                     mode="min", scheduler=scheduler, search_alg=searcher(dimensions, seed))
+        tune_config = TuneConfig(num_samples=sweep.trials, max_concurrent_trials=max_concurrent, reuse_actors=True,
+                                 scheduler=scheduler, search_alg=searcher(dimensions, seed), **metric)
     tuner = Tuner(trainable, param_space=param_space, tune_config=tune_config,
                   run_config=RunConfig(name=population, storage_path=os.path.abspath(storage_path), verbose=0,
                                        failure_config=FailureConfig(max_failures=0)))

@@ -70,7 +70,7 @@ def test_space_is_checked_before_anything_starts():
 def test_sweep_keys_are_a_frozen_schema():
     assert load_sweep_config({"search": "optuna", "trials": "40", "seed": "7"}) == \
         SweepConfig(search="optuna", trials=40, seed=7)
-    with pytest.raises(ConfigError, match=r"^unknown config key sweep\.max_concurent: did you mean sweep\.max_concurrent"):
+    with pytest.raises(ConfigError, match=r"^unknown config key sweep\.max_concurent: did you mean sweep\.max_conc"):
         load_sweep_config({"max_concurent": "2"})
     with pytest.raises(ConfigError, match=r"^sweep\.search=optuna needs a budget"):
         load_sweep_config({"search": "optuna"})
@@ -144,7 +144,8 @@ def test_the_summary_prints_each_best_with_its_command_and_each_failure():
 def test_the_page_draws_every_curve_marks_stops_and_the_best():
     html = render(summarize(RECORDS, ["domestic", "industrial"], ["+dataset=POLA"], {}), "POLA sweep")
     assert html.count('<polyline class="trial') == 5  # the failed trial reported no round
-    assert html.count('class="trial pruned"') == 1 and html.count('<path class="stop" data-trial="1" data-round="1"') == 1
+    assert html.count('class="trial pruned"') == 1
+    assert html.count('<path class="stop" data-trial="1" data-round="1"') == 1
     assert html.count('class="trial finished best" data-trial="2"') == 1
     assert html.count('class="trial finished best" data-trial="0"') == 1  # industrial's
     assert html.count('<svg class="by-param"') == 4  # max_depth and eta, per population

@@ -126,7 +126,8 @@ def test_a_sweep_runs_trials_at_once_prunes_the_hopeless_and_tracks_every_trial(
     for index in HOPELESS:
         assert f'<path class="stop" data-trial="{index}" data-round="{trials[index]["rounds"]}"' in dom
     assert f'class="trial finished best" data-trial="{oracle_best}"' in dom
-    assert dom.count(' best" data-trial=') == 1
+    assert dom.count('<polyline class="trial finished best"') == 1
+    assert dom.count('<tr class="finished best"') == 1
 
     # running (part of) the sweep again reuses the finished trials: no boosting round trained
     again = tmp_path / "again"
