@@ -85,6 +85,9 @@ def tune_population(population: str, data: Dict[str, Any], setup: Dict[str, Any]
     tuner = Tuner(trainable, param_space=param_space, tune_config=tune_config,
                   run_config=RunConfig(name=population, storage_path=os.path.abspath(storage_path), verbose=0,
                                        failure_config=FailureConfig(max_failures=0)))
+    # Ctrl-C: Tune's own handler would end the experiment and return its trials as if they had ended; kon_ray's is
+    # a KeyboardInterrupt (the sweep exits 130, its parent run KILLED; the trials' actors end with the driver)
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     results = tuner.fit()
     records = [_record(population, result, setup, sweep) for result in results]
     if points is not None:
