@@ -1,0 +1,198 @@
+"""`python -m kon_ray.sweep +dataset=POLA model.max_depth=4,6 model.eta=0.05,0.1`: a sweep whose trials run at once
+on Ray Tune, hopeless ones stopped early (README "Sweeps").
+
+    python -m kon_ray.sweep +dataset=POLA model.max_depth=4,6,8 model.eta=0.05,0.1          # a grid: 6 points
+    python -m kon_ray.sweep +dataset=POLA sweep.search=optuna sweep.trials=40 \\
+        'model.eta=interval(0.01,0.3)' 'model.max_depth=range(3,10)'                           # a seeded TPE search
+
+Everything is checked before anything starts (an unknown key, a range on a key that is not numeric, a value a
+model cannot take: exit 2 with one line). Then the stages before training run once (or are reused from the cache),
+each population's trials run on Ray Tune, and the sweep prints per population the best trial's validation mlogloss
+and the `python -m kon_ray.run` command line that reproduces it. Exit codes as kon_ray.run's; 1 when a trial
+failed (the others still ran; each failed trial's one line is printed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import logging
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+from kon_ray.errors import ConfigError
+from kon_ray.sweep.config import SweepConfig
+
+log = logging.getLogger("kon_ray.sweep")
+
+FAIL_ENV = "KON_SWEEP_FAIL_POINT"  # tests: a JSON point whose trials raise (a trial that fails mid-sweep)
+
+
+def load_sweep_config(values: Dict[str, str]) -> SweepConfig:
+    """sweep.* from the command line, checked against SweepConfig (an unknown key names the closest one)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    import kon_ray.config  # noqa: F401 - its hook lets OmegaConf merge into a frozen dataclass schema
+
+    names = [f.name for f in dataclasses.fields(SweepConfig)]
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f": did you mean sweep.{close[0]}?" if close else f" (sweep.* keys: {', '.join(names)})"
+            raise ConfigError(f"unknown config key sweep.{key}{hint}")
+    schema = OmegaConf.structured(SweepConfig)
+    try:
+        merged = OmegaConf.merge(schema, OmegaConf.from_dotlist([f"{k}={v}" for k, v in values.items()]))
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", "") or ""
+        raise ConfigError(f"sweep.{key}: {str(exc).splitlines()[0]}") from None
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def compose(fixed: Sequence[str], sweep_dir: str):
+    """The run's config from the unswept overrides, as kon_ray.run composes it; output under the sweep folder."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    from kon_ray.config import CONF_DIR, register_configs
+
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+            cfg = hydra_compose(config_name="config", overrides=list(fixed))
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(str(exc).strip().splitlines()[0]) from None
+    with open_dict(cfg):
+        cfg.output_dir = os.path.join(sweep_dir, "shared")
+        if cfg.get("cache_dir") is None:  # the single runs' cache: a sweep and a run reuse each other's stages
+            cfg.cache_dir = os.path.join("outputs", str(cfg.dataset.name), ".cache")
+        if "://" not in str(cfg.cache_dir):  # trials run in Ray Tune's trial folders: no relative paths
+            cfg.cache_dir = os.path.abspath(str(cfg.cache_dir))
+    return cfg
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from kon_ray.cli import guarded
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    return guarded(lambda: _main(args))
+
+
+def _main(args: List[str]) -> int:
+    import json
+
+    from kon_ray.cli import _preflight
+    from kon_ray.config import KonConfig, load_config, no_dataset_message, to_plain
+    from kon_ray.sweep.space import check_space, grid, model_for, parse_command_line
+
+    flags = [a for a in args if a.startswith("-") and a not in ("-m", "--multirun")]
+    if flags:
+        raise ConfigError(f"{flags[0]}: python -m kon_ray.sweep takes overrides only (key=value)")
+    overrides = [a for a in args if not a.startswith("-")]
+    command = parse_command_line(overrides)
+    # every key but sweep.*: the same check as kon_ray.run's (unknown key -> the closest one, exit 2)
+    _preflight("config", [o for o in overrides if not o.startswith("sweep.")] + ["-m"], KonConfig)
+    sweep = load_sweep_config(command.sweep)
+    if not any(o.startswith("+dataset=") or o.startswith("dataset=") for o in command.fixed):
+        raise ConfigError(no_dataset_message())
+    stamp = f"{dt.datetime.now():%Y-%m-%d_%H-%M-%S}"
+    dataset_name = next(o.split("=", 1)[1] for o in command.fixed if o.lstrip("+").startswith("dataset="))
+    sweep_dir = os.path.abspath(sweep.dir or os.path.join("multirun", dataset_name, stamp))
+    cfg = compose(command.fixed, sweep_dir)
+    config = load_config(cfg)
+    plain = to_plain(cfg)
+    from kon_ray.cluster.config import LocalCluster
+
+    if not isinstance(config.cluster, LocalCluster):
+        raise ConfigError(f"cluster={config.cluster.kind}: python -m kon_ray.sweep runs on a local Ray or one it "
+                          "joins (cluster.address=HOST:PORT); a sweep submitted as one Ray Job is not built yet")
+    check_space(command.dimensions, sweep, config.model)
+    points = grid(command.dimensions) if sweep.search == "grid" else None
+    for point in points or []:
+        model_for(config.model, point)  # a value no model takes: exit 2 now, not in a trial
+    fail = json.loads(os.environ[FAIL_ENV]) if os.environ.get(FAIL_ENV) else None
+    os.makedirs(sweep_dir, exist_ok=True)
+    return _run(config, plain, sweep, command, points, sweep_dir, overrides, fail)
+
+
+def _run(config, plain, sweep: SweepConfig, command, points, sweep_dir: str, overrides: List[str],
+         fail: Optional[Dict[str, Any]]) -> int:
+    from kon_ray.cli import started_work
+    from kon_ray.cluster.local import init_local_ray
+    from kon_ray.storage import check_writable
+    from kon_ray.sweep import driver
+    from kon_ray.terminal import KonTerminal, result_stream
+
+    log_path = os.path.join(sweep_dir, "sweep.log")
+    handler = _log_to(log_path)
+    settings = {**dataclasses.asdict(sweep), "dir": sweep_dir,
+                "swept": [d.override for d in command.dimensions],
+                "grid_points": len(points) if points is not None else None}
+    tracker = None
+    try:
+        with KonTerminal(log_path):
+            check_writable(config.cache_dir, "cache_dir")
+            if config.tracking.enabled:
+                from kon_ray.sweep.track import open_tracker, parent_params
+
+                tracker = open_tracker(config.tracking.uri, config.tracking.experiment, config.dataset.name,
+                                       overrides, parent_params(plain, settings))
+                log.info("sweep: MLflow parent run %s", tracker.run_id)
+            started_work()
+            ctx = driver.shared_stages(config, plain, sweep_dir, lambda: init_local_ray(config.cluster))
+            inputs = driver.training_inputs(ctx)
+            records = driver.run_trials(config, sweep, ctx, inputs, points, command.dimensions, sweep_dir, fail)
+            summary = driver.finish(records, sweep, command.fixed, settings, sweep_dir,
+                                    f"{config.dataset.name} sweep {os.path.basename(sweep_dir)}")
+            driver.write_best_models(config, summary, inputs, ctx, sweep_dir)
+            failed = summary["counts"]["FAILED"]
+            if tracker is not None:
+                ids = tracker.log_trials(summary["trials"], config.dataset.name)
+                tracker.finish(summary, ids, sweep_dir, "FAILED" if failed else "FINISHED")
+                tracker = None
+            from kon_ray.sweep.summary import format_summary
+
+            print("\n".join(format_summary(summary)), file=result_stream())
+            print(f"sweep folder: {sweep_dir}", file=result_stream())
+            if failed:
+                log.error("%d trial(s) failed (lines above; sweep_summary.json)", failed)
+                return 1
+            return 0
+    except KeyboardInterrupt:
+        if tracker is not None:
+            tracker.end("KILLED")
+        raise
+    except BaseException:
+        if tracker is not None:
+            tracker.end("FAILED")
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def _log_to(path: str) -> logging.Handler:
+    """kon_ray's log lines on the terminal (stderr) and everything in <sweep dir>/sweep.log."""
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+               for h in root.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(formatter)
+        root.addHandler(console)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    return handler
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    sys.exit(main())

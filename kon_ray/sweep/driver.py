@@ -1,0 +1,158 @@
+"""A sweep from its checked config to its summary: the shared stages once, then each population's trials on Ray
+Tune, then the best trial's model per population, sweep_summary.json and sweep.html in the sweep folder.
+
+Ray and MLflow stay at the edges: the stages run through the pipeline (reused from the cache when a run or sweep
+computed them already), the trials through `kon_ray.sweep.tuner`, and the caller logs the records to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, replace
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from kon_ray import pipeline, storage
+from kon_ray.config import KonConfig
+from kon_ray.context import RunContext
+from kon_ray.sweep import page
+from kon_ray.sweep.config import SweepConfig
+from kon_ray.sweep.space import Dimension
+from kon_ray.sweep.summary import PAGE_FILE, SUMMARY_FILE, summarize
+from kon_ray.sweep.trial import MODEL_FILE, population_data, read_finished, trial_folder
+from kon_ray.sweep.tuner import default_concurrency, tune_population
+
+log = logging.getLogger(__name__)
+
+SHARED_STAGES = ("ingest", "preprocess", "drift", "segment")
+
+
+def shared_stages(config: KonConfig, plain: Dict[str, Any], sweep_dir: str,
+                  start_ray: Callable[[], None]) -> RunContext:
+    """Run (or reuse) the stages every trial shares, untracked (the sweep's parent run records the sweep); the
+    context that knows where they published."""
+    from kon_ray.execution import user_errors
+
+    shared = replace(config, stages=list(SHARED_STAGES), tracking=replace(config.tracking, enabled=False))
+    ctx = RunContext(config=shared, plain=plain, run_dir=storage.join(sweep_dir, "shared"))
+    with user_errors():
+        pipeline.run_pipeline(ctx, None, start_ray)
+    start_ray()  # the trials need Ray even when every stage was reused
+    return pipeline.plan(ctx)
+
+
+def training_inputs(ctx: RunContext) -> Dict[str, Any]:
+    """What the training stage reads before fitting (its own functions): features, classes per population, the
+    segment state, the train split's columns."""
+    from kon_ray.segment.io import require_split_columns, split_dir
+    from kon_ray.segment.state import SegmentState
+    from kon_ray.train.data import POPULATION_COLUMN, check_population, model_features
+    from kon_ray.train.model_folder import SEGMENT_STATE_FILE
+    from kon_ray.train.stage import base_features, class_counts
+
+    config = ctx.config
+    dataset, model = config.dataset, config.model
+    features_dir, segment_dir = ctx.stage_dir("preprocess"), ctx.stage_dir("segment")
+    segment_state = SegmentState.from_dict(storage.read_json(storage.join(segment_dir, SEGMENT_STATE_FILE)))
+    features = model_features(base_features(features_dir))
+    train_dir = split_dir(features_dir, "train")
+    inputs = [dataset.id_column, dataset.target_column, POPULATION_COLUMN]
+    columns = list(dict.fromkeys(inputs + features[:-2] + segment_state.input_columns()))
+    require_split_columns(train_dir, columns, "training")
+    counts = class_counts(train_dir, dataset.id_column, dataset.target_column, model.validation_fraction, config.seed)
+    return {"features": features, "segment_state": segment_state, "train_dir": train_dir, "columns": columns,
+            "features_dir": features_dir, "segment_dir": segment_dir, "counts": counts,
+            "classes": {pop: check_population(pop, counts.get(pop, {}), model.min_rows_per_class)
+                        for pop in ("domestic", "industrial")}}
+
+
+def run_trials(config: KonConfig, sweep: SweepConfig, ctx: RunContext, inputs: Dict[str, Any],
+               points: Optional[List[Dict[str, Any]]], dimensions: Sequence[Dimension], sweep_dir: str,
+               fail: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+    """Every population's trials, one population's Tuner after the other; the trial records."""
+    import ray
+
+    cache = pipeline.cache_root(ctx)
+    max_concurrent = sweep.max_concurrent or default_concurrency(ray.cluster_resources().get("CPU", 1),
+                                                                 sweep.cpus_per_trial)
+    records: List[Dict[str, Any]] = []
+    for population in sweep.populations:
+        classes = inputs["classes"][population]
+        block_kwargs = dict(population=population, features=inputs["features"], classes=classes,
+                            segment_state=asdict(inputs["segment_state"]), id_column=config.dataset.id_column,
+                            target_column=config.dataset.target_column,
+                            validation_fraction=config.model.validation_fraction, seed=config.seed)
+        train, valid = population_data(inputs["train_dir"], inputs["columns"], block_kwargs)
+        data = {"train": train, "valid": valid, "features": len(inputs["features"]), "classes": len(classes)}
+        setup = {"population": population, "model": asdict(config.model), "seed": config.seed,
+                 "cpus": sweep.cpus_per_trial, "cache": cache, "inputs_key": ctx.stage_keys["segment"],
+                 "fail": fail}
+        count = len(points) if points is not None else sweep.trials
+        log.info("sweep %s: %d trial(s), up to %d at once, %d CPU(s) each%s", population, count, max_concurrent,
+                 sweep.cpus_per_trial, ", ASHA early stopping" if sweep.scheduler == "asha" else "")
+        started = time.perf_counter()
+        found = tune_population(population, data, setup, sweep, points, dimensions,
+                                max_rounds=max(_max_rounds(config, p) for p in (points or [{}])),
+                                max_concurrent=max_concurrent, storage_path=storage.join(sweep_dir, "tune"),
+                                seed=sweep.seed if sweep.seed is not None else config.seed)
+        done = {status: sum(r["status"] == status for r in found) for status in ("FINISHED", "PRUNED", "FAILED")}
+        log.info("sweep %s: %d finished, %d pruned, %d failed in %.1f s", population, done["FINISHED"],
+                 done["PRUNED"], done["FAILED"], time.perf_counter() - started)
+        records += found
+    return records
+
+
+def _max_rounds(config: KonConfig, point: Dict[str, Any]) -> int:
+    return int(point.get("num_boost_round", config.model.num_boost_round))
+
+
+def write_best_models(config: KonConfig, summary: Dict[str, Any], inputs: Dict[str, Any], ctx: RunContext,
+                      sweep_dir: str) -> None:
+    """The best trial's model per population as a model folder (kon_ray/train/model_folder.py) under
+    <sweep dir>/best/models/<population>/, the files a run's models/<population>/ holds."""
+    import tempfile
+
+    from kon_ray.sweep.space import model_for
+    from kon_ray.train.boost import Progress, xgb_params
+    from kon_ray.train.model_folder import write_model_folder
+    from kon_ray.train.stage import ONE_PROCESS, _metadata
+    from kon_ray.train.worker import CHECKPOINT_MODEL, PROGRESS_FILE
+
+    cache = pipeline.cache_root(ctx)
+    for population, best in summary["best"].items():
+        if best is None:
+            continue
+        folder = trial_folder(cache, best["trial_key"])
+        record = read_finished(folder)
+        if record is None:
+            continue
+        model = model_for(config.model, best["point"])
+        trial_ctx = replace(ctx, config=replace(ctx.config, model=model))
+        with tempfile.TemporaryDirectory() as local:
+            fs, path = storage.filesystem(storage.join(folder, MODEL_FILE))
+            with fs.open_input_stream(path) as stream, open(os.path.join(local, CHECKPOINT_MODEL), "wb") as out:
+                out.write(stream.read())
+            with open(os.path.join(local, PROGRESS_FILE), "w", encoding="utf-8") as out:
+                out.write(json.dumps(record["progress"]))
+            classes = inputs["classes"][population]
+            result = {"progress": Progress(**record["progress"]), "trained_in": ONE_PROCESS, "metrics": {},
+                      "params": xgb_params(model, len(classes), int(record["nthread"]), config.seed)}
+            metadata = _metadata(trial_ctx, population, inputs["features"], classes, inputs["counts"][population],
+                                 result, float(record["seconds"]))
+            metadata["sweep_trial"] = {"index": best["index"], "point": best["point"], "trial_key": best["trial_key"]}
+            write_model_folder(storage.join(sweep_dir, "best", "models", population), local, inputs["features"],
+                               metadata, inputs["features_dir"], inputs["segment_dir"])
+
+
+def finish(records: List[Dict[str, Any]], sweep: SweepConfig, fixed: Sequence[str], settings: Dict[str, Any],
+           sweep_dir: str, title: str) -> Dict[str, Any]:
+    """sweep_summary.json and sweep.html in the sweep folder; the summary."""
+    summary = summarize(records, sweep.populations, fixed, settings)
+    os.makedirs(sweep_dir, exist_ok=True)
+    with open(os.path.join(sweep_dir, SUMMARY_FILE), "w", encoding="utf-8") as out:
+        json.dump(summary, out, indent=2, default=str)
+    with open(os.path.join(sweep_dir, PAGE_FILE), "w", encoding="utf-8") as out:
+        out.write(page.render(summary, title))
+    return summary
