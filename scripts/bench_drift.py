@@ -148,21 +148,9 @@ def run_baseline(ref: str, cur: str, out: str, bins: int = 10, eps: float = 1e-4
     res = {}
     for name in r.columns:
         if isinstance(r[name].dtype, pd.CategoricalDtype) or r[name].dtype == object:
-            rc, cc = r[name].value_counts(dropna=False), c[name].value_counts(dropna=False)
-            keys = rc.index.union(cc.index)
-            table = np.array([rc.reindex(keys, fill_value=0).to_numpy(), cc.reindex(keys, fill_value=0).to_numpy()])
-            table = table[:, table.sum(axis=0) > 0]
-            test = stats.chi2_contingency(table, correction=False)
-            pr, pc = table[0] / len(r), table[1] / len(c)
-            res[name] = (_psi(pr, pc, eps), float(test.statistic), float(test.pvalue))
+            res[name] = _categorical_stats(r[name], c[name], eps)
         else:
-            x, y = r[name].to_numpy(np.float64), c[name].to_numpy(np.float64)
-            xv, yv = x[~np.isnan(x)], y[~np.isnan(y)]
-            edges = np.unique(np.quantile(xv, np.arange(1, bins) / bins))
-            pr = np.append(np.bincount(np.searchsorted(edges, xv), minlength=len(edges) + 1), len(x) - len(xv)) / len(x)
-            pc = np.append(np.bincount(np.searchsorted(edges, yv), minlength=len(edges) + 1), len(y) - len(yv)) / len(y)
-            test = stats.ks_2samp(xv, yv, method="asymp")
-            res[name] = (_psi(pr, pc, eps), float(test.statistic), float(test.pvalue))
+            res[name] = _numeric_stats(r[name].to_numpy(np.float64), c[name].to_numpy(np.float64), bins, eps)
     with open(out, "w") as handle:
         json.dump(res, handle)
 
@@ -178,25 +166,34 @@ def run_streaming_baseline(ref: str, cur: str, out: str, bins: int = 10, eps: fl
         r = ref_file.read(columns=[name]).column(0)
         c = cur_file.read(columns=[name]).column(0)
         if pa.types.is_dictionary(r.type) or pa.types.is_string(r.type):
-            rc, cc = r.to_pandas().value_counts(dropna=False), c.to_pandas().value_counts(dropna=False)
-            keys = rc.index.union(cc.index)
-            table = np.array([rc.reindex(keys, fill_value=0).to_numpy(), cc.reindex(keys, fill_value=0).to_numpy()])
-            table = table[:, table.sum(axis=0) > 0]
-            test = stats.chi2_contingency(table, correction=False)
-            pr, pc = table[0] / len(r), table[1] / len(c)
-            res[name] = (_psi(pr, pc, eps), float(test.statistic), float(test.pvalue))
+            res[name] = _categorical_stats(r.to_pandas(), c.to_pandas(), eps)
         else:
-            x = r.to_numpy(zero_copy_only=False).astype(np.float64)
-            y = c.to_numpy(zero_copy_only=False).astype(np.float64)
-            xv, yv = x[~np.isnan(x)], y[~np.isnan(y)]
-            edges = np.unique(np.quantile(xv, np.arange(1, bins) / bins))
-            pr = np.append(np.bincount(np.searchsorted(edges, xv), minlength=len(edges) + 1), len(x) - len(xv)) / len(x)
-            pc = np.append(np.bincount(np.searchsorted(edges, yv), minlength=len(edges) + 1), len(y) - len(yv)) / len(y)
-            test = stats.ks_2samp(xv, yv, method="asymp")
-            res[name] = (_psi(pr, pc, eps), float(test.statistic), float(test.pvalue))
+            res[name] = _numeric_stats(r.to_numpy(zero_copy_only=False).astype(np.float64),
+                                       c.to_numpy(zero_copy_only=False).astype(np.float64), bins, eps)
         del r, c
     with open(out, "w") as handle:
         json.dump(res, handle)
+
+
+def _categorical_stats(r: pd.Series, c: pd.Series, eps: float) -> tuple:
+    """(PSI, chi2, p) of one categorical column with pandas and scipy: what a user would write."""
+    rc, cc = r.value_counts(dropna=False), c.value_counts(dropna=False)
+    keys = rc.index.union(cc.index)
+    table = np.array([rc.reindex(keys, fill_value=0).to_numpy(), cc.reindex(keys, fill_value=0).to_numpy()])
+    table = table[:, table.sum(axis=0) > 0]
+    test = stats.chi2_contingency(table, correction=False)
+    pr, pc = table[0] / len(r), table[1] / len(c)
+    return _psi(pr, pc, eps), float(test.statistic), float(test.pvalue)
+
+
+def _numeric_stats(x: np.ndarray, y: np.ndarray, bins: int, eps: float) -> tuple:
+    """(PSI on the reference's quantile bins plus a missing bin, KS, p) of one numeric column with numpy and scipy."""
+    xv, yv = x[~np.isnan(x)], y[~np.isnan(y)]
+    edges = np.unique(np.quantile(xv, np.arange(1, bins) / bins))
+    pr = np.append(np.bincount(np.searchsorted(edges, xv), minlength=len(edges) + 1), len(x) - len(xv)) / len(x)
+    pc = np.append(np.bincount(np.searchsorted(edges, yv), minlength=len(edges) + 1), len(y) - len(yv)) / len(y)
+    test = stats.ks_2samp(xv, yv, method="asymp")
+    return _psi(pr, pc, eps), float(test.statistic), float(test.pvalue)
 
 
 def _psi(pr, pc, eps):
