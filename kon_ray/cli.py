@@ -176,7 +176,8 @@ def _said_done() -> None:
             assert watcher.stdin is not None
             watcher.stdin.write(b"done")
             watcher.stdin.close()
-        except (OSError, ValueError):
+            watcher.wait(5)  # it exits at once; reaped here, no "subprocess still running" warning at our exit
+        except (OSError, ValueError, subprocess.TimeoutExpired):
             pass
 
 

@@ -517,11 +517,19 @@ def test_a_drift_check_whose_raylet_dies_ends_in_one_line_and_exit_5(tmp_path):
     assert len(raylets) == 1
     raylets[0].kill()
     _, stderr = check.communicate(timeout=240)
-    assert check.returncode == 5, stderr
     errors = [line for line in stderr.splitlines() if " ERROR " in line or line.startswith("kon_ray:")]
-    assert len(errors) == 1 and " ERROR kon_ray.cli: cluster error: Ray failed under the command" \
-        " (LocalRayletDiedError: " in errors[0], stderr
-    assert f"named in {run / 'run.log'}" in errors[0]
+    assert len(errors) == 1, stderr
+    # Which of Ray's two reactions comes first is Ray's race: the driver's next call raises LocalRayletDiedError
+    # (kon_ray's one line, exit 5), or Ray's core worker ends the process below Python (the watcher's one line;
+    # the exit code is the one the core worker chose, 1)
+    if check.returncode == 5:
+        assert " ERROR kon_ray.cli: cluster error: Ray failed under the command (LocalRayletDiedError: " \
+            in errors[0], stderr
+        assert f"named in {run / 'run.log'}" in errors[0]
+    else:
+        assert check.returncode == 1, stderr
+        assert errors[0] == ("kon_ray: unexpected error: the command stopped without finishing: its local Ray failed"
+                             f" (the raylet died) and ended it; Ray's messages and the rest are in {run / 'run.log'}")
     assert [line for line in stderr.splitlines() if line and line not in errors and " INFO " not in line] == [], stderr
 
 
@@ -531,11 +539,12 @@ from kon_ray.cli import hydra_cli
 from kon_ray.drift.history import DriftHistoryConfig, register
 
 def main(cfg):
-    os.write(2, sys.argv.pop().encode() + b"\\n")  # what C++ writes to fd 2 (the log file by now) before it exits
+    # what C++ writes to fd 2 (the log file by now) before it exits
+    os.write(2, os.environ["LAST_MESSAGE"].encode() + b"\\n")
     os._exit(1)  # as Ray's core worker ends a driver whose raylet died: no Python unwinding, no atexit
 
 sys.argv = ["kon_ray.drift.history", "tracking.uri=sqlite:///none.db", "experiment=e", "output=out",
-            "hydra.run.dir=run", sys.argv[1]]
+            "hydra.run.dir=run"]
 hydra_cli("drift_history", main, register, schema=DriftHistoryConfig)()
 """
 
@@ -545,8 +554,8 @@ hydra_cli("drift_history", main, register, schema=DriftHistoryConfig)()
     ("free(): invalid pointer", "it was killed, or native code ended it"),
 ])
 def test_a_process_that_dies_below_python_still_ends_in_one_line(last_message, why, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", _DIES_BELOW_PYTHON, last_message], cwd=tmp_path, env=env,
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LAST_MESSAGE": last_message}
+    done = subprocess.run([sys.executable, "-c", _DIES_BELOW_PYTHON], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr == (f"kon_ray: unexpected error: the command stopped without finishing: {why}; Ray's messages"

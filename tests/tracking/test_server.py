@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from kon_ray.config import load_config, to_plain
@@ -108,11 +110,28 @@ def test_the_cli_run_is_tracked_on_the_server(tmp_path, mlflow_server, tiny_pola
     artifacts = _artifacts(_client(mlflow_server), run.info.run_id)
     assert {"ingest/ingest.json", "run.log", ".hydra/config.yaml", ".hydra/overrides.yaml"} <= artifacts
 
-    # a failing run is recorded as failed, with its one-line error, and exits with the documented code
-    result = _kon(["+dataset=POLA", f"dataset.path={tmp_path / 'missing'}", f"output_dir={out}-bad",
+    # data that cannot be read is refused from the Parquet footers before a run starts: no MLflow run at all
+    result = _kon(["+dataset=POLA", f"dataset.path={tmp_path / 'missing'}", f"output_dir={out}-missing",
+                   "stages=[ingest]", f"tracking.uri={mlflow_server}", "tracking.experiment=cli",
+                   f"hydra.run.dir={out}-missing"], tmp_path)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert len(_runs(mlflow_server, "cli")) == 1
+
+    # a run that fails at work (two records with one id, found by ingest) is recorded as failed, with its one-line
+    # error, and exits with the documented code
+    (part,) = sorted(tiny_pola.glob("*.parquet"))[:1]
+    table = pq.read_table(part)
+    at = table.schema.get_field_index("customer_id")
+    ids = table.column(at).to_pylist()
+    duplicated = tmp_path / "duplicated"
+    duplicated.mkdir()
+    pq.write_table(table.set_column(at, table.field(at), pa.array([ids[0]] + ids[:-1], table.field(at).type)),
+                   duplicated / part.name)
+    result = _kon(["+dataset=POLA", f"dataset.path={duplicated}", f"output_dir={out}-bad",
                    "stages=[ingest]", f"tracking.uri={mlflow_server}", "tracking.experiment=cli",
                    f"hydra.run.dir={out}-bad"], tmp_path)
     assert result.returncode == 3, result.stderr[-3000:]
+    assert "duplicate" in result.stderr, result.stderr[-3000:]
     failed = _runs(mlflow_server, "cli")[-1]
     assert failed.info.status == "FAILED" and failed.data.tags["error"].startswith("data error:")
     assert "run.log" in _artifacts(_client(mlflow_server), failed.info.run_id)
