@@ -139,7 +139,7 @@ def check_footers(path: str, declared: Dict[str, str], fix: str | None = None) -
 
 def fix_command(dataset) -> str | None:
     """What to run when the dataset's data is not there: the generator's command for a dataset it knows."""
-    from kon_ray.synth import generator_command
+    from kon_ray.synth.writer import generator_command
 
     command = generator_command(dataset)
     return f"generate it with: {command}" if command else None

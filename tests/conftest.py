@@ -98,7 +98,7 @@ def compose_config(overrides: Sequence[str] = (), tmp_path: Path | None = None) 
 def generate_pola(folder: Path, rows: int, parts: int = 1) -> Path:
     """Generated POLA data (kon_ray.synth, deterministic) in `folder`, as `parts` Parquet files; the folder."""
     from kon_ray.config import load_config
-    from kon_ray.synth import generate
+    from kon_ray.synth.writer import generate
     from kon_ray.synth.config import SynthConfig
 
     dataset = load_config(compose_config(["+dataset=POLA"])).dataset

@@ -196,7 +196,7 @@ def _synth_config(tmp_path: Path, *overrides: str):
 
 
 def test_the_generator_refuses_to_replace_data_of_another_size(tmp_path, caplog):
-    from kon_ray.synth import generate
+    from kon_ray.synth.writer import generate
     from kon_ray.synth.command import check_target
 
     first = _synth_config(tmp_path, "synth.rows=500")

@@ -16,7 +16,7 @@ from kon_ray.synth.command import CONFIG_NAME, SynthCommandConfig, check_target,
 
 def main(cfg: DictConfig) -> int:
     """Validate the config and generate; return the exit code."""
-    from kon_ray.synth import generate
+    from kon_ray.synth.writer import generate
 
     def work() -> int:
         config = load(cfg)

@@ -11,7 +11,7 @@ import pytest
 from kon_ray.errors import ConfigError
 from kon_ray.features.spec import build_spec
 from kon_ray.ingest import schema_problems
-from kon_ray.synth import generate
+from kon_ray.synth.writer import generate
 from kon_ray.synth.config import SynthConfig
 from kon_ray.synth.schema import SPECS, bind
 
