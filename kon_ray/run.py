@@ -124,7 +124,7 @@ def _main(cfg: DictConfig) -> int:
         from kon_ray.cluster.remote import submit
 
         started_work()
-        return submit(config, plain, _overrides())
+        return submit(config, _overrides())
     from kon_ray.cluster.local import init_local_ray
     from kon_ray.storage import check_writable
 

@@ -16,7 +16,7 @@ import ast
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Iterator, List, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "kon_ray"
@@ -55,7 +55,7 @@ def unit_of(module: str) -> str:
     return parts[1] if len(parts) > 1 else parts[0]
 
 
-def own_imports(path: Path, modules: Set[str], inert: Set[str] = set()) -> Iterator[Tuple[str, int, bool]]:
+def own_imports(path: Path, modules: Set[str], inert: Optional[Set[str]] = None) -> Iterator[Tuple[str, int, bool]]:
     """(imported module, line, deferred) for every import of a kon_ray module in `path`."""
     tree = ast.parse(path.read_text(), str(path))
     me = module_name(path)
@@ -81,7 +81,8 @@ def own_imports(path: Path, modules: Set[str], inert: Set[str] = set()) -> Itera
                     name = name.rpartition(".")[0]
                 # importing kon_ray.a.b runs kon_ray/a/__init__.py first
                 parents = [".".join(name.split(".")[:end]) for end in range(2, name.count(".") + 1)]
-                parents = [parent for parent in parents if parent not in inert]  # an __init__ that imports nothing
+                # an __init__ that imports nothing adds no edge
+                parents = [parent for parent in parents if parent not in (inert or ())]
                 for target in [*parents, name]:
                     if target not in seen:
                         seen.add(target)

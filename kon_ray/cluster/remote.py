@@ -14,13 +14,13 @@ kon_ray/tracking/uri.py), and each kind authenticates to its Ray with the head's
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Sequence
 
 from kon_ray.cluster.config import Ec2Cluster, RayCluster, SageMakerCluster
 from kon_ray.config import KonConfig
 
 
-def submit(config: KonConfig, plain: Dict[str, Any], overrides: Sequence[str]) -> int:
+def submit(config: KonConfig, overrides: Sequence[str]) -> int:
     cluster = config.cluster
     if config.tracking.enabled:
         from kon_ray.tracking.uri import check_remote_uri

@@ -26,7 +26,7 @@ import dataclasses
 import logging
 import pickle
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -401,11 +401,6 @@ def _sample_dataset(ds, columns: Sequence[str], rows: int) -> pa.Table:
 # --- reference and current ---------------------------------------------------------------------------------
 
 
-def column_kinds(schema: pa.Schema, columns: Iterable[str], overrides: Dict[str, str], label: str) -> Dict[str, str]:
-    """numeric | categorical per analysed column of one schema (drift.column_types wins); a DataError for an absent
-    column. `resolve_kinds` decides over every file of both sides."""
-    kinds, _ = resolve_kinds([(label, schema)], [], list(columns), overrides, label)
-    return kinds
 
 
 def missing_column(file: str, name: str, label: str) -> str:

@@ -48,10 +48,6 @@ def type_kind(arrow_type: pa.DataType) -> Tuple[Optional[str], str]:
     return None, f"Arrow type {t} is not analysed"
 
 
-def column_kind(arrow_type: pa.DataType) -> Optional[str]:
-    """numeric | categorical | None (a type drift does not analyse); an Arrow null column alone is numeric."""
-    kind, _ = type_kind(arrow_type)
-    return NUMERIC if kind == EMPTY else kind
 
 
 def numeric_values(column: pa.ChunkedArray | pa.Array, name: str = "") -> np.ndarray:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Dict, Tuple
 import numpy as np
 
 from kon_ray.errors import ConfigError
-from kon_ray.synth.schema import ESTRATO_COLUMN, SERIES_MONTHS, DatasetSpec, SynthDataset, spec_for
+from kon_ray.synth.schema import ESTRATO_COLUMN, ROLE_COLUMNS, SERIES_MONTHS, DatasetSpec, SynthDataset, spec_for
 
 if TYPE_CHECKING:
     from kon_ray.config import DatasetConfig

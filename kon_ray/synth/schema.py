@@ -30,7 +30,7 @@ import pyarrow as pa
 from kon_ray.errors import ConfigError
 
 if TYPE_CHECKING:
-    from kon_ray.config import DatasetConfig
+    pass
 
 SERIES_MONTHS = 12  # <prefix>01 .. <prefix>12: 12 months of history, 12 = the record's own month
 

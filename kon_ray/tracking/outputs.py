@@ -126,7 +126,7 @@ def model_input_example(model_folder: str, features_folder: str, population: str
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from kon_ray.infer.score import load_bundle
+    from kon_ray.model.score import load_bundle
     from kon_ray.segment.state import assign_segments
     from kon_ray.train.data import POPULATION_COLUMN
 

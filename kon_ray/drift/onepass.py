@@ -5,7 +5,7 @@ scores each record with its population's model, writes `part-<unit index>.parque
 its own part) and returns:
 
     rows      records scored
-    metrics   {population: metric counts}   (kon_ray.infer.metrics.partial; labelled splits only)
+    metrics   {population: metric counts}   (kon_ray.model.metrics.partial; labelled splits only)
     probs     {population: float32 (rows x classes)} the class probabilities, only on the pass that fits the
               prediction-drift reference (the test split: a few float32 columns)
     drift     {population: drift summary}   counts of the class probabilities on the reference's KS and PSI
@@ -39,7 +39,7 @@ from kon_ray.drift import summary as S
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.reference import NumericReference, ReferenceSummary
 from kon_ray.execution import WorkUnit
-from kon_ray.infer.score import (
+from kon_ray.model.score import (
     ACTUAL,
     PREDICTED,
     ModelBundle,
