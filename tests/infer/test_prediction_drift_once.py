@@ -165,9 +165,9 @@ def test_an_unreachable_registry_is_no_key_material_and_the_report_says_so(ray_s
     # a file where the database should be: MLflow cannot open it as a store
     (tmp_path / "broken.db").write_text("not a database")
     ctx = _drift_ctx(tmp_path, run_dir, f"sqlite:///{tmp_path}/broken.db")
-    planned = pipeline.with_models(pipeline.plan(ctx), "drift")
-    assert planned.models.key_material() is None  # planned: no exception, no model in the key
-    drift_stage.run(replace(planned, output_dir=str(tmp_path / "staging")))
+    models = pipeline.with_models(pipeline.plan(ctx), "drift").models  # what the pipeline hands the stage
+    assert models.key_material() is None  # planned: no exception, no model in the key
+    drift_stage.run(replace(ctx, models=models, output_dir=str(tmp_path / "staging")))
     report = json.loads((tmp_path / "staging" / "drift_report.json").read_text())
     block = report["summary"]["prediction_drift"]
     assert block["available"] is False and block["models"] == []
@@ -187,7 +187,7 @@ def test_high_prediction_drift_at_drift_check_raises_the_flag_and_the_gate(ray_s
     shifted = pd.read_parquet(Path(run_dir, "features", "current"))
     expected = _expected_psi(folders["industrial"], pd.concat([splits["train"], splits["test"]]), shifted)
     assert max(expected.values()) > 0.25  # HIGH, by the oracle
-    planned = pipeline.with_models(pipeline.plan(ctx), "drift")
+    planned = replace(ctx, models=pipeline.with_models(pipeline.plan(ctx), "drift").models)
     with pytest.raises(DriftGateError, match=r"^prediction drift is HIGH \(\d+ of \d+ features drifted\); see "):
         drift_stage.run(replace(planned, output_dir=str(tmp_path / "staging")))
     report = json.loads((tmp_path / "staging" / "drift_report.json").read_text())  # written before the stop
