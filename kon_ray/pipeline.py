@@ -27,6 +27,8 @@ from typing import Any, Callable, Dict, Iterator, Optional, Protocol
 from kon_ray import execution, manifest, stages, storage
 from kon_ray.config import KonConfig
 from kon_ray.context import STAGE_FOLDERS, RunContext
+from kon_ray.drift.check import metrics
+from kon_ray.drift.report import REPORT_JSON
 from kon_ray.errors import DriftGateError, KonError, StorageError
 from kon_ray.ingest import data_fingerprint
 from kon_ray.model.registered import Resolution
@@ -299,8 +301,6 @@ def _gated_metrics(folder: str, gated: Optional[DriftGateError] = None) -> Dict[
     """The metrics a stage stopped by the drift gate would have returned: those the error carries (InferenceReporting
     attaches its own), else the drift stage's from the report it published ({} when the report cannot be read: the
     observer still logs the folder)."""
-    from kon_ray.drift.check import metrics
-    from kon_ray.drift.report import REPORT_JSON
 
     carried = getattr(gated, "metrics", None)
     if isinstance(carried, dict):

@@ -4,8 +4,9 @@ Reads every module of the package with `ast` (nothing is imported or run) and fa
 - an import of a unit (a top-level module or a sub-package of kon_ray) names a unit of a higher layer, or of another
   unit on the same layer (a stage package importing another stage);
 - the units, or the files, import each other in a loop, deferred imports included;
-- more own-module imports are deferred into functions than DEFERRED_BUDGET. A deferred import is kept only to leave
-  a heavy library (Ray, MLflow, xgboost) off a fast path; the line before it says so in a comment.
+- more own-module imports are deferred into functions than DEFERRED_BUDGET, or one has no comment. A deferred import
+  is kept only to leave a heavy library (Ray, MLflow, xgboost, SciPy) off a fast path (a command's --help and
+  config errors, the sweep's planning) or where a test replaces the name it imports; the line above says which.
 
 `python scripts/check_layers.py --report` prints the graph's measures instead of failing.
 """
@@ -97,6 +98,17 @@ def _in_type_checking(tree: ast.Module, target: ast.AST) -> bool:
     return False
 
 
+def _says_why(path: Path, line: int) -> bool:
+    """A comment on the import's line, or on the line above its group of imports."""
+    lines = path.read_text().splitlines()
+    index = line - 1
+    if "#" in lines[index]:
+        return True
+    while index > 0 and lines[index - 1].strip().startswith(("from ", "import ")):
+        index -= 1
+    return index > 0 and lines[index - 1].strip().startswith("#")
+
+
 def cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
     """The strongly connected components of more than one node (Tarjan's)."""
     index: Dict[str, int] = {}
@@ -153,6 +165,8 @@ def main(argv: List[str]) -> int:
             statements.add(where)
             if is_deferred:
                 deferred.add(where)
+                if not _says_why(path, line):
+                    problems.append(f"{where}: a deferred import without a comment saying why (the line above)")
             if target == me or target == "kon_ray":
                 continue
             files[me].add(target)

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from kon_ray import execution, storage
 from kon_ray.drift import summary as S
 from kon_ray.drift.config import DriftConfig
+from kon_ray.drift.prediction import not_available, report_block
 from kon_ray.drift.reference import NumericReference, ReferenceSummary
 from kon_ray.execution import WorkUnit
 from kon_ray.model.score import (
@@ -209,7 +210,6 @@ def reference_for(bundle: ModelBundle, totals: Totals, cfg: DriftConfig, windows
 def compare(bundle: ModelBundle, reference, totals: Totals, cfg: DriftConfig,
             windows: Tuple[str, str] = WINDOWS) -> Dict[str, Any]:
     """The population's prediction-drift block (kon_ray.drift.prediction.report_block), or why there is none."""
-    from kon_ray.drift.prediction import not_available, report_block  # driver only: scipy.stats is slow to import
 
     if isinstance(reference, str):
         return not_available(reference)
