@@ -65,9 +65,10 @@ PYTEST := RAY_AUTH_MODE=disabled $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist 
 test: venv tools mlflow-server check
 	$(PYTEST)
 
-check: venv tools  # Python lint and types (pyproject.toml: [tool.ruff], [tool.mypy]); part of make test
+check: venv tools  # Python lint, types (pyproject.toml: [tool.ruff], [tool.mypy]) and layers; part of make test
 	$(TOOLS)/bin/ruff check .
 	$(TOOLS)/bin/mypy --python-executable $(PY)
+	$(PY) scripts/check_layers.py  # imports point only down the layers (README, "Architecture")
 
 lint: tools  # terraform fmt, checkov, actionlint (the tests run them too)
 	bash scripts/check_infra.sh

@@ -41,6 +41,8 @@ from kon_ray.config import (
     unknown_key_error,
 )
 from kon_ray.errors import ClusterError, ConfigError, KonError
+from kon_ray.execution import interrupted_in
+from kon_ray.terminal import KonTerminal
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,6 @@ def _ray_failure(exc: BaseException) -> Optional[str]:
 
 
 def _wraps_interruption(exc: BaseException) -> bool:
-    from kon_ray.execution import interrupted_in  # here, not at the top: a command that works never needs it
 
     return interrupted_in(exc)
 
@@ -481,7 +482,6 @@ def hydra_cli(
 
     @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base=None)
     def entry(cfg: DictConfig) -> None:
-        from kon_ray.terminal import KonTerminal
 
         started.append(True)
         last_words(log_file())  # a process that dies below Python still ends with one line

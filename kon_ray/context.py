@@ -9,10 +9,11 @@ that looks complete.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from kon_ray import storage
 from kon_ray.config import KonConfig
+from kon_ray.errors import ConfigError
 from kon_ray.manifest import MANIFEST
 from kon_ray.stages import STAGES
 from kon_ray.stages import stage as stage_entry
@@ -30,6 +31,9 @@ class RunContext:
     stage_paths: Dict[str, str] = field(default_factory=dict)  # where each stage publishes (set by the pipeline)
     stage_keys: Dict[str, str] = field(default_factory=dict)  # each stage's key (kon_ray/manifest.py)
     stage: str = ""  # the stage this context was handed to (set by the pipeline): it may read only its inputs
+    # the registered models a stage scores with (kon_ray/model/registered.py: a Resolution), for a stage whose
+    # registry entry says `registered_models`; resolved when the pipeline plans, loaded just before the stage runs
+    models: Optional[Any] = None
 
     def stage_dir(self, stage: str) -> str:
         """Where `stage` publishes its outputs for this config and data."""
@@ -47,8 +51,6 @@ class RunContext:
         # planned by the pipeline, a stage is complete only once its manifest is written (kon_ray/manifest.py)
         marker = storage.join(path, MANIFEST) if self.stage_keys else path
         if not storage.exists(marker):
-            from kon_ray.errors import ConfigError
-
             raise ConfigError(
                 f"stage output {path} is missing: run the {stage!r} stage first (include it in stages=[...])"
             )

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from kon_ray import storage
 from kon_ray.context import RunContext
 from kon_ray.errors import DataError
+from kon_ray.synth.writer import generator_command
 
 SUMMARY_FILE = "ingest.json"  # the stage's one output: rows, files, fingerprint (read by preprocess and tracking)
 
@@ -139,7 +140,6 @@ def check_footers(path: str, declared: Dict[str, str], fix: str | None = None) -
 
 def fix_command(dataset) -> str | None:
     """What to run when the dataset's data is not there: the generator's command for a dataset it knows."""
-    from kon_ray.synth import generator_command
 
     command = generator_command(dataset)
     return f"generate it with: {command}" if command else None

@@ -25,10 +25,15 @@ from dataclasses import replace
 from typing import Any, Callable, Dict, Iterator, Optional, Protocol
 
 from kon_ray import execution, manifest, stages, storage
+from kon_ray.config import KonConfig
 from kon_ray.context import STAGE_FOLDERS, RunContext
+from kon_ray.drift.check import metrics
+from kon_ray.drift.report import REPORT_JSON
 from kon_ray.errors import DriftGateError, KonError, StorageError
 from kon_ray.ingest import data_fingerprint
+from kon_ray.model.registered import Resolution
 from kon_ray.run_index import RunIndex
+from kon_ray.tracking import registry
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +68,36 @@ def cache_root(ctx: RunContext) -> str:
 
 
 def plan(ctx: RunContext) -> RunContext:
-    """Resolve where every stage's outputs live for this config and data (its keyed cache folder)."""
-    extra = {entry.name: entry.extra_key_material(ctx.config) for entry in stages.STAGES
-             if entry.name in ctx.config.stages}
+    """Resolve where every stage's outputs live for this config and data (its keyed cache folder), and which
+    registered models a stage that scores with them will use (their versions are part of its key)."""
+    models = None
+    if any(stages.stage(name).registered_models for name in ctx.config.stages):
+        models = resolve_models(ctx.config)
+    extra = {entry.name: models.key_material() for entry in stages.STAGES
+             if entry.name in ctx.config.stages and entry.registered_models and models is not None}
     keys = manifest.stage_keys(ctx.config, data_fingerprint(ctx.config.dataset.path), extra)
     root = cache_root(ctx)
     paths = {stage: storage.join(root, f"{stage}-{key}") for stage, key in keys.items()}
-    return replace(ctx, stage_paths=paths, stage_keys=keys)
+    return replace(ctx, stage_paths=paths, stage_keys=keys, models=models)
+
+
+def resolve_models(config: KonConfig) -> Resolution:
+    """The registered model versions prediction drift scores with (None in the key when there is none: tracking
+    off, nothing registered, or a registry that cannot be reached; the report then says which). Registry look-ups
+    only, on the driver before Ray; never raises: planning must not fail because of prediction drift."""
+    try:
+        return registry.resolve(config.dataset.name, config.tracking, config.drift.prediction_model)
+    except Exception as exc:
+        return Resolution(missing=(("all", f"the model registry lookup failed ({type(exc).__name__}: {exc})"),))
+
+
+def with_models(ctx: RunContext, stage: str) -> RunContext:
+    """The context for `stage`: for a stage that scores with registered models, exactly the planned versions, loaded
+    (only now, when it runs and is not reused)."""
+    if not stages.stage(stage).registered_models or ctx.models is None:
+        return replace(ctx, models=None)
+    bundles, failed = registry.load_bundles(ctx.models, ctx.config.tracking) if ctx.models.models else ([], {})
+    return replace(ctx, models=replace(ctx.models, bundles=tuple(bundles), failed=tuple(failed.items())))
 
 
 def run_pipeline(
@@ -152,7 +180,7 @@ def _run_stage(ctx: RunContext, stage: str, final: str,
     spilled_before = execution.spilled_bytes()
     start = time.perf_counter()
     try:
-        metrics = stage_function(stage)(replace(ctx, output_dir=staged, stage=stage)) or {}
+        metrics = stage_function(stage)(replace(with_models(ctx, stage), output_dir=staged, stage=stage)) or {}
     except DriftGateError:
         # the gate stops the run only after its report is published (without a manifest: it is not reused)
         storage.publish(staged, final)
@@ -273,8 +301,6 @@ def _gated_metrics(folder: str, gated: Optional[DriftGateError] = None) -> Dict[
     """The metrics a stage stopped by the drift gate would have returned: those the error carries (InferenceReporting
     attaches its own), else the drift stage's from the report it published ({} when the report cannot be read: the
     observer still logs the folder)."""
-    from kon_ray.drift.check import metrics
-    from kon_ray.drift.report import REPORT_JSON
 
     carried = getattr(gated, "metrics", None)
     if isinstance(carried, dict):

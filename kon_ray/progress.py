@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, TypeVar
 
+from kon_ray import terminal
+
 log = logging.getLogger(__name__)
 
 LIVE_DELAY_S = 3.0  # a pass shorter than this shows no live line
@@ -292,7 +294,6 @@ class TerminalOutput:
         self._lock = threading.Lock()
 
     def live(self, text: str) -> None:
-        from kon_ray import terminal
 
         width = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
         with self._lock:
@@ -301,7 +302,6 @@ class TerminalOutput:
         terminal.set_live_line(self.clear)
 
     def clear(self) -> None:
-        from kon_ray import terminal
 
         terminal.set_live_line(None)
         with self._lock:
@@ -314,7 +314,6 @@ class TerminalOutput:
 
 def terminal_output() -> tuple[Output, bool]:
     """(the output, whether it is a terminal) for a reporter created now."""
-    from kon_ray import terminal
 
     stream = terminal.console_stream()
     try:

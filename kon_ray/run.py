@@ -14,12 +14,20 @@ from typing import Any, Callable, Dict, Optional
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from kon_ray.cli import Interrupted, guarded, hydra_cli, in_multirun, log_file, started_work
+from kon_ray import stages, storage
+from kon_ray.cli import EXIT_CODES, Interrupted, guarded, hydra_cli, in_multirun, log_file, started_work
 from kon_ray.cluster.config import LocalCluster
-from kon_ray.config import KonConfig, load_config, register_configs, to_plain
+from kon_ray.cluster.jobs import leave_ray_working_dir
+from kon_ray.cluster.remote import submit
+from kon_ray.config import KonConfig, dataset_choices, load_config, register_configs, to_plain
 from kon_ray.context import RunContext
 from kon_ray.errors import TrackingIncomplete
+from kon_ray.execution import user_errors
+from kon_ray.ingest import check_footers, fix_command
+from kon_ray.run_index import copy_run_files
 from kon_ray.secrets import MASK, install_log_redaction, redact, redact_text, secret_values
+from kon_ray.storage import check_writable
+from kon_ray.tracking.sweep import record_job
 
 log = logging.getLogger("kon_ray.run")  # the module's name, also when it runs as __main__ (python -m)
 
@@ -29,7 +37,7 @@ def run(
 ) -> Dict[str, Dict[str, Any]]:
     """Run the pipeline on an already started Ray, tracked in MLflow unless tracking=off; return each stage's
     metrics. The MLflow run always ends, with the status the outcome deserves (kon_ray/tracking/tracker.py)."""
-    from kon_ray.execution import user_errors
+    # deferred: the pipeline brings Ray's stages, xgboost and SciPy; --help and config errors stay fast
     from kon_ray.pipeline import run_pipeline
 
     ctx = RunContext(config=config, plain=plain, run_dir=config.output_dir)
@@ -57,7 +65,6 @@ def run(
 def _keep_run_files(run_dir: str) -> None:
     """A run folder on S3 gets the run's log and .hydra/ (kon_ray/run_index.py); a failure to copy is said, not
     raised over the run's own outcome."""
-    from kon_ray.run_index import copy_run_files
 
     try:
         hydra_dir: Optional[str] = os.path.join(HydraConfig.get().runtime.output_dir, ".hydra")
@@ -72,7 +79,6 @@ def _keep_run_files(run_dir: str) -> None:
 def interruption_line(config: KonConfig) -> str:
     """What Ctrl-C stopped: the first chosen stage the run folder has no link for (the pipeline links each stage
     there once it is published or reused), and the stages before it, which stay published for the next run."""
-    from kon_ray import stages, storage
 
     chosen = [stage for stage in stages.STAGE_ORDER if stage in config.stages]
     kept = []
@@ -94,6 +100,7 @@ def _tracking(config: KonConfig, plain: Dict[str, Any]):
     """The MLflow run around the pipeline, or nothing at all (MLflow not even imported) with tracking=off."""
     if not config.tracking.enabled:
         return contextlib.nullcontext(None)
+    # deferred: MLflow only with tracking on
     from kon_ray.tracking.tracker import tracked_run
 
     return tracked_run(config, plain, log_file=log_file())
@@ -101,7 +108,6 @@ def _tracking(config: KonConfig, plain: Dict[str, Any]):
 
 def _record_sweep_job(results: Dict[str, Dict[str, Any]], tracker: Any, error: BaseException | None) -> None:
     """In a Hydra multirun, hand this job's metrics to the sweep summary (kon_ray/tracking/sweep.py)."""
-    from kon_ray.tracking.sweep import record_job
 
     record_job(results, getattr(tracker, "run_id", None), error)
 
@@ -121,12 +127,11 @@ def _main(cfg: DictConfig) -> int:
     _redact_hydra_dumps(plain, secret_values(everything))
     cluster = config.cluster
     if not isinstance(cluster, LocalCluster):  # ray, ec2, sagemaker: the run goes to the cluster
-        from kon_ray.cluster.remote import submit
 
         started_work()
-        return submit(config, plain, _overrides())
+        return submit(config, _overrides())
+    # deferred: Ray only once the config is valid (and tests replace local.init_local_ray)
     from kon_ray.cluster.local import init_local_ray
-    from kon_ray.storage import check_writable
 
     check_writable(config.output_dir, "output_dir")
     if config.cache_dir:
@@ -143,7 +148,6 @@ def _check_data(config: KonConfig) -> None:
     the same and the ids again when it runs; a run without ingest reads its published output instead."""
     if "ingest" not in config.stages:
         return
-    from kon_ray.ingest import check_footers, fix_command
 
     dataset = config.dataset
     check_footers(dataset.path, dict(dataset.columns), fix_command(dataset))
@@ -204,8 +208,6 @@ def _overrides() -> list[str]:
 
 def usage() -> str:
     """`python -m kon_ray.run --help`."""
-    from kon_ray.cli import EXIT_CODES
-    from kon_ray.config import dataset_choices
 
     datasets = ", ".join(dataset_choices())
     return f"""usage: python -m kon_ray.run +dataset=NAME [KEY=VALUE ...]
@@ -240,7 +242,6 @@ cli = hydra_cli("config", main, register_configs, schema=KonConfig, usage=usage)
 
 
 if __name__ == "__main__":
-    from kon_ray.cluster.jobs import leave_ray_working_dir
 
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
     leave_ray_working_dir()  # in a Ray Job's driver: a folder Ray cannot replace under it (kon_ray/cluster/jobs.py)

@@ -32,19 +32,13 @@ class Stage:
     inputs: Tuple[str, ...] = ()  # the stages whose published folders it reads (ctx.input_dir refuses any other)
     needs_ray: bool = True  # False: runs on the driver alone, so a run that stops there never starts Ray
     tracked: str = ""  # what MLflow logs beyond its metrics and artifacts (a hook of kon_ray/tracking/tracker.py)
-    # "module:function" returning what else, outside the config and the data, decides its outputs (the version of
-    # a registered model it reads, say); mixed into its manifest key. Imported only when the pipeline plans.
-    key_material: str = ""
+    # True: it scores with the registered models (prediction drift). The pipeline finds their versions while it
+    # plans (they join its manifest key) and hands them, loaded, to the stage in `RunContext.models`.
+    registered_models: bool = False
 
     def function(self) -> Callable[[Any], Dict[str, Any]]:
         run: Callable[[Any], Dict[str, Any]] = importlib.import_module(self.module).run
         return run
-
-    def extra_key_material(self, config: Any) -> Any:
-        if not self.key_material:
-            return None
-        module, function = self.key_material.split(":")
-        return getattr(importlib.import_module(module), function)(config)
 
 
 STAGES: Tuple[Stage, ...] = (
@@ -52,7 +46,7 @@ STAGES: Tuple[Stage, ...] = (
           needs_ray=False, tracked="data_fingerprint"),
     Stage("preprocess", "kon_ray.features.stage", "features", ("dataset", "split", "seed"), ("ingest",)),
     Stage("drift", "kon_ray.drift.stage", "drift", ("drift",), ("preprocess",), tracked="drift_evidence",
-          key_material="kon_ray.drift.stage:key_material"),  # the registered model versions it scores with
+          registered_models=True),
     Stage("segment", "kon_ray.segment.stage", "segment", ("dataset.segment", "seed"), ("preprocess",)),
     Stage("train", "kon_ray.train.stage", "models",
           ("model", "seed", "cluster.train_workers", "cluster.cpus_per_train_worker"), ("preprocess", "segment"),

@@ -24,6 +24,8 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from kon_ray.errors import ConfigError, StorageError
+
 # The retry budget of one S3 request: attempts in all (the first one included), with the AWS SDK's standard backoff
 # (its delays grow to ~20 s; 10 attempts ride out about a minute of throttling). A documented constant, not a config
 # key: it is a property of the store, the same for every run; KON_S3_MAX_ATTEMPTS overrides it (the tests use 3).
@@ -181,7 +183,6 @@ def _json_default(value: Any) -> Any:
 
 def check_writable(path: str, key: str) -> None:
     """Fail before any work when a local output folder cannot be created or written (S3 is checked on write)."""
-    from kon_ray.errors import ConfigError
 
     if is_s3(path):
         return
@@ -326,7 +327,6 @@ def storage_error(exc: BaseException, where: str) -> Optional[Any]:
     of the store rather than of kon_ray or the data: an S3 request that failed past its retry budget (naming the
     object, s3://bucket/key) or a full disk (naming the file). `where`: the folder being written, named when the
     error itself names nothing. None for anything else."""
-    from kon_ray.errors import StorageError
 
     for error in _causes(exc):
         if not isinstance(error, OSError):

@@ -120,7 +120,7 @@ def ray_train_main(argv) -> None:
 
     from kon_ray import execution
     from kon_ray.cluster.config import LocalCluster
-    from kon_ray.infer import metrics
+    from kon_ray.model import metrics
     from kon_ray.train.boost import xgb_params
     from kon_ray.train.config import ModelConfig
     from kon_ray.train.stage import fit

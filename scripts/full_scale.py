@@ -68,7 +68,7 @@ def main() -> int:
     from kon_ray.cluster.local import init_local_ray
     from kon_ray.context import RunContext
     from kon_ray.pipeline import run_pipeline
-    from kon_ray.synth import generate
+    from kon_ray.synth.writer import generate
 
     out = Path(args.out)
     record = out / "full_scale.json"  # written after every dataset; later invocations add to it

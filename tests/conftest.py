@@ -98,8 +98,8 @@ def compose_config(overrides: Sequence[str] = (), tmp_path: Path | None = None) 
 def generate_pola(folder: Path, rows: int, parts: int = 1) -> Path:
     """Generated POLA data (kon_ray.synth, deterministic) in `folder`, as `parts` Parquet files; the folder."""
     from kon_ray.config import load_config
-    from kon_ray.synth import generate
     from kon_ray.synth.config import SynthConfig
+    from kon_ray.synth.writer import generate
 
     dataset = load_config(compose_config(["+dataset=POLA"])).dataset
     generate(dataset, SynthConfig(rows=rows, rows_per_file=-(-rows // parts)), str(folder))

@@ -196,8 +196,8 @@ def _synth_config(tmp_path: Path, *overrides: str):
 
 
 def test_the_generator_refuses_to_replace_data_of_another_size(tmp_path, caplog):
-    from kon_ray.synth import generate
     from kon_ray.synth.command import check_target
+    from kon_ray.synth.writer import generate
 
     first = _synth_config(tmp_path, "synth.rows=500")
     check_target(first)  # nothing there yet: no line
@@ -468,18 +468,19 @@ def test_two_samples_of_one_distribution_with_ids_raise_no_flag(tmp_path, ray_se
 # ---- item 6: a first run that explains itself ------------------------------------------------------------------------
 
 def test_the_drift_stage_says_in_its_own_line_that_a_first_run_has_no_model_yet(tmp_path):
-    from kon_ray.drift import prediction as P
     from kon_ray.drift.stage import model_line
+    from kon_ray.model.registered import RegisteredModel, Resolution
     from kon_ray.tracking.config import TrackingConfig
+    from kon_ray.tracking.registry import resolve
 
-    first_run = P.resolve("POLA", TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db"), None)  # no database yet
+    first_run = resolve("POLA", TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db"), None)  # no database yet
     assert model_line(first_run, "POLA") == (
         "prediction drift not checked: no POLA model is registered yet (expected on a first run; a run with"
         " tracking.register_models=true registers its models for the next)")
-    off = P.resolve("POLA", TrackingConfig(enabled=False), None)
+    off = resolve("POLA", TrackingConfig(enabled=False), None)
     assert model_line(off, "POLA") == ("prediction drift not checked: tracking is off (tracking.enabled=false), so"
                                        " there is no model registry to take a model from")
-    one = P.Resolution(models=(P.RegisteredModel("domestic", "POLA-domestic", "3"),),
+    one = Resolution(models=(RegisteredModel("domestic", "POLA-domestic", "3"),),
                        missing=(("industrial", "nothing registered as 'POLA-industrial'"),))
     assert model_line(one, "POLA") == ("prediction drift scored with POLA-domestic version 3; not industrial"
                                        " (industrial: nothing registered as 'POLA-industrial')")
@@ -488,11 +489,11 @@ def test_the_drift_stage_says_in_its_own_line_that_a_first_run_has_no_model_yet(
 def test_planning_the_drift_stage_prints_nothing(tmp_path, caplog):
     """The note used to come before the first stage; the plan is silent now, the drift stage says it."""
     from kon_ray.config import load_config
-    from kon_ray.drift.stage import key_material
+    from kon_ray.pipeline import resolve_models
 
     config = load_config(compose_config(["+dataset=POLA"], tmp_path))
     with caplog.at_level("DEBUG", logger="kon_ray"):
-        assert key_material(config) is None
+        assert resolve_models(config).key_material() is None
     assert caplog.messages == []
 
 

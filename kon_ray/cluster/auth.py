@@ -143,12 +143,6 @@ def write_node_token(value: str, path: Path = DEFAULT_TOKEN_FILE) -> Path:
     return path
 
 
-def node_env(token_file: Path = DEFAULT_TOKEN_FILE, environ: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """The environment `ray start` and the pipeline run with on a node: token mode, the token from its file."""
-    env = dict(os.environ if environ is None else environ)
-    env.pop("RAY_AUTH_TOKEN", None)
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file))
-    return env
 
 
 def main(argv: Optional[list] = None) -> int:

@@ -36,6 +36,8 @@ from kon_ray.cluster.auth import Token, auth_failure, enable_client_auth, find_t
 from kon_ray.cluster.config import Ec2Cluster, RayCluster, carried_overrides, joined_overrides, override_key
 from kon_ray.config import CONF_DIR, KonConfig
 from kon_ray.errors import ClusterError, ConfigError, first_line
+from kon_ray.secrets import URL_PASSWORD, is_secret_key
+from kon_ray.terminal import result_stream
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +156,6 @@ def runtime_env(config: KonConfig, environ: Optional[Mapping[str, str]] = None,
 def check_no_secrets(overrides: Sequence[str], env_vars: Dict[str, str]) -> None:
     """A job's command line and runtime_env are stored by the head and shown in its dashboard to anyone who may use
     the Jobs API: refuse, before submitting, an override or a forwarded variable that carries a secret."""
-    from kon_ray.secrets import URL_PASSWORD, is_secret_key
 
     for override in overrides:
         key = override_key(override)
@@ -241,7 +242,6 @@ def exit_code(job_id: str, outcome: JobOutcome) -> int:
 
 
 def _follow(client: Any, job_id: str, to: Optional[IO[str]], timeout_s: Optional[float], poll_s: float) -> JobOutcome:
-    from kon_ray.terminal import result_stream
 
     out = to or result_stream()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s

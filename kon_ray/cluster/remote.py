@@ -14,30 +14,31 @@ kon_ray/tracking/uri.py), and each kind authenticates to its Ray with the head's
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Sequence
 
 from kon_ray.cluster.config import Ec2Cluster, RayCluster, SageMakerCluster
+from kon_ray.cluster.ec2 import submit_ec2
+from kon_ray.cluster.sagemaker import submit_sagemaker
 from kon_ray.config import KonConfig
+from kon_ray.tracking.uri import check_remote_uri
 
 
-def submit(config: KonConfig, plain: Dict[str, Any], overrides: Sequence[str]) -> int:
+def submit(config: KonConfig, overrides: Sequence[str]) -> int:
     cluster = config.cluster
     if config.tracking.enabled:
-        from kon_ray.tracking.uri import check_remote_uri
 
         check_remote_uri(config.tracking.uri, cluster.kind)
     if isinstance(cluster, RayCluster):
+        # deferred: Ray's job client, only for a Ray cluster (and tests replace jobs.submit_run)
         from kon_ray.cluster.jobs import submit_run
 
         cluster.check_shared_storage(config.output_dir)
         return submit_run(config, overrides, cluster.address or "")
     if isinstance(cluster, Ec2Cluster):
-        from kon_ray.cluster.ec2 import submit_ec2
 
         cluster.check_shared_storage(config.output_dir)
         return submit_ec2(config, overrides)
     if isinstance(cluster, SageMakerCluster):
-        from kon_ray.cluster.sagemaker import submit_sagemaker
 
         return submit_sagemaker(config, overrides)
     raise AssertionError(f"submit called for cluster.kind={cluster.kind!r}")  # run.main handles local

@@ -31,6 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, MutableMapping, Optional, Sequence
 
+from kon_ray.cluster import auth
+from kon_ray.errors import ClusterError
+
 log = logging.getLogger("kon_ray.cluster.sagemaker_entry")  # the module name, also as __main__
 
 RESOURCE_CONFIG = "/opt/ml/input/config/resourceconfig.json"
@@ -175,8 +178,6 @@ def enable_token_auth(environ: MutableMapping[str, str], fetch: Optional[Callabl
                       token_file: Optional[Path] = None) -> Path:
     """Read the token from the secret named by $KON_RAY_TOKEN_SECRET into the token file and turn Ray's token mode
     on for this process and its children (`ray start`, the pipeline). A RuntimeError when it cannot."""
-    from kon_ray.cluster import auth
-    from kon_ray.errors import ClusterError
 
     secret = environ.get(TOKEN_SECRET_ENV)
     if not secret:

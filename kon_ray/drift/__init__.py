@@ -22,7 +22,7 @@ The contract (README "Drift: the contract"):
 Public entry points:
 - `kon_ray.drift.stage.run(ctx)`: the pipeline stage.
 - `kon_ray.drift.check.run_check(cfg, current, output_dir, reference=..., reference_summary=...)`: one check.
-- `kon_ray.infer.onepass.prediction_drift(bundles, reference_files, current_files, id_column, cfg)`: prediction
+- `kon_ray.drift.onepass.prediction_drift(bundles, reference_files, current_files, id_column, cfg)`: prediction
   drift with InferenceReporting's scorer (DriftCheck's registered models: kon_ray.drift.prediction).
 - `kon_ray.drift.engine.fit_reference(data, cfg)` / `summarise_current(reference, data, cfg)` and
   `kon_ray.drift.compare.compare(reference, current, cfg)`: the building blocks.

@@ -25,11 +25,16 @@ from typing import List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from kon_ray.cli import guarded, hydra_cli, started_work
+from kon_ray import storage
+from kon_ray.cli import EXIT_CODES, guarded, hydra_cli, started_work
 from kon_ray.cluster.config import LocalCluster
 from kon_ray.config import load_schema, register_configs
+from kon_ray.drift import reference as reference_io
 from kon_ray.drift.config import DriftConfig
+from kon_ray.drift.identifiers import identifier_columns
 from kon_ray.errors import ConfigError, DataError, DriftGateError
+from kon_ray.ingest import find_files, read_metadata
+from kon_ray.storage import check_writable
 from kon_ray.terminal import result_stream
 from kon_ray.tracking.config import DriftTrackingConfig
 
@@ -69,7 +74,6 @@ def check_inputs(config: DriftStandaloneConfig) -> tuple[list, list]:
     side has a row, every file of both sides has every column the check compares (the reference's, less `exclude`
     and `drift.exclude`), the output folder is writable; a DataError (exit 3) or ConfigError (exit 2) naming the
     key and file otherwise."""
-    from kon_ray.storage import check_writable
 
     excluded = set(config.exclude) | set(config.drift.exclude)
     if config.reference:
@@ -96,8 +100,6 @@ def check_inputs(config: DriftStandaloneConfig) -> tuple[list, list]:
 def skipped_with_reasons(config: DriftStandaloneConfig, files: list, compared: list) -> dict:
     """{column: reason} for the reference's columns the check leaves out and says so in `skipped`: those given in
     exclude=[...] or drift.exclude that the reference has, and its identifiers (kon_ray/drift/identifiers.py)."""
-    from kon_ray.drift.identifiers import identifier_columns
-    from kon_ray.ingest import read_metadata
 
     if not files:  # reference_summary=: its columns were chosen when it was fitted
         return {}
@@ -113,7 +115,6 @@ def skipped_with_reasons(config: DriftStandaloneConfig, files: list, compared: l
 def _check_parquet(path: str, key: str) -> list:
     """(file, schema, rows) of each Parquet file at `path`, from the footers; a DataError naming `key` when there
     is none, one is not Parquet, or none has a row."""
-    from kon_ray.ingest import find_files, read_metadata
 
     found = []
     for file in find_files(path, key):  # "PATH: no such file or folder (KEY)", "...: no .parquet files found (KEY)"
@@ -129,9 +130,6 @@ def _check_parquet(path: str, key: str) -> list:
 
 def _check_summary(path: str, psi_bins: int) -> list:
     """The columns of the saved reference summary at `path`, or a DataError naming reference_summary."""
-    from kon_ray import storage
-    from kon_ray.drift import reference as reference_io
-
     if not storage.exists(path):
         raise DataError(f"{path}: no such file (reference_summary)")
     try:
@@ -153,6 +151,7 @@ def _check(cfg: DictConfig) -> int:
         if reason.startswith("identifier"):
             log.info("drift: %s is not compared: %s", name, reason)
     started_work()
+    # deferred: Ray, SciPy and the engine only once the config is valid (--help and config errors stay fast)
     from kon_ray.cluster.local import init_local_ray
     from kon_ray.drift.check import gate, run_check
     from kon_ray.drift.report import REPORT_HTML, REPORT_JSON, SUMMARY_TXT, summary_text
@@ -171,6 +170,7 @@ def _check(cfg: DictConfig) -> int:
         raise
     finally:  # a check the gate stops is tracked too: its run ends FAILED with stopped_by=drift_gate
         if tracking_uri is not None:
+            # deferred: MLflow only when the check is tracked
             from kon_ray.tracking.drift_check import log_check
 
             log_check(config.tracking, tracking_uri, report, config.output, config.drift, config.current, started,
@@ -182,6 +182,7 @@ def _tracking_target(tracking: DriftTrackingConfig) -> str | None:
     """Before Ray starts: the MLflow target answers (a ConfigError naming tracking.uri otherwise)."""
     if tracking.uri is None:
         return None
+    # deferred: MLflow only when the check is tracked
     from kon_ray.tracking.drift_check import check_target
 
     return check_target(tracking)
@@ -189,7 +190,6 @@ def _tracking_target(tracking: DriftTrackingConfig) -> str | None:
 
 def usage() -> str:
     """`python -m kon_ray.drift --help`."""
-    from kon_ray.cli import EXIT_CODES
 
     return f"""usage: python -m kon_ray.drift reference=PATH current=PATH output=DIR [KEY=VALUE ...]
        python -m kon_ray.drift reference_summary=OLD/reference_summary.json current=PATH output=DIR

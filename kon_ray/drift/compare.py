@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from kon_ray import execution
 from kon_ray.drift.chi2 import chi2_homogeneity
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.ks import ks_from_slots, ks_pvalue, ks_pvalues
@@ -108,7 +109,6 @@ def categorical_feature(name: str, ref_counts: Dict, cur_counts: Dict, cfg: Drif
 
 def compare(reference: ReferenceSummary, current: dict, cfg: DriftConfig) -> List[Dict[str, Any]]:
     """One result per analysed feature, in the reference's column order, with BH-adjusted p-values."""
-    from kon_ray import execution
 
     numeric = [(n, r) for n, r in reference.numeric.items() if n not in current.get("skipped", {})]
     triples = []

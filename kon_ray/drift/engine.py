@@ -26,7 +26,7 @@ import dataclasses
 import logging
 import pickle
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,7 @@ from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.psi import edges_from_order_stats
 from kon_ray.drift.reference import NumericReference, ReferenceSummary
 from kon_ray.errors import ConfigError, DataError
+from kon_ray.ingest import find_files, read_dataset, read_metadata
 
 if TYPE_CHECKING:  # pandas is imported where a DataFrame is handled: Ray workers run the per-unit
     import pandas as pd  # functions below without it (about 0.5 CPU-s less per fresh worker)
@@ -61,7 +62,6 @@ class Source:
         """(file, Arrow schema) of every file (footers only), or of the table / dataset: a column's kind is decided
         from all of them, never from the first file alone."""
         if self.files:
-            from kon_ray.ingest import read_metadata
 
             return [(f, read_metadata(f)[0]) for f in self.files]
         if self.table is not None:
@@ -91,7 +91,6 @@ class Source:
 
     def to_dataset(self, columns: Sequence[str]):
         if self.files:
-            from kon_ray.ingest import read_dataset
 
             return read_dataset(list(self.files), columns)
         if self.table is not None:
@@ -114,12 +113,10 @@ def as_source(data: Union[str, Sequence[str], "pd.DataFrame", object], label: st
     if isinstance(data, Source):
         return data
     if isinstance(data, str):
-        from kon_ray.ingest import find_files
 
         files = tuple(find_files(data))
         return Source(label=label or data, files=files, groups=tuple(execution.row_groups(files)))
     if isinstance(data, (list, tuple)) and data and all(isinstance(p, str) for p in data):
-        from kon_ray.ingest import find_files
 
         # An empty split (e.g. no test rows) is still a folder; only all of them empty is an error.
         files = tuple(f for path in data if storage.list_files(path) for f in find_files(path))
@@ -401,11 +398,6 @@ def _sample_dataset(ds, columns: Sequence[str], rows: int) -> pa.Table:
 # --- reference and current ---------------------------------------------------------------------------------
 
 
-def column_kinds(schema: pa.Schema, columns: Iterable[str], overrides: Dict[str, str], label: str) -> Dict[str, str]:
-    """numeric | categorical per analysed column of one schema (drift.column_types wins); a DataError for an absent
-    column. `resolve_kinds` decides over every file of both sides."""
-    kinds, _ = resolve_kinds([(label, schema)], [], list(columns), overrides, label)
-    return kinds
 
 
 def missing_column(file: str, name: str, label: str) -> str:

@@ -26,9 +26,17 @@ from typing import Any, Dict, List, Optional, Sequence
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from kon_ray.config import DatasetConfig
+from kon_ray import storage
+from kon_ray.cli import EXIT_CODES, guarded, hydra_cli, started_work
+from kon_ray.config import DatasetConfig, load_schema, register_configs
 from kon_ray.drift.config import DriftConfig
+from kon_ray.drift.html import COLOURS, CSS
 from kon_ray.errors import ConfigError, DataError
+from kon_ray.secrets import redact_text
+from kon_ray.storage import check_writable
+from kon_ray.terminal import result_stream
+from kon_ray.tracking.common import import_mlflow
+from kon_ray.tracking.uri import check_uri, resolve_uri
 
 log = logging.getLogger("kon_ray.drift.history")  # the module's name, also when it runs as __main__ (python -m)
 
@@ -178,8 +186,6 @@ def _when(ms: int) -> str:
 
 def chart_svg(history: FeatureHistory, batches: Sequence[Batch], cfg: DriftConfig) -> str:
     """PSI by batch over the three bands, as inline SVG; every point carries its exact PSI (data-psi)."""
-    from kon_ray.drift.html import COLOURS
-
     width, height, left, right, top, bottom = 520, 190, 52, 12, 10, 34
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for v in history.psi if v is not None]
@@ -229,8 +235,6 @@ td.num{font-variant-numeric:tabular-nums}.crossed{font-weight:600}
 
 def render(batches: Sequence[Batch], histories: Sequence[FeatureHistory], cfg: DriftConfig, experiment: str,
            source: str) -> str:
-    from kon_ray.drift.html import COLOURS, CSS
-
     def badge(name: Optional[str]) -> str:
         if name is None:
             return "-"
@@ -308,9 +312,6 @@ def build(uri: str, experiment: str, output: str, cfg: DriftConfig, dataset: Opt
     """Read the checks, write the page and its JSON; the paths written."""
     from mlflow.tracking import MlflowClient
 
-    from kon_ray import storage
-    from kon_ray.secrets import redact_text
-    from kon_ray.tracking.common import import_mlflow
 
     import_mlflow().set_tracking_uri(uri)  # sagemaker-mlflow signs and routes by mlflow.get_tracking_uri()
     batches, drawn = for_dataset(read_batches(MlflowClient(uri), experiment), dataset, experiment)
@@ -326,30 +327,23 @@ def build(uri: str, experiment: str, output: str, cfg: DriftConfig, dataset: Opt
 
 
 def register() -> None:
-    from kon_ray.config import register_configs
 
     register_configs()
     ConfigStore.instance().store(name="base_drift_history", node=OmegaConf.structured(DriftHistoryConfig))
 
 
 def load(cfg: DictConfig) -> DriftHistoryConfig:
-    from kon_ray.config import load_schema
 
     config: DriftHistoryConfig = load_schema(cfg, DriftHistoryConfig)
     return config
 
 
 def main(cfg: DictConfig) -> int:
-    from kon_ray.cli import guarded
 
     return guarded(lambda: _history(cfg))
 
 
 def _history(cfg: DictConfig) -> int:
-    from kon_ray.cli import started_work
-    from kon_ray.storage import check_writable
-    from kon_ray.terminal import result_stream
-    from kon_ray.tracking.uri import check_uri, resolve_uri
 
     config = load(cfg)
     uri = resolve_uri(config.tracking.uri)
@@ -364,7 +358,6 @@ def _history(cfg: DictConfig) -> int:
 
 def usage() -> str:
     """`python -m kon_ray.drift.history --help`."""
-    from kon_ray.cli import EXIT_CODES
 
     return f"""usage: python -m kon_ray.drift.history tracking.uri=URI experiment=NAME output=DIR [+dataset=NAME]
 
@@ -386,7 +379,6 @@ where things go: DIR/drift_history.html and .json; outputs/drift_history/<date>_
 
 
 def _cli():
-    from kon_ray.cli import hydra_cli
 
     return hydra_cli("drift_history", main, register, schema=DriftHistoryConfig, usage=usage)
 

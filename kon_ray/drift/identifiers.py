@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kon_ray import storage
+
 MIN_ROWS = 100
 REASON = ("identifier: unique in every one of the reference's {rows:,} rows, so new batches bring new values and"
           " its PSI measures only that; declare drift.column_types.{name}=numeric (or categorical) to compare it")
@@ -42,7 +44,6 @@ def all_distinct(column: pa.ChunkedArray | pa.Array) -> bool:
 def identifier_columns(files: Sequence[str], columns: Iterable[str], typed: Iterable[str] = ()) -> Dict[str, str]:
     """{column: reason} for the `columns` of the reference `files` that are identifiers (module docstring); the
     columns in `typed` (drift.column_types) are never identifiers."""
-    from kon_ray import storage
 
     opened, handles = [], []
     try:

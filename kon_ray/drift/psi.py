@@ -56,11 +56,3 @@ def edges_from_order_stats(lo_values: np.ndarray, hi_values: np.ndarray, gamma: 
     """The PSI interior edges: interpolated quantiles with duplicates removed (sorted)."""
     return np.unique(lerp(lo_values, hi_values, gamma))
 
-
-def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts of `values` in the right-closed bins of `edges` (len(edges) + 1 bins) plus a last missing bin."""
-    values = np.asarray(values, dtype=np.float64)
-    missing = np.isnan(values)
-    idx = np.searchsorted(edges, values[~missing], side="left")  # first edge >= x: x in (e[idx-1], e[idx]]
-    counts = np.bincount(idx, minlength=len(edges) + 1)
-    return np.append(counts, missing.sum()).astype(np.int64)

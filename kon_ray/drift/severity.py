@@ -13,7 +13,6 @@ import math
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import false_discovery_control
 
 from kon_ray.drift.config import DriftConfig
 
@@ -36,6 +35,8 @@ def adjust_pvalues(p_values: Sequence[float]) -> list[float]:
     out = np.full(p.shape, np.nan)
     defined = ~np.isnan(p)
     if defined.any():
+        from scipy.stats import false_discovery_control  # scipy.stats is slow to import: pages and --help need no test
+
         out[defined] = false_discovery_control(p[defined], method="bh")
     return out.tolist()
 

@@ -7,55 +7,30 @@ reference_summary.json, drift_report.json, drift_summary.txt and drift_report.ht
 `drift.fail_on_drift=true` and the flag raised it raises DriftGateError after writing them (exit code 4).
 
 Prediction drift scores both windows with each population's registered model `<dataset>-<population>` (its latest
-version, or the one `drift.prediction_model` names) through InferenceReporting's scorer
-(kon_ray.drift.prediction). Which version that is decides the report, so it is part of the stage's key:
-`key_material` looks it up when the pipeline plans, and the stage then scores with exactly that version.
+version, or the one `drift.prediction_model` names) through InferenceReporting's scorer (kon_ray.model.score).
+Which version that is decides the report, so it is part of the stage's key: the pipeline looks it up when it plans
+(kon_ray.tracking.registry) and hands the stage exactly those versions, loaded, in `ctx.models`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 from kon_ray import storage
 from kon_ray.config import KonConfig
 from kon_ray.context import STAGE_FOLDERS, RunContext
+from kon_ray.drift import onepass
 from kon_ray.drift import prediction as P
 from kon_ray.drift.check import gate, metrics, run_check
+from kon_ray.execution import kon_error_in
 from kon_ray.features.spec import calendar_features
+from kon_ray.ingest import read_metadata
+from kon_ray.model.registered import Resolution
+from kon_ray.model.score import input_columns
+from kon_ray.segment.io import split_files
 
 log = logging.getLogger(__name__)
-
-# What key_material resolved for a config, kept until that config's drift stage runs in this process: the stage
-# scores with the version its key holds, even if another is registered between planning and running.
-_PLANNED: Dict[Tuple[Any, ...], P.Resolution] = {}
-
-
-def _plan_key(config: KonConfig) -> Tuple[Any, ...]:
-    tracking = config.tracking
-    return (config.dataset.name, config.drift.prediction_model, tracking.enabled, tracking.uri)
-
-
-def key_material(config: KonConfig) -> Optional[Dict[str, str]]:
-    """The identity of the models DriftCheck will score with, {population: "<name>/<version>"}, for the stage's key;
-    None when there is none (tracking off, nothing registered, or a registry that cannot be reached: the report then
-    says which). Called on the driver when the pipeline plans, before Ray: registry look-ups only, never raises."""
-    try:
-        resolution = P.resolve(config.dataset.name, config.tracking, config.drift.prediction_model)
-    except Exception as exc:  # planning must not fail because of prediction drift
-        resolution = P.Resolution(missing=(("all", f"the model registry lookup failed ({type(exc).__name__}: {exc})"),))
-    _PLANNED[_plan_key(config)] = resolution
-    # said by the drift stage's own line when it runs (`model_line`), not here, before any stage has started
-    return resolution.key_material()
-
-
-def _resolution(config: KonConfig) -> P.Resolution:
-    """What the plan resolved for this config (used once), else a fresh look-up (the stage run on its own)."""
-    planned = _PLANNED.pop(_plan_key(config), None)
-    if planned is not None:
-        return planned
-    return P.resolve(config.dataset.name, config.tracking, config.drift.prediction_model)
-
 
 def run(ctx: RunContext) -> Dict[str, Any]:
     cfg = ctx.config.drift
@@ -67,7 +42,9 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     exclude = [dataset.id_column, dataset.date_column, dataset.target_column]
     if not cfg.calendar_features:
         exclude += calendar_features(list(dataset.features.dates))
-    resolution = _resolution(ctx.config)
+    # the registered models the pipeline resolved while planning (their versions are in this stage's key) and
+    # loaded for this run; none when the stage is run on its own
+    resolution: Resolution = ctx.models or Resolution(missing=(("all", "none given to this stage"),))
 
     def prediction() -> Dict[str, Any]:
         return prediction_drift(resolution, ctx.config, reference, current)
@@ -78,7 +55,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     return metrics(report)
 
 
-def model_line(resolution: P.Resolution, dataset: str) -> str:
+def model_line(resolution: Resolution, dataset: str) -> str:
     """Which models prediction drift scored with, in one short line: the registered versions, or why none (on a
     first run: nothing registered yet, which is expected, and how a run registers its models)."""
     if resolution.models:
@@ -95,18 +72,14 @@ def model_line(resolution: P.Resolution, dataset: str) -> str:
     return f"prediction drift not checked: {resolution.reason()}"
 
 
-def prediction_drift(resolution: P.Resolution, config: KonConfig, reference, current: str) -> Dict[str, Any]:
+def prediction_drift(resolution: Resolution, config: KonConfig, reference, current: str) -> Dict[str, Any]:
     """The report's prediction-drift block: the resolved models on the reference window against the current one."""
-    from kon_ray.infer import onepass
-    from kon_ray.infer.score import input_columns
-    from kon_ray.segment.io import split_files
-
     described = [m.describe() for m in resolution.models]
     missing = dict(resolution.missing)
     if not resolution.models:
         return dict(P.not_available(f"no model available: {resolution.reason()}"), models=described)
-    bundles, failed = P.load_bundles(resolution, config.tracking)
-    missing.update(failed)
+    bundles = list(resolution.bundles)  # loaded by the pipeline just before this stage (kon_ray.tracking.registry)
+    missing.update(dict(resolution.failed))
     if not bundles:
         return P.combine({}, described, missing)
     ref_files = [f for folder in reference if storage.exists(folder) for f in split_files(folder)]
@@ -127,8 +100,6 @@ def prediction_drift(resolution: P.Resolution, config: KonConfig, reference, cur
             blocks = onepass.prediction_drift(usable, ref_files, cur_files, config.dataset.id_column, config.drift,
                                               name="drift_prediction")
         except Exception as exc:  # scoring is part of the report; the feature report must still be written
-            from kon_ray.execution import kon_error_in
-
             cause = kon_error_in(exc) or exc
             log.warning("drift: prediction drift failed: %s", cause)
             missing.update({b.population: f"the model could not score the data ({type(cause).__name__}: {cause})"
@@ -138,8 +109,6 @@ def prediction_drift(resolution: P.Resolution, config: KonConfig, reference, cur
 
 def _columns(files) -> list:
     """Every column name in the files' footers (a file without one of them would fail the scorer's read)."""
-    from kon_ray.ingest import read_metadata
-
     names: Optional[set] = None
     for file in files:
         these = set(read_metadata(file)[0].names)

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kon_ray.drift.psi import edges_from_order_stats, quantile_ranks
 from kon_ray.errors import DataError
 
 MISSING = None  # the missing category's key in category counts
@@ -48,10 +49,6 @@ def type_kind(arrow_type: pa.DataType) -> Tuple[Optional[str], str]:
     return None, f"Arrow type {t} is not analysed"
 
 
-def column_kind(arrow_type: pa.DataType) -> Optional[str]:
-    """numeric | categorical | None (a type drift does not analyse); an Arrow null column alone is numeric."""
-    kind, _ = type_kind(arrow_type)
-    return NUMERIC if kind == EMPTY else kind
 
 
 def numeric_values(column: pa.ChunkedArray | pa.Array, name: str = "") -> np.ndarray:
@@ -187,7 +184,6 @@ def infinite_counts(slots: np.ndarray) -> Tuple[int, int]:
 def psi_ranks(slots: np.ndarray, bins: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(lo, hi, gamma, n_finite): the ranks among all non-missing values (so -inf values come first) of the order
     statistics np.quantile(finite values, i/B) interpolates; the quantiles are over the finite values only."""
-    from kon_ray.drift.psi import quantile_ranks
 
     low_inf, high_inf = infinite_counts(slots)
     n_finite = int(slots[:-1].sum()) - low_inf - high_inf
@@ -208,7 +204,6 @@ def psi_counts_sorted(sorted_values: np.ndarray, psi_edges: np.ndarray, missing:
 def psi_edges_sorted(sorted_values: np.ndarray, bins: int) -> np.ndarray:
     """The exact PSI edges np.unique(np.quantile(finite values, i/B)) of sorted non-missing values; empty when
     there is no finite value."""
-    from kon_ray.drift.psi import edges_from_order_stats, quantile_ranks
 
     finite = sorted_values[np.isfinite(sorted_values)]
     if not len(finite):

@@ -44,6 +44,7 @@ from kon_ray.features import split as splits
 from kon_ray.features.derive import parse_dates
 from kon_ray.features.spec import POPULATION, Spec, build_spec
 from kon_ray.features.state import (
+    FIT_SALT,
     STATE_FILE,
     check_raw_values,
     column_partial,
@@ -59,6 +60,7 @@ from kon_ray.features.state import (
     save_feature_state,
 )
 from kon_ray.features.transform import feature_arrays, population_of, transform_batch
+from kon_ray.ingest import read_ingested
 
 __all__ = ["run", "load_feature_state", "feature_columns", "transform_batch"]
 
@@ -77,7 +79,6 @@ UNIT_MIN_ROWS = execution.MIN_UNIT_ROWS
 
 
 def run(ctx: RunContext) -> Dict[str, Any]:
-    from kon_ray.ingest import read_ingested
 
     spec = build_spec(ctx.config.dataset)
     files = read_ingested(ctx)["files"]
@@ -185,7 +186,6 @@ def row_roles(ids: np.ndarray, month_idx: np.ndarray, targets: pd.Series, plan: 
               spec: Spec) -> tuple[np.ndarray, np.ndarray]:
     """The role code of every row (its split | TRAIN_PORTION | FIT_SAMPLE) and the fit hashes of the sample rows
     (in row order). Both are functions of the row and the plan, so they do not depend on the file layout."""
-    from kon_ray.features.state import FIT_SALT
 
     roles = splits.assign(ids, month_idx, targets, plan).astype(np.int8)
     unsampled = splits.assign(ids, month_idx, targets, plan, sample=False)

@@ -9,7 +9,7 @@ Output of `transform_batch` (and of every Parquet part the stage writes), in thi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping
+from typing import TYPE_CHECKING, Any, Dict, Mapping
 
 import numpy as np
 import pandas as pd
@@ -100,6 +100,3 @@ def transform_batch(
     check_state(state, spec)
     return transform_frame(batch, state, spec)
 
-
-def output_names(spec: Spec) -> List[str]:
-    return [*spec.passthrough, POPULATION, *spec.names]

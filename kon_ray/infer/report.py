@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping
 
-from kon_ray.infer import metrics
+from kon_ray.model import metrics
 
 PREDICTIONS = "predictions"  # reports/predictions/{test,current}/part-<unit>.parquet
 REPORT_JSON = "{population}.json"  # this dict, per population: REPORT_JSON.format(population=...)

@@ -9,7 +9,7 @@ publish a report per population.
 
 One pass per split, through the execution layer (kon_ray.execution: work units planned from the Parquet footers,
 one task of one CPU per unit): each task scores its rows, writes its predictions part and returns the metric counts
-of exactly the rows it wrote, plus what prediction drift needs (kon_ray.infer.onepass). The test split goes first:
+of exactly the rows it wrote, plus what prediction drift needs (kon_ray.drift.onepass). The test split goes first:
 its pass returns the class probabilities, from which the driver fits the prediction-drift reference; the current
 split's pass then also counts its probabilities on the reference's edges. Nothing re-reads the predictions.
 
@@ -25,11 +25,12 @@ from typing import Any, Dict, List
 from kon_ray import execution, storage
 from kon_ray.config import POPULATIONS
 from kon_ray.context import STAGE_FOLDERS, RunContext
+from kon_ray.drift import onepass
 from kon_ray.drift.prediction import is_high
 from kon_ray.errors import DataError, DriftGateError
-from kon_ray.infer import html, onepass
+from kon_ray.infer import html
 from kon_ray.infer.report import PREDICTIONS, REPORT_HTML, REPORT_JSON, build_report, feature_importance
-from kon_ray.infer.score import input_columns, load_bundle, merge_metric_partials
+from kon_ray.model.score import input_columns, load_bundle, merge_metric_partials
 from kon_ray.segment.io import require_split_columns, split_columns, split_dir, split_files
 from kon_ray.train.model_folder import MODEL_FILE
 

@@ -22,8 +22,16 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
+from kon_ray.cli import _preflight, guarded, started_work
+from kon_ray.cluster.config import LocalCluster
+from kon_ray.config import CONF_DIR, KonConfig, load_config, no_dataset_message, register_configs, to_plain
 from kon_ray.errors import ConfigError
+from kon_ray.storage import check_writable
 from kon_ray.sweep.config import SweepConfig
+from kon_ray.sweep.space import check_space, grid, model_for, parse_command_line
+from kon_ray.sweep.summary import format_summary
+from kon_ray.sweep.track import open_tracker, parent_params
+from kon_ray.terminal import KonTerminal, result_stream
 
 log = logging.getLogger("kon_ray.sweep")
 
@@ -35,7 +43,6 @@ def load_sweep_config(values: Dict[str, str]) -> SweepConfig:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    import kon_ray.config  # noqa: F401 - its hook lets OmegaConf merge into a frozen dataclass schema
 
     names = [f.name for f in dataclasses.fields(SweepConfig)]
     for key in values:
@@ -60,7 +67,6 @@ def compose(fixed: Sequence[str], sweep_dir: str):
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
-    from kon_ray.config import CONF_DIR, register_configs
 
     register_configs()
     try:
@@ -78,7 +84,6 @@ def compose(fixed: Sequence[str], sweep_dir: str):
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from kon_ray.cli import guarded
 
     args = list(sys.argv[1:] if argv is None else argv)
     return guarded(lambda: _main(args))
@@ -87,9 +92,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _main(args: List[str]) -> int:
     import json
 
-    from kon_ray.cli import _preflight
-    from kon_ray.config import KonConfig, load_config, no_dataset_message, to_plain
-    from kon_ray.sweep.space import check_space, grid, model_for, parse_command_line
 
     flags = [a for a in args if a.startswith("-") and a not in ("-m", "--multirun")]
     if flags:
@@ -107,7 +109,6 @@ def _main(args: List[str]) -> int:
     cfg = compose(command.fixed, sweep_dir)
     config = load_config(cfg)
     plain = to_plain(cfg)
-    from kon_ray.cluster.config import LocalCluster
 
     if not isinstance(config.cluster, LocalCluster):
         raise ConfigError(f"cluster={config.cluster.kind}: python -m kon_ray.sweep runs on a local Ray or one it "
@@ -123,11 +124,9 @@ def _main(args: List[str]) -> int:
 
 def _run(config, plain, sweep: SweepConfig, command, points, sweep_dir: str, overrides: List[str],
          fail: Optional[Dict[str, Any]]) -> int:
-    from kon_ray.cli import started_work
+    # deferred: Ray, Tune and xgboost only once the sweep's config is valid
     from kon_ray.cluster.local import init_local_ray
-    from kon_ray.storage import check_writable
     from kon_ray.sweep import driver
-    from kon_ray.terminal import KonTerminal, result_stream
 
     log_path = os.path.join(sweep_dir, "sweep.log")
     handler = _log_to(log_path)
@@ -139,7 +138,6 @@ def _run(config, plain, sweep: SweepConfig, command, points, sweep_dir: str, ove
         with KonTerminal(log_path):
             check_writable(config.cache_dir, "cache_dir")
             if config.tracking.enabled:
-                from kon_ray.sweep.track import open_tracker, parent_params
 
                 tracker = open_tracker(config.tracking.uri, config.tracking.experiment, config.dataset.name,
                                        overrides, parent_params(plain, settings))
@@ -156,7 +154,6 @@ def _run(config, plain, sweep: SweepConfig, command, points, sweep_dir: str, ove
                 ids = tracker.log_trials(summary["trials"], config.dataset.name)
                 tracker.finish(summary, ids, sweep_dir, "FAILED" if failed else "FINISHED")
                 tracker = None
-            from kon_ray.sweep.summary import format_summary
 
             print("\n".join(format_summary(summary)), file=result_stream())
             print(f"sweep folder: {sweep_dir}", file=result_stream())

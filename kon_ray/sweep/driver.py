@@ -17,12 +17,20 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from kon_ray import pipeline, storage
 from kon_ray.config import KonConfig
 from kon_ray.context import RunContext
+from kon_ray.execution import user_errors
+from kon_ray.segment.io import require_split_columns, split_dir
+from kon_ray.segment.state import SegmentState
 from kon_ray.sweep import page
 from kon_ray.sweep.config import SweepConfig
-from kon_ray.sweep.space import Dimension
+from kon_ray.sweep.space import Dimension, model_for
 from kon_ray.sweep.summary import PAGE_FILE, SUMMARY_FILE, summarize
 from kon_ray.sweep.trial import MODEL_FILE, population_data, read_finished, trial_folder
 from kon_ray.sweep.tuner import default_concurrency, tune_population
+from kon_ray.train.boost import Progress, xgb_params
+from kon_ray.train.data import POPULATION_COLUMN, check_population, model_features
+from kon_ray.train.model_folder import SEGMENT_STATE_FILE, write_model_folder
+from kon_ray.train.stage import ONE_PROCESS, _metadata, base_features, class_counts
+from kon_ray.train.worker import CHECKPOINT_MODEL, PROGRESS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +41,6 @@ def shared_stages(config: KonConfig, plain: Dict[str, Any], sweep_dir: str,
                   start_ray: Callable[[], None]) -> RunContext:
     """Run (or reuse) the stages every trial shares, untracked (the sweep's parent run records the sweep); the
     context that knows where they published."""
-    from kon_ray.execution import user_errors
 
     shared = replace(config, stages=list(SHARED_STAGES), tracking=replace(config.tracking, enabled=False))
     ctx = RunContext(config=shared, plain=plain, run_dir=storage.join(sweep_dir, "shared"))
@@ -46,11 +53,6 @@ def shared_stages(config: KonConfig, plain: Dict[str, Any], sweep_dir: str,
 def training_inputs(ctx: RunContext) -> Dict[str, Any]:
     """What the training stage reads before fitting (its own functions): features, classes per population, the
     segment state, the train split's columns."""
-    from kon_ray.segment.io import require_split_columns, split_dir
-    from kon_ray.segment.state import SegmentState
-    from kon_ray.train.data import POPULATION_COLUMN, check_population, model_features
-    from kon_ray.train.model_folder import SEGMENT_STATE_FILE
-    from kon_ray.train.stage import base_features, class_counts
 
     config = ctx.config
     dataset, model = config.dataset, config.model
@@ -114,11 +116,6 @@ def write_best_models(config: KonConfig, summary: Dict[str, Any], inputs: Dict[s
     <sweep dir>/best/models/<population>/, the files a run's models/<population>/ holds."""
     import tempfile
 
-    from kon_ray.sweep.space import model_for
-    from kon_ray.train.boost import Progress, xgb_params
-    from kon_ray.train.model_folder import write_model_folder
-    from kon_ray.train.stage import ONE_PROCESS, _metadata
-    from kon_ray.train.worker import CHECKPOINT_MODEL, PROGRESS_FILE
 
     cache = pipeline.cache_root(ctx)
     for population, best in summary["best"].items():

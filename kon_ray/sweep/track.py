@@ -20,6 +20,9 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from kon_ray.sweep.summary import FAILED, FINISHED, PAGE_FILE, PRUNED, SUMMARY_FILE
+from kon_ray.tracking.common import git_state, import_mlflow
+from kon_ray.tracking.names import config_params, redact_overrides
+from kon_ray.tracking.uri import check_uri, resolve_uri
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +121,6 @@ class SweepTracker:
 
 
 def parent_params(plain: Mapping[str, Any], settings: Mapping[str, Any]) -> Dict[str, str]:
-    from kon_ray.tracking.names import config_params
 
     params = dict(config_params(plain))
     params.update({f"sweep.{k}": json.dumps(v) if isinstance(v, (list, dict)) else str(v)
@@ -128,9 +130,6 @@ def parent_params(plain: Mapping[str, Any], settings: Mapping[str, Any]) -> Dict
 
 def open_tracker(uri: Optional[str], experiment: str, dataset: str, command: List[str],
                  params: Mapping[str, str]) -> SweepTracker:
-    from kon_ray.tracking.common import git_state, import_mlflow
-    from kon_ray.tracking.names import redact_overrides
-    from kon_ray.tracking.uri import check_uri, resolve_uri
 
     resolved = resolve_uri(uri)
     check_uri(resolved)

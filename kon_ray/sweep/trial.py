@@ -17,7 +17,10 @@ import os
 import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from kon_ray import storage
+from kon_ray import execution, storage
+from kon_ray.segment.io import split_files
+from kon_ray.sweep.space import model_for
+from kon_ray.train.config import ModelConfig
 
 TRIAL_JSON = "trial.json"
 MODEL_FILE = "model.ubj"
@@ -61,9 +64,8 @@ def run_trial(config: Dict[str, Any], data: Dict[str, Any], setup: Dict[str, Any
     cache folder, inputs key, and for tests `fail` (a point whose trial raises)."""
     from ray import tune
 
-    from kon_ray.sweep.space import model_for
+    # deferred: xgboost in the trial's worker, not where the sweep is planned
     from kon_ray.train.boost import Progress, boost, xgb_params
-    from kon_ray.train.config import ModelConfig
     from kon_ray.train.worker import build_matrices
 
     started = time.time()
@@ -114,8 +116,7 @@ def _model_dict(model: Any) -> Dict[str, Any]:
 def population_data(train_dir: str, columns: List[str], block_kwargs: Dict[str, Any]) -> Tuple[list, list]:
     """The population's (train, validation) blocks, read here (the driver) from the train split's work units, with
     the training stage's own functions."""
-    from kon_ray import execution
-    from kon_ray.segment.io import split_files
+    # deferred: xgboost and Ray Train in the trial's worker, not where the sweep is planned
     from kon_ray.train.single import Job, read_populations
 
     units = execution.plan(split_files(train_dir), columns)

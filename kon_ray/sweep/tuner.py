@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from kon_ray.sweep.config import SweepConfig
 from kon_ray.sweep.space import INTERVAL, RANGE, Dimension
 from kon_ray.sweep.trial import FINISHED_FLAG, METRIC, ROUND, read_finished, run_trial, trial_folder
+from kon_ray.tracking.common import one_line
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,6 @@ def tune_population(population: str, data: Dict[str, Any], setup: Dict[str, Any]
 def _record(population: str, result: Any, setup: Dict[str, Any], sweep: SweepConfig) -> Dict[str, Any]:
     """One trial's plain record from Tune's result: FINISHED (trained to its end), PRUNED (stopped by ASHA at its
     last reported round) or FAILED (with the error's one line)."""
-    from kon_ray.tracking.common import one_line
 
     config = _params(result)
     point = dict(config.get("point", config))

@@ -1,6 +1,6 @@
 """Synthetic stand-ins for the private CLIE, POLA and HFAC datasets: `python -m kon_ray.synth +dataset=POLA`.
 
-    from kon_ray.synth import generate, ensure_sample
+    from kon_ray.synth.writer import ensure_sample, generate
     generate(dataset_cfg, synth_cfg, output)   # -> {"dataset", "rows", "files", "path", "seconds", "rows_per_s"}
     ensure_sample(dataset_cfg)                 # the default sample at dataset.path, unless data is already there
 
@@ -55,55 +55,3 @@ seed and rows give byte-identical Parquet parts, `synth.rows_per_file` changes o
 files, and the first N rows of a bigger dataset are the N rows of a smaller one. Memory is one part at a time per
 process (`synth.workers` processes), whatever synth.rows is.
 """
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any, Dict, Optional
-
-if TYPE_CHECKING:
-    from kon_ray.config import DatasetConfig
-    from kon_ray.synth.config import SynthConfig
-
-__all__ = ["generate", "ensure_sample", "generator_command"]
-
-
-def generate(dataset: "DatasetConfig", synth: "SynthConfig", output: Optional[str] = None) -> Dict[str, Any]:
-    """Write the synthetic dataset to `output` (default synth.output, then dataset.path), all or nothing.
-
-    Returns:
-        {"dataset", "rows", "files", "path", "seconds", "rows_per_s"}.
-    """
-    from kon_ray.synth.writer import generate as _generate  # lazy: kon_ray.config imports this package
-
-    return _generate(dataset, synth, output)
-
-
-def ensure_sample(dataset: "DatasetConfig", synth: Optional["SynthConfig"] = None) -> Optional[Dict[str, Any]]:
-    """Generate the dataset's embedded default sample at dataset.path unless Parquet data is already there.
-
-    Returns the generator's summary, or None when the data was already there (it is never overwritten).
-    """
-    from kon_ray import storage
-    from kon_ray.synth.config import SynthConfig
-
-    if storage.list_files(dataset.path):
-        return None
-    return generate(dataset, synth or SynthConfig(), dataset.path)
-
-
-def generator_command(dataset: "DatasetConfig") -> Optional[str]:
-    """The command that generates `dataset` where the config expects it (None for a dataset the generator does not
-    know): `python -m kon_ray.synth +dataset=CLIE`, plus `dataset.path=...` when it is not the YAML's own path."""
-    import shlex
-
-    from omegaconf import OmegaConf
-
-    from kon_ray.config import CONF_DIR, dataset_choices
-
-    if dataset.name not in dataset_choices():
-        return None
-    command = f"python -m kon_ray.synth +dataset={dataset.name}"
-    default = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "dataset" / f"{dataset.name}.yaml")).get("path")  # type: ignore[union-attr]
-    if dataset.path != default:
-        command += f" dataset.path={shlex.quote(dataset.path)}"
-    return command

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from kon_ray.cli import guarded, hydra_cli
+from kon_ray.cli import EXIT_CODES, guarded, hydra_cli
+from kon_ray.config import dataset_choices
 from kon_ray.synth.command import CONFIG_NAME, SynthCommandConfig, check_target, load, register
+from kon_ray.synth.writer import generate
 
 
 def main(cfg: DictConfig) -> int:
     """Validate the config and generate; return the exit code."""
-    from kon_ray.synth import generate
 
     def work() -> int:
         config = load(cfg)
@@ -29,8 +30,6 @@ def main(cfg: DictConfig) -> int:
 
 def usage() -> str:
     """`python -m kon_ray.synth --help`."""
-    from kon_ray.cli import EXIT_CODES
-    from kon_ray.config import dataset_choices
 
     return f"""usage: python -m kon_ray.synth +dataset=NAME [KEY=VALUE ...]
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from kon_ray import storage
 from kon_ray.config import (
     DatasetConfig,
     _schema,
@@ -25,6 +26,7 @@ from kon_ray.config import (
 )
 from kon_ray.errors import ConfigError
 from kon_ray.synth.config import SynthConfig
+from kon_ray.synth.writer import MANIFEST
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,6 @@ def check_target(config: SynthCommandConfig) -> None:
     A smaller sample written over a bigger one (`debug=tiny` after `make run`) would otherwise shrink every later
     run of the dataset without a word; a same-size dataset with other settings (seed, drift) is replaced with a
     line that says so, as regenerating is what the command is for."""
-    from kon_ray import storage
-    from kon_ray.synth.writer import MANIFEST
 
     dataset, synth = config.dataset, config.synth
     target = synth.output or dataset.path

@@ -20,11 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Dict, Tuple
+from typing import TYPE_CHECKING, Dict, Tuple
 
 import numpy as np
 
-from kon_ray.synth.schema import SERIES_MONTHS, DatasetSpec, SynthDataset
+from kon_ray.errors import ConfigError
+from kon_ray.synth.schema import ESTRATO_COLUMN, ROLE_COLUMNS, SERIES_MONTHS, DatasetSpec, SynthDataset, spec_for
+
+if TYPE_CHECKING:
+    from kon_ray.config import DatasetConfig
 
 BLOCK_ROWS = 1_000  # the unit of randomness; part of the determinism contract: changing it changes every row
 DRIFT_MONTHS = 6  # the drift window: the last 6 months of the span (the later half if the span is < 12 months)
@@ -404,3 +408,71 @@ def generate_block(
         out["last_inspection_date"] = _dates(np.where(missing, NULL_DATE, record - since_inspection))
         out["inspection_overdue"] = (since_inspection > 5 * 365) | (missing & (rng.random(n) < 0.5))
     return out
+
+
+def bind(dataset: "DatasetConfig") -> SynthDataset:
+    """The dataset config joined with the generator's knobs for it, checked to fit (see the module docstring)."""
+    spec = spec_for(dataset.name)
+    where = f"conf/dataset/{dataset.name}.yaml"
+    if not dataset.columns:
+        raise ConfigError(
+            f"dataset.columns of {dataset.name} is empty ({where}): kon_ray.synth writes what it declares"
+        )
+    for key, column in ROLE_COLUMNS.items():
+        if getattr(dataset, key) != column:
+            raise ConfigError(
+                f"dataset.{key}: kon_ray.synth draws {column!r} for it, got {getattr(dataset, key)!r} ({where})"
+            )
+    industrial = set(spec.industrial_values)
+    for value in dataset.industrial_values:
+        if value not in industrial:
+            raise ConfigError(
+                f"dataset.industrial_values: kon_ray.synth draws no tariff_type {value!r} for {dataset.name}"
+                f" (its industrial tariffs: {', '.join(spec.industrial_values)}; {where})"
+            )
+    for value in spec.industrial_values:
+        if value not in dataset.industrial_values:
+            raise ConfigError(
+                f"dataset.industrial_values lacks {value!r}, an industrial tariff_type kon_ray.synth draws for"
+                f" {dataset.name}; add it in {where}"
+            )
+    segment = dataset.segment
+    if segment.estrato_column != ESTRATO_COLUMN:
+        raise ConfigError(
+            f"dataset.segment.estrato_column: kon_ray.synth prices bills by the estrato of {ESTRATO_COLUMN!r},"
+            f" got {segment.estrato_column!r} ({where})"
+        )
+    if len(segment.estrato_thresholds) != 5:
+        raise ConfigError(
+            f"dataset.segment.estrato_thresholds: kon_ray.synth needs the 5 cut points of estrato 1..6 ({where})"
+        )
+    data = SynthDataset(
+        spec=spec,
+        columns=tuple((str(name), str(kind)) for name, kind in dataset.columns.items()),
+        estrato_thresholds=tuple(float(t) for t in segment.estrato_thresholds),
+    )
+    _check_columns(data, where)
+    return data
+
+
+def _check_columns(data: SynthDataset, where: str) -> None:
+    """The declared columns are exactly those the generator's rules draw for this dataset, of the declared kinds."""
+    probe = generate_block(data, Calendar.ending("2026-10", 24), 1.0, 0, 0)
+    cats = categories(data.spec)
+    for name, kind in data.columns:
+        if name not in probe:
+            raise ConfigError(
+                f"dataset.columns.{name}: kon_ray.synth has no rule for column {name!r} of {data.name} ({where});"
+                " remove it there or add its rule to kon_ray/synth/model.py"
+            )
+        drawn = drawn_kind(name, probe[name], cats)
+        if drawn != kind:
+            raise ConfigError(
+                f"dataset.columns.{name}: declared {kind}, but kon_ray.synth draws {drawn} values for it ({where})"
+            )
+    for name, values in probe.items():
+        if not data.has(name):
+            raise ConfigError(
+                f"dataset.columns: {where} does not declare {name!r}, which kon_ray.synth draws for {data.name};"
+                f" add `{name}: {drawn_kind(name, values, cats)}`"
+            )

@@ -5,19 +5,22 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import shlex
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from omegaconf import OmegaConf
 
 from kon_ray import storage
+from kon_ray.config import CONF_DIR, dataset_choices
 from kon_ray.synth.config import SynthConfig
-from kon_ray.synth.model import BLOCK_ROWS, NULL_DATE, Calendar, categories, generate_block
-from kon_ray.synth.schema import ARROW_TYPES, SynthDataset, bind
+from kon_ray.synth.model import BLOCK_ROWS, NULL_DATE, Calendar, bind, categories, generate_block
+from kon_ray.synth.schema import ARROW_TYPES, SynthDataset
 
 if TYPE_CHECKING:
     from kon_ray.config import DatasetConfig
@@ -170,3 +173,25 @@ def _progress(
         "%s %s: %d rows in %.2f s, %.2f CPU s (%.0f rows/s); %d/%d rows, %.0f rows/s overall",
         name, part.name, count, seconds, cpu, count / max(seconds, 1e-9), done, rows, done / max(elapsed, 1e-9),
     )
+
+
+def ensure_sample(dataset: "DatasetConfig", synth: Optional["SynthConfig"] = None) -> Optional[Dict[str, Any]]:
+    """Generate the dataset's embedded default sample at dataset.path unless Parquet data is already there.
+
+    Returns the generator's summary, or None when the data was already there (it is never overwritten).
+    """
+    if storage.list_files(dataset.path):
+        return None
+    return generate(dataset, synth or SynthConfig(), dataset.path)
+
+
+def generator_command(dataset: "DatasetConfig") -> Optional[str]:
+    """The command that generates `dataset` where the config expects it (None for a dataset the generator does not
+    know): `python -m kon_ray.synth +dataset=CLIE`, plus `dataset.path=...` when it is not the YAML's own path."""
+    if dataset.name not in dataset_choices():
+        return None
+    command = f"python -m kon_ray.synth +dataset={dataset.name}"
+    default = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "dataset" / f"{dataset.name}.yaml")).get("path")  # type: ignore[union-attr]
+    if dataset.path != default:
+        command += f" dataset.path={shlex.quote(dataset.path)}"
+    return command

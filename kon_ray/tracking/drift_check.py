@@ -34,9 +34,12 @@ import time
 from typing import Any, Dict, Mapping, Optional
 
 from kon_ray import storage
+from kon_ray.drift.check import metrics
+from kon_ray.drift.report import REFERENCE_SUMMARY
 from kon_ray.errors import DriftGateError
 from kon_ray.secrets import redact_text
 from kon_ray.tracking import names, outputs
+from kon_ray.tracking.common import import_mlflow, one_line, prepare_store
 from kon_ray.tracking.config import DriftTrackingConfig
 from kon_ray.tracking.uri import check_uri, resolve_uri, ui_hint
 
@@ -75,7 +78,6 @@ def run_name(tracking: DriftTrackingConfig, current: str, when: dt.datetime) -> 
 
 def check_metrics(report: Mapping[str, Any]) -> Dict[str, float]:
     """The check's metrics under the names the pipeline's drift stage logs them."""
-    from kon_ray.drift.check import metrics
 
     return dict(names.stage_metric_names("drift", metrics(dict(report)), set()))
 
@@ -91,7 +93,6 @@ def log_check(
     stopped: Optional[DriftGateError] = None,
 ) -> Optional[str]:
     """Log one finished check as one run; its run id, or None (with a warning) when logging failed."""
-    from kon_ray.drift.report import REFERENCE_SUMMARY
 
     try:
         fingerprint = reference_fingerprint(storage.join(output_dir, REFERENCE_SUMMARY))
@@ -106,7 +107,6 @@ def log_check(
 def _log(tracking, uri, report, output_dir, drift_cfg, current, started, stopped, fingerprint) -> str:
     from mlflow.entities import Metric, Param, RunTag
 
-    from kon_ray.tracking.common import import_mlflow, one_line, prepare_store
 
     # quiet MLflow's logging; the global URI too: sagemaker-mlflow signs and routes by mlflow.get_tracking_uri()
     import_mlflow().set_tracking_uri(uri)

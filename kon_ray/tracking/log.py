@@ -26,9 +26,16 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from kon_ray import stages, storage
+from kon_ray.cli import guarded
+from kon_ray.config import CLUSTER_SCHEMAS, KonConfig, load_config
 from kon_ray.errors import ConfigError, TrackingIncomplete
 from kon_ray.manifest import MANIFEST
+from kon_ray.run_index import read_index
 from kon_ray.secrets import redact_text
+from kon_ray.terminal import OnlyKonRay
+from kon_ray.tracking.common import import_mlflow
+from kon_ray.tracking.tracker import INCOMPLETE_TAG, RUN_FOLDER_TAG, TRACKING_FILE, Tracker, outcome
+from kon_ray.tracking.uri import bound_http_retries, check_uri
 
 log = logging.getLogger("kon_ray.tracking.log")  # also when it runs as __main__ (python -m)
 
@@ -55,7 +62,6 @@ def parse_arguments(argv: Sequence[str]) -> Tuple[str, List[str]]:
 def config_from_index(index: Mapping[str, Any], run_dir: str, overrides: Sequence[str]) -> Tuple[Any, Dict[str, Any]]:
     """The run's frozen config (and its plain form, for params) from index.json, with the tracking overrides and
     `output_dir` = the folder as given now."""
-    from kon_ray.config import CLUSTER_SCHEMAS, KonConfig, load_config
 
     plain = dict(index["config"])
     base = OmegaConf.structured(KonConfig)
@@ -72,8 +78,6 @@ def config_from_index(index: Mapping[str, Any], run_dir: str, overrides: Sequenc
 def _existing_run(client: Any, experiment: str, record: Mapping[str, Any], run_dir: str) -> Optional[Any]:
     """The MLflow run this run folder already has at this URI: the pipeline's own (tracking.json), else one a
     previous `log` created (tag run_folder); None."""
-    from kon_ray.tracking.tracker import RUN_FOLDER_TAG
-
     run_id = record.get("run_id")
     if run_id:
         try:
@@ -90,10 +94,6 @@ def _existing_run(client: Any, experiment: str, record: Mapping[str, Any], run_d
 
 def log_run_folder(run_dir: str, overrides: Sequence[str] = ()) -> str:
     """Log `run_dir` to MLflow (see the module docstring); the MLflow run id."""
-    from kon_ray.run_index import read_index
-    from kon_ray.tracking.common import import_mlflow
-    from kon_ray.tracking.tracker import INCOMPLETE_TAG, TRACKING_FILE, Tracker, outcome
-
     try:
         index = read_index(run_dir)
     except (ValueError, OSError) as exc:
@@ -105,7 +105,6 @@ def log_run_folder(run_dir: str, overrides: Sequence[str] = ()) -> str:
     tracker = Tracker(config, plain, log_file if log_file and os.path.isfile(log_file) else None)
 
     mlflow = import_mlflow()
-    from kon_ray.tracking.uri import bound_http_retries, check_uri
 
     bound_http_retries()
     check_uri(tracker.uri)  # a server that does not answer: exit 2 with the fix, nothing half-logged
@@ -147,16 +146,12 @@ def log_run_folder(run_dir: str, overrides: Sequence[str] = ()) -> str:
 
 def _write_record(tracker: Any, record: Mapping[str, Any], run: Any) -> None:
     """tracking.json names the run that now holds the folder (a no-op log still repairs a stale record)."""
-    from kon_ray.tracking.tracker import INCOMPLETE_TAG, TRACKING_FILE
-
     updated = dict(record, uri=redact_text(tracker.uri), run_id=run.info.run_id, offline=None,
                    **{INCOMPLETE_TAG: {}})
     storage.write_json(storage.join(tracker.config.output_dir, TRACKING_FILE), updated)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from kon_ray.cli import guarded
-    from kon_ray.terminal import OnlyKonRay
 
     console = logging.StreamHandler(sys.stderr)  # as the Hydra commands print: only kon_ray's lines
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))

@@ -15,8 +15,11 @@ import pyarrow.fs as pafs
 from kon_ray import storage
 from kon_ray.drift.report import REPORT_JSON
 from kon_ray.ingest import SUMMARY_FILE as INGEST_SUMMARY
+from kon_ray.model.score import load_bundle
 from kon_ray.run_index import readable, walk
+from kon_ray.segment.state import assign_segments
 from kon_ray.tracking.names import number, safe_name
+from kon_ray.train.data import POPULATION_COLUMN
 from kon_ray.train.model_folder import METADATA_FILE, MODEL_FILE
 
 
@@ -126,9 +129,6 @@ def model_input_example(model_folder: str, features_folder: str, population: str
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from kon_ray.infer.score import load_bundle
-    from kon_ray.segment.state import assign_segments
-    from kon_ray.train.data import POPULATION_COLUMN
 
     bundle = load_bundle(model_folder, nthread=1)
     needed = list(dict.fromkeys([POPULATION_COLUMN, *bundle.base_features, *bundle.segment_state.input_columns()]))

@@ -1,130 +1,123 @@
-"""The latest model of a dataset's population, for the drift stage's prediction drift.
-
-`latest_model(dataset_name, population, tracking_cfg)` returns `(booster, metadata)` or None; the reason for a None
-is logged (and `find_latest_model` returns it). Where it looks, in order:
-1. the model registry: the highest version of `<dataset>-<population>` (registered by successful runs when
-   `tracking.register_models=true`);
-2. otherwise the most recent FINISHED run of the dataset in `tracking.experiment` that logged a model for the
-   population (tag `model_id.<population>`).
-`metadata` is that run's `models/<population>/metadata.json` artifact (features, classes, params, curve).
-"""
+"""The model registry, as the stages that score with registered models see it (prediction drift): which version of
+`<dataset>-<population>` each population would be scored with (`resolve`, registry look-ups only, when the pipeline
+plans) and those exact versions loaded (`load_bundles`, just before the stage runs). Neither raises: a registry
+that cannot answer becomes the reason the report gives."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
+from kon_ray.config import POPULATIONS
+from kon_ray.model.registered import RegisteredModel, Resolution
+from kon_ray.model.score import ModelBundle
 from kon_ray.secrets import redact_text
-from kon_ray.tracking.config import TrackingConfig
+from kon_ray.segment.state import SegmentState
+from kon_ray.tracking.common import import_mlflow, one_line
+from kon_ray.tracking.names import registered_name
 from kon_ray.tracking.uri import resolve_uri
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelLookup:
-    model: Optional[Tuple[Any, Dict[str, Any]]]  # (xgboost.Booster, metadata) or None
-    reason: str  # where it came from, or why there is none
-    model_uri: Optional[str] = None
-    run_id: Optional[str] = None
+from kon_ray.train.model_folder import METADATA_FILE, SEGMENT_STATE_FILE
 
 
-def latest_model(dataset_name: str, population: str, tracking_cfg: TrackingConfig) -> Optional[Tuple[Any, Dict]]:
-    """(booster, metadata) of the latest model for `population` of `dataset_name`, or None (reason logged)."""
-    found = find_latest_model(dataset_name, population, tracking_cfg)
-    log.info("latest %s/%s model: %s", dataset_name, population, found.reason)
-    return found.model
+def resolve(dataset_name: str, tracking_cfg, pinned: Optional[str] = None) -> Resolution:
+    """Which version of `<dataset>-<population>` each population would be scored with: the latest, a pinned version
+    number, or the version an `@alias` points at. Registry look-ups only (nothing is downloaded); never raises."""
 
+    def nobody(why: str) -> Resolution:
+        return Resolution(missing=tuple((p, why) for p in POPULATIONS))
 
-def find_latest_model(dataset_name: str, population: str, tracking_cfg: TrackingConfig) -> ModelLookup:
     if not tracking_cfg.enabled:
-        return ModelLookup(None, "tracking is off (tracking.enabled=false): no model to compare with")
-    from kon_ray.tracking.common import import_mlflow, one_line
-    from kon_ray.tracking.names import registered_name
+        return nobody("tracking is off (tracking.enabled=false), so there is no model registry to take a model from")
 
     uri = resolve_uri(tracking_cfg.uri)
     shown = redact_text(uri)  # these messages end up in the drift report: never a password from the URI
-    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///") :]):
-        return ModelLookup(None, f"no tracking database at {shown} yet: no earlier run")
-    mlflow = import_mlflow()
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    name = registered_name(dataset_name, population)
+    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
+        return nobody(f"no tracking database at {shown} yet, so nothing is registered")
     try:
-        model_uri, run_id, source = _registered(client, name) or _from_runs(
-            client, tracking_cfg.experiment, dataset_name, population
-        ) or (None, None, None)
-        if model_uri is None:
-            return ModelLookup(
-                None,
-                f"no {population} model for {dataset_name}: nothing registered as {name!r} and no finished run with"
-                f" one in experiment {tracking_cfg.experiment!r} at {shown}",
-            )
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(uri)
+        import_mlflow()
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+    except Exception as exc:  # a registry that cannot answer must not stop the run: the report says why
+        return nobody(redact_text(f"the model registry at {shown} could not be reached ({one_line(exc)})"))
+    models, missing = [], []
+    for population in POPULATIONS:
+        name = registered_name(dataset_name, population)
         try:
-            booster = mlflow.xgboost.load_model(model_uri)
-        finally:
-            mlflow.set_tracking_uri(previous)
-        metadata = _metadata(client, run_id, population)
-    except Exception as exc:  # a server that went away, a model deleted under us: no comparison, not a crash
-        return ModelLookup(None, redact_text(f"could not load the {population} model from {shown}: {one_line(exc)}"))
-    return ModelLookup((booster, metadata), f"{source} (run {run_id})", model_uri, run_id)
+            found = _version(client, name, pinned)
+        except Exception as exc:
+            missing.append((population, redact_text(f"the model registry at {shown} could not be reached while"
+                                                    f" looking up {name!r} ({one_line(exc)})")))
+            continue
+        if isinstance(found, str):
+            missing.append((population, found))
+        else:
+            models.append(RegisteredModel(population, name, str(found.version), found.run_id))
+    return Resolution(tuple(models), tuple(missing))
 
 
-def _registered(client, name: str) -> Optional[Tuple[str, str, str]]:
+def _version(client, name: str, pinned: Optional[str]):
+    """The model version to use, or why there is none (a string)."""
     from mlflow.exceptions import MlflowException
 
-    try:
+    if pinned is None:
         versions = client.search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        return None
-    if not versions:
-        return None
-    latest = max(versions, key=lambda v: int(v.version))
-    return f"models:/{name}/{latest.version}", latest.run_id, f"registered model {name} version {latest.version}"
+        if not versions:
+            return (f"nothing registered as {name!r} (a successful run with tracking.register_models=true"
+                    " registers its models)")
+        return max(versions, key=lambda v: int(v.version))
+    try:
+        if pinned.startswith("@"):
+            return client.get_model_version_by_alias(name, pinned[1:])
+        return client.get_model_version(name, pinned)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            what = f"alias {pinned[1:]!r}" if pinned.startswith("@") else f"version {pinned}"
+            return f"drift.prediction_model={pinned}: {name!r} has no {what}"
+        raise
 
 
-def _from_runs(client, experiment: str, dataset_name: str, population: str) -> Optional[Tuple[str, str, str]]:
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return None
-    runs = client.search_runs(
-        [found.experiment_id],
-        filter_string=f"tags.dataset = '{dataset_name}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=50,
-    )
-    for run in runs:
-        model_id = run.data.tags.get(f"model_id.{population}")
-        if model_id:
-            return f"models:/{model_id}", run.info.run_id, f"logged model {model_id} of the latest finished run"
-    return None
-
-
-def _metadata(client, run_id: Optional[str], population: str) -> Dict[str, Any]:
-    from kon_ray import stages
-    from kon_ray.train.model_folder import METADATA_FILE, SEGMENT_STATE_FILE
-
-    if not run_id:
-        return {}
-    folder = f"{stages.stage('train').folder}/{population}"  # the tracker logs the model folder's files there
-    with tempfile.TemporaryDirectory(prefix="kon_model_") as scratch:
+def load_bundles(resolution: Resolution, tracking_cfg) -> Tuple[List[ModelBundle], Dict[str, str]]:
+    """([ModelBundle], {population: why not}) for exactly the versions `resolution` names. Never raises."""
+    uri = resolve_uri(tracking_cfg.uri)
+    bundles: List[ModelBundle] = []
+    failed: Dict[str, str] = {}
+    for model in resolution.models:
         try:
-            path = client.download_artifacts(run_id, f"{folder}/{METADATA_FILE}", scratch)
-        except Exception:  # a model logged without its metadata: the booster alone still serves
-            return {}
-        with open(path, encoding="utf-8") as handle:
-            metadata = json.load(handle)
-        try:  # the model's estrato/cluster inputs come from the segment state it was trained with
-            state = client.download_artifacts(run_id, f"{folder}/{SEGMENT_STATE_FILE}", scratch)
-            with open(state, encoding="utf-8") as handle:
-                metadata["segment_state"] = json.load(handle)
-        except Exception:
-            pass
-        return metadata
+            metadata, state = _model_files(uri, model)
+            if not metadata.get("features") or not metadata.get("class_labels"):
+                raise ValueError(f"models/{model.population}/metadata.json of run {model.run_id} has no features"
+                                 " or class_labels")
+            mlflow = import_mlflow()
+            previous = mlflow.get_tracking_uri()
+            mlflow.set_tracking_uri(uri)
+            try:
+                booster = mlflow.xgboost.load_model(model.uri)
+            finally:
+                mlflow.set_tracking_uri(previous)
+            metadata = dict(metadata, population=model.population)
+            bundles.append(ModelBundle(model.population, booster, metadata, SegmentState.from_dict(state)))
+        except Exception as exc:  # a model deleted under us, a run without its files: no comparison, not a crash
+            failed[model.population] = redact_text(f"could not load {model.name} version {model.version}: "
+                                                   f"{one_line(exc)}")
+    return bundles, failed
+
+
+def _model_files(uri: str, model: RegisteredModel) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """The metadata.json and segment_state.json the train stage wrote beside the model, from its run's artifacts."""
+
+    from mlflow.tracking import MlflowClient
+
+
+    if not model.run_id:
+        raise ValueError("the model version has no source run to take its metadata.json from")
+    client = MlflowClient(uri)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="kon_model_") as scratch:
+        for name in (METADATA_FILE, SEGMENT_STATE_FILE):
+            path = client.download_artifacts(model.run_id, f"models/{model.population}/{name}", scratch)
+            with open(path, encoding="utf-8") as handle:
+                out.append(json.load(handle))
+    return out[0], out[1]

@@ -30,8 +30,11 @@ from typing import Any, Dict, List, Mapping, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from kon_ray.config import POPULATIONS
 from kon_ray.tracking.common import PARENT_RUN_ENV, git_state, import_mlflow, one_line
-from kon_ray.tracking.names import best_metric_keys, redact_overrides, run_metric_names
+from kon_ray.tracking.config import TrackingConfig
+from kon_ray.tracking.names import best_metric_keys, redact_overrides, run_metric_names, safe_name
+from kon_ray.tracking.uri import check_uri, resolve_uri
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +148,6 @@ class SweepCallback(Callback):
         self._open = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from kon_ray.config import POPULATIONS
-        from kon_ray.tracking.config import TrackingConfig
 
         _JOBS.clear()
         self.sweep_dir = str(config.hydra.sweep.dir)
@@ -156,7 +157,6 @@ class SweepCallback(Callback):
         atexit.register(self._at_exit)
         if not self.tracking.enabled:
             return
-        from kon_ray.tracking.uri import check_uri, resolve_uri
 
         self.uri = resolve_uri(self.tracking.uri)
         check_uri(self.uri)
@@ -218,7 +218,6 @@ class SweepCallback(Callback):
         from mlflow.entities import Metric, RunTag
         from mlflow.tracking import MlflowClient
 
-        from kon_ray.tracking.names import safe_name
 
         client = MlflowClient(self.uri)
         interrupted = any(job["status"] == "interrupted" for job in jobs)

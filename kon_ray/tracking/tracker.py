@@ -59,7 +59,7 @@ import warnings
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import kon_ray
-from kon_ray import stages
+from kon_ray import stages, storage
 from kon_ray.config import POPULATIONS, KonConfig
 from kon_ray.errors import ConfigError, DriftGateError, KonError
 from kon_ray.secrets import redact_text
@@ -417,7 +417,6 @@ class Tracker:
     def write_record(self) -> None:
         """<run folder>/tracking.json: the tracking store, experiment and run id, and what is missing per stage;
         kon_ray/tracking/log.py reads it to complete this run rather than start another."""
-        from kon_ray import storage
 
         record = {
             "uri": redact_text(self.uri),

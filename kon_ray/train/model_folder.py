@@ -16,9 +16,9 @@ from kon_ray import storage
 from kon_ray.errors import DataError
 from kon_ray.features.state import STATE_FILE as FEATURE_STATE_FILE
 from kon_ray.segment.state import STATE_FILE as SEGMENT_STATE_FILE
-from kon_ray.train.worker import CHECKPOINT_MODEL
 
 MODEL_FILE = "model.ubj"
+CHECKPOINT_MODEL = "model.ubj"  # the model in a training checkpoint (kon_ray/train/worker.py writes it)
 METADATA_FILE = "metadata.json"
 FILES = (MODEL_FILE, METADATA_FILE, FEATURE_STATE_FILE, SEGMENT_STATE_FILE)  # what `write_model_folder` writes
 __all__ = ["MODEL_FILE", "METADATA_FILE", "FEATURE_STATE_FILE", "SEGMENT_STATE_FILE", "FILES", "write_model_folder",

@@ -20,10 +20,10 @@ import xgboost as xgb
 
 from kon_ray.progress import RoundNotifier
 from kon_ray.train.boost import Progress, boost
+from kon_ray.train.model_folder import CHECKPOINT_MODEL
 
 # a checkpoint's model, as RayTrainReportCallback.CHECKPOINT_NAME names it (its get_model() reads our checkpoints
 # too); the model folder's own file names are in kon_ray/train/model_folder.py
-CHECKPOINT_MODEL = "model.ubj"
 PROGRESS_FILE = "progress.json"
 # the loop config's fault-injection key (kon_ray/train/stage.py `lost_process_round`, tests only): {"round", "marker"}:
 # the process exits after that round, once (it leaves the marker file first: the restarted fit does not exit again)

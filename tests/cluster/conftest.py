@@ -28,8 +28,8 @@ VENV_BIN = Path(sys.executable).parent
 def write_tiny_dataset(folder: Path | str, rows: int = 300) -> str:
     """A tiny generated POLA dataset (kon_ray.synth) at a local path or s3:// URI."""
     from kon_ray.config import load_config
-    from kon_ray.synth import generate
     from kon_ray.synth.config import SynthConfig
+    from kon_ray.synth.writer import generate
     from tests.conftest import compose_config
 
     dataset = load_config(compose_config(["+dataset=POLA"])).dataset

@@ -49,8 +49,8 @@ TRAIN_TOLERANCE = 0.02
 @pytest.fixture(scope="module")
 def data(token_cluster) -> str:
     from kon_ray.config import load_config
-    from kon_ray.synth import generate
     from kon_ray.synth.config import SynthConfig
+    from kon_ray.synth.writer import generate
     from tests.conftest import compose_config
 
     boto3.client("s3", region_name="eu-west-1").create_bucket(

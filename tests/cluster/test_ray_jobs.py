@@ -209,7 +209,7 @@ def test_a_remote_run_with_a_local_tracking_file_is_refused(tmp_path: Path, monk
         config = dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, uri=None))
     with pytest.raises(ConfigError, match="tracking.uri.* a file on this machine, but cluster=ray runs the pipeline"
                                           " elsewhere: set tracking.uri=http\\(s\\)://HOST:PORT") as err:
-        submit(config, {}, [])
+        submit(config, [])
     assert err.value.exit_code == 2
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from kon_ray.config import load_config
-from kon_ray.drift.prediction import combine, is_high, not_available, resolve
+from kon_ray.drift.prediction import combine, is_high, not_available
 from kon_ray.errors import ConfigError
 from kon_ray.tracking.config import TrackingConfig
+from kon_ray.tracking.registry import resolve
 from tests.conftest import compose_config
 
 

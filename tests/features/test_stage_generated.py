@@ -17,7 +17,7 @@ from tests.conftest import compose_config
 
 @pytest.mark.slow
 def test_generated_pola_balanced_500_200(ray_session, tmp_path: Path):
-    from kon_ray.synth import generate
+    from kon_ray.synth.writer import generate
 
     cfg = compose_config(
         ["+dataset=POLA", "stages=[ingest,preprocess]", f"dataset.path={tmp_path / 'POLA'}", "tracking=off",

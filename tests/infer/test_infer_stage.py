@@ -13,7 +13,7 @@ import xgboost as xgb
 
 from kon_ray.errors import DataError
 from kon_ray.infer import stage as infer_stage
-from kon_ray.infer.score import load_bundle, model_input, score_batch
+from kon_ray.model.score import load_bundle, model_input, score_batch
 from kon_ray.segment.config import SegmentConfig
 from tests.train.synthetic import synthetic_context
 

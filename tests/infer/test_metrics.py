@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from kon_ray.infer import html, metrics
+from kon_ray.infer import html
 from kon_ray.infer.report import build_report
-from kon_ray.infer.score import merge_metric_partials, metric_partials
+from kon_ray.model import metrics
+from kon_ray.model.score import merge_metric_partials, metric_partials
 
 LABELS = ["a", "b", "c"]
 # five records: actual a, a, b, b, c; predicted (argmax) a, b, b, b, a

@@ -17,12 +17,12 @@ import pytest
 from scipy.stats import ks_2samp
 
 from kon_ray import execution
+from kon_ray.drift import onepass
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.prediction import report_block
-from kon_ray.infer import metrics as M
-from kon_ray.infer import onepass
 from kon_ray.infer import stage as infer_stage
-from kon_ray.infer.score import input_columns, load_bundle, merge_metric_partials
+from kon_ray.model import metrics as M
+from kon_ray.model.score import input_columns, load_bundle, merge_metric_partials
 from kon_ray.segment.config import SegmentConfig
 from tests.train.synthetic import synthetic_context
 

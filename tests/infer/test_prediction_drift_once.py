@@ -23,7 +23,7 @@ from kon_ray.drift import stage as drift_stage
 from kon_ray.drift.config import DriftConfig
 from kon_ray.errors import DriftGateError
 from kon_ray.infer import stage as infer_stage
-from kon_ray.infer.score import load_bundle, model_input
+from kon_ray.model.score import load_bundle, model_input
 from kon_ray.segment.config import SegmentConfig
 from kon_ray.tracking.config import TrackingConfig
 from tests.drift import oracle
@@ -143,7 +143,7 @@ def test_a_new_registered_version_recomputes_the_drift_stage_and_is_named(ray_se
 
     assert _register(uri, folders["domestic"], "domestic") == "2"
     ctx = _drift_ctx(tmp_path, str(tmp_path / "runs" / "c"), uri)
-    assert drift_stage.key_material(ctx.config) == {"domestic": "SYNTH-domestic/2"}
+    assert pipeline.resolve_models(ctx.config).key_material() == {"domestic": "SYNTH-domestic/2"}
     third = pipeline.run_pipeline(ctx)
     assert "cached" not in third["drift"] and third["preprocess"]["cached"] == 1
     block = _report(ctx)["summary"]["prediction_drift"]
@@ -152,10 +152,11 @@ def test_a_new_registered_version_recomputes_the_drift_stage_and_is_named(ray_se
 
     # a pinned version is that version, whatever is newer; a version that does not exist is said, not a crash
     pinned = replace(ctx.config, drift=DriftConfig(prediction_model="1"))
-    assert drift_stage.key_material(pinned) == {"domestic": "SYNTH-domestic/1"}
+    assert pipeline.resolve_models(pinned).key_material() == {"domestic": "SYNTH-domestic/1"}
     missing = replace(ctx.config, drift=DriftConfig(prediction_model="7"))
-    assert drift_stage.key_material(missing) is None
-    reason = dict(drift_stage._PLANNED.pop(drift_stage._plan_key(missing)).missing)["domestic"]
+    resolution = pipeline.resolve_models(missing)
+    assert resolution.key_material() is None
+    reason = dict(resolution.missing)["domestic"]
     assert reason == "drift.prediction_model=7: 'SYNTH-domestic' has no version 7"
 
 
@@ -164,8 +165,9 @@ def test_an_unreachable_registry_is_no_key_material_and_the_report_says_so(ray_s
     # a file where the database should be: MLflow cannot open it as a store
     (tmp_path / "broken.db").write_text("not a database")
     ctx = _drift_ctx(tmp_path, run_dir, f"sqlite:///{tmp_path}/broken.db")
-    assert drift_stage.key_material(ctx.config) is None  # planned: no exception, no model in the key
-    drift_stage.run(replace(ctx, output_dir=str(tmp_path / "staging")))
+    models = pipeline.with_models(pipeline.plan(ctx), "drift").models  # what the pipeline hands the stage
+    assert models.key_material() is None  # planned: no exception, no model in the key
+    drift_stage.run(replace(ctx, models=models, output_dir=str(tmp_path / "staging")))
     report = json.loads((tmp_path / "staging" / "drift_report.json").read_text())
     block = report["summary"]["prediction_drift"]
     assert block["available"] is False and block["models"] == []
@@ -185,8 +187,9 @@ def test_high_prediction_drift_at_drift_check_raises_the_flag_and_the_gate(ray_s
     shifted = pd.read_parquet(Path(run_dir, "features", "current"))
     expected = _expected_psi(folders["industrial"], pd.concat([splits["train"], splits["test"]]), shifted)
     assert max(expected.values()) > 0.25  # HIGH, by the oracle
+    planned = replace(ctx, models=pipeline.with_models(pipeline.plan(ctx), "drift").models)
     with pytest.raises(DriftGateError, match=r"^prediction drift is HIGH \(\d+ of \d+ features drifted\); see "):
-        drift_stage.run(replace(ctx, output_dir=str(tmp_path / "staging")))
+        drift_stage.run(replace(planned, output_dir=str(tmp_path / "staging")))
     report = json.loads((tmp_path / "staging" / "drift_report.json").read_text())  # written before the stop
     summary = report["summary"]
     assert summary["drift_flag"] is True and summary["drifted_share"] <= 1.0

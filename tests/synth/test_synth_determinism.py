@@ -12,9 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import kon_ray.synth.writer as writer
-from kon_ray.synth import ensure_sample, generate
 from kon_ray.synth.config import SynthConfig
-from kon_ray.synth.writer import iter_tables
+from kon_ray.synth.writer import ensure_sample, generate, iter_tables
 
 
 def _read(path) -> pa.Table:

@@ -11,9 +11,10 @@ import pytest
 from kon_ray.errors import ConfigError
 from kon_ray.features.spec import build_spec
 from kon_ray.ingest import schema_problems
-from kon_ray.synth import generate
 from kon_ray.synth.config import SynthConfig
-from kon_ray.synth.schema import SPECS, bind
+from kon_ray.synth.model import bind
+from kon_ray.synth.schema import SPECS
+from kon_ray.synth.writer import generate
 
 DATASETS = tuple(SPECS)  # CLIE, POLA, HFAC
 

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 
 from kon_ray.features.spec import build_spec
 from kon_ray.ingest import schema_hash, validate
-from kon_ray.synth import generate
+from kon_ray.synth.writer import generate
 from tests.synth.conftest import composed
 
 

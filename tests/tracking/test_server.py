@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kon_ray.config import load_config, to_plain
-from kon_ray.tracking.registry import find_latest_model
+from kon_ray.tracking.registry import load_bundles, resolve
 from kon_ray.tracking.tracker import tracked_run
 from tests.conftest import REPO, compose_config
 from tests.tracking.conftest import subprocess_env
@@ -90,8 +90,9 @@ def test_a_full_run_folder_over_http_lands_on_the_server_with_registered_models(
         linked = {m.key: m.value for m in client.get_logged_model(run.data.tags[f"model_id.{population}"]).metrics}
         assert linked[f"{population}/test/macro_f1"] == pytest.approx(test_f1)
         assert all(key.startswith(f"{population}/") for key in linked), sorted(linked)
-    found = find_latest_model("POLA", "industrial", config.tracking)
-    assert found.model is not None and found.model[1]["features"] == metadata["features"]
+    bundles, failed = load_bundles(resolve("POLA", config.tracking), config.tracking)
+    (found,) = [b for b in bundles if b.population == "industrial"]
+    assert failed == {} and found.features == metadata["features"]
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from kon_ray.errors import DataError, DriftGateError
 from kon_ray.segment.state import SegmentState, assign_segments
 from kon_ray.tracking import names
 from kon_ray.tracking.config import TrackingConfig
-from kon_ray.tracking.registry import find_latest_model, latest_model
+from kon_ray.tracking.registry import load_bundles, resolve
 from kon_ray.tracking.tracker import tracked_run
 from tests.conftest import compose_config
 
@@ -131,20 +131,24 @@ def test_a_full_run_is_logged_with_params_metrics_curves_artifacts_and_registere
         assert linked[f"{population}/test/macro_f1"] == pytest.approx(
             pipeline_run.metrics["infer"][f"{population}/test/macro_f1"])
 
-    model, metadata = latest_model("POLA", "domestic", config.tracking)
+    # what prediction drift scores with next time: the registry lookup the pipeline makes while planning
+    resolution = resolve("POLA", config.tracking)
+    assert [m.population for m in resolution.models] == ["domestic", "industrial"]
+    bundles, failed = load_bundles(resolution, config.tracking)
+    assert failed == {}
+    (bundle,) = [b for b in bundles if b.population == "domestic"]
     expected_metadata = json.loads((pipeline_run.stage_folder("train") / "domestic" / "metadata.json").read_text())
-    assert metadata["class_labels"] == expected_metadata["class_labels"]
-    assert model.num_boosted_rounds() == expected_metadata["best_iteration"] + 1
-    assert find_latest_model("POLA", "domestic", config.tracking).reason.startswith("registered model POLA-domestic")
+    assert bundle.labels == expected_metadata["class_labels"]
+    assert bundle.booster.num_boosted_rounds() == expected_metadata["best_iteration"] + 1
 
 
-def test_latest_model_says_why_there_is_none(tmp_path, sqlite_uri):
-    off = find_latest_model("POLA", "domestic", TrackingConfig(enabled=False))
-    assert off.model is None and "tracking is off" in off.reason
-    nothing = find_latest_model("HFAC", "industrial", TrackingConfig(uri=sqlite_uri, experiment="nothing-here"))
-    assert nothing.model is None and "no industrial model for HFAC" in nothing.reason
-    no_db = find_latest_model("POLA", "domestic", TrackingConfig(uri=f"sqlite:///{tmp_path}/none.db"))
-    assert no_db.model is None and "no tracking database" in no_db.reason
+def test_the_registry_says_why_there_is_no_model(tmp_path, sqlite_uri):
+    off = resolve("POLA", TrackingConfig(enabled=False))
+    assert off.models == () and "tracking is off" in off.reason()
+    nothing = resolve("HFAC", TrackingConfig(uri=sqlite_uri, experiment="nothing-here"))
+    assert nothing.models == () and "nothing registered as 'HFAC-industrial'" in nothing.reason()
+    no_db = resolve("POLA", TrackingConfig(uri=f"sqlite:///{tmp_path}/none.db"))
+    assert no_db.models == () and "no tracking database" in no_db.reason()
 
 
 @pytest.mark.parametrize(

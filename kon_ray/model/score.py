@@ -1,5 +1,5 @@
 """Batch scoring and its metric counts, pure functions over a batch (a dict of numpy columns); the infer stage runs
-them once per work unit (kon_ray.infer.onepass), with the models loaded once per worker process.
+them once per work unit (kon_ray.drift.onepass), with the models loaded once per worker process.
 
 A batch holds records of both populations; each record is scored by its population's model (segments assigned
 from the model folder's own segment_state.json) and comes out as one prediction row: id, population, estrato,
@@ -16,8 +16,10 @@ import numpy as np
 
 from kon_ray import storage
 from kon_ray.errors import DataError
+from kon_ray.model import metrics
 from kon_ray.segment.state import CLUSTER, ESTRATO, STATE_FILE, SegmentState, assign_segments
 from kon_ray.train.data import POPULATION_COLUMN, feature_matrix
+from kon_ray.train.model_folder import read_model
 
 PROB_PREFIX = "prob_"
 PREDICTED = "predicted"
@@ -48,8 +50,6 @@ class ModelBundle:
 
 
 def load_bundle(folder: str, nthread: Optional[int] = None) -> ModelBundle:
-    from kon_ray.train.model_folder import read_model
-
     booster, metadata = read_model(folder)
     if nthread:
         booster.set_param({"nthread": nthread})
@@ -137,9 +137,8 @@ def _label_index(values: np.ndarray, labels: Sequence[str]) -> np.ndarray:
 
 def metric_partials(batch: Mapping[str, np.ndarray], labels_by_population: Mapping[str, Sequence[str]],
                     group_columns: Sequence[str] = (ESTRATO, CLUSTER)) -> Dict[str, Dict[str, Any]]:
-    """{population: metric counts} of one batch of predictions (kon_ray.infer.metrics.partial, plus the rows whose
+    """{population: metric counts} of one batch of predictions (kon_ray.model.metrics.partial, plus the rows whose
     actual label the model does not know); populations without rows in the batch are left out."""
-    from kon_ray.infer import metrics
 
     out: Dict[str, Any] = {}
     population = np.asarray(batch[POPULATION_COLUMN]).astype(str)
@@ -159,7 +158,6 @@ def metric_partials(batch: Mapping[str, np.ndarray], labels_by_population: Mappi
 
 def merge_metric_partials(partials: Sequence[Mapping[str, Dict[str, Any]]]) -> Dict[str, Dict[str, Any]]:
     """{population: merged counts} from per-batch `metric_partials` (exact: integer counts, one float sum)."""
-    from kon_ray.infer import metrics
 
     by_pop: Dict[str, List[Dict[str, Any]]] = {}
     for partial in partials:

@@ -5,7 +5,7 @@ scores each record with its population's model, writes `part-<unit index>.parque
 its own part) and returns:
 
     rows      records scored
-    metrics   {population: metric counts}   (kon_ray.infer.metrics.partial; labelled splits only)
+    metrics   {population: metric counts}   (kon_ray.model.metrics.partial; labelled splits only)
     probs     {population: float32 (rows x classes)} the class probabilities, only on the pass that fits the
               prediction-drift reference (the test split: a few float32 columns)
     drift     {population: drift summary}   counts of the class probabilities on the reference's KS and PSI
@@ -37,9 +37,10 @@ import pyarrow.parquet as pq
 from kon_ray import execution, storage
 from kon_ray.drift import summary as S
 from kon_ray.drift.config import DriftConfig
+from kon_ray.drift.prediction import not_available, report_block
 from kon_ray.drift.reference import NumericReference, ReferenceSummary
 from kon_ray.execution import WorkUnit
-from kon_ray.infer.score import (
+from kon_ray.model.score import (
     ACTUAL,
     PREDICTED,
     ModelBundle,
@@ -209,7 +210,6 @@ def reference_for(bundle: ModelBundle, totals: Totals, cfg: DriftConfig, windows
 def compare(bundle: ModelBundle, reference, totals: Totals, cfg: DriftConfig,
             windows: Tuple[str, str] = WINDOWS) -> Dict[str, Any]:
     """The population's prediction-drift block (kon_ray.drift.prediction.report_block), or why there is none."""
-    from kon_ray.drift.prediction import not_available, report_block  # driver only: scipy.stats is slow to import
 
     if isinstance(reference, str):
         return not_available(reference)
