@@ -426,6 +426,7 @@ def resolve_kinds(reference: Sequence[tuple], current: Sequence[tuple], columns:
     sides = [(f, sch, ref_label) for f, sch in reference] + [(f, sch, cur_label) for f, sch in current]
     for name in columns:
         seen: Dict[str, tuple] = {}  # kind -> (file, type), the first file of each kind
+        per_side: Dict[str, Dict[str, tuple]] = {ref_label: {}, cur_label: {}}  # the same, per side
         reason = ""
         for file, schema, label in sides:
             if name not in schema.names:
@@ -436,9 +437,13 @@ def resolve_kinds(reference: Sequence[tuple], current: Sequence[tuple], columns:
                 reason = reason or f"{arrow_type} in {file}: {why}"
                 kind = "unsupported"
             seen.setdefault(kind, (file, arrow_type))
+            if kind != S.EMPTY:
+                per_side[label].setdefault(kind, (file, arrow_type))
         if name in overrides:
             kinds[name] = overrides[name]
             continue
+        if current:
+            check_schema_change(name, per_side[ref_label], per_side[cur_label])
         typed = [k for k in seen if k != S.EMPTY]
         if reason:
             skipped[name] = reason
@@ -449,6 +454,20 @@ def resolve_kinds(reference: Sequence[tuple], current: Sequence[tuple], columns:
         else:
             kinds[name] = typed[0] if typed else S.NUMERIC  # null everywhere: numeric, every value missing
     return kinds, skipped
+
+
+def check_schema_change(name: str, reference: Dict[str, tuple], current: Dict[str, tuple]) -> None:
+    """The drift contract's schema rule: a column of one kind in every typed reference file and of another kind in
+    every typed current file (numeric -> text, say, or a type drift does not analyse) is a DataError (exit 3,
+    nothing published), as a column missing from the current is: a schema break is never a skipped column that
+    lets the check pass. `reference` / `current`: kind -> (first file, Arrow type) of that side's typed files.
+    Kinds mixed within one side stay a skip (resolve_kinds); `drift.column_types.NAME` compares the column anyway."""
+    if len(reference) != 1 or len(current) != 1 or set(reference) == set(current):
+        return
+    ((ref_kind, (ref_file, ref_type)),), ((cur_kind, (cur_file, cur_type)),) = reference.items(), current.items()
+    raise DataError(f"column {name!r} changed kind: {ref_kind} ({ref_type}) in the reference ({ref_file}) but"
+                    f" {cur_kind} ({cur_type}) in the current ({cur_file}); a schema change is a data error, not"
+                    f" drift to skip (declare drift.column_types.{name}=numeric|categorical to compare it anyway)")
 
 
 def fit_reference(data, cfg: DriftConfig, columns: Optional[Sequence[str]] = None,
@@ -589,15 +608,19 @@ def _current_skipped(source: Source, columns: Sequence[str], numeric: set, cfg: 
     schemas = source.schemas()
     for name in columns:
         expected = "numeric" if name in numeric else "categorical"
+        kinds: Dict[str, tuple] = {}
         for file, schema in schemas:
             if name not in schema.names:
                 raise DataError(missing_column(file, name, source.label))
             kind, why = S.type_kind(schema.field(name).type)
-            if kind in (S.EMPTY, expected) or name in cfg.column_types:
+            if kind != S.EMPTY:
+                kinds.setdefault(kind or "unsupported", (file, schema.field(name).type))
+            if kind in (S.EMPTY, expected) or name in cfg.column_types or name in skipped:
                 continue
             found = kind or f"not analysed ({why})"
             skipped[name] = f"{expected} in the reference but {schema.field(name).type} ({found}) in {file}"
-            break
+        if name not in cfg.column_types:  # every current file of another kind: a schema change (DataError)
+            check_schema_change(name, {expected: ("its saved summary", "as fitted")}, kinds)
     return skipped
 
 
