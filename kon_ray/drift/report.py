@@ -16,7 +16,13 @@ JSON shape:
                  "notes": [why a number is null],
                  numeric: "ks_upper", "ks_exact", "bins": {"edges", "labels", "reference", "current"} (the finite
                  values' bins, then -inf, +inf, missing);
-                 categorical: "dof", "categories": {"count", "labels", "reference", "current"}}],
+                 categorical: "dof", "categories": {"count", "labels", "reference", "current"},
+                 with drift.segment_columns: "attribution": [{"by": segment column, "joint", "mix", "within",
+                 "mix_only_psi", "within_only_psi", "mix_share", "within_share" (mix_share + within_share = psi),
+                 "segments": [{"value" (null = missing), "ref_share", "cur_share", "within", "psi" (null: no rows on
+                 a side), "reference_rows", "current_rows"}] (by within, descending),
+                 "table": {"segments", "bins" (labels), "reference", "current" (counts [segment][bin])}}]
+                 (kon_ray/drift/attribution.py; every number recomputes from "table"), or {"by", "reason"}}],
    "skipped": [{"name", "reason"}]}
 Strict JSON: undefined numbers (a KS test on a column with no values) are null, with the reason in "notes".
 """
