@@ -14,6 +14,7 @@ version, or the one `drift.prediction_model` names) through InferenceReporting's
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Dict, Optional, Tuple
 
@@ -22,9 +23,14 @@ from kon_ray.config import KonConfig
 from kon_ray.context import STAGE_FOLDERS, RunContext
 from kon_ray.drift import prediction as P
 from kon_ray.drift.check import gate, metrics, run_check
-from kon_ray.features.spec import calendar_features
+from kon_ray.features.spec import POPULATION, calendar_features
 
 log = logging.getLogger(__name__)
+
+# The pipeline's segment columns when drift.segment_columns is empty: the population every preprocessed row carries.
+# estrato and cluster are assigned by the segment stage, which runs after this one (its k-means centroids are
+# fitted then); see README "Drift: the contract", attribution.
+PIPELINE_SEGMENTS = (POPULATION,)
 
 # What key_material resolved for a config, kept until that config's drift stage runs in this process: the stage
 # scores with the version its key holds, even if another is registered between planning and running.
@@ -67,6 +73,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     exclude = [dataset.id_column, dataset.date_column, dataset.target_column]
     if not cfg.calendar_features:
         exclude += calendar_features(list(dataset.features.dates))
+    if not cfg.segment_columns:  # issue 30: attribution by population by default (README, drift contract)
+        cfg = dataclasses.replace(cfg, segment_columns=list(PIPELINE_SEGMENTS))
     resolution = _resolution(ctx.config)
 
     def prediction() -> Dict[str, Any]:

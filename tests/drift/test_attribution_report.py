@@ -15,6 +15,7 @@ from kon_ray.drift.check import run_check
 from kon_ray.drift.compare import compare
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.engine import fit_reference, summarise_current
+from tests.chromium import dump_dom, needs_chromium
 from tests.drift.test_attribution import oracle
 from tests.drift.test_layouts import _write_layouts, units  # noqa: F401 (a fixture)
 
@@ -143,3 +144,55 @@ def test_a_summary_fitted_without_a_segment_column_says_so(tmp_path, data):
     got = {f["name"]: f["attribution"] for f in compare(summary, summarise_current(summary, cur, cfg), cfg)}
     assert got["kwh"][0]["by"] == "pop" and "joint" in got["kwh"][0]
     assert got["kwh"][1]["by"] == "estrato" and "refit" in got["kwh"][1]["reason"]
+
+
+def _frames_report(ref, cur) -> dict:
+    from kon_ray.drift.compare import summarise
+    from kon_ray.drift.prediction import not_available
+    from kon_ray.drift.report import build_report
+
+    summary = fit_reference(ref, CFG)
+    features = compare(summary, summarise_current(summary, cur, CFG), CFG)
+    return build_report(features, summarise(features, CFG, not_available("test")), "ref", "cur",
+                        {"reference": ROWS, "current": ROWS})
+
+
+def test_the_summary_says_it_in_words(data):
+    from kon_ray.drift.report import summary_text
+
+    ref, cur, _, _ = data
+    report = _frames_report(ref, cur)
+    kwh = next(f for f in report["features"] if f["name"] == "kwh")
+    by_pop = kwh["attribution"][0]
+    text = summary_text(report)
+    share = f"{by_pop['mix_share'] / kwh['psi']:.0%}"  # the planted cause: about all of it is the mix
+    assert int(share.rstrip("%")) >= 90
+    assert f"{share} of kwh's PSI {kwh['psi']:.3f} is the pop mix" in text
+    top = by_pop["segments"][0]["value"]
+    assert f"within segments, pop {top} moved most" in text
+    # MLflow (pipeline and standalone log check.metrics): the two shares add up to psi/<feature>
+    from kon_ray.drift.check import metrics
+
+    logged = metrics(report)
+    assert logged["drift_mix/kwh/pop"] == by_pop["mix_share"]
+    assert logged["drift_mix/kwh/estrato"] + logged["drift_within/kwh/estrato"] == pytest.approx(logged["psi/kwh"],
+                                                                                               abs=1e-12)
+
+
+@needs_chromium
+def test_the_attribution_chart_renders_in_headless_chromium(tmp_path, data):
+    import re
+
+    from kon_ray.drift.html import render
+
+    ref, cur, _, _ = data
+    report = _frames_report(ref, cur)
+    page = tmp_path / "drift_report.html"
+    page.write_text(render(report))
+    dom = dump_dom(page, tmp_path / "profile")
+    chart = re.search(r'<svg id="attribution-chart".*?</svg>', dom, re.S)
+    assert chart, "the attribution chart is on the page"
+    explained = [f for f in report["features"] if f["severity"] in ("HIGH", "MODERATE")][:5]
+    bars = re.findall(r'<rect x="[\d.]+" y="[\d.]+" width="([\d.]+)"', chart.group(0))
+    assert len(bars) == 2 * sum(len(f["attribution"]) for f in explained)  # mix + within per feature and column
+    assert 'id="attribution"' in dom and "moved most" in dom
