@@ -331,7 +331,7 @@ def bench_layout(layout: str, ref: str, cur: str, tmp: str, args) -> dict:
            f"hydra.run.dir={os.path.join(tmp, 'hydra_' + layout)}", *args.override]
     results: Dict[str, Any] = {"kon_ray": measure(cmd, env)}
     if args.segments:  # the same command with the three segment columns, right after: the ratio of one run
-        with_segments = [*cmd[:4], f"output={out}_segments", *cmd[5:],
+        with_segments = [*cmd[:5], f"output={out}_segments", *cmd[6:],
                          f"drift.segment_columns=[{','.join(SEGMENTS)}]"]
         results["segments"] = measure(with_segments, env)
         if args.skip_limit:
