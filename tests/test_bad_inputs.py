@@ -287,10 +287,14 @@ def test_a_current_column_of_another_kind_is_a_data_error_like_a_missing_one(goo
     assert "'avaluo_catastral' changed kind: numeric" in lines[0] and "categorical (string) in the current" in lines[0]
     assert not output.exists() or list(output.iterdir()) == []
     code, lines = _drift_in_process(f"reference={_parts(good_data)[0]}", f"current={current}", f"output={output}",
-                                    "exclude=[customer_id]", "+drift.column_types.avaluo_catastral=categorical")
+                                    "exclude=[customer_id]", "+drift.column_types.avaluo_catastral=categorical",
+                                    "drift.segment_columns=[tariff_type]")
     assert (code, lines) == (0, [])
     report = json.loads((output / "drift_report.json").read_text())
     assert "avaluo_catastral" in {feature["name"] for feature in report["features"]}
+    # the standalone option of issue 30: every analysed feature but the segment column itself is attributed
+    attributed = {f["name"]: [a["by"] for a in f["attribution"]] for f in report["features"]}
+    assert attributed.pop("tariff_type") == [] and set(map(tuple, attributed.values())) == {("tariff_type",)}
 
 
 def test_a_missing_drift_input_names_its_own_key_before_ray_starts(good_data, tmp_path):

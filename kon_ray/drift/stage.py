@@ -74,7 +74,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     if not cfg.calendar_features:
         exclude += calendar_features(list(dataset.features.dates))
     if not cfg.segment_columns:  # issue 30: attribution by population by default (README, drift contract)
-        cfg = dataclasses.replace(cfg, segment_columns=list(PIPELINE_SEGMENTS))
+        cfg = dataclasses.replace(cfg, segment_columns=_default_segments(reference, current))
     resolution = _resolution(ctx.config)
 
     def prediction() -> Dict[str, Any]:
@@ -84,6 +84,19 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     log.info("drift: %s", model_line(resolution, dataset.name))
     gate(report, cfg, storage.join(ctx.run_dir, STAGE_FOLDERS["drift"]))  # the run folder's drift/, where users look
     return metrics(report)
+
+
+def _default_segments(reference, current: str) -> list:
+    """PIPELINE_SEGMENTS that every file of both windows has (preprocess always writes `population`; a window
+    written by other means without it is checked without attribution, and the log says so)."""
+    from kon_ray.segment.io import split_files
+
+    files = [f for folder in [*reference, current] if storage.exists(folder) for f in split_files(folder)]
+    have = set(_columns(files))
+    absent = [c for c in PIPELINE_SEGMENTS if c not in have]
+    if absent:
+        log.info("drift: no attribution by %s (not a column of both windows)", ", ".join(absent))
+    return [c for c in PIPELINE_SEGMENTS if c in have]
 
 
 def model_line(resolution: P.Resolution, dataset: str) -> str:
