@@ -357,7 +357,7 @@ def bench_layout(layout: str, ref: str, cur: str, tmp: str, args) -> dict:
 
 
 def report(layout: str, r: dict) -> None:
-    ours, limit = r["kon_ray"], r["limit"]
+    ours, limit = r["kon_ray"], r.get("limit")
     print(f"{layout}:")
     print(_line("kon_ray", ours))
     if "segments" in r:
@@ -365,8 +365,8 @@ def report(layout: str, r: dict) -> None:
         print(_line("segments", seg, f"   with / without {len(SEGMENTS)} segment columns = wall"
                                      f" {seg['wall'] / ours['wall']:.2f}x, CPU {seg['cpu'] / ours['cpu']:.2f}x"
                                      " (goal <= 1.3x)"))
-        if "limit" not in r:
-            return
+    if limit is None:
+        return
     print(_line("limit", limit, f"   kon_ray / limit = {ours['wall'] / limit['wall']:.2f}x (goal <= 1.5x)"))
     if "baseline" in r:
         base = r["baseline"]
