@@ -51,9 +51,10 @@ def test_stage_writes_reports_and_returns_metrics(ray_session, tmp_path):
     metrics = run(ctx)
     report = json.loads((tmp_path / "staging" / "drift_report.json").read_text())
     names = [f["name"] for f in report["features"]]
-    # ids, dates, target, drift.exclude and calendar features left out
-    assert sorted(names) == ["allnan", "cat", "cont", "disc", "flag"]
-    assert metrics["features"] == 5 and metrics["drift_flag"] == int(report["summary"]["drift_flag"])
+    # ids, dates, target, drift.exclude and calendar features left out (population, preprocess's passthrough
+    # column, is analysed like any other)
+    assert sorted(names) == ["allnan", "cat", "cont", "disc", "flag", "population"]
+    assert metrics["features"] == 6 and metrics["drift_flag"] == int(report["summary"]["drift_flag"])
     assert metrics["psi/cat"] == pytest.approx(next(f["psi"] for f in report["features"] if f["name"] == "cat"))
     # attribution by population by default: industrial every 3rd reference row (200 of 600), every 2nd current
     # row (200 of 400); the shares add up to the PSI, as the MLflow metrics do
@@ -86,7 +87,7 @@ def test_gate_raises_after_writing_the_reports(ray_session, tmp_path):
 
     ctx = _context(tmp_path, "drift.fail_on_drift=true")
     # one "drift gate:" (the error's kind, added when it is printed), and the run folder's drift/, not the cache
-    expected = rf"^\d+ of 6 features drifted \(share > 0.1\); see {ctx.run_dir}/drift/drift_summary.txt$"
+    expected = rf"^\d+ of 7 features drifted \(share > 0.1\); see {ctx.run_dir}/drift/drift_summary.txt$"
     with pytest.raises(DriftGateError, match=expected):
         run(ctx)
     assert (tmp_path / "staging" / "drift_report.html").exists()
