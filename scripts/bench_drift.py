@@ -4,6 +4,8 @@ histogram per column, on the same files, for two layouts, in one run.
     RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_drift.py [--rows 1000000] [--features 240]
     RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_drift.py --rows 200000 --profile   # where time goes
     RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_drift.py --rows 10000000 --data /big/disk/drift10m
+    RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_drift.py --rows 200000 --segments --skip-limit
+        (issue 30: the command with and without drift.segment_columns=[3 columns], the ratio in one run)
 
 Generates a deterministic feature-like frame per side (numeric with ties, skew and missing values; categorical as
 dictionary strings; `--rows` rows each, the current shifted) and writes it twice:
@@ -58,8 +60,12 @@ LAYOUTS = {"one_group": None, "rg64k": 65_536}  # row_group_size (None: pyarrow'
 # --- data ----------------------------------------------------------------------------------------------------
 
 
-def generate_parts(rows: int, features: int, shift: float, seed: int):
-    """Parts of PART_ROWS rows; feature j's distribution family is j % 5; `shift` moves a third of them."""
+SEGMENTS = ("seg_population", "seg_estrato", "seg_cluster")  # --segments: issue 30's three segment columns
+
+
+def generate_parts(rows: int, features: int, shift: float, seed: int, segments: bool = False):
+    """Parts of PART_ROWS rows; feature j's distribution family is j % 5; `shift` moves a third of them. With
+    `segments`, three segment columns as well (2, 7 and 8 values; their mix moves with `shift`)."""
     n_cat = features // 6
     vocab = pa.array([f"cat_{i:02d}" for i in range(40)])
     for part, start in enumerate(range(0, rows, PART_ROWS)):
@@ -86,13 +92,18 @@ def generate_parts(rows: int, features: int, shift: float, seed: int):
             p = np.linspace(1, 2 + (shift * 3 if j % 3 == 0 else 0), k)
             idx = rng.choice(k, size=n, p=p / p.sum()).astype(np.int32)
             cols[f"cat_{j:03d}"] = pa.DictionaryArray.from_arrays(pa.array(idx), vocab[:k])
+        if segments:
+            industrial = rng.random(n) < 0.2 + shift
+            cols["seg_population"] = pa.array(np.where(industrial, "industrial", "domestic"))
+            cols["seg_estrato"] = pa.array(rng.integers(0, 7, n))
+            cols["seg_cluster"] = pa.array(rng.integers(0, 8, n).astype(np.int16))
         yield pa.table(cols)
 
 
 WRITE_ROWS = 1024**2  # pyarrow's default row group size: the rows written at once (a multiple of 64k)
 
 
-def write_layouts(tmp: str, rows: int, features: int) -> dict:
+def write_layouts(tmp: str, rows: int, features: int, segments: bool = False) -> dict:
     """{layout: (reference file, current file)}: the same rows written once per layout, WRITE_ROWS at a time (10M x
     240 per side does not fit in memory): one_group has pyarrow's default row groups (one up to 1Mi rows)."""
     paths: dict = {layout: [] for layout in LAYOUTS}
@@ -111,7 +122,7 @@ def write_layouts(tmp: str, rows: int, features: int) -> dict:
                     writers[layout] = pq.ParquetWriter(paths[layout][-1], table.schema)
                 writers[layout].write_table(table, row_group_size=group_rows or WRITE_ROWS)
 
-        for part in generate_parts(rows, features, shift, seed):
+        for part in generate_parts(rows, features, shift, seed, segments):
             buffered.append(part)
             if sum(t.num_rows for t in buffered) >= WRITE_ROWS:
                 whole = pa.concat_tables(buffered)
@@ -316,6 +327,12 @@ def bench_layout(layout: str, ref: str, cur: str, tmp: str, args) -> dict:
     cmd = [py, "-m", "kon_ray.drift", f"reference={ref}", f"current={cur}", f"output={out}",
            f"hydra.run.dir={os.path.join(tmp, 'hydra_' + layout)}", *args.override]
     results: Dict[str, Any] = {"kon_ray": measure(cmd, env)}
+    if args.segments:  # the same command with the three segment columns, right after: the ratio of one run
+        with_segments = [*cmd[:5], f"output={out}_segments", *cmd[6:],
+                         f"drift.segment_columns=[{','.join(SEGMENTS)}]"]
+        results["segments"] = measure(with_segments, env)
+        if args.skip_limit:
+            return results
     with open(os.path.join(out, "reference_summary.json")) as handle:
         summary = json.load(handle)
     edges_json = os.path.join(tmp, f"edges_{layout}.json")
@@ -337,9 +354,16 @@ def bench_layout(layout: str, ref: str, cur: str, tmp: str, args) -> dict:
 
 
 def report(layout: str, r: dict) -> None:
-    ours, limit = r["kon_ray"], r["limit"]
+    ours, limit = r["kon_ray"], r.get("limit")
     print(f"{layout}:")
     print(_line("kon_ray", ours))
+    if "segments" in r:
+        seg = r["segments"]
+        print(_line("segments", seg, f"   with / without {len(SEGMENTS)} segment columns = wall"
+                                     f" {seg['wall'] / ours['wall']:.2f}x, CPU {seg['cpu'] / ours['cpu']:.2f}x"
+                                     " (goal <= 1.3x)"))
+    if limit is None:
+        return
     print(_line("limit", limit, f"   kon_ray / limit = {ours['wall'] / limit['wall']:.2f}x (goal <= 1.5x)"))
     if "baseline" in r:
         base = r["baseline"]
@@ -410,6 +434,10 @@ def main() -> None:
     parser.add_argument("--data", help="keep the generated files here and reuse them on the next run (same --rows"
                                        " and --features); default: a temporary folder, deleted at the end")
     parser.add_argument("--profile", action="store_true", help="time the passes in-process instead")
+    parser.add_argument("--segments", action="store_true",
+                        help="add three segment columns to the data and time the command with"
+                             " drift.segment_columns=[...] right after the one without (issue 30's overhead)")
+    parser.add_argument("--skip-limit", action="store_true", help="with --segments: time only the two commands")
     parser.add_argument("--override", action="append", default=[], help="extra key=value for the drift command")
     parser.add_argument("--task", help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
@@ -429,7 +457,7 @@ def main() -> None:
     try:
         t = time.perf_counter()
         paths = kept_layouts(args.data, args.rows, args.features) if args.data else write_layouts(
-            tmp, args.rows, args.features)
+            tmp, args.rows, args.features, args.segments)
         size = sum(os.path.getsize(p) for pair in paths.values() for p in pair) / len(paths)
         print(f"data: {args.rows:,} rows x {args.features} features per side, {size / 2**20:.0f} MiB Parquet per"
               f" layout, generated in {time.perf_counter() - t:.1f} s; {os.cpu_count()} cores, load average"

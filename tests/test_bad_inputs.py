@@ -272,29 +272,29 @@ def test_a_current_dataset_without_a_reference_column_is_a_data_error(good_data,
     assert not output.exists() or list(output.iterdir()) == []
 
 
-def test_a_current_column_of_another_type_is_reported_as_not_analysed(good_data, tmp_path, ray_session):
-    """The drift contract (README): a current column that cannot be read as the reference's kind is not an error
-    that loses the whole report; it is listed under `skipped` with the reason, and every other column is analysed."""
-    reference = pq.read_table(_parts(good_data)[0])
+def test_a_current_column_of_another_kind_is_a_data_error_like_a_missing_one(good_data, tmp_path, ray_session):
+    """The drift contract's schema rule (README, issue 30 item 5): a column numeric in the reference and text in
+    the current is a schema break, the most severe drift there is; it must never lower the verdict. It is a data
+    error exactly as a missing current column is (the test above): exit 3, one line naming the column and both
+    kinds, nothing published. drift.column_types.NAME=... compares it anyway."""
     current = tmp_path / "current.parquet"
     pq.write_table(_set_column(pq.read_table(_parts(good_data)[1]), "avaluo_catastral",
                                pc.cast(pq.read_table(_parts(good_data)[1])["avaluo_catastral"], pa.string())), current)
     output = tmp_path / "report"
     code, lines = _drift_in_process(f"reference={_parts(good_data)[0]}", f"current={current}", f"output={output}",
                                     "exclude=[customer_id]")
+    assert code == 3 and len(lines) == 1, lines
+    assert "'avaluo_catastral' changed kind: numeric" in lines[0] and "categorical (string) in the current" in lines[0]
+    assert not output.exists() or list(output.iterdir()) == []
+    code, lines = _drift_in_process(f"reference={_parts(good_data)[0]}", f"current={current}", f"output={output}",
+                                    "exclude=[customer_id]", "+drift.column_types.avaluo_catastral=categorical",
+                                    "drift.segment_columns=[tariff_type]")
     assert (code, lines) == (0, [])
     report = json.loads((output / "drift_report.json").read_text())
-    skipped = {item["name"]: item["reason"] for item in report["skipped"]}
-    # dates are not analysed either (the contract says so); the retyped column is the one other skip; the id left
-    # out with exclude= is listed with that reason (issue 32, item 3)
-    assert sorted(skipped) == ["avaluo_catastral", "contract_start", "customer_id", "last_payment_date",
-                               "record_date"]
-    assert skipped["customer_id"] == "excluded (exclude=[...])"
-    assert "string" in skipped["avaluo_catastral"] and skipped["avaluo_catastral"] != skipped["record_date"]
-    assert "not analysed: avaluo_catastral" in (output / "drift_summary.txt").read_text()
-    analysed = {feature["name"] for feature in report["features"]}
-    assert "avaluo_catastral" not in analysed and "meter_brand" in analysed and "kwh_m01" in analysed
-    assert len(reference.column_names) > len(analysed)  # ids, dates and the skipped column are not features
+    assert "avaluo_catastral" in {feature["name"] for feature in report["features"]}
+    # the standalone option of issue 30: every analysed feature but the segment column itself is attributed
+    attributed = {f["name"]: [a["by"] for a in f["attribution"]] for f in report["features"]}
+    assert attributed.pop("tariff_type") == [] and set(map(tuple, attributed.values())) == {("tariff_type",)}
 
 
 def test_a_missing_drift_input_names_its_own_key_before_ray_starts(good_data, tmp_path):

@@ -83,7 +83,8 @@ def gate(report: Dict[str, Any], cfg: DriftConfig, output_dir: str) -> None:
 
 
 def metrics(report: Dict[str, Any]) -> Dict[str, Any]:
-    """Small metrics for the pipeline and MLflow: counts, share, the flag as 0/1, PSI per feature."""
+    """Small metrics for the pipeline and MLflow: counts, share, the flag as 0/1, PSI per feature and, with
+    drift.segment_columns, its split `drift_mix/<feature>/<by>` + `drift_within/<feature>/<by>` = `psi/<feature>`."""
     s = report["summary"]
     out: Dict[str, Any] = {
         "features": s["features"],
@@ -93,6 +94,12 @@ def metrics(report: Dict[str, Any]) -> Dict[str, Any]:
         "rows": report["rows"]["current"],
     }
     out.update({f"psi/{f['name']}": f["psi"] for f in report["features"]})
+    # issue 30: the feature's PSI split into segment mix and within-segment change (they add up to psi/<feature>)
+    for f in report["features"]:
+        for a in f.get("attribution", ()):
+            if "mix_share" in a:
+                out[f"drift_mix/{f['name']}/{a['by']}"] = a["mix_share"]
+                out[f"drift_within/{f['name']}/{a['by']}"] = a["within_share"]
     return out
 
 

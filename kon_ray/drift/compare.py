@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from kon_ray import execution
+from kon_ray.drift.attribution import attribute
 from kon_ray.drift.chi2 import chi2_homogeneity
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.ks import ks_from_slots, ks_pvalue, ks_pvalues
@@ -127,7 +128,47 @@ def compare(reference: ReferenceSummary, current: dict, cfg: DriftConfig) -> Lis
     adjusted = adjust_pvalues([np.nan if f["p_value"] is None else f["p_value"] for f in features])
     for feature, p_adj in zip(features, adjusted):
         feature["p_value_adjusted"] = _num(p_adj)
+    if cfg.segment_columns:
+        for feature in features:
+            feature["attribution"] = attributions(feature, reference, current, cfg)
     return features
+
+
+def _key(value: Optional[str]) -> tuple:
+    return value is None, str(value)
+
+
+def attributions(feature: Dict[str, Any], reference: ReferenceSummary, current: dict,
+                 cfg: DriftConfig) -> List[Dict[str, Any]]:
+    """The feature's `attribution` list (kon_ray.drift.attribution), one entry per segment column other than the
+    feature itself, from the joint tables of both sides; a segment column the saved reference summary was fitted
+    without gets an entry with `reason` and no numbers."""
+    name = feature["name"]
+    out: List[Dict[str, Any]] = []
+    for by in cfg.segment_columns:
+        if by == name:
+            continue
+        ref_rows = reference.joint.get(name, {}).get(by)
+        cur_rows = current.get("joint", {}).get(name, {}).get(by)
+        if ref_rows is None or cur_rows is None:
+            out.append({"by": by, "reason": "the reference summary has no joint tables for this segment column:"
+                                            " refit it with drift.segment_columns including it"})
+            continue
+        values = sorted(set(ref_rows) | set(cur_rows), key=_key)
+        if feature["type"] == "numeric":
+            labels: List[Any] = bin_labels(feature["bins"]["edges"])
+            width = len(labels)
+            zero = np.zeros(width, dtype=np.int64)
+            n_ref = np.array([ref_rows.get(v, zero) for v in values], dtype=np.int64).reshape(len(values), width)
+            n_cur = np.array([cur_rows.get(v, zero) for v in values], dtype=np.int64).reshape(len(values), width)
+        else:
+            labels = sorted({k for rows in (ref_rows, cur_rows) for counts in rows.values() for k in counts},
+                            key=_key)
+            n_ref = np.array([[ref_rows.get(v, {}).get(k, 0) for k in labels] for v in values], dtype=np.int64)
+            n_cur = np.array([[cur_rows.get(v, {}).get(k, 0) for k in labels] for v in values], dtype=np.int64)
+        out.append(attribute(by, values, labels, n_ref.reshape(len(values), len(labels)),
+                             n_cur.reshape(len(values), len(labels)), cfg.psi_epsilon))
+    return out
 
 
 def skipped_columns(reference: ReferenceSummary, current: dict) -> List[Dict[str, str]]:

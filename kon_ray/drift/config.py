@@ -35,6 +35,9 @@ class DriftConfig:
     # the pipeline's DriftCheck scores both windows with each population's registered model `<dataset>-<population>`
     # for prediction drift: null = its latest version, "3" = version 3, "@champion" = the version an alias points at
     prediction_model: Optional[str] = None
+    # issue 30: each analysed feature's PSI split into segment mix and within-segment change, per segment column
+    # (kon_ray/drift/attribution.py); the joint tables are counted in the same pass. Empty: no attribution.
+    segment_columns: List[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.psi_bins < 2:

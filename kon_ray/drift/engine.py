@@ -200,10 +200,28 @@ def summarise_unit(table: pa.Table, unit: execution.WorkUnit, plan: S.BatchPlan)
     group counts each row once."""
     if unit.columns is None:
         return S.summarise_batch(table, plan)
-    out = S.summarise_batch(table, plan.restricted(unit.columns))
-    if not plan.columns or plan.columns[0] not in unit.columns:
+    owned = plan.owned(unit.columns, unit.index)  # not the segment columns it reads for the joint tables only
+    out = S.summarise_batch(table, plan.restricted(owned))
+    if not plan.columns or plan.columns[0] not in owned:
         out["rows"] = 0
     return out
+
+
+def with_segments(units: Sequence[execution.WorkUnit], segments: Sequence[str]) -> Tuple[List[execution.WorkUnit],
+                                                                                         Dict[str, frozenset]]:
+    """Units that also read the segment columns (issue 30: the joint tables are counted in the same pass, no
+    extra read), and which units count each column (`BatchPlan.owner`): a segment column that is a feature too is
+    read by every unit and counted by the units that planned it."""
+    if not segments:
+        return list(units), {}
+    holders: Dict[str, set] = {}
+    for u in units:
+        for c in u.columns or ():
+            holders.setdefault(c, set()).add(u.index)
+    owner = {c: frozenset(held) for c, held in holders.items()}
+    out = [dataclasses.replace(u, columns=tuple(u.columns) + tuple(c for c in segments if c not in u.columns))
+           if u.columns is not None else u for u in units]
+    return out, owner
 
 
 def sample_positions(unit: execution.WorkUnit, step: int) -> np.ndarray:
@@ -255,10 +273,15 @@ def _summary_row(table: pa.Table, plan: S.BatchPlan) -> pa.Table:
 
 def reduce(source: Source, plan: S.BatchPlan) -> dict:
     """Run `plan` over all of `source` and merge the per-unit summaries."""
+    read = plan.columns + [c for c in plan.segments if c not in plan.columns]
+    if source.table is not None:
+        return summarise_unit(source.table.select(read), _whole_table(source.table), plan=plan)
     if source.dataset is None:
-        merged = _map_reduce(source, summarise_unit, plan.columns, S.merge, {"plan": plan})
+        units, owner = with_segments(_plan_units(source, plan.columns), plan.segments)
+        plan = dataclasses.replace(plan, owner=owner)
+        merged = execution.map_reduce(summarise_unit, units, S.merge, columns=read, kwargs={"plan": plan})
         return merged if merged is not None else _empty_summary(plan)
-    ds = source.to_dataset(plan.columns)
+    ds = source.to_dataset(read)
     out = ds.map_batches(_summary_row, fn_kwargs={"plan": plan}, batch_format="pyarrow", batch_size=None)
     merged = None
     with execution.user_errors():
@@ -269,17 +292,24 @@ def reduce(source: Source, plan: S.BatchPlan) -> dict:
 
 
 def _empty_summary(plan: S.BatchPlan) -> dict:
+    plan = dataclasses.replace(plan, segments=())
     return S.summarise_batch(pa.table({c: pa.array([], pa.float64()) for c in plan.numeric}
                                       | {c: pa.array([], pa.string()) for c in plan.categorical}), plan)
 
 
 def fit_unit(table: pa.Table, unit: execution.WorkUnit, numeric: Sequence[str], categorical: Sequence[str],
-             ks_bins: int, psi_bins: int, step: int, first_column: str) -> dict:
+             ks_bins: int, psi_bins: int, step: int, first_column: str, segments: Sequence[str] = (),
+             owner: Optional[Dict[str, frozenset]] = None) -> dict:
     """The reference fitted in one read, for a unit that holds every row of its columns (in input order): the
     sample (every `step`-th row), the KS edges from it, slot counts, the exact PSI edges and counts; category
     counts. The same numbers as the passes of `fit_reference` over smaller units: {"rows", "numeric", "categories"}."""
     names = set(unit.columns) if unit.columns is not None else set(numeric) | set(categorical)
+    if owner:  # not the segment columns this unit reads for the joint tables only
+        names = {c for c in names if c not in owner or unit.index in owner[c]}
     out: dict = {"rows": table.num_rows if first_column in names else 0, "numeric": {}, "categories": {}}
+    codes = S.segment_codes(table, segments)
+    if codes:
+        out["joint"] = {}
     positions = sample_positions(unit, step) if step > 1 else None
     for name in numeric:
         if name not in names:
@@ -305,9 +335,13 @@ def fit_unit(table: pa.Table, unit: execution.WorkUnit, numeric: Sequence[str], 
                 collected = (np.concatenate([np.full(len(v), code, dtype=np.int64) for code, v in parts]),
                              np.concatenate([v for _, v in parts]))
         out["numeric"][name] = numeric_reference(slots, edges, collected, psi_bins)
+        if codes:
+            out["joint"][name] = S.numeric_joint(values, out["numeric"][name].psi_edges, codes)
     for name in categorical:
         if name in names:
             out["categories"][name] = S.category_counts(table.column(name))
+            if codes:
+                out["joint"][name] = S.categorical_joint(table.column(name), codes)
     return out
 
 
@@ -315,8 +349,11 @@ def merge_fitted(a: Optional[dict], b: dict) -> dict:
     """Fitted column groups together (each column is fitted by exactly one unit)."""
     if a is None:
         return b
-    return {"rows": a["rows"] + b["rows"], "numeric": {**a["numeric"], **b["numeric"]},
-            "categories": {**a["categories"], **b["categories"]}}
+    out = {"rows": a["rows"] + b["rows"], "numeric": {**a["numeric"], **b["numeric"]},
+           "categories": {**a["categories"], **b["categories"]}}
+    if "joint" in a or "joint" in b:  # each feature's joint tables come from the one unit that fits it
+        out["joint"] = {**a.get("joint", {}), **b.get("joint", {})}
+    return out
 
 
 def numeric_reference(slots: np.ndarray, ks_edges: np.ndarray, collected, psi_bins: int) -> NumericReference:
@@ -337,15 +374,18 @@ def _fit_in_one_read(source: Source, numeric: Sequence[str], categorical: Sequen
     (an in-memory table; files whose columns fit execution.MAX_UNIT_BYTES each); else None."""
     columns = list(numeric) + list(categorical)
     step = max(1, -(-source.rows() // cfg.sample_rows))  # ceil: at most sample_rows rows, as `sample`
+    segments = tuple(cfg.segment_columns)
     kwargs: Dict[str, Any] = {"numeric": list(numeric), "categorical": list(categorical), "ks_bins": cfg.ks_bins,
-              "psi_bins": cfg.psi_bins, "step": step, "first_column": columns[0]}
+              "psi_bins": cfg.psi_bins, "step": step, "first_column": columns[0], "segments": segments}
     if source.table is not None:
-        return fit_unit(source.table.select(columns), _whole_table(source.table), **kwargs)
+        read = columns + [c for c in segments if c not in columns]
+        return fit_unit(source.table.select(read), _whole_table(source.table), **kwargs)
     if source.dataset is not None or len(_type_groups(source, columns)) > 1:
         return None  # a unit holding every row would mix files of different types: the passes plan per type
     units = execution.plan_whole_columns(source.files or (), columns, groups=source.row_groups())
     if units is None:
         return None
+    units, kwargs["owner"] = with_segments(units, segments)
     return execution.map_reduce(fit_unit, units, merge_fitted, columns=columns, kwargs=kwargs)
 
 
@@ -418,6 +458,7 @@ def resolve_kinds(reference: Sequence[tuple], current: Sequence[tuple], columns:
     sides = [(f, sch, ref_label) for f, sch in reference] + [(f, sch, cur_label) for f, sch in current]
     for name in columns:
         seen: Dict[str, tuple] = {}  # kind -> (file, type), the first file of each kind
+        per_side: Dict[str, Dict[str, tuple]] = {ref_label: {}, cur_label: {}}  # the same, per side
         reason = ""
         for file, schema, label in sides:
             if name not in schema.names:
@@ -428,9 +469,13 @@ def resolve_kinds(reference: Sequence[tuple], current: Sequence[tuple], columns:
                 reason = reason or f"{arrow_type} in {file}: {why}"
                 kind = "unsupported"
             seen.setdefault(kind, (file, arrow_type))
+            if kind != S.EMPTY:
+                per_side[label].setdefault(kind, (file, arrow_type))
         if name in overrides:
             kinds[name] = overrides[name]
             continue
+        if current:
+            check_schema_change(name, per_side[ref_label], per_side[cur_label])
         typed = [k for k in seen if k != S.EMPTY]
         if reason:
             skipped[name] = reason
@@ -441,6 +486,20 @@ def resolve_kinds(reference: Sequence[tuple], current: Sequence[tuple], columns:
         else:
             kinds[name] = typed[0] if typed else S.NUMERIC  # null everywhere: numeric, every value missing
     return kinds, skipped
+
+
+def check_schema_change(name: str, reference: Dict[str, tuple], current: Dict[str, tuple]) -> None:
+    """The drift contract's schema rule: a column of one kind in every typed reference file and of another kind in
+    every typed current file (numeric -> text, say, or a type drift does not analyse) is a DataError (exit 3,
+    nothing published), as a column missing from the current is: a schema break is never a skipped column that
+    lets the check pass. `reference` / `current`: kind -> (first file, Arrow type) of that side's typed files.
+    Kinds mixed within one side stay a skip (resolve_kinds); `drift.column_types.NAME` compares the column anyway."""
+    if len(reference) != 1 or len(current) != 1 or set(reference) == set(current):
+        return
+    ((ref_kind, (ref_file, ref_type)),), ((cur_kind, (cur_file, cur_type)),) = reference.items(), current.items()
+    raise DataError(f"column {name!r} changed kind: {ref_kind} ({ref_type}) in the reference ({ref_file}) but"
+                    f" {cur_kind} ({cur_type}) in the current ({cur_file}); a schema change is a data error, not"
+                    f" drift to skip (declare drift.column_types.{name}=numeric|categorical to compare it anyway)")
 
 
 def fit_reference(data, cfg: DriftConfig, columns: Optional[Sequence[str]] = None,
@@ -481,13 +540,25 @@ def _reference_columns(data, cfg: DriftConfig, columns: Optional[Sequence[str]],
         for c in wanted:
             if c not in present:
                 raise DataError(f"{cur_source.label}: column {c!r} is missing")
+    require_segments(source, cfg.segment_columns)
+    if current is not None:
+        require_segments(cur_source, cfg.segment_columns)
     kinds, skipped = resolve_kinds(ref_schemas, cur_schemas, wanted, dict(cfg.column_types), source.label)
     numeric = tuple(c for c in wanted if kinds.get(c) == "numeric")
     categorical = tuple(c for c in wanted if kinds.get(c) == "categorical")
     if not numeric and not categorical:
         why = "; ".join(f"{c}: {r}" for c, r in skipped.items())
         raise DataError(f"{source.label}: no numeric or categorical columns to analyse" + (f" ({why})" if why else ""))
-    return source.only(numeric + categorical), numeric, categorical, skipped
+    extras = tuple(c for c in cfg.segment_columns if c not in numeric + categorical)
+    return source.only(numeric + categorical + extras), numeric, categorical, skipped
+
+
+def require_segments(source: Source, segments: Sequence[str]) -> None:
+    """Every file of `source` has every segment column (drift.segment_columns): a DataError naming the file."""
+    for file, schema in source.schemas() if segments else ():
+        for name in segments:
+            if name not in schema.names:
+                raise DataError(missing_column(file, name, source.label) + " (a drift.segment_columns column)")
 
 
 def _fit(source: Source, numeric: Tuple[str, ...], categorical: Tuple[str, ...], skipped: Dict[str, str],
@@ -497,7 +568,8 @@ def _fit(source: Source, numeric: Tuple[str, ...], categorical: Tuple[str, ...],
         if fitted["rows"] == 0:
             raise DataError(f"{source.label}: no rows")
         numeric_refs = {c: fitted["numeric"][c] for c in numeric}
-        return _reference(fitted["rows"], numeric_refs, fitted["categories"], categorical, cfg, source, skipped)
+        return _reference(fitted["rows"], numeric_refs, fitted["categories"], categorical, cfg, source, skipped,
+                          fitted.get("joint"))
 
     sampled = sample(source, numeric, cfg.sample_rows)
     ks_edges = {c: S.sample_edges(sampled[c], cfg.ks_bins) for c in numeric}
@@ -524,16 +596,24 @@ def _fit(source: Source, numeric: Tuple[str, ...], categorical: Tuple[str, ...],
             collected[c] = second["collected"].get(c, S.empty_collected())
 
     numeric_refs = {c: numeric_reference(first["slots"][c], ks_edges[c], collected[c], cfg.psi_bins) for c in numeric}
-    return _reference(first["rows"], numeric_refs, first["categories"], categorical, cfg, source, skipped)
+    joint = None
+    if cfg.segment_columns:  # the PSI edges are known only now: the joint tables take one more pass in this path
+        log.info("drift: reference joint tables for %d segment columns in one more pass (columns too big for one"
+                 " unit, or a Ray Dataset)", len(cfg.segment_columns))
+        joint = reduce(source, S.BatchPlan(numeric=numeric, categorical=categorical, ks_edges=ks_edges,
+                                           psi_edges={c: r.psi_edges for c, r in numeric_refs.items()},
+                                           count=False, segments=tuple(cfg.segment_columns))).get("joint")
+    return _reference(first["rows"], numeric_refs, first["categories"], categorical, cfg, source, skipped, joint)
 
 
 def _reference(rows: int, numeric_refs: dict, categories: dict, categorical: Sequence[str], cfg: DriftConfig,
-               source: Source, skipped: Dict[str, str]) -> ReferenceSummary:
+               source: Source, skipped: Dict[str, str], joint: Optional[dict] = None) -> ReferenceSummary:
     # categories in one fixed order (missing last), so the saved summary is the same whatever order units merged in
     categorical_refs = {c: dict(sorted(categories[c].items(), key=lambda kv: (kv[0] is None, str(kv[0]))))
                         for c in categorical}
     return ReferenceSummary(rows=rows, psi_bins=cfg.psi_bins, numeric=numeric_refs,
-                            categorical=categorical_refs, source=source.label, skipped=dict(skipped))
+                            categorical=categorical_refs, source=source.label, skipped=dict(skipped),
+                            joint=S.sorted_joint(joint or {}, list(numeric_refs) + list(categorical)))
 
 
 def _speculative_slots(sampled: np.ndarray, edges: np.ndarray, bins: int) -> np.ndarray:
@@ -558,16 +638,19 @@ def summarise_current(reference: ReferenceSummary, data, cfg: DriftConfig, label
     not counted but named in "skipped" with the reason; an Arrow null column is all missing, of either kind."""
     source = as_source(data, label)
     skipped = _current_skipped(source, reference.columns, set(reference.numeric), cfg)
+    segments = tuple(cfg.segment_columns)
+    require_segments(source, segments)
     plan = S.BatchPlan(
         numeric=tuple(c for c in reference.numeric if c not in skipped),
         categorical=tuple(c for c in reference.categorical if c not in skipped),
         ks_edges={c: r.ks_edges for c, r in reference.numeric.items()},
         psi_edges={c: r.psi_edges for c, r in reference.numeric.items()},
+        segments=segments,
     )
     if not plan.columns:
         raise DataError(f"{source.label}: no column can be compared with the reference ("
                         + "; ".join(f"{c}: {r}" for c, r in skipped.items()) + ")")
-    current = reduce(source.only(plan.columns), plan)
+    current = reduce(source.only(plan.columns + [c for c in segments if c not in plan.columns]), plan)
     if current["rows"] == 0:
         raise DataError(f"{source.label}: no rows")
     current["skipped"] = skipped
@@ -581,15 +664,19 @@ def _current_skipped(source: Source, columns: Sequence[str], numeric: set, cfg: 
     schemas = source.schemas()
     for name in columns:
         expected = "numeric" if name in numeric else "categorical"
+        kinds: Dict[str, tuple] = {}
         for file, schema in schemas:
             if name not in schema.names:
                 raise DataError(missing_column(file, name, source.label))
             kind, why = S.type_kind(schema.field(name).type)
-            if kind in (S.EMPTY, expected) or name in cfg.column_types:
+            if kind != S.EMPTY:
+                kinds.setdefault(kind or "unsupported", (file, schema.field(name).type))
+            if kind in (S.EMPTY, expected) or name in cfg.column_types or name in skipped:
                 continue
             found = kind or f"not analysed ({why})"
             skipped[name] = f"{expected} in the reference but {schema.field(name).type} ({found}) in {file}"
-            break
+        if name not in cfg.column_types:  # every current file of another kind: a schema change (DataError)
+            check_schema_change(name, {expected: ("its saved summary", "as fitted")}, kinds)
     return skipped
 
 
@@ -622,8 +709,10 @@ def _fit_and_count(source: Source, current: Source, numeric: Tuple[str, ...], ca
         ranges.append(execution.RowRange(g.file, g.index, 0, g.rows, g.rows, position))
         position += g.rows
     step = max(1, -(-source.rows() // cfg.sample_rows))  # as `_fit_in_one_read`
+    segments = tuple(cfg.segment_columns)
+    units, owner = with_segments(units, segments)
     fit = {"numeric": list(numeric), "categorical": list(categorical), "ks_bins": cfg.ks_bins,
-           "psi_bins": cfg.psi_bins, "step": step, "first_column": columns[0]}
+           "psi_bins": cfg.psi_bins, "step": step, "first_column": columns[0], "segments": segments, "owner": owner}
     kwargs = {"fit": fit, "current": tuple(ranges), "numeric": tuple(c for c in numeric if c in counted),
               "categorical": tuple(c for c in categorical if c in counted)}
     fitted, summary = execution.map_reduce(fit_count_unit, units, _merge_pair, columns=columns, kwargs=kwargs,
@@ -633,7 +722,7 @@ def _fit_and_count(source: Source, current: Source, numeric: Tuple[str, ...], ca
     if summary["rows"] == 0:
         raise DataError(f"{current.label}: no rows")
     reference = _reference(fitted["rows"], {c: fitted["numeric"][c] for c in numeric}, fitted["categories"],
-                           categorical, cfg, source, skipped)
+                           categorical, cfg, source, skipped, fitted.get("joint"))
     summary["skipped"] = current_skipped
     return reference, summary
 
@@ -645,13 +734,15 @@ def fit_count_unit(table: pa.Table, unit: execution.WorkUnit, fit: dict, current
     in `summarise_current`'s pass (rows counted by the group holding the first counted column)."""
     fitted = fit_unit(table, unit, **fit)
     del table
+    segments = tuple(fit.get("segments", ()))
     plan = S.BatchPlan(numeric=numeric, categorical=categorical,
                        ks_edges={c: r.ks_edges for c, r in fitted["numeric"].items()},
-                       psi_edges={c: r.psi_edges for c, r in fitted["numeric"].items()})
-    names = tuple(c for c in plan.columns if c in set(unit.columns or ()))
+                       psi_edges={c: r.psi_edges for c, r in fitted["numeric"].items()},
+                       segments=segments, owner=fit.get("owner") or {})
+    names = tuple(c for c in plan.owned(plan.columns, unit.index) if c in set(unit.columns or ()))
     if not names:
         return fitted, {"rows": 0, "slots": {}, "psi": {}, "collected": {}, "categories": {}}
-    current_unit = execution.WorkUnit(unit.index, current, names)
+    current_unit = execution.WorkUnit(unit.index, current, names + tuple(c for c in segments if c not in names))
     return fitted, summarise_unit(execution.read_unit(current_unit), current_unit, plan)
 
 

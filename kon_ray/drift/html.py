@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Dict, Sequence
 
-from kon_ray.drift.report import _order, _p, bin_labels, headline, prediction_line
+from kon_ray.drift.report import _order, _p, attribution_sentences, bin_labels, explained, headline, prediction_line
 from kon_ray.drift.severity import DRIFTED
 
 COLOURS = {"HIGH": "#c62828", "MODERATE": "#ef6c00", "LOW": "#9e9d24", "NONE": "#2e7d32"}
@@ -102,6 +102,49 @@ def _skipped(items: Sequence[Dict[str, str]]) -> str:
     return f'<h2>Not analysed</h2><ul class="meta" id="skipped">{rows}</ul>'
 
 
+MIX, WITHIN = "#8c6bb1", "#41ab5d"  # the attribution chart: segment mix, change within segments
+
+
+def attribution_svg(features: Sequence[Dict[str, Any]]) -> str:
+    """One bar per (feature, segment column): its PSI's length split into the segment-mix share and the
+    within-segment share (they add up to the PSI; a negative share, possible for Shapley shares, is drawn as 0
+    and still printed), all on one scale, so the page says at a glance which drifts are a change of mix."""
+    rows = [(f, a) for f in features for a in f.get("attribution", ()) if "mix_share" in a]
+    if not rows:
+        return ""
+    label_w, bar_w, row_h = 260, 420, 22
+    scale = bar_w / max(max(f["psi"] for f, _ in rows), 1e-12)
+    height = row_h * len(rows) + 8
+    parts = [f'<svg id="attribution-chart" viewBox="0 0 {label_w + bar_w + 150} {height}" width="100%"'
+             f' role="img" aria-label="each drifted feature\'s PSI split into segment mix and within-segment change">']
+    for i, (f, a) in enumerate(rows):
+        y = 4 + i * row_h
+        mix, within = max(a["mix_share"], 0.0) * scale, max(a["within_share"], 0.0) * scale
+        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" font-size="12">'
+                     f'{escape(f["name"])} by {escape(a["by"])}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 2}" width="{mix:.1f}" height="{row_h - 6}" fill="{MIX}">'
+                     f'<title>segment mix {a["mix_share"]:.4f}</title></rect>')
+        parts.append(f'<rect x="{label_w + mix:.1f}" y="{y + 2}" width="{within:.1f}" height="{row_h - 6}"'
+                     f' fill="{WITHIN}"><title>within segments {a["within_share"]:.4f}</title></rect>')
+        share = a["mix_share"] / f["psi"] if f["psi"] > 0 else 0.0
+        parts.append(f'<text x="{label_w + mix + within + 6:.1f}" y="{y + 14}" font-size="12">'
+                     f'PSI {f["psi"]:.3f}: {share:.0%} mix</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _why(report: Dict[str, Any]) -> str:
+    shown = explained(report)
+    sentences = [s for f in shown for s in attribution_sentences(f)]
+    if not sentences:
+        return ""
+    legend = (f'<div class="legend"><span style="background:{MIX}"></span>segment mix'
+              f'<span style="background:{WITHIN}"></span>change within segments</div>')
+    items = "".join(f"<li>{escape(s)}</li>" for s in sentences)
+    return (f'<h2>Why: segment mix or change within segments</h2>{legend}{attribution_svg(shown)}'
+            f'<ul class="meta" id="attribution">{items}</ul>')
+
+
 def render(report: Dict[str, Any], plots: int = 8) -> str:
     s = report["summary"]
     features = sorted(report["features"], key=_order)
@@ -129,6 +172,7 @@ current: {escape(report['current'])} ({report['rows']['current']:,} rows)<br>
 KS statistic exact to within {s['ks_bound_max']:.1e} (reported D &le; exact D &le; D + bound)</div>
 <div class="banner {'raised' if s['drift_flag'] else 'ok'}">{escape(headline(report))}</div>
 <div class="cards">{cards}</div>
+{_why(report)}
 <h2>Distributions of the most drifted features</h2>{legend}
 <div class="plots" id="plots">{figures}</div>
 <h2>All features</h2>

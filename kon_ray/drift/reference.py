@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -35,6 +35,9 @@ class ReferenceSummary:
     categorical: Dict[str, Dict[Optional[str], int]] = field(default_factory=dict)  # None = missing
     source: str = ""
     skipped: Dict[str, str] = field(default_factory=dict)  # column -> why it is not analysed
+    # issue 30: feature -> segment column -> segment value (None = missing) -> the feature's counts in the
+    # segment: PSI bin counts (numeric, laid out as psi_counts) or category -> count (categorical)
+    joint: Dict[str, Dict[str, Dict[Optional[str], Any]]] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -57,6 +60,9 @@ class ReferenceSummary:
             },
             "categorical": {name: [[k, v] for k, v in counts.items()] for name, counts in self.categorical.items()},
             "skipped": dict(self.skipped),
+            "joint": {name: {col: [[value, counts.tolist() if isinstance(counts, np.ndarray) else
+                                    [[k, v] for k, v in counts.items()]] for value, counts in rows.items()]
+                             for col, rows in by.items()} for name, by in self.joint.items()},
         }
 
     @classmethod
@@ -73,8 +79,12 @@ class ReferenceSummary:
             for name, ref in obj["numeric"].items()
         }
         categorical = {name: {k: int(v) for k, v in pairs} for name, pairs in obj["categorical"].items()}
+        joint = {name: {col: {value: (np.asarray(counts, dtype=np.int64) if name in numeric else
+                                      {k: int(v) for k, v in counts}) for value, counts in rows}
+                        for col, rows in by.items()} for name, by in (obj.get("joint") or {}).items()}
         return cls(rows=int(obj["rows"]), psi_bins=int(obj["psi_bins"]), numeric=numeric,
-                   categorical=categorical, source=obj.get("source", ""), skipped=dict(obj.get("skipped") or {}))
+                   categorical=categorical, source=obj.get("source", ""), skipped=dict(obj.get("skipped") or {}),
+                   joint=joint)
 
 
 def save(summary: ReferenceSummary, path: str) -> None:

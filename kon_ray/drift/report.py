@@ -16,7 +16,13 @@ JSON shape:
                  "notes": [why a number is null],
                  numeric: "ks_upper", "ks_exact", "bins": {"edges", "labels", "reference", "current"} (the finite
                  values' bins, then -inf, +inf, missing);
-                 categorical: "dof", "categories": {"count", "labels", "reference", "current"}}],
+                 categorical: "dof", "categories": {"count", "labels", "reference", "current"},
+                 with drift.segment_columns: "attribution": [{"by": segment column, "joint", "mix", "within",
+                 "mix_only_psi", "within_only_psi", "mix_share", "within_share" (mix_share + within_share = psi),
+                 "segments": [{"value" (null = missing), "ref_share", "cur_share", "within", "psi" (null: no rows on
+                 a side), "reference_rows", "current_rows"}] (by within, descending),
+                 "table": {"segments", "bins" (labels), "reference", "current" (counts [segment][bin])}}]
+                 (kon_ray/drift/attribution.py; every number recomputes from "table"), or {"by", "reason"}}],
    "skipped": [{"name", "reason"}]}
 Strict JSON: undefined numbers (a KS test on a column with no values) are null, with the reason in "notes".
 """
@@ -108,6 +114,39 @@ def prediction_line(prediction: Dict[str, Any]) -> str:
     return line
 
 
+TOP_EXPLAINED = 5  # features whose drift the summary and the page explain in words (issue 30)
+
+
+def explained(report: Dict[str, Any], top: int = TOP_EXPLAINED) -> List[Dict[str, Any]]:
+    """The most drifted features (MODERATE or HIGH, by severity then PSI) that have attribution numbers."""
+    return [f for f in sorted(report["features"], key=_order)
+            if f["severity"] in ("HIGH", "MODERATE") and any("mix_share" in a for a in f.get("attribution", ()))
+            ][:top]
+
+
+def segment_name(by: str, value: Any) -> str:
+    return f"{by} {'(missing)' if value is None else value}"
+
+
+def attribution_sentences(feature: Dict[str, Any]) -> List[str]:
+    """One sentence per segment column: "72% of kwh_m12's PSI is the segment mix (by estrato); within segments,
+    estrato 6 moved most" (the Shapley shares of kon_ray/drift/attribution.py, which add up to the PSI)."""
+    out = []
+    psi = feature["psi"]
+    for a in feature.get("attribution", ()):
+        if "mix_share" not in a or psi <= 0:
+            continue
+        line = (f"{a['mix_share'] / psi:.0%} of {feature['name']}'s PSI {psi:.3f} is the {a['by']} mix,"
+                f" {a['within_share'] / psi:.0%} change within {a['by']} segments")
+        if a["segments"] and a["segments"][0]["within"] > 0:
+            first = a["segments"][0]
+            line += f"; within segments, {segment_name(a['by'], first['value'])} moved most"
+            if first["reference_rows"] == 0:
+                line += " (new in the current data)"
+        out.append(line)
+    return out
+
+
 def summary_text(report: Dict[str, Any], top: int = 20) -> str:
     """A plain-text summary that reads well in a terminal or a log."""
     s = report["summary"]
@@ -136,6 +175,10 @@ def summary_text(report: Dict[str, Any], top: int = 20) -> str:
         )
     if len(ordered) > top:
         lines.append(f"... {len(ordered) - top} more features in {REPORT_JSON}")
+    why = [sentence for f in explained(report) for sentence in attribution_sentences(f)]
+    if why:
+        lines += ["", "why (segment mix or change within segments; attribution in " + REPORT_JSON + "):"]
+        lines += [f"  {sentence}" for sentence in why]
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,7 @@ Which version that is decides the report, so it is part of the stage's key: the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Dict, Optional
 
@@ -24,13 +25,19 @@ from kon_ray.drift import onepass
 from kon_ray.drift import prediction as P
 from kon_ray.drift.check import gate, metrics, run_check
 from kon_ray.execution import kon_error_in
-from kon_ray.features.spec import calendar_features
+from kon_ray.features.spec import POPULATION, calendar_features
 from kon_ray.ingest import read_metadata
 from kon_ray.model.registered import Resolution
 from kon_ray.model.score import input_columns
 from kon_ray.segment.io import split_files
 
 log = logging.getLogger(__name__)
+
+# The pipeline's segment columns when drift.segment_columns is empty: the population every preprocessed row carries.
+# estrato and cluster are assigned by the segment stage, which runs after this one (its k-means centroids are
+# fitted then); see README "Drift: the contract", attribution.
+PIPELINE_SEGMENTS = (POPULATION,)
+
 
 def run(ctx: RunContext) -> Dict[str, Any]:
     cfg = ctx.config.drift
@@ -42,6 +49,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     exclude = [dataset.id_column, dataset.date_column, dataset.target_column]
     if not cfg.calendar_features:
         exclude += calendar_features(list(dataset.features.dates))
+    if not cfg.segment_columns:  # issue 30: attribution by population by default (README, drift contract)
+        cfg = dataclasses.replace(cfg, segment_columns=_default_segments(reference, current))
     # the registered models the pipeline resolved while planning (their versions are in this stage's key) and
     # loaded for this run; none when the stage is run on its own
     resolution: Resolution = ctx.models or Resolution(missing=(("all", "none given to this stage"),))
@@ -53,6 +62,17 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     log.info("drift: %s", model_line(resolution, dataset.name))
     gate(report, cfg, storage.join(ctx.run_dir, STAGE_FOLDERS["drift"]))  # the run folder's drift/, where users look
     return metrics(report)
+
+
+def _default_segments(reference, current: str) -> list:
+    """PIPELINE_SEGMENTS that every file of both windows has (preprocess always writes `population`; a window
+    written by other means without it is checked without attribution, and the log says so)."""
+    files = [f for folder in [*reference, current] if storage.exists(folder) for f in split_files(folder)]
+    have = set(_columns(files))
+    absent = [c for c in PIPELINE_SEGMENTS if c not in have]
+    if absent:
+        log.info("drift: no attribution by %s (not a column of both windows)", ", ".join(absent))
+    return [c for c in PIPELINE_SEGMENTS if c in have]
 
 
 def model_line(resolution: Resolution, dataset: str) -> str:

@@ -10,7 +10,7 @@ numpy's quantile interpolates (psi.quantile_ranks), so the PSI edges are the exa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -63,8 +63,8 @@ def numeric_values(column: pa.ChunkedArray | pa.Array, name: str = "") -> np.nda
         raise DataError(f"column {name!r}: cannot be read as numeric ({str(exc).splitlines()[0]})") from None
 
 
-def category_counts(column: pa.ChunkedArray | pa.Array) -> Dict[Optional[str], int]:
-    """Counts per category (as strings, so bool/int categories compare across files) and MISSING for null.
+def category_strings(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """A column's values as category strings (so bool/int categories compare across files), null for missing.
     A float column forced categorical follows the contract too: NaN is missing (not a category "nan") and
     -0.0 is 0.0."""
     if pa.types.is_dictionary(column.type):
@@ -74,6 +74,23 @@ def category_counts(column: pa.ChunkedArray | pa.Array) -> Dict[Optional[str], i
         column = pc.add(column, pa.scalar(0.0, column.type))  # -0.0 + 0.0 == +0.0 (IEEE), so both print "0"
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         column = pc.cast(column, pa.string())
+    return column
+
+
+def category_codes(column: pa.ChunkedArray | pa.Array) -> Tuple[np.ndarray, list]:
+    """(codes, values): each row's category as an index into `values` (strings, then None for missing, last)."""
+    encoded = pc.dictionary_encode(category_strings(column))
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks() if encoded.num_chunks else pa.array([], pa.dictionary(pa.int32(),
+                                                                                                 pa.string()))
+    values = encoded.dictionary.to_pylist() + [MISSING]
+    codes = encoded.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, values
+
+
+def category_counts(column: pa.ChunkedArray | pa.Array) -> Dict[Optional[str], int]:
+    """Counts per category (`category_strings`) and MISSING for null."""
+    column = category_strings(column)
     counts: Dict[Optional[str], int] = {}
     for item in pc.value_counts(column).to_pylist():
         counts[item["values"]] = counts.get(item["values"], 0) + int(item["counts"])  # null -> None (MISSING)
@@ -90,6 +107,12 @@ class BatchPlan:
     psi_edges: Mapping[str, np.ndarray] = field(default_factory=dict)  # current pass only
     collect: Mapping[str, np.ndarray] = field(default_factory=dict)  # slot codes whose values to keep
     count: bool = True  # False: collect values only (the reference's second pass)
+    # segment columns (issue 30): each feature's joint counts [segment, PSI bin or category] per segment column,
+    # for the features whose bins are known in this pass (categoricals; numerics with psi_edges)
+    segments: Tuple[str, ...] = ()
+    # column -> indices of the units that count it, when units also read columns they do not count (a segment
+    # column that is a feature too is read by every unit but counted by its own); empty: a unit counts what it reads
+    owner: Mapping[str, frozenset] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -100,12 +123,20 @@ class BatchPlan:
         keep = set(columns)
         return BatchPlan(numeric=tuple(c for c in self.numeric if c in keep),
                          categorical=tuple(c for c in self.categorical if c in keep),
-                         ks_edges=self.ks_edges, psi_edges=self.psi_edges, collect=self.collect, count=self.count)
+                         ks_edges=self.ks_edges, psi_edges=self.psi_edges, collect=self.collect, count=self.count,
+                         segments=self.segments)
+
+    def owned(self, columns: Sequence[str], index: int) -> list[str]:
+        """Of the columns unit `index` reads, the ones it counts (`owner`)."""
+        return [c for c in columns if c not in self.owner or index in self.owner[c]]
 
 
 def summarise_batch(table: pa.Table, plan: BatchPlan) -> dict:
     """One batch's summary: {"rows", "slots", "psi", "collected", "categories"}; see `merge`."""
     out: dict = {"rows": table.num_rows, "slots": {}, "psi": {}, "collected": {}, "categories": {}}
+    segments = segment_codes(table, plan.segments)
+    if segments:
+        out["joint"] = {}
     for name in plan.numeric:
         values = numeric_values(table.column(name), name)
         # Sorting the batch's values once and searching the few edges in them is as cheap as np.histogram
@@ -119,6 +150,8 @@ def summarise_batch(table: pa.Table, plan: BatchPlan) -> dict:
             out["slots"][name] = np.append(np.diff(bounds), missing).astype(np.int64)
         if name in plan.psi_edges:
             out["psi"][name] = psi_counts_sorted(finite, plan.psi_edges[name], missing)
+            if segments:
+                out["joint"][name] = numeric_joint(values, plan.psi_edges[name], segments, name)
         wanted = plan.collect.get(name)
         if wanted is not None and len(wanted):
             parts = [(code, finite[bounds[code]:bounds[code + 1]]) for code in wanted]
@@ -128,6 +161,78 @@ def summarise_batch(table: pa.Table, plan: BatchPlan) -> dict:
             )
     for name in plan.categorical:
         out["categories"][name] = category_counts(table.column(name))
+        if segments:
+            out["joint"][name] = categorical_joint(table.column(name), segments, name)
+    return out
+
+
+def segment_codes(table: pa.Table, columns: Sequence[str]) -> Dict[str, Tuple[np.ndarray, list]]:
+    """Per segment column, each row's segment (`category_codes`: values as category strings, missing last)."""
+    return {c: category_codes(table.column(c)) for c in columns}
+
+
+def psi_bin_codes(values: np.ndarray, psi_edges: np.ndarray) -> np.ndarray:
+    """Each value's PSI bin, laid out as `psi_counts_sorted`: the right-closed finite bins, then -inf, +inf,
+    missing; np.bincount of the codes is `psi_counts_sorted`'s counts."""
+    finite_bins = len(psi_edges) + 1
+    codes = np.searchsorted(psi_edges, values, side="left")  # first edge >= x: x in (e[i-1], e[i]]
+    codes[values == -np.inf] = finite_bins
+    codes[values == np.inf] = finite_bins + 1
+    codes[np.isnan(values)] = finite_bins + 2
+    return codes
+
+
+def _joint_rows(seg: Tuple[np.ndarray, list], bin_codes: np.ndarray, bins: int) -> np.ndarray:
+    codes, values = seg
+    flat = codes * bins + bin_codes
+    return np.bincount(flat, minlength=len(values) * bins).reshape(len(values), bins)
+
+
+def numeric_joint(values: np.ndarray, psi_edges: np.ndarray, segments: Dict[str, Tuple[np.ndarray, list]],
+                  feature: str = "") -> Dict[str, Dict[Optional[str], np.ndarray]]:
+    """Per segment column: segment value -> the feature's PSI bin counts in that segment (the joint table's rows)."""
+    bin_codes = psi_bin_codes(values, psi_edges)
+    bins = len(psi_edges) + 4
+    out = {}
+    for column, seg in segments.items():
+        table = _joint_rows(seg, bin_codes, bins)
+        out[column] = {value: row for value, row in zip(seg[1], table) if row.any()}
+    return out
+
+
+def categorical_joint(column: pa.ChunkedArray | pa.Array, segments: Dict[str, Tuple[np.ndarray, list]],
+                      feature: str = "") -> Dict[str, Dict[Optional[str], Dict[Optional[str], int]]]:
+    """Per segment column: segment value -> the feature's category counts in that segment (missing: None)."""
+    cat_codes, categories = category_codes(column)
+    out: Dict[str, Dict[Optional[str], Dict[Optional[str], int]]] = {}
+    for name, seg in segments.items():
+        table = _joint_rows(seg, cat_codes, len(categories))
+        out[name] = {value: {categories[j]: int(row[j]) for j in np.flatnonzero(row)}
+                     for value, row in zip(seg[1], table) if row.any()}
+    return out
+
+
+def merge_joint(a: Optional[dict], b: Optional[dict]) -> Optional[dict]:
+    """Joint tables of two summaries together: {feature: {segment column: {segment: counts}}}; numeric counts are
+    arrays (one length per feature), categorical ones dicts; both add."""
+    if not a:
+        return b
+    if not b:
+        return a
+    out = {name: {col: dict(rows) for col, rows in by.items()} for name, by in a.items()}
+    for name, by in b.items():
+        for col, rows in by.items():
+            mine = out.setdefault(name, {}).setdefault(col, {})
+            for value, counts in rows.items():
+                if value not in mine:
+                    mine[value] = counts
+                elif isinstance(counts, dict):
+                    merged = dict(mine[value])
+                    for k, n in counts.items():
+                        merged[k] = merged.get(k, 0) + n
+                    mine[value] = merged
+                else:
+                    mine[value] = mine[value] + counts
     return out
 
 
@@ -158,6 +263,9 @@ def merge(a: Optional[dict], b: dict) -> dict:
         for key, count in b["categories"].get(name, {}).items():
             merged[key] = merged.get(key, 0) + count
         out["categories"][name] = merged
+    joint = merge_joint(a.get("joint"), b.get("joint"))
+    if joint is not None:
+        out["joint"] = joint
     return out
 
 
@@ -283,3 +391,22 @@ def needed_slots(slots: np.ndarray, ranks: Sequence[int] | np.ndarray) -> np.nda
     """The inside slots (even codes) that hold any of `ranks`: their values must be collected."""
     codes = slots_holding_ranks(slots, np.asarray(ranks, dtype=np.int64))
     return np.unique(codes[codes % 2 == 0])
+
+
+def _order(key: Optional[str]) -> Tuple[bool, str]:
+    return key is MISSING, str(key)
+
+
+def sorted_joint(joint: dict, columns: Sequence[str]) -> Dict[str, Dict[str, Dict[Optional[str], Any]]]:
+    """Joint tables in one fixed order (features as `columns`, segments and categories by value, missing last), so
+    a saved summary is the same whatever order the units merged in."""
+    out: Dict[str, Dict[str, Dict[Optional[str], Any]]] = {}
+    for name in columns:
+        if name not in joint:
+            continue
+        out[name] = {}
+        for col, rows in joint[name].items():
+            out[name][col] = {value: (dict(sorted(counts.items(), key=lambda kv: _order(kv[0])))
+                                      if isinstance(counts, dict) else np.asarray(counts, dtype=np.int64))
+                              for value, counts in sorted(rows.items(), key=lambda kv: _order(kv[0]))}
+    return out

@@ -124,3 +124,45 @@ def test_ks_sample_spans_a_time_ordered_reference_in_large_row_groups(tmp_path):
     exact = stats.ks_2samp(rise, cur).statistic  # D itself does not depend on the p-value method
     assert f["statistic"] <= exact + 1e-12 <= f["ks_upper"] + 2e-12
     assert exact - f["statistic"] <= cfg.ks_tolerance and report["summary"]["ks_bound_exceeded"] == []
+
+
+def _schema_case(tmp_path, current_kwh) -> tuple:
+    ref = _files(tmp_path / "ref", [pa.table({"tariff": pa.array(["a", "b"] * 10), "kwh": pa.array([1.0] * 20)})])
+    cur = _files(tmp_path / "cur", [pa.table({"tariff": pa.array(["a", "b"] * 5), "kwh": current_kwh})])
+    return ref, cur
+
+
+@pytest.mark.parametrize("current_kwh", [pa.array(["1.0"] * 10), pa.array(list(range(10)), pa.timestamp("s"))],
+                         ids=["text", "timestamp"])
+@pytest.mark.parametrize("saved", [False, True], ids=["data", "saved_summary"])
+def test_a_column_whose_kind_changes_is_a_data_error_on_both_paths(tmp_path, current_kwh, saved):
+    """Issue 30 item 5, the schema rule: numeric in the reference, text (or a type drift does not analyse) in the
+    current is a DataError naming the column and both kinds, against the data or a saved summary, and nothing is
+    written; so is a column missing from the current. A skip would let the check pass with no drift."""
+    from kon_ray.errors import DataError
+
+    ref, cur = _schema_case(tmp_path, current_kwh)
+    kwargs: dict = {"reference": ref}
+    if saved:
+        run_check(DriftConfig(), ref, str(tmp_path / "fit"), reference=ref)
+        kwargs = {"reference_summary": str(tmp_path / "fit" / "reference_summary.json")}
+    with pytest.raises(DataError, match="'kwh' changed kind: numeric .* in the current"):
+        run_check(DriftConfig(), cur, str(tmp_path / "out"), **kwargs)
+    assert not (tmp_path / "out").exists()
+    missing = _files(tmp_path / "cur_missing", [pa.table({"tariff": pa.array(["a"] * 4)})])
+    with pytest.raises(DataError, match="column 'kwh' is missing"):
+        run_check(DriftConfig(), missing, str(tmp_path / "out"), **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_declared_kind_compares_a_changed_column_and_mixed_kinds_within_one_side_stay_a_skip(tmp_path):
+    ref, cur = _schema_case(tmp_path, pa.array(["1.0"] * 10))
+    report = run_check(DriftConfig(column_types={"kwh": "categorical"}), cur, str(tmp_path / "out"), reference=ref)
+    kwh = {f["name"]: f for f in report["features"]}["kwh"]
+    # categories "1.0" in both sides: a float 1.0 prints "1" as a category, the text "1.0" stays "1.0": all moved
+    assert kwh["type"] == "categorical" and kwh["severity"] == "HIGH"
+    # mixed within the current (one numeric file, one text file): the documented skip, not a schema change
+    mixed = _files(tmp_path / "mixed", [pa.table({"tariff": pa.array(["a"] * 4), "kwh": pa.array([1.0] * 4)}),
+                                       pa.table({"tariff": pa.array(["b"] * 4), "kwh": pa.array(["x"] * 4)})])
+    report = run_check(DriftConfig(), mixed, str(tmp_path / "out2"), reference=ref)
+    assert [s["name"] for s in report["skipped"]] == ["kwh"]

@@ -32,6 +32,9 @@ def _context(tmp_path, *overrides: str) -> RunContext:
     for frame, month in ((ref, 1.0), (cur, 7.0)):
         frame["record_date"] = pd.Timestamp("2024-01-01")
         frame["segment"] = "S1"
+        # preprocess's passthrough population: DriftCheck attributes each feature's PSI by it (issue 30)
+        frame["population"] = np.where(np.arange(len(frame)) % (3 if month == 1.0 else 2) == 0, "industrial",
+                                       "domestic")
         frame["rec_month"] = month  # a calendar feature: different windows, different months, by construction
     features = os.path.join(config.output_dir, "features")
     _write(f"{features}/train", ref.iloc[:400], 2)
@@ -48,10 +51,21 @@ def test_stage_writes_reports_and_returns_metrics(ray_session, tmp_path):
     metrics = run(ctx)
     report = json.loads((tmp_path / "staging" / "drift_report.json").read_text())
     names = [f["name"] for f in report["features"]]
-    # ids, dates, target, drift.exclude and calendar features left out
-    assert sorted(names) == ["allnan", "cat", "cont", "disc", "flag"]
-    assert metrics["features"] == 5 and metrics["drift_flag"] == int(report["summary"]["drift_flag"])
+    # ids, dates, target, drift.exclude and calendar features left out (population, preprocess's passthrough
+    # column, is analysed like any other)
+    assert sorted(names) == ["allnan", "cat", "cont", "disc", "flag", "population"]
+    assert metrics["features"] == 6 and metrics["drift_flag"] == int(report["summary"]["drift_flag"])
     assert metrics["psi/cat"] == pytest.approx(next(f["psi"] for f in report["features"] if f["name"] == "cat"))
+    # attribution by population by default: industrial every 3rd reference row (200 of 600), every 2nd current
+    # row (200 of 400); the shares add up to the PSI, as the MLflow metrics do
+    cat = next(f for f in report["features"] if f["name"] == "cat")
+    (by_population,) = cat["attribution"]
+    assert by_population["by"] == "population"
+    shares = {s["value"]: (s["ref_share"], s["cur_share"]) for s in by_population["segments"]}
+    assert shares == {"industrial": (pytest.approx(200 / 600), pytest.approx(200 / 400)),
+                      "domestic": (pytest.approx(400 / 600), pytest.approx(200 / 400))}
+    assert metrics["drift_mix/cat/population"] + metrics["drift_within/cat/population"] == pytest.approx(
+        metrics["psi/cat"], abs=1e-12)
     assert report["summary"]["prediction_drift"]["available"] is False
     assert "no model available" in report["summary"]["prediction_drift"]["reason"]
     for name in ("drift_summary.txt", "drift_report.html", "reference_summary.json"):
@@ -73,7 +87,7 @@ def test_gate_raises_after_writing_the_reports(ray_session, tmp_path):
 
     ctx = _context(tmp_path, "drift.fail_on_drift=true")
     # one "drift gate:" (the error's kind, added when it is printed), and the run folder's drift/, not the cache
-    expected = rf"^\d+ of 6 features drifted \(share > 0.1\); see {ctx.run_dir}/drift/drift_summary.txt$"
+    expected = rf"^\d+ of 7 features drifted \(share > 0.1\); see {ctx.run_dir}/drift/drift_summary.txt$"
     with pytest.raises(DriftGateError, match=expected):
         run(ctx)
     assert (tmp_path / "staging" / "drift_report.html").exists()
