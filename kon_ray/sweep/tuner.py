@@ -120,11 +120,18 @@ def _record(population: str, result: Any, setup: Dict[str, Any], sweep: SweepCon
     }
     if result.error is not None:
         record.update(status=FAILED, error=one_line(_cause(result.error)))
-    elif last.get(FINISHED_FLAG) == 1:
-        finished = read_finished(trial_folder(setup["cache"], record["trial_key"]))
-        if finished is not None:  # the whole curve, as the trial wrote it
+    elif last.get(FINISHED_FLAG) == 1 or record["reused"]:
+        finished = read_finished(trial_folder(setup["cache"], record["trial_key"])) if record["trial_key"] else None
+        if finished is not None:  # the whole curve and score, as the trial wrote them
+            # a reused trial was trained to its end by an earlier sweep: FINISHED with its recorded score, even when
+            # the scheduler stopped the replay of its curve before the last report
             record["curve"] = [float(v) for v in finished["curve"]]
-        record.update(status=FINISHED, best_score=float(last[METRIC]), best_iteration=int(last["best_iteration"]))
+            record.update(status=FINISHED, best_score=float(finished["best_score"]),
+                          best_iteration=int(finished["best_iteration"]))
+        elif last.get(FINISHED_FLAG) == 1:
+            record.update(status=FINISHED, best_score=float(last[METRIC]), best_iteration=int(last["best_iteration"]))
+        else:
+            record.update(status=PRUNED, stopped_by=asha_rule(sweep) if sweep.scheduler == "asha" else "stopped")
     else:
         record.update(status=PRUNED, stopped_by=asha_rule(sweep) if sweep.scheduler == "asha" else "stopped")
     if record["curve"] and record["best_score"] is None and record["status"] == PRUNED:

@@ -134,6 +134,8 @@ def test_a_sweep_runs_trials_at_once_prunes_the_hopeless_and_tracks_every_trial(
     assert main(fixed + ["model.max_depth=3,4", "model.eta=0.3"] + settings + [f"sweep.dir={again}"]) == 0
     rerun = json.loads((again / "sweep_summary.json").read_text())
     assert [t["reused"] for t in rerun["trials"]] == [1, 1] and rerun["rounds"] == 0
+    # finished before, finished now, even when ASHA stops the replay of one's curve (it did, on a loaded machine)
+    assert [t["status"] for t in rerun["trials"]] == ["FINISHED", "FINISHED"]
     assert [t["best_score"] for t in rerun["trials"]] == [trials[0]["best_score"], trials[3]["best_score"]]
 
 
