@@ -1,0 +1,317 @@
+"""The cloud paths rehearsed on this machine with real processes (issue 33; README "Running beyond one machine").
+
+SageMaker, three instances: the launcher's CreateTrainingJob request goes to moto's SageMaker; what moto stored
+(hyperparameters, environment, channel, instance count) becomes the training-container contract SageMaker gives
+each instance: its own root standing for /opt/ml (resourceconfig.json with `hosts` and `current_host`,
+hyperparameters.json, inputdataconfig.json, the "data" channel copied from moto S3 as File mode does, output/ for
+the `failure` file), the SM_* environment, its own HOME (so its ~/.ray/auth_token is its own). Each instance runs
+the image's entrypoint, `docker/entrypoint.sh train`, from a copy of what the Dockerfile copies into the image
+(kon_ray/, conf/, pyproject.toml) with the locked environment (.venv) on PATH. The instances are 127.0.0.11,
+127.0.0.12 and 127.0.0.13 (algo-1..3, through $KON_SM_HOST_ADDRESSES instead of the job's /etc/hosts), every Ray
+port free-chosen ($KON_RAY_START_ARGS) because they share one machine; each reads the Ray token from a Secrets
+Manager secret on moto and runs Ray with token authentication on.
+
+- the whole pipeline on three instances: every instance exits 0; the outputs on moto S3 equal a one-node run's;
+  the run is recorded on a real `mlflow server`;
+- bad data: the head writes the run's one error line to its `failure` file and exits 3 (DataError); the others 0;
+- a token secret that does not exist: every instance fails closed (exit 1, its `failure` file says why) and no
+  Ray starts;
+- an instance that never comes up: the head fails after its join timeout with a line naming that host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import boto3
+import pytest
+
+from kon_ray import storage
+from kon_ray.net import free_port
+from tests.cluster.conftest import REPO, VENV_BIN, _processes_of
+from tests.cluster.test_multinode import SPLITS, _client_env, _drift, _finished, _splits
+from tests.tracking.conftest import mlflow_server  # noqa: F401  (a real MLflow server, session-scoped)
+from tests.tracking.record import assert_complete_record
+
+pytestmark = pytest.mark.slow
+
+BUCKET = "kon-rehearsal"
+ROWS = 3000  # debug=tiny's sample size
+HOSTS = ["algo-1", "algo-2", "algo-3"]
+# not 127.0.0.1: a head given that address advertises the machine's own IP instead
+ADDRESSES = {host: f"127.0.0.{10 + i}" for i, host in enumerate(HOSTS, start=1)}
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/kon-ray:0.1.0"
+ROLE = "arn:aws:iam::123456789012:role/kon-ray-sagemaker"
+KEY = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+INSTANCE_TYPE = "ml.m5.4xlarge"
+CPUS_PER_INSTANCE = 2
+JOB_TIMEOUT_S = 420
+
+
+@pytest.fixture(scope="module")
+def world(moto_endpoint, tmp_path_factory) -> Dict[str, Any]:
+    """The bucket with good and bad POLA data, the Ray token's secret, and the image's project folder."""
+    from kon_ray.config import load_config
+    from kon_ray.synth import generate
+    from kon_ray.synth.config import SynthConfig
+    from tests.conftest import compose_config
+
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    dataset = load_config(compose_config(["+dataset=POLA"])).dataset
+    generate(dataset, SynthConfig(rows=ROWS, rows_per_file=ROWS // 2), f"s3://{BUCKET}/POLA")
+    s3.put_object(Bucket=BUCKET, Key="BAD/part-00000.parquet", Body=b"this is not a parquet file\n")
+    secret = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
+        Name="kon-ray-rehearsal-token", SecretString=os.urandom(32).hex())["ARN"]
+    # the image's project folder: what the Dockerfile copies (COPY kon_ray, conf, pyproject.toml) and nothing else
+    image = tmp_path_factory.mktemp("image") / "kon_ray"
+    image.mkdir()
+    shutil.copytree(REPO / "kon_ray", image / "kon_ray", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "conf", image / "conf")
+    shutil.copy(REPO / "pyproject.toml", image / "pyproject.toml")
+    return {"secret": secret, "image": image, "data": f"s3://{BUCKET}/POLA"}
+
+
+@pytest.fixture(scope="module")
+def single_node(world, tmp_path_factory) -> Iterator[Dict[str, Any]]:
+    """The reference: the same run on a one-node local Ray, started at once and awaited where it is compared."""
+    tmp = tmp_path_factory.mktemp("single")
+    run = f"s3://{BUCKET}/single/run"
+    out = tmp / "terminal.txt"
+    with out.open("w") as terminal:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kon_ray.run", "+dataset=POLA", "debug=tiny", f"dataset.path={world['data']}",
+             f"output_dir={run}", "tracking=off", f"cluster.num_cpus={CPUS_PER_INSTANCE}",
+             f"hydra.run.dir={tmp / 'client'}"],
+            cwd=REPO, env=_client_env(RAY_AUTH_MODE="disabled"), stdout=terminal, stderr=subprocess.STDOUT, text=True)
+    yield {"run": run, "proc": proc, "out": out, "started": time.monotonic()}
+    if proc.poll() is None:
+        proc.kill()
+
+
+def create_job(name: str, data: str, secret: str, *extra: str) -> Dict[str, Any]:
+    """The launcher's CreateTrainingJob on moto's SageMaker; what the service stored (DescribeTrainingJob), with
+    the request's Environment, which moto does not store (SageMaker passes it to every instance)."""
+    from kon_ray.cluster import sagemaker as sm
+    from kon_ray.config import load_config
+    from tests.conftest import compose_config
+
+    overrides = ["+dataset=POLA", "debug=tiny", "cluster=sagemaker", f"cluster.image={IMAGE}",
+                 f"cluster.role_arn={ROLE}", f"cluster.s3_output=s3://{BUCKET}/jobs", f"dataset.path={data}",
+                 "cluster.security_group_id=sg-0123456789abcdef0", "cluster.subnet_id=subnet-0123456789abcdef0",
+                 f"cluster.kms_key_id={KEY}", f"cluster.auth_token_secret={secret}",
+                 f"cluster.instance_count={len(HOSTS)}", "cluster.train_workers=2", "cluster.cpus_per_train_worker=1",
+                 *extra]
+    config = load_config(compose_config(overrides))
+    client = boto3.client("sagemaker", region_name="eu-west-1")
+    request = sm.training_job_request(config, overrides, name)
+    client.create_training_job(**request)
+    return {**client.describe_training_job(TrainingJobName=name), "Environment": request["Environment"]}
+
+
+def _node_args(temp_dir: str, head: bool) -> List[str]:
+    ports = [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+             f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
+    if head:
+        ports += [f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}"]
+    return [f"--temp-dir={temp_dir}", f"--num-cpus={CPUS_PER_INSTANCE}", "--object-store-memory=120000000", *ports]
+
+
+class Job:
+    """One rehearsed training job: a contract per instance under a root of its own, and the instances' processes."""
+
+    def __init__(self, job: Dict[str, Any], world: Dict[str, Any], tmp: Path, hosts: List[str],
+                 secret: Optional[str] = None, join_timeout_s: int = 120) -> None:
+        self.job, self.tmp, self.hosts = job, tmp, hosts
+        self.name = job["TrainingJobName"]
+        self.port = free_port()
+        self.temp_dirs: Dict[str, str] = {}
+        self.procs: Dict[str, subprocess.Popen] = {}
+        self.env = {host: self._contract(host, world, secret, join_timeout_s) for host in HOSTS}
+
+    def root(self, host: str) -> Path:
+        return self.tmp / host / "opt_ml"
+
+    def _contract(self, host: str, world: Dict[str, Any], secret: Optional[str], join_timeout_s: int) -> Dict[str, str]:
+        root = self.root(host)
+        config = root / "input" / "config"
+        config.mkdir(parents=True)
+        count = self.job["ResourceConfig"]["InstanceCount"]
+        assert count == len(HOSTS)
+        (config / "resourceconfig.json").write_text(json.dumps({
+            "current_host": host, "current_instance_type": INSTANCE_TYPE, "current_group_name": "homogeneousCluster",
+            "hosts": HOSTS, "instance_groups": [{"instance_group_name": "homogeneousCluster",
+                                                 "instance_type": INSTANCE_TYPE, "hosts": HOSTS}],
+            "network_interface_name": "eth0"}))
+        (config / "hyperparameters.json").write_text(json.dumps(self.job["HyperParameters"]))
+        channels = {c["ChannelName"]: c for c in self.job["InputDataConfig"]}
+        (config / "inputdataconfig.json").write_text(json.dumps({
+            name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
+            for name in channels}))
+        for name, channel in channels.items():  # File mode: the S3 prefix copied to the instance before it starts
+            source = channel["DataSource"]["S3DataSource"]["S3Uri"]
+            target = root / "input" / "data" / name
+            target.mkdir(parents=True)
+            for key in storage.list_files(source):
+                fs, path = storage.filesystem("s3://" + key)
+                with fs.open_input_stream(path) as src:
+                    (target / key.rsplit("/", 1)[-1]).write_bytes(src.read())
+        for folder in ("model", "output/data", "code"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        home = self.tmp / host / "home"
+        home.mkdir()
+        temp_dir = tempfile.mkdtemp(prefix=f"ksm{host[-1]}", dir="/tmp")  # Ray's socket paths stay short
+        self.temp_dirs[host] = temp_dir
+        env = _client_env(
+            **self.job.get("Environment", {}),
+            HOME=str(home), PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}", PYTHONPATH=str(world["image"]),
+            KON_PROJECT_DIR=str(world["image"]),
+            TRAINING_JOB_NAME=self.name, TRAINING_JOB_ARN=self.job["TrainingJobArn"],
+            SM_CURRENT_HOST=host, SM_HOSTS=json.dumps(HOSTS), SM_NUM_CPUS=str(CPUS_PER_INSTANCE),
+            SM_CHANNELS=json.dumps(sorted(channels)), SM_CHANNEL_DATA=str(root / "input" / "data" / "data"),
+            SM_MODEL_DIR=str(root / "model"), SM_OUTPUT_DATA_DIR=str(root / "output" / "data"),
+            SM_INPUT_CONFIG_DIR=str(config),
+            KON_SM_ROOT=str(root), KON_SM_HOST_ADDRESSES=json.dumps(ADDRESSES), KON_RAY_PORT=str(self.port),
+            KON_RAY_START_ARGS=" ".join(_node_args(temp_dir, host == HOSTS[0])),
+            KON_RAY_JOIN_TIMEOUT_S=str(join_timeout_s),
+        )
+        if secret is not None:
+            env["KON_RAY_TOKEN_SECRET"] = secret
+        return env
+
+    def start(self) -> "Job":
+        for host in self.hosts:
+            log = (self.tmp / f"{host}.log").open("w")
+            self.procs[host] = subprocess.Popen(["bash", str(REPO / "docker" / "entrypoint.sh"), "train"],
+                                                cwd=self.tmp / host, env=self.env[host], stdout=log,
+                                                stderr=subprocess.STDOUT)
+        return self
+
+    def wait(self) -> Dict[str, int]:
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        codes = {}
+        for host, proc in self.procs.items():
+            codes[host] = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        return codes
+
+    def log(self, host: str) -> str:
+        return (self.tmp / f"{host}.log").read_text()
+
+    def failure(self, host: str) -> Optional[str]:
+        path = self.root(host) / "output" / "failure"
+        return path.read_text() if path.exists() else None
+
+    def ray_processes(self) -> List[int]:
+        return [pid for folder in self.temp_dirs.values() for pid in _processes_of(folder)]
+
+    def cleanup(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+        for pid in self.ray_processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for folder in self.temp_dirs.values():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _logs(job: Job) -> str:
+    return "\n".join(f"--- {host} ---\n{job.log(host)[-4000:]}" for host in job.procs)
+
+
+def test_sagemaker_three_instances_run_the_pipeline_like_one_node(world, single_node, mlflow_server,  # noqa: F811
+                                                                 tmp_path) -> None:
+    started = time.monotonic()
+    described = create_job("kon-ray-rehearsal-good", world["data"], world["secret"],
+                           f"tracking.uri={mlflow_server}")
+    assert described["Environment"] == {"KON_RAY_TOKEN_SECRET": world["secret"]}  # the ARN travels, not the token
+    assert json.loads(described["HyperParameters"]["kon_overrides"])[-3:][0] == "dataset.path='/opt/ml/input/data/data'"
+    job = Job(described, world, tmp_path, HOSTS).start()
+    try:
+        codes = job.wait()
+    finally:
+        job.cleanup()
+    print(f"\nSageMaker rehearsal, 3 instances: {time.monotonic() - started:.1f} s")
+    assert codes == {host: 0 for host in HOSTS}, _logs(job)
+    head = job.log("algo-1")
+    assert "all 3 Ray nodes joined" in head, head[-3000:]
+    for host in HOSTS[1:]:
+        assert "the head closed; %s exits" % host in job.log(host), job.log(host)[-3000:]
+        assert job.failure(host) is None
+    assert job.failure("algo-1") is None
+    for host in HOSTS:  # each instance's own token file, the secret's value, readable by its user only
+        token = job.tmp / host / "home" / ".ray" / "auth_token"
+        assert oct(token.stat().st_mode & 0o777) == "0o600"
+
+    run = f"s3://{BUCKET}/jobs/{job.name}/run"
+    reference = _finished(single_node)
+    assert reference.returncode == 0, reference.stdout[-3000:]
+    multi, single = _splits(run), _splits(single_node["run"])
+    for split in SPLITS:
+        assert multi[split].equals(single[split]), split
+    assert _drift(run) == _drift(single_node["run"])
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    (tracked,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                    filter_string=f"tags.output_dir = '{run}'")
+    assert_complete_record(mlflow_server, tracked.info.run_id)
+    for readable in ("drift/drift_report.html", "models/industrial/metadata.json", "index.json", "run.log"):
+        assert storage.exists(storage.join(run, readable)), readable
+
+
+def test_sagemaker_bad_data_fails_the_head_with_its_one_line_and_the_others_exit_cleanly(world, tmp_path) -> None:
+    described = create_job("kon-ray-rehearsal-bad", f"s3://{BUCKET}/BAD", world["secret"], "tracking=off")
+    job = Job(described, world, tmp_path, HOSTS).start()
+    try:
+        codes = job.wait()
+    finally:
+        job.cleanup()
+    assert codes == {"algo-1": 3, "algo-2": 0, "algo-3": 0}, _logs(job)  # 3: DataError (kon_ray/errors.py)
+    reason = job.failure("algo-1")
+    assert reason and reason.startswith("data error: ") and "\n" not in reason, reason
+    assert "part-00000.parquet" in reason, reason
+    assert job.failure("algo-2") is None and job.failure("algo-3") is None
+
+
+def test_sagemaker_a_missing_token_secret_fails_closed_on_every_instance(world, tmp_path) -> None:
+    described = create_job("kon-ray-rehearsal-nosecret", world["data"], world["secret"], "tracking=off")
+    missing = world["secret"].replace("rehearsal-token", "no-such-token")
+    job = Job(described, world, tmp_path, HOSTS, secret=missing).start()
+    try:
+        codes = job.wait()
+        assert not job.ray_processes()  # no instance started Ray
+    finally:
+        job.cleanup()
+    assert codes == {host: 1 for host in HOSTS}, _logs(job)
+    for host in HOSTS:
+        reason = job.failure(host) or ""
+        assert reason.startswith("cannot set up Ray's token authentication: cannot read the Ray token from the"
+                                 f" Secrets Manager secret {missing}"), reason
+        assert not (job.tmp / host / "home" / ".ray" / "auth_token").exists()
+
+
+def test_sagemaker_an_instance_that_never_joins_fails_the_head_naming_it(world, tmp_path) -> None:
+    described = create_job("kon-ray-rehearsal-nojoin", world["data"], world["secret"], "tracking=off")
+    job = Job(described, world, tmp_path, HOSTS[:2], join_timeout_s=15).start()  # algo-3 never comes up
+    try:
+        codes = job.wait()
+    finally:
+        job.cleanup()
+    assert codes == {"algo-1": 1, "algo-2": 0}, _logs(job)
+    reason = job.failure("algo-1") or ""
+    assert reason.startswith("2 of 3 Ray nodes joined within 15 s; not joined: algo-3 (127.0.0.13)"
+                             " (joined: 127.0.0.11, 127.0.0.12)"), reason
+    assert job.failure("algo-2") is None
