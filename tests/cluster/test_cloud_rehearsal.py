@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -227,6 +228,12 @@ class Job:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _drift_report(run: str) -> Any:
+    """The drift report as test_multinode compares it, and without the stage cache's keys in the folders it names:
+    they hash the config, whose dataset.path differs (the instances read the channel's copy, the reference S3)."""
+    return json.loads(re.sub(r"(\w+)-[0-9a-f]{16}\b", r"\1-<key>", json.dumps(_drift(run))))
+
+
 def _logs(job: Job) -> str:
     return "\n".join(f"--- {host} ---\n{job.log(host)[-4000:]}" for host in job.procs)
 
@@ -261,7 +268,7 @@ def test_sagemaker_three_instances_run_the_pipeline_like_one_node(world, single_
     multi, single = _splits(run), _splits(single_node["run"])
     for split in SPLITS:
         assert multi[split].equals(single[split]), split
-    assert _drift(run) == _drift(single_node["run"])
+    assert _drift_report(run) == _drift_report(single_node["run"])
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=mlflow_server)
@@ -315,3 +322,176 @@ def test_sagemaker_an_instance_that_never_joins_fails_the_head_naming_it(world, 
     assert reason.startswith("2 of 3 Ray nodes joined within 15 s; not joined: algo-3 (127.0.0.13)"
                              " (joined: 127.0.0.11, 127.0.0.12)"), reason
     assert job.failure("algo-2") is None
+
+
+# --- EC2: the rendered cluster=ec2 node types on Ray's fake multi-node provider, autoscaling ---------------------
+
+EC2_INFRA = ["cluster.instance_profile_arn=arn:aws:iam::123456789012:instance-profile/kon-ray-dev-ray-node",
+             "cluster.security_group_id=sg-0123456789abcdef0", "cluster.subnet_id=subnet-0123456789abcdef0",
+             f"cluster.kms_key_id={KEY}"]
+MAX_WORKERS = 2
+WORKER_CPUS = 2  # stands for an m5.4xlarge's 16 vCPUs (the rendered worker type advertises the instance's own)
+IDLE_TIMEOUT_MINUTES = 0.1
+
+
+def rendered_ec2(secret: str, *extra: str) -> Dict[str, Any]:
+    """cluster/ec2.yaml rendered for cluster=ec2 as `python -m kon_ray.run cluster=ec2` renders it before `ray up`."""
+    from kon_ray.cluster import ec2
+    from kon_ray.config import load_config
+    from tests.conftest import compose_config
+
+    config = load_config(compose_config(["+dataset=POLA", "cluster=ec2", f"cluster.image={IMAGE}", *EC2_INFRA,
+                                         f"cluster.auth_token_secret={secret}", *extra]))
+    cfg = ec2.render(config.cluster, ec2.load_template(config.cluster.cluster_yaml))
+    ec2.validate(cfg)
+    return cfg
+
+
+def fake_provider_config(rendered: Dict[str, Any], gcs_address: str, worker_cpus: int) -> Dict[str, Any]:
+    """The autoscaling config of Ray's fake multi-node provider (as ray.cluster_utils.AutoscalingCluster writes it)
+    with the rendered file's node types, resources, worker bounds, upscaling speed and idle timeout: read from the
+    rendered file, so the rehearsal and `ray up` cannot disagree on them. Only the workers' CPU count is the
+    rehearsal's (a real node advertises its instance type's)."""
+    from kon_ray.cluster import ec2
+
+    types = rendered["available_node_types"]
+    head, worker = types[ec2.HEAD_TYPE], types[ec2.WORKER_TYPE]
+    assert "CPU" not in worker["resources"]  # else the rendered value would be the one to use
+    fixed: Dict[str, Any] = {key: [] for key in (
+        "initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands",
+        "head_start_ray_commands", "worker_start_ray_commands", "cluster_synced_files", "rsync_exclude",
+        "rsync_filter")}
+    return {
+        **fixed, "file_mounts": {}, "file_mounts_sync_continuously": False, "auth": {}, "docker": {},
+        "cluster_name": rendered["cluster_name"],
+        "max_workers": rendered["max_workers"],
+        "upscaling_speed": rendered["upscaling_speed"],
+        "idle_timeout_minutes": rendered["idle_timeout_minutes"],
+        "provider": {"type": "fake_multinode", "gcs_address": gcs_address, "use_node_id_as_ip": True,
+                     "disable_node_updaters": True, "disable_launch_config_check": True},
+        "head_node_type": rendered["head_node_type"],
+        "available_node_types": {
+            ec2.HEAD_TYPE: {"resources": dict(head["resources"]), "node_config": {}, "max_workers": 0},
+            ec2.WORKER_TYPE: {"resources": {**worker["resources"], "CPU": worker_cpus,
+                                            "object_store_memory": 120_000_000},
+                              "node_config": {}, "min_workers": worker["min_workers"],
+                              "max_workers": worker["max_workers"]},
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def autoscaling_cluster(world, tmp_path_factory) -> Iterator[Dict[str, Any]]:
+    """A token-authenticated Ray head (no CPUs, as rendered) whose autoscaler launches the rendered worker type on
+    Ray's fake multi-node provider: each worker a real raylet on this machine; none at the start."""
+    from kon_ray.net import wait_for_port
+    from tests.cluster.conftest import _ray_start, token_env
+
+    tmp = tmp_path_factory.mktemp("ec2")
+    rendered = rendered_ec2(world["secret"], f"cluster.max_workers={MAX_WORKERS}",
+                            f"cluster.idle_timeout_minutes={IDLE_TIMEOUT_MINUTES}")
+    temp_dir = tempfile.mkdtemp(prefix="kas", dir="/tmp")
+    port, dash = free_port(), free_port()
+    config_file = tmp / "autoscaling.json"
+    config_file.write_text(json.dumps(fake_provider_config(rendered, f"127.0.0.1:{port}", WORKER_CPUS)))
+    token_file = tmp / "auth_token"  # what the nodes' start commands write from the secret
+    token_file.write_text(boto3.client("secretsmanager", region_name="eu-west-1").get_secret_value(
+        SecretId=world["secret"])["SecretString"])
+    token_file.chmod(0o600)
+    env = token_env(token_file, RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
+    head_cpus = rendered["available_node_types"]["ray.head.default"]["resources"]["CPU"]
+    cluster = {"address": f"http://127.0.0.1:{dash}", "env": env, "token_file": token_file, "rendered": rendered,
+               "temp_dir": temp_dir}
+    try:
+        _ray_start([str(VENV_BIN / "ray"), "start", "--head", f"--autoscaling-config={config_file}",
+                    f"--port={port}", f"--num-cpus={head_cpus}", f"--dashboard-port={dash}",
+                    "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--temp-dir={temp_dir}",
+                    "--object-store-memory=120000000", f"--ray-client-server-port={free_port()}",
+                    f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+                    f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+                    f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+                    "--disable-usage-stats"], env, temp_dir)
+        if not wait_for_port(dash, 60):
+            pytest.fail(f"the Ray dashboard did not open port {dash}")
+        yield cluster
+    finally:  # the head's processes and their children: the autoscaler's fake nodes are the monitor's children
+        for pid in _processes_of(temp_dir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+_NODES_SCRIPT = """
+import json, sys
+from ray.util import state
+print(json.dumps([{"node_id": n.node_id, "state": n.state, "is_head": n.is_head_node,
+                   "start": n.start_time_ms, "end": n.end_time_ms, "cpus": (n.resources_total or {}).get("CPU", 0)}
+                  for n in state.list_nodes(address=sys.argv[1], detail=True, limit=1000)]))
+"""
+
+
+def _nodes(cluster: Dict[str, Any]) -> List[Dict[str, Any]]:
+    done = subprocess.run([sys.executable, "-c", _NODES_SCRIPT, cluster["address"]], env=cluster["env"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _peak(workers: List[Dict[str, Any]]) -> int:
+    """The most worker nodes alive at once, from their start and end times."""
+    events = sorted([(w["start"], 1) for w in workers] + [(w["end"] or float("inf"), -1) for w in workers],
+                    key=lambda e: (e[0], e[1]))
+    alive = peak = 0
+    for _, step in events:
+        alive += step
+        peak = max(peak, alive)
+    return peak
+
+
+def test_ec2_autoscaling_cluster_launches_workers_up_to_max_and_removes_idle_ones(
+        autoscaling_cluster, world, single_node, mlflow_server, tmp_path) -> None:  # noqa: F811
+    cluster = autoscaling_cluster
+    assert cluster["rendered"]["max_workers"] == MAX_WORKERS
+    assert cluster["rendered"]["idle_timeout_minutes"] == IDLE_TIMEOUT_MINUTES
+    before = _nodes(cluster)
+    assert [n["is_head"] for n in before if n["state"] == "ALIVE"] == [True]  # no workers at the start
+
+    run = f"s3://{BUCKET}/ec2/run"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "kon_ray.run", "+dataset=POLA", "debug=tiny", "cluster=ray",
+         f"cluster.address={cluster['address']}", f"dataset.path={world['data']}", f"output_dir={run}",
+         f"tracking.uri={mlflow_server}", "cluster.train_workers=2", "cluster.cpus_per_train_worker=1",
+         f"hydra.run.dir={tmp_path / 'client'}"],
+        cwd=REPO, env=_client_env(RAY_AUTH_TOKEN_PATH=str(cluster["token_file"])), capture_output=True, text=True,
+        timeout=JOB_TIMEOUT_S)
+    print(f"\nEC2 rehearsal run: {time.monotonic() - started:.1f} s")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+
+    workers = [n for n in _nodes(cluster) if not n["is_head"]]
+    assert workers and all(w["cpus"] == WORKER_CPUS for w in workers), workers
+    assert _peak(workers) == MAX_WORKERS, workers  # the autoscaler went up to cluster.max_workers, not beyond
+
+    reference = _finished(single_node)
+    assert reference.returncode == 0, reference.stdout[-3000:]
+    multi, single = _splits(run), _splits(single_node["run"])
+    for split in SPLITS:
+        assert multi[split].equals(single[split]), split
+    assert _drift_report(run) == _drift_report(single_node["run"])
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    (tracked,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                    filter_string=f"tags.output_dir = '{run}'")
+    assert tracked.info.status == "FINISHED"
+
+    # idle workers go after idle_timeout_minutes (6 s here) plus the autoscaler's rounds
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        alive = [n for n in _nodes(cluster) if n["state"] == "ALIVE" and not n["is_head"]]
+        if not alive:
+            break
+        time.sleep(3)
+    assert not alive, alive
