@@ -63,6 +63,7 @@ PORT_ENV = "KON_RAY_PORT"
 START_ARGS_ENV = "KON_RAY_START_ARGS"
 JOIN_TIMEOUT_ENV = "KON_RAY_JOIN_TIMEOUT_S"
 POLL_S = 2.0
+START_ATTEMPTS = 2  # `ray start` once more when its raylet missed Ray's fixed registration window (a loaded host)
 # kon_ray's one-line error, as conf/hydra/job_logging/kon.yaml formats it
 ERROR_LINE = re.compile(r"^\d\d:\d\d:\d\d ERROR [\w.]+: (.+)$")
 
@@ -250,12 +251,18 @@ def run_pipeline(overrides: Sequence[str], env: Dict[str, str],
 def run_head(plan: NodePlan, overrides: Sequence[str], settings: Settings,
              start: Callable[[Sequence[str]], RayNode] = RayNode) -> int:
     ip = settings.address(plan.current_host)
-    node = start([*plan.start_command(ip), *settings.start_args])
+    command = [*plan.start_command(ip), *settings.start_args]
+    node, attempts = start(command), 1
     address = f"{ip}:{plan.port}"
     try:
         deadline = time.monotonic() + settings.join_timeout_s
         while not port_open(ip, plan.port, timeout=1.0):
-            if node.exited() is not None or time.monotonic() > deadline:
+            if node.exited() is not None and attempts < START_ATTEMPTS and time.monotonic() < deadline:
+                log.warning("ray start --head on %s ended before its port opened; starting it again",
+                            plan.current_host)
+                node.stop()
+                node, attempts = start(command), attempts + 1
+            elif node.exited() is not None or time.monotonic() > deadline:
                 return _fail(settings, f"the Ray head did not start on {plan.current_host} ({address}): see its log")
             time.sleep(0.5)
         import ray
@@ -286,12 +293,18 @@ def run_worker(plan: NodePlan, settings: Settings, start: Callable[[Sequence[str
             return _fail(settings, f"the Ray head {plan.head_address} did not open its port within"
                                    f" {settings.join_timeout_s:.0f} s")
         sleep(POLL_S)
-    node = start([*plan.start_command(settings.address(plan.current_host), head_ip), *settings.start_args])
+    command = [*plan.start_command(settings.address(plan.current_host), head_ip), *settings.start_args]
+    node, attempts = start(command), 1
     try:
         while port_open(head_ip, plan.port):  # until the head is done with the run
             if node.exited() is not None and port_open(head_ip, plan.port):
-                return _fail(settings, f"ray start on {plan.current_host} could not join {plan.head_address}"
-                                       " (a wrong token is refused): see its log")
+                if attempts >= START_ATTEMPTS:
+                    return _fail(settings, f"ray start on {plan.current_host} could not join {plan.head_address}"
+                                           f" ({attempts} attempts; a wrong token is refused): see its log")
+                # a raylet that missed Ray's fixed registration window on a loaded instance: once more
+                log.warning("ray start on %s ended before the run did; starting it again", plan.current_host)
+                node.stop()
+                node, attempts = start(command), attempts + 1
             sleep(POLL_S)
     finally:
         node.stop()
