@@ -69,7 +69,8 @@ def world(moto_endpoint, tmp_path_factory) -> Dict[str, Any]:
     s3 = boto3.client("s3", region_name="eu-west-1")
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     dataset = load_config(compose_config(["+dataset=POLA"])).dataset
-    generate(dataset, SynthConfig(rows=ROWS, rows_per_file=ROWS // 2), f"s3://{BUCKET}/POLA")
+    # four files: work units enough for Ray tasks on every node (fewer run in the driver at this size)
+    generate(dataset, SynthConfig(rows=ROWS, rows_per_file=ROWS // 4), f"s3://{BUCKET}/POLA")
     s3.put_object(Bucket=BUCKET, Key="BAD/part-00000.parquet", Body=b"this is not a parquet file\n")
     secret = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
         Name="kon-ray-rehearsal-token", SecretString=os.urandom(32).hex())["ARN"]
