@@ -280,6 +280,9 @@ def run_head(plan: NodePlan, overrides: Sequence[str], settings: Settings,
         return 0
     except RuntimeError as exc:
         return _fail(settings, str(exc))
+    except Exception as exc:  # ray.init refused (ConnectionError, an authentication error): one line, not a trace
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        return _fail(settings, f"the head could not connect to its own Ray at {address}: {reason}")
     finally:
         node.stop()  # the workers see the head's port close and exit
 
