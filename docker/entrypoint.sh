@@ -6,8 +6,9 @@ set -euo pipefail
 
 if [[ "${1:-}" == "train" ]]; then
     shift
-    # conf/ is read relative to the installed project folder.
-    cd /home/ray/kon_ray
+    # conf/ is read relative to the project folder (the Dockerfile's WORKDIR): `python -m` imports kon_ray from the
+    # current folder first. KON_PROJECT_DIR stands in for it only in the rehearsal (tests/cluster/test_cloud_rehearsal.py).
+    cd "${KON_PROJECT_DIR:-/home/ray/kon_ray}"
     exec python -m kon_ray.cluster.sagemaker_entry "$@"
 fi
 

@@ -181,6 +181,7 @@ class Ec2Cluster(ClusterConfig):
     instance_type: str = "m5.4xlarge"  # the workers'
     min_workers: int = 0
     max_workers: int = 4
+    idle_timeout_minutes: float = 10.0  # the autoscaler removes workers idle this long (down to min_workers)
     spot_workers: bool = False
     instance_profile_arn: Optional[str] = None  # workers: terraform output -raw ray_node_instance_profile_arn
     # the head launches and stops workers, so it has its own, wider profile (ray_head_instance_profile_arn);
@@ -207,6 +208,8 @@ class Ec2Cluster(ClusterConfig):
             raise ConfigError(
                 f"cluster.max_workers ({self.max_workers}) must be >= cluster.min_workers ({self.min_workers})"
             )
+        if self.idle_timeout_minutes < 0:
+            raise ConfigError(f"cluster.idle_timeout_minutes must be >= 0, got {self.idle_timeout_minutes}")
         if self.head_instance_profile_arn is not None and not INSTANCE_PROFILE_ARN.match(
             self.head_instance_profile_arn
         ):

@@ -78,6 +78,7 @@ def render(cluster: Ec2Cluster, template: Dict[str, Any]) -> Dict[str, Any]:
         raise ConfigError("cluster.region is not set (nor AWS_DEFAULT_REGION): set cluster.region=eu-west-1")
     cfg["cluster_name"] = cluster.cluster_name
     cfg["max_workers"] = cluster.max_workers
+    cfg["idle_timeout_minutes"] = cluster.idle_timeout_minutes
     cfg.setdefault("provider", {})["region"] = region
     cfg["provider"].pop("availability_zone", None)
     cfg.setdefault("auth", {})["ssh_user"] = cluster.ssh_user

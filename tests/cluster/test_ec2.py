@@ -41,6 +41,7 @@ def test_rendered_yaml_is_valid_and_carries_the_config(tmp_path: Path) -> None:
         tmp_path, "cluster.region=us-east-1", "cluster.max_workers=7", "cluster.min_workers=1",
         "cluster.instance_profile_arn=arn:aws:iam::111122223333:instance-profile/kon",
         "cluster.security_group_id=sg-0aaaabbbbccccdddd", "cluster.spot_workers=true",
+        "cluster.idle_timeout_minutes=2.5",
     )
     cfg = ec2.render(config.cluster, ec2.load_template(config.cluster.cluster_yaml))
     ec2.validate(cfg)
@@ -52,6 +53,7 @@ def test_rendered_yaml_is_valid_and_carries_the_config(tmp_path: Path) -> None:
     assert cfg["provider"]["region"] == "us-east-1"
     assert cfg["docker"]["image"] == IMAGE and cfg["docker"]["pull_before_run"] is True
     assert cfg["max_workers"] == 7 and worker["max_workers"] == 7 and worker["min_workers"] == 1
+    assert cfg["idle_timeout_minutes"] == 2.5
     assert head["InstanceType"] == "m5.2xlarge" and worker["node_config"]["InstanceType"] == "m5.4xlarge"
     assert head["IamInstanceProfile"] == {"Arn": "arn:aws:iam::111122223333:instance-profile/kon"}
     assert worker["node_config"]["SecurityGroupIds"] == ["sg-0aaaabbbbccccdddd"]

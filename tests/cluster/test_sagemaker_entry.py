@@ -52,34 +52,77 @@ def test_overrides_from_environment_or_hyperparameters() -> None:
         entry.run_overrides({}, {"kon_overrides": '{"a": 1}'})
 
 
-def test_wait_for_nodes_returns_once_all_joined_and_times_out_otherwise() -> None:
-    counts = iter([1, 2, 3])
-    assert entry.wait_for_nodes(3, lambda: next(counts), 60, sleep=lambda s: None) == 3
+def test_wait_for_hosts_returns_once_all_joined_and_names_the_missing_ones_otherwise() -> None:
+    hosts = {"algo-1": "10.0.0.1", "algo-2": "10.0.0.2", "algo-3": "10.0.0.3"}
+    seen = iter([["10.0.0.1"], ["10.0.0.1", "10.0.0.3"], list(hosts.values())])
+    assert entry.wait_for_hosts(hosts, lambda: next(seen), 60, sleep=lambda s: None) == 3
     ticks = iter(range(0, 1000, 100))
-    with pytest.raises(RuntimeError, match="only 1 of 3 Ray nodes joined within 250 s"):
-        entry.wait_for_nodes(3, lambda: 1, 250, sleep=lambda s: None, clock=lambda: next(ticks))
+    with pytest.raises(RuntimeError, match=r"^1 of 3 Ray nodes joined within 250 s; not joined: algo-2 \(10.0.0.2\),"
+                                           r" algo-3 \(10.0.0.3\) \(joined: 10.0.0.1\)"):
+        entry.wait_for_hosts(hosts, lambda: ["10.0.0.1"], 250, sleep=lambda s: None, clock=lambda: next(ticks))
 
 
-def test_head_runs_the_pipeline_and_stops_ray(monkeypatch, tmp_path) -> None:
-    """The head's sequence with the processes recorded instead of run (Ray itself is not started here)."""
-    import subprocess
+def test_overrides_naming_opt_ml_are_read_under_the_configured_root() -> None:
+    hp = {"kon_overrides": json.dumps(["dataset.path='/opt/ml/input/data/data'", "output_dir='s3://b/run'"])}
+    assert entry.run_overrides({}, hp) == ["dataset.path='/opt/ml/input/data/data'", "output_dir='s3://b/run'"]
+    assert entry.run_overrides({}, hp, "/tmp/x/opt_ml") == ["dataset.path='/tmp/x/opt_ml/input/data/data'",
+                                                            "output_dir='s3://b/run'"]
+
+
+def test_the_rehearsal_settings_come_from_the_environment_and_default_to_sagemakers() -> None:
+    assert entry.Settings.from_environ({}) == entry.Settings()
+    assert entry.Settings().path(entry.FAILURE_FILE) == entry.Path("/opt/ml/output/failure")
+    got = entry.Settings.from_environ({"KON_SM_ROOT": "/r", "KON_SM_HOST_ADDRESSES": '{"algo-1": "127.0.0.11"}',
+                                       "KON_RAY_PORT": "4000", "KON_RAY_START_ARGS": "--num-cpus=2 --temp-dir=/t",
+                                       "KON_RAY_JOIN_TIMEOUT_S": "15"})
+    assert (got.path(entry.RESOURCE_CONFIG), got.address("algo-1"), got.port, got.start_args, got.join_timeout_s) == (
+        entry.Path("/r/input/config/resourceconfig.json"), "127.0.0.11", 4000, ("--num-cpus=2", "--temp-dir=/t"), 15.0)
+    with pytest.raises(ValueError, match="has no address for host 'algo-9'"):
+        got.address("algo-9")
+
+
+def test_head_runs_the_pipeline_writes_its_error_line_and_stops_its_node(monkeypatch, tmp_path) -> None:
+    """The head's sequence with the processes recorded instead of run (Ray itself is not started here; the
+    rehearsal in test_cloud_rehearsal.py starts it)."""
     import types
 
-    calls = []
+    started, stopped, ran = [], [], []
 
-    def run(cmd, **kwargs):
-        calls.append(cmd)
-        return subprocess.CompletedProcess(cmd, 0)
+    class Node:
+        def __init__(self, command):
+            started.append(list(command))
 
-    monkeypatch.setattr(entry.socket, "gethostbyname", lambda host: "10.0.0.1")
-    monkeypatch.setattr(entry, "wait_for_nodes", lambda *a, **k: 2)
-    fake_ray = types.SimpleNamespace(init=lambda **k: None, shutdown=lambda: None)
-    monkeypatch.setitem(__import__("sys").modules, "ray", fake_ray)
+        def exited(self):
+            return None
+
+        def stop(self):
+            stopped.append(True)
+
+    monkeypatch.setattr(entry, "port_open", lambda *a, **k: True)
+    monkeypatch.setattr(entry, "wait_for_hosts", lambda *a, **k: 2)
+    monkeypatch.setattr(entry, "run_pipeline", lambda overrides, env: ran.append((overrides, env["RAY_ADDRESS"]))
+                        or (3, "data error: /d/part-0.parquet is not a Parquet file"))
+    monkeypatch.setitem(__import__("sys").modules, "ray", types.SimpleNamespace(init=lambda **k: None,
+                                                                               shutdown=lambda: None))
+    settings = entry.Settings(root=tmp_path, addresses={"algo-1": "10.0.0.1", "algo-2": "10.0.0.2"},
+                              start_args=("--num-cpus=2",))
     plan = entry.plan_node({"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]})
-    assert entry.run_head(plan, ["+dataset=POLA"], run=run) == 0
-    assert calls[0][:3] == ["ray", "start", "--head"]
-    assert calls[1][1:] == ["-m", "kon_ray.run", "+dataset=POLA"]
-    assert calls[2] == ["ray", "stop"]
+    assert entry.run_head(plan, ["+dataset=POLA"], settings, start=Node) == 3  # the pipeline's own exit code
+    assert started == [["ray", "start", "--head", "--port=6379", "--dashboard-host=10.0.0.1",
+                        "--node-ip-address=10.0.0.1", "--disable-usage-stats", "--num-cpus=2"]]
+    assert ran == [(["+dataset=POLA"], "10.0.0.1:6379")] and stopped == [True]
+    assert (tmp_path / "output" / "failure").read_text() == "data error: /d/part-0.parquet is not a Parquet file"
+
+
+def test_the_last_error_line_of_the_run_is_kept() -> None:
+    class Proc:
+        stdout = iter(["12:00:01 INFO kon_ray.pipeline: stage ingest: started\n",
+                       "12:00:02 ERROR kon_ray.run: data error: bad file\n", "done\n"])
+
+        def wait(self):
+            return 3
+
+    assert entry.run_pipeline(["x"], {}, popen=lambda *a, **k: Proc()) == (3, "data error: bad file")
 
 
 def test_every_instance_reads_the_token_and_turns_token_mode_on(tmp_path) -> None:
