@@ -35,7 +35,6 @@ from kon_ray import execution, manifest, stages, storage
 from kon_ray.config import KonConfig
 from kon_ray.context import STAGE_FOLDERS, RunContext
 from kon_ray.errors import KonError, StorageError
-from kon_ray.ingest import data_fingerprint
 from kon_ray.model.registered import Resolution
 from kon_ray.run_index import RunIndex
 from kon_ray.stages import GateVerdict, StageResult
@@ -83,7 +82,7 @@ def plan(ctx: RunContext) -> RunContext:
         models = resolve_models(ctx.config)
     extra = {entry.name: models.key_material() for entry in stages.STAGES
              if entry.name in ctx.config.stages and entry.registered_models and models is not None}
-    keys = manifest.stage_keys(ctx.config, data_fingerprint(ctx.config.dataset.path), extra)
+    keys = manifest.stage_keys(ctx.config, storage.data_fingerprint(ctx.config.dataset.path), extra)
     root = cache_root(ctx)
     paths = {stage: storage.join(root, f"{stage}-{key}") for stage, key in keys.items()}
     return replace(ctx, stage_paths=paths, stage_keys=keys, models=models)

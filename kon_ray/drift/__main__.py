@@ -33,8 +33,7 @@ from kon_ray.drift import reference as reference_io
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.identifiers import identifier_columns
 from kon_ray.errors import ConfigError, DataError
-from kon_ray.ingest import find_files, read_metadata
-from kon_ray.storage import check_writable
+from kon_ray.storage import check_writable, find_files, read_metadata
 from kon_ray.terminal import result_stream
 from kon_ray.tracking.config import DriftTrackingConfig
 

@@ -37,7 +37,8 @@ from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.psi import edges_from_order_stats
 from kon_ray.drift.reference import NumericReference, ReferenceSummary
 from kon_ray.errors import ConfigError, DataError
-from kon_ray.ingest import find_files, read_dataset, read_metadata
+from kon_ray.ingest import read_dataset
+from kon_ray.storage import find_files, read_metadata
 
 if TYPE_CHECKING:  # pandas is imported where a DataFrame is handled: Ray workers run the per-unit
     import pandas as pd  # functions below without it (about 0.5 CPU-s less per fresh worker)

@@ -26,7 +26,6 @@ from kon_ray.drift import prediction as P
 from kon_ray.drift.check import gate, metrics, run_check
 from kon_ray.execution import kon_error_in
 from kon_ray.features.spec import calendar_features
-from kon_ray.ingest import read_metadata
 from kon_ray.model.registered import Resolution
 from kon_ray.model.score import input_columns
 from kon_ray.segment.io import split_files
@@ -113,6 +112,6 @@ def _columns(files) -> list:
     """Every column name in the files' footers (a file without one of them would fail the scorer's read)."""
     names: Optional[set] = None
     for file in files:
-        these = set(read_metadata(file)[0].names)
+        these = set(storage.read_metadata(file)[0].names)
         names = these if names is None else names & these
     return sorted(names or ())
