@@ -124,11 +124,3 @@ def run(ctx: RunContext) -> dict:
     storage.write_json(ctx.out(SUMMARY_FILE), summary)
     return {"rows": summary["rows"], "files": len(summary["files"])}
 
-
-def read_dataset(files: Sequence[str], columns: Sequence[str] | None = None):
-    """The ingested files as a Ray Dataset (streamed, sharded by file and row group)."""
-    import ray.data
-
-    fs, _ = storage.filesystem(files[0])
-    paths = [storage.filesystem(f)[1] for f in files]
-    return ray.data.read_parquet(paths, filesystem=fs, columns=list(columns) if columns else None)
