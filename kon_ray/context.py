@@ -20,6 +20,9 @@ from kon_ray.stages import stage as stage_entry
 
 # Each stage's folder in the run folder (kon_ray/stages.py).
 STAGE_FOLDERS = {entry.name: entry.folder for entry in STAGES}
+# The ingest stage's one output: path, files, rows, schema hash, fingerprint (kon_ray/ingest.py writes it; preprocess
+# and tracking read it, here, without importing the stage)
+INGEST_SUMMARY = "ingest.json"
 
 
 @dataclass(frozen=True)
@@ -58,3 +61,8 @@ class RunContext:
 
     def out(self, *parts: str) -> str:
         return storage.join(self.output_dir, *parts)
+
+    def ingested(self) -> Dict[str, Any]:
+        """The ingest stage's published summary (INGEST_SUMMARY) for this run: its files, rows and fingerprint."""
+        summary: Dict[str, Any] = storage.read_json(storage.join(self.input_dir("ingest"), INGEST_SUMMARY))
+        return summary

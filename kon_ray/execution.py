@@ -14,6 +14,9 @@ merge; this module decides *where* (Ray tasks, or this process when Ray is not r
            an interruption (Ctrl-C) comes back as KeyboardInterrupt, however Ray wrapped it, and the tasks still
            running for the pass are cancelled (`cancel_on_interrupt`, `TaskGroup`).
     spill  what Ray spilled from its object store to disk (`spilled_bytes`), which the pipeline reports per stage.
+    data   the only Ray Data calls in kon_ray: a split read as a streamed Ray Dataset for Ray Train
+           (`read_dataset`), and a Ray Dataset a caller hands the drift check (`is_dataset`, `dataset_schema`,
+           `reduce_dataset`, `sample_dataset`...).
 
 Parquet has no API to read part of a row group: a row range alone is read by decoding the row group's batches up to
 the range's end and keeping the range. A row group is therefore split into row ranges only as far as parallelism or
@@ -27,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import pickle
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple
@@ -582,6 +586,81 @@ def blocks(fn: Callable[..., Any], units: Sequence[WorkUnit], *, estimated_bytes
         refs.extend(remote.remote(fn_ref, unit, columns, kwargs_ref) for unit in units)
         ray.wait(refs, num_returns=len(refs), fetch_local=False)  # all computed before the passes over them
     return Blocks(refs, remote=True)
+
+
+# --- Ray Data ----------------------------------------------------------------------------------------------
+# Ray Data is imported only inside these functions: a stage that never hands Ray a Dataset never pays for it.
+
+
+def read_dataset(files: Sequence[str], columns: Optional[Sequence[str]] = None, *,
+                 map_batches: Optional[Callable[..., Any]] = None, fn_kwargs: Optional[Dict[str, Any]] = None) -> Any:
+    """The Parquet `files` (local or s3://, one store) as a streamed Ray Dataset of `columns`; with `map_batches`,
+    each numpy batch through it (Ray Train's input, kon_ray/train/stage.py)."""
+    import ray.data
+
+    fs, _ = storage.filesystem(files[0])
+    paths = [storage.filesystem(f)[1] for f in files]
+    ds = ray.data.read_parquet(paths, filesystem=fs, columns=list(columns) if columns else None)
+    if map_batches is not None:
+        ds = ds.map_batches(map_batches, batch_format="numpy", fn_kwargs=fn_kwargs or {})
+    return ds
+
+
+def materialize(ds: Any) -> Any:
+    """A Ray Dataset read once into the object store (its pipeline not re-run by each consumer)."""
+    return ds.materialize()
+
+
+def is_dataset(data: Any) -> bool:
+    """Whether `data` is a Ray Dataset (Ray Data imported only to ask)."""
+    import ray.data
+
+    return isinstance(data, ray.data.Dataset)
+
+
+def dataset_schema(ds: Any) -> pa.Schema:
+    """A Ray Dataset's Arrow schema, from one row (the same types whether its blocks are Arrow or pandas); a
+    ValueError when it is empty."""
+    return ds.take_batch(1, batch_format="pyarrow").schema
+
+
+def dataset_rows(ds: Any) -> int:
+    return int(ds.count())
+
+
+def dataset_columns(ds: Any, columns: Sequence[str], *, materialized: bool = False) -> Any:
+    """A Ray Dataset reduced to `columns`; `materialized`: read once, so later passes do not re-run its pipeline."""
+    with user_errors():
+        out = ds.select_columns(list(columns))
+        return out.materialize() if materialized else out
+
+
+def reduce_dataset(ds: Any, fn: Callable[[pa.Table], Any], merge: Callable[[Any, Any], Any]) -> Any:
+    """`fn(block)` over every block of a Ray Dataset (Arrow), merged on the driver as the blocks stream in."""
+    merged = None
+    with user_errors():
+        for block in ds.map_batches(_pickled, fn_kwargs={"fn": fn}, batch_format="pyarrow",
+                                    batch_size=None).iter_batches(batch_format="pyarrow", batch_size=None,
+                                                                  prefetch_batches=0):
+            for blob in block.column("partial").to_pylist():
+                merged = merge(merged, pickle.loads(blob))
+    return merged
+
+
+def _pickled(table: pa.Table, fn: Callable[[pa.Table], Any]) -> pa.Table:
+    return pa.table({"partial": pa.array([pickle.dumps(fn(table), protocol=5)], pa.binary())})
+
+
+def dataset_tables(ds: Any, keep: Optional[Callable[..., pa.Table]] = None,
+                   kwargs: Optional[Dict[str, Any]] = None) -> List[pa.Table]:
+    """A Ray Dataset's non-empty blocks as Arrow tables on the driver, each through `keep(table, **kwargs)` first
+    (a filter: what comes back must be small)."""
+    import ray
+
+    if keep is not None:
+        ds = ds.map_batches(keep, fn_kwargs=kwargs or {}, batch_format="pyarrow", batch_size=None)
+    with user_errors():
+        return [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
 
 
 # --- spilling ----------------------------------------------------------------------------------------------

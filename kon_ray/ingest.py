@@ -5,8 +5,9 @@ is there with its declared type and no undeclared one, there is at least one row
 a `DataError` naming the file and column. The stage publishes `ingest/ingest.json` (files, rows, schema hash,
 fingerprint) that later stages read instead of listing the folder again.
 
-`data_fingerprint` is the one definition of the data's fingerprint: the pipeline puts it in the ingest stage's cache
-key (kon_ray/manifest.py), and ingest.json and MLflow (`data.fingerprint`) record the same value.
+`storage.data_fingerprint` is the one definition of the data's fingerprint: the pipeline puts it in the ingest
+stage's cache key (kon_ray/manifest.py), and ingest.json and MLflow (`data.fingerprint`) record the same value. The
+Parquet discovery this stage uses (`find_files`, `read_metadata`) lives in kon_ray/storage.py, for every stage.
 """
 
 from __future__ import annotations
@@ -20,24 +21,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kon_ray import storage
-from kon_ray.context import RunContext
+from kon_ray.context import INGEST_SUMMARY, RunContext
 from kon_ray.errors import DataError
+from kon_ray.storage import data_fingerprint, find_files, read_metadata
 from kon_ray.synth.writer import generator_command
 
-SUMMARY_FILE = "ingest.json"  # the stage's one output: rows, files, fingerprint (read by preprocess and tracking)
-
-
-def data_fingerprint(path: str) -> str:
-    """The data's fingerprint: a hash of `path` and each input file's name, size and modification time, from the
-    file listing alone. No data is read, so every run computes it before deciding what to reuse; rewriting any file
-    (even with the same size and rows) changes it, and so redoes every stage. It is the data's part of the ingest
-    stage's cache key and the `fingerprint` of ingest.json (rows and the schema hash are fields of their own)."""
-    fs, _ = storage.filesystem(path)
-    digest = hashlib.sha256(path.encode())
-    for file in storage.list_files(path):
-        info = fs.get_file_info(file)
-        digest.update(f"{file}:{info.size}:{info.mtime_ns};".encode())
-    return digest.hexdigest()[:16]
+SUMMARY_FILE = INGEST_SUMMARY  # the stage's one output: rows, files, fingerprint (read by preprocess and tracking)
 
 
 def type_matches(declared: str, actual: pa.DataType) -> bool:
@@ -74,36 +63,6 @@ def schema_problems(file: str, schema: pa.Schema, declared: Dict[str, str]) -> L
 
 def schema_hash(declared: Dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(sorted(declared.items())).encode()).hexdigest()[:16]
-
-
-def read_metadata(path: str) -> tuple[pa.Schema, int, int]:
-    """(schema, rows, size in bytes) of one Parquet file, or a DataError naming it."""
-    fs, fs_path = storage.filesystem(path)
-    try:
-        size = fs.get_file_info(fs_path).size or 0
-        with fs.open_input_file(fs_path) as handle:
-            metadata = pq.ParquetFile(handle).metadata
-            return metadata.schema.to_arrow_schema(), metadata.num_rows, size
-    except (pa.ArrowInvalid, OSError) as exc:
-        fault = storage.storage_error(exc, path)  # S3 past its retry budget is the store's fault, not the file's
-        if fault is not None:
-            raise fault from None
-        reason = str(exc).splitlines()[0]
-        raise DataError(f"{path}: not a readable Parquet file ({reason})") from None
-
-
-def find_files(path: str, key: str | None = None, fix: str | None = None) -> List[str]:
-    """The Parquet files at `path` (a file or a folder of parts), or a DataError naming the path, the config `key`
-    it came from and, when there is one, the command that `fix`es it."""
-    files = storage.list_files(path)
-    if not files:
-        where = f" ({key})" if key else ""
-        then = f"; {fix}" if fix else ""
-        if not storage.exists(path):
-            raise DataError(f"{path}: no such file or folder{where}{then}")
-        raise DataError(f"{path}: no .parquet files found{where}{then}")
-    prefix = "s3://" if storage.is_s3(path) else ""
-    return [prefix + f for f in files]
 
 
 def check_unique_ids(path: str, files: Sequence[str], id_column: str) -> None:
@@ -165,16 +124,3 @@ def run(ctx: RunContext) -> dict:
     storage.write_json(ctx.out(SUMMARY_FILE), summary)
     return {"rows": summary["rows"], "files": len(summary["files"])}
 
-
-def read_ingested(ctx: RunContext) -> dict:
-    """The published ingest summary of this run."""
-    return storage.read_json(storage.join(ctx.input_dir("ingest"), SUMMARY_FILE))
-
-
-def read_dataset(files: Sequence[str], columns: Sequence[str] | None = None):
-    """The ingested files as a Ray Dataset (streamed, sharded by file and row group)."""
-    import ray.data
-
-    fs, _ = storage.filesystem(files[0])
-    paths = [storage.filesystem(f)[1] for f in files]
-    return ray.data.read_parquet(paths, filesystem=fs, columns=list(columns) if columns else None)

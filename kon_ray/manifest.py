@@ -1,7 +1,7 @@
 """Which inputs decide a stage's outputs, as one key per stage.
 
 A stage's key hashes the config sections that affect it, the keys of the stages it reads, and (for ingest) the
-data's fingerprint (`kon_ray.ingest.data_fingerprint`: names, sizes and modification times of the input files, the
+data's fingerprint (`kon_ray.storage.data_fingerprint`: names, sizes and modification times of the input files, the
 value ingest.json and MLflow record). Equal keys mean equal outputs, so a published stage with a matching manifest
 is reused instead of recomputed: after an interruption (re-running the same command redoes only what is missing)
 and across the jobs of a sweep (changing `model.*` redoes train and infer, never ingest, preprocess or drift).
@@ -38,7 +38,7 @@ def select(config: Any, path: str) -> Any:
 def stage_keys(config: Any, data_fingerprint: str, extra: Mapping[str, Any] | None = None) -> Dict[str, str]:
     """The key of every stage, in pipeline order (a stage's key covers everything upstream of it): the config
     paths and inputs its registry entry declares (kon_ray/stages.py), the data's fingerprint
-    (`kon_ray.ingest.data_fingerprint`) for the stage that reads the data, and `extra[stage]` (what else decides
+    (`kon_ray.storage.data_fingerprint`) for the stage that reads the data, and `extra[stage]` (what else decides
     its outputs, from its `key_material` hook)."""
     keys: Dict[str, str] = {}
     for entry in STAGES:

@@ -10,6 +10,13 @@ compute a stage, but the second to finish finds the first's complete folder, dis
 that one. A folder is reused only if a listing of it matches its manifest's file list (kon_ray/manifest.py). A fault
 of the store (S3 past its retry budget, a full disk) ends the run with one line naming the object and exit 5
 (`storage.storage_error`), the stage's staging folder removed and nothing of it published.
+
+The drift gate is decided by the stage (its `StageResult` carries a `GateVerdict`, kon_ray/stages.py) and acted on
+here, in one place: the stage is published, linked into the run folder and told to the observer like any other, with
+`stopped_by_gate` = 1 among its metrics and the verdict (a tracked run then ends FAILED with stopped_by=drift_gate,
+its evidence in MLflow); then the run stops with the verdict's DriftGateError (exit code 4). A stage its gate
+stopped is published without a manifest, so it is never reused: a re-run computes it again and its gate decides
+again (as before the verdict was a return value: a manifest keeps metrics, not a verdict to replay).
 """
 
 from __future__ import annotations
@@ -22,17 +29,15 @@ import socket
 import time
 import uuid
 from dataclasses import replace
-from typing import Any, Callable, Dict, Iterator, Optional, Protocol
+from typing import Any, Callable, Dict, Iterator, Optional, Protocol, Tuple, Union
 
 from kon_ray import execution, manifest, stages, storage
 from kon_ray.config import KonConfig
 from kon_ray.context import STAGE_FOLDERS, RunContext
-from kon_ray.drift.check import metrics
-from kon_ray.drift.report import REPORT_JSON
-from kon_ray.errors import DriftGateError, KonError, StorageError
-from kon_ray.ingest import data_fingerprint
+from kon_ray.errors import KonError, StorageError
 from kon_ray.model.registered import Resolution
 from kon_ray.run_index import RunIndex
+from kon_ray.stages import GateVerdict, StageResult
 from kon_ray.tracking import registry
 
 log = logging.getLogger(__name__)
@@ -46,12 +51,14 @@ CLAIM_SUFFIX = "._publishing"
 
 
 class StageObserver(Protocol):
-    """Told about every stage as it ends (MLflow tracking implements this)."""
+    """Told about every stage as it ends (MLflow tracking implements this); `gate` is the verdict of a stage whose
+    gate stops the run, which ends right after this call."""
 
-    def stage_finished(self, stage: str, seconds: float, metrics: Dict[str, Any], folder: str) -> None: ...
+    def stage_finished(self, stage: str, seconds: float, metrics: Dict[str, Any], folder: str,
+                       gate: Optional[GateVerdict] = None) -> None: ...
 
 
-def stage_function(name: str) -> Callable[[RunContext], Dict[str, Any]]:
+def stage_function(name: str) -> Callable[[RunContext], Union[Dict[str, Any], StageResult]]:
     return stages.stage(name).function()
 
 
@@ -75,7 +82,7 @@ def plan(ctx: RunContext) -> RunContext:
         models = resolve_models(ctx.config)
     extra = {entry.name: models.key_material() for entry in stages.STAGES
              if entry.name in ctx.config.stages and entry.registered_models and models is not None}
-    keys = manifest.stage_keys(ctx.config, data_fingerprint(ctx.config.dataset.path), extra)
+    keys = manifest.stage_keys(ctx.config, storage.data_fingerprint(ctx.config.dataset.path), extra)
     root = cache_root(ctx)
     paths = {stage: storage.join(root, f"{stage}-{key}") for stage, key in keys.items()}
     return replace(ctx, stage_paths=paths, stage_keys=keys, models=models)
@@ -114,6 +121,7 @@ def run_pipeline(
     index = RunIndex(ctx.run_dir, ctx.config.dataset.name, ctx.plain)
     for stage in chosen:
         final = ctx.stage_dir(stage)
+        gate: Optional[GateVerdict] = None
         with store_faults(final):
             previous = manifest.read_manifest(final)
             reusable = _reusable(stage, final, ctx.stage_keys[stage], previous) if ctx.config.reuse else None
@@ -124,22 +132,14 @@ def run_pipeline(
                 if start_ray is not None and stages.stage(stage).needs_ray:
                     start_ray()
                     start_ray = None
-                started = time.perf_counter()
-                try:
-                    metrics, seconds = _run_stage(ctx, stage, final, previous)
-                except DriftGateError as gated:
-                    # the gate stopped the run after publishing its reports: the observer gets them before the run
-                    # ends (a tracked run is then FAILED with stopped_by=drift_gate, its evidence in MLflow)
-                    index.add(stage, STAGE_FOLDERS[stage], ctx.stage_keys[stage], final, reused=False)
-                    if observer is not None:
-                        observer.stage_finished(stage, time.perf_counter() - started, _gated_metrics(final, gated),
-                                                final)
-                    raise
+                metrics, seconds, gate = _run_stage(ctx, stage, final, previous)
             _link_into_run_folder(ctx, stage, final)
             index.add(stage, STAGE_FOLDERS[stage], ctx.stage_keys[stage], final, reused=bool(metrics.get("cached")))
         results[stage] = metrics
         if observer is not None:
-            observer.stage_finished(stage, seconds, metrics, final)
+            observer.stage_finished(stage, seconds, metrics, final, gate)
+        if gate is not None:
+            raise gate.error()  # the one place the drift gate stops a run (exit code 4), its stage published
     return results
 
 
@@ -172,7 +172,8 @@ def _reusable(stage: str, final: str, key: str, written: Optional[Dict[str, Any]
 
 
 def _run_stage(ctx: RunContext, stage: str, final: str,
-               replaces: Optional[Dict[str, Any]] = None) -> tuple[Dict[str, Any], float]:
+               replaces: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Any], float, Optional[GateVerdict]]:
+    """Run `stage` into its staging folder and publish it as `final`: (its metrics, seconds, its gate's verdict)."""
     for leftover in storage.remove_abandoned_staging(final):
         log.info("stage %s: removed %s, left by an interrupted run", stage, leftover)
     staged = storage.staging_dir(final)
@@ -180,16 +181,18 @@ def _run_stage(ctx: RunContext, stage: str, final: str,
     spilled_before = execution.spilled_bytes()
     start = time.perf_counter()
     try:
-        metrics = stage_function(stage)(replace(with_models(ctx, stage), output_dir=staged, stage=stage)) or {}
-    except DriftGateError:
-        # the gate stops the run only after its report is published (without a manifest: it is not reused)
-        storage.publish(staged, final)
-        _link_into_run_folder(ctx, stage, final)
-        raise
+        result = StageResult.of(stage_function(stage)(replace(with_models(ctx, stage), output_dir=staged,
+                                                              stage=stage)))
     except BaseException:
         storage.remove_quietly(staged)
         raise
     seconds = time.perf_counter() - start
+    metrics = result.metrics
+    if result.gate is not None:
+        # published without a manifest: never reused (the module docstring says why); the caller stops the run
+        storage.publish(staged, final)
+        log.info("stage %s: stopped by its gate after %.1f s -> %s", stage, seconds, final)
+        return dict(metrics, stopped_by_gate=1), seconds, result.gate
     spilled = _spilled_since(spilled_before)
     if spilled:
         # the object store was too small for what was in flight: not an error, but the user should know
@@ -203,10 +206,10 @@ def _run_stage(ctx: RunContext, stage: str, final: str,
         storage.remove_quietly(staged)
         raise
     if written["publish_id"] != body["publish_id"]:
-        return dict(written.get("metrics", {})), seconds
+        return dict(written.get("metrics", {})), seconds, None
     rows = f", {metrics['rows']:,} rows" if isinstance(metrics.get("rows"), int) else ""
     log.info("stage %s: finished in %.1f s%s -> %s", stage, seconds, rows, final)
-    return metrics, seconds
+    return metrics, seconds, None
 
 
 def _publish(stage: str, staged: str, final: str, body: Dict[str, Any],
@@ -295,22 +298,6 @@ def _publish_s3(stage: str, staged: str, final: str, body: Dict[str, Any],
         return body
     finally:
         storage.remove_quietly(claim)
-
-
-def _gated_metrics(folder: str, gated: Optional[DriftGateError] = None) -> Dict[str, Any]:
-    """The metrics a stage stopped by the drift gate would have returned: those the error carries (InferenceReporting
-    attaches its own), else the drift stage's from the report it published ({} when the report cannot be read: the
-    observer still logs the folder)."""
-
-    carried = getattr(gated, "metrics", None)
-    if isinstance(carried, dict):
-        return dict(carried, stopped_by_gate=1)
-
-    try:
-        return dict(metrics(storage.read_json(storage.join(folder, REPORT_JSON))), stopped_by_gate=1)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("drift gate: could not read the metrics of %s: %s", folder, exc)
-        return {"stopped_by_gate": 1}
 
 
 def _spilled_since(before: Optional[int]) -> int:

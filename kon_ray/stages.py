@@ -1,6 +1,10 @@
 """What a stage is, in one place: the pipeline, the manifest, the run context and the tracker all read this table.
 
-Adding a stage is one `Stage` entry here and one package with `run(ctx: RunContext) -> dict`.
+Adding a stage is one `Stage` entry here and one package with `run(ctx: RunContext) -> dict` (its metrics), or
+`-> StageResult` for a stage with a gate: its metrics and, when its rule says so (`drift.fail_on_drift`), a
+`GateVerdict`. The pipeline publishes a stage its gate stopped, tells the observer, and then stops the run with exit
+code 4 (kon_ray/pipeline.py, the one place a run stops on a verdict; the standalone check,
+kon_ray/drift/__main__.py, stops the same way once its reports are tracked).
 
 | stage      | package             | run folder | reads                               | Ray |
 |------------|---------------------|------------|-------------------------------------|-----|
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+from kon_ray.errors import DriftGateError
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,35 @@ class Stage:
     # plans (they join its manifest key) and hands them, loaded, to the stage in `RunContext.models`.
     registered_models: bool = False
 
-    def function(self) -> Callable[[Any], Dict[str, Any]]:
-        run: Callable[[Any], Dict[str, Any]] = importlib.import_module(self.module).run
+    def function(self) -> Callable[[Any], Union[Dict[str, Any], "StageResult"]]:
+        run: Callable[[Any], Union[Dict[str, Any], StageResult]] = importlib.import_module(self.module).run
         return run
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """A stage's gate stopped the run (`drift.fail_on_drift` and the drift flag raised): which stage, and why in one
+    line (what the user reads after "drift gate: ", and the MLflow run's `error` tag)."""
+
+    stage: str
+    reason: str
+
+    def error(self) -> DriftGateError:
+        """The error that ends the run with exit code 4."""
+        return DriftGateError(self.reason)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage with a gate returns: its metrics, and the verdict when the gate stops the run."""
+
+    metrics: Dict[str, Any]
+    gate: Optional[GateVerdict] = None
+
+    @staticmethod
+    def of(returned: Union[Dict[str, Any], "StageResult", None]) -> "StageResult":
+        """A stage's return value as a StageResult (a plain stage returns its metrics, or nothing)."""
+        return returned if isinstance(returned, StageResult) else StageResult(dict(returned or {}))
 
 
 STAGES: Tuple[Stage, ...] = (

@@ -8,12 +8,17 @@ S3's retry budget: every request (pyarrow's, and boto3's conditional puts) is tr
 the AWS SDK's standard retry strategy (exponential backoff with jitter, longer for throttling) on throttling (503
 SlowDown), 5xx answers, timeouts and dropped connections; `KON_S3_MAX_ATTEMPTS` in the environment changes it. Past
 the budget the stage fails with one line naming the object and exit 5 (`storage_error`, kon_ray.errors.StorageError).
+
+Parquet discovery lives here too, below every stage that reads data: `find_files` (the Parquet files at a path, or
+a DataError naming it), `read_metadata` (one file's footer) and `data_fingerprint` (the data's part of the cache
+keys), read from listings and footers alone.
 """
 
 from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import json
 import os
 import re
@@ -22,9 +27,11 @@ import uuid
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
-from kon_ray.errors import ConfigError, StorageError
+from kon_ray.errors import ConfigError, DataError, StorageError
 
 # The retry budget of one S3 request: attempts in all (the first one included), with the AWS SDK's standard backoff
 # (its delays grow to ~20 s; 10 attempts ride out about a minute of throttling). A documented constant, not a config
@@ -101,6 +108,50 @@ def list_files(path: str, suffix: str = ".parquet") -> List[str]:
         for f in fs.get_file_info(selector)
         if f.type == pafs.FileType.File and f.path.endswith(suffix) and "/_tmp" not in f.path
     )
+
+
+# -- Parquet discovery: listings and footers, no data read ---------------------------------------------------
+def data_fingerprint(path: str) -> str:
+    """The data's fingerprint: a hash of `path` and each input file's name, size and modification time, from the
+    file listing alone. No data is read, so every run computes it before deciding what to reuse; rewriting any file
+    (even with the same size and rows) changes it, and so redoes every stage. It is the data's part of the ingest
+    stage's cache key and the `fingerprint` of ingest.json (rows and the schema hash are fields of their own)."""
+    fs, _ = filesystem(path)
+    digest = hashlib.sha256(path.encode())
+    for file in list_files(path):
+        info = fs.get_file_info(file)
+        digest.update(f"{file}:{info.size}:{info.mtime_ns};".encode())
+    return digest.hexdigest()[:16]
+
+
+def read_metadata(path: str) -> tuple[pa.Schema, int, int]:
+    """(schema, rows, size in bytes) of one Parquet file, or a DataError naming it."""
+    fs, fs_path = filesystem(path)
+    try:
+        size = fs.get_file_info(fs_path).size or 0
+        with fs.open_input_file(fs_path) as handle:
+            metadata = pq.ParquetFile(handle).metadata
+            return metadata.schema.to_arrow_schema(), metadata.num_rows, size
+    except (pa.ArrowInvalid, OSError) as exc:
+        fault = storage_error(exc, path)  # S3 past its retry budget is the store's fault, not the file's
+        if fault is not None:
+            raise fault from None
+        reason = str(exc).splitlines()[0]
+        raise DataError(f"{path}: not a readable Parquet file ({reason})") from None
+
+
+def find_files(path: str, key: str | None = None, fix: str | None = None) -> List[str]:
+    """The Parquet files at `path` (a file or a folder of parts), or a DataError naming the path, the config `key`
+    it came from and, when there is one, the command that `fix`es it."""
+    files = list_files(path)
+    if not files:
+        where = f" ({key})" if key else ""
+        then = f"; {fix}" if fix else ""
+        if not exists(path):
+            raise DataError(f"{path}: no such file or folder{where}{then}")
+        raise DataError(f"{path}: no .parquet files found{where}{then}")
+    prefix = "s3://" if is_s3(path) else ""
+    return [prefix + f for f in files]
 
 
 def write_text(path: str, text: str) -> None:

@@ -38,7 +38,7 @@ class StageRecorder:
         self.peak = peak
         self.stages: List[Dict[str, Any]] = []
 
-    def stage_finished(self, stage, seconds, metrics, folder):
+    def stage_finished(self, stage, seconds, metrics, folder, gate=None):
         peak_gib = self.peak.reset() / 1024**3
         spilled_gib = metrics.get("spilled_bytes", 0) / 1024**3
         self.stages.append({"stage": stage, "seconds": round(seconds, 1), "peak_gib": round(peak_gib, 2),

@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from kon_ray.errors import DataError
-from kon_ray.ingest import data_fingerprint, schema_problems, type_matches, validate
+from kon_ray.ingest import schema_problems, type_matches, validate
+from kon_ray.storage import data_fingerprint
 
 DECLARED = {"customer_id": "int64", "record_date": "date", "tariff_type": "string", "kwh": "float64", "vip": "bool"}
 

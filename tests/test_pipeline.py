@@ -14,20 +14,24 @@ from kon_ray import manifest, pipeline
 from kon_ray.config import STAGE_ORDER, load_config, to_plain
 from kon_ray.context import RunContext
 from kon_ray.errors import DriftGateError
+from kon_ray.stages import GateVerdict, StageResult
 from tests.conftest import compose_config
 
 
 @pytest.fixture
 def fake_stages(monkeypatch):
-    """Each stand-in stage writes one file and counts its calls; `fail` makes a stage raise mid-way."""
+    """Each stand-in stage writes one file and counts its calls; `fail` makes a stage raise mid-way, or (a
+    GateVerdict) return its gate's verdict."""
     calls = {stage: 0 for stage in STAGE_ORDER}
-    fail: dict[str, BaseException] = {}
+    fail: dict[str, BaseException | GateVerdict] = {}
 
     def make(stage):
         def run(ctx: RunContext):
             calls[stage] += 1
             Path(ctx.output_dir).mkdir(parents=True, exist_ok=True)
             Path(ctx.out("out.txt")).write_text(f"{stage} {ctx.stage_keys[stage]}")
+            if isinstance(fail.get(stage), GateVerdict):
+                return StageResult({"rows": 3}, fail[stage])
             if stage in fail:
                 raise fail[stage]
             return {"rows": 3}
@@ -105,9 +109,10 @@ def test_reuse_false_recomputes(tmp_path, fake_stages):
 
 def test_the_drift_gate_publishes_its_report_but_is_never_reused(tmp_path, fake_stages):
     calls, fail = fake_stages
-    fail["drift"] = DriftGateError("drift gate: 5 of 10 features drifted")
-    with pytest.raises(DriftGateError):
+    fail["drift"] = GateVerdict("drift", "5 of 10 features drifted")
+    with pytest.raises(DriftGateError, match="^5 of 10 features drifted$") as stopped:
         pipeline.run_pipeline(_ctx(tmp_path, "a"))
+    assert stopped.value.exit_code == 4
     report = tmp_path / "runs" / "a" / "drift" / "out.txt"
     assert report.exists() and not (report.parent / "_manifest.json").exists()
     with pytest.raises(DriftGateError):

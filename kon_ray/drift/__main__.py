@@ -32,9 +32,8 @@ from kon_ray.config import load_schema, register_configs
 from kon_ray.drift import reference as reference_io
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.identifiers import identifier_columns
-from kon_ray.errors import ConfigError, DataError, DriftGateError
-from kon_ray.ingest import find_files, read_metadata
-from kon_ray.storage import check_writable
+from kon_ray.errors import ConfigError, DataError
+from kon_ray.storage import check_writable, find_files, read_metadata
 from kon_ray.terminal import result_stream
 from kon_ray.tracking.config import DriftTrackingConfig
 
@@ -162,19 +161,15 @@ def _check(cfg: DictConfig) -> int:
                        reference_summary=config.reference_summary, skip=skip)
     print(summary_text(report), end="", file=result_stream())
     log.info("reports in %s (%s, %s, %s)", config.output, SUMMARY_TXT, REPORT_JSON, REPORT_HTML)
-    stopped = None
-    try:
-        gate(report, config.drift, config.output)
-    except DriftGateError as exc:
-        stopped = exc
-        raise
-    finally:  # a check the gate stops is tracked too: its run ends FAILED with stopped_by=drift_gate
-        if tracking_uri is not None:
-            # deferred: MLflow only when the check is tracked
-            from kon_ray.tracking.drift_check import log_check
+    verdict = gate(report, config.drift, config.output)
+    if tracking_uri is not None:  # a check the gate stops is tracked too: its run ends FAILED, stopped_by=drift_gate
+        # deferred: MLflow only when the check is tracked
+        from kon_ray.tracking.drift_check import log_check
 
-            log_check(config.tracking, tracking_uri, report, config.output, config.drift, config.current, started,
-                      stopped)
+        log_check(config.tracking, tracking_uri, report, config.output, config.drift, config.current, started,
+                  verdict)
+    if verdict is not None:
+        raise verdict.error()  # exit code 4, after the reports are written and tracked
     return 0
 
 

@@ -25,7 +25,7 @@ from kon_ray.drift.report import (
     report_json,
     summary_text,
 )
-from kon_ray.errors import DriftGateError
+from kon_ray.stages import GateVerdict
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +71,17 @@ def run_check(
     return report
 
 
-def gate(report: Dict[str, Any], cfg: DriftConfig, output_dir: str) -> None:
-    """With drift.fail_on_drift, stop after the reports are written when the overall flag is raised."""
+def gate(report: Dict[str, Any], cfg: DriftConfig, output_dir: str, stage: str = "drift") -> Optional[GateVerdict]:
+    """With drift.fail_on_drift, the verdict that stops the check once its reports are written when the overall
+    flag is raised; None otherwise. `output_dir` is where the user finds drift_summary.txt."""
     s = report["summary"]
-    if cfg.fail_on_drift and s["drift_flag"]:
-        why = f"{s['drifted']} of {s['features']} features drifted (share > {cfg.drift_share:g})"
-        if s["drifted_share"] <= cfg.drift_share:
-            why = f"prediction drift is HIGH ({s['drifted']} of {s['features']} features drifted)"
-        # the error's kind says "drift gate"
-        raise DriftGateError(f"{why}; see {storage.join(output_dir, SUMMARY_TXT)}")
+    if not (cfg.fail_on_drift and s["drift_flag"]):
+        return None
+    why = f"{s['drifted']} of {s['features']} features drifted (share > {cfg.drift_share:g})"
+    if s["drifted_share"] <= cfg.drift_share:
+        why = f"prediction drift is HIGH ({s['drifted']} of {s['features']} features drifted)"
+    # the error's kind says "drift gate" when it is printed
+    return GateVerdict(stage, f"{why}; see {storage.join(output_dir, SUMMARY_TXT)}")
 
 
 def metrics(report: Dict[str, Any]) -> Dict[str, Any]:

@@ -23,8 +23,8 @@ them per block with map_batches, materialised once. Each unit returns one small 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
-import pickle
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -37,7 +37,7 @@ from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.psi import edges_from_order_stats
 from kon_ray.drift.reference import NumericReference, ReferenceSummary
 from kon_ray.errors import ConfigError, DataError
-from kon_ray.ingest import find_files, read_dataset, read_metadata
+from kon_ray.storage import find_files, read_metadata
 
 if TYPE_CHECKING:  # pandas is imported where a DataFrame is handled: Ray workers run the per-unit
     import pandas as pd  # functions below without it (about 0.5 CPU-s less per fresh worker)
@@ -66,8 +66,8 @@ class Source:
             return [(f, read_metadata(f)[0]) for f in self.files]
         if self.table is not None:
             return [(self.label, self.table.schema)]
-        try:  # one row as Arrow: the same types whether the blocks are Arrow or pandas
-            return [(self.label, self.dataset.take_batch(1, batch_format="pyarrow").schema)]
+        try:
+            return [(self.label, execution.dataset_schema(self.dataset))]
         except ValueError:
             raise DataError(f"{self.label}: the dataset is empty") from None
 
@@ -84,28 +84,17 @@ class Source:
             return sum(g.rows for g in self.row_groups())
         if self.table is not None:
             return self.table.num_rows
-        return self.dataset.count()
+        return execution.dataset_rows(self.dataset)
 
     def row_groups(self) -> List[execution.RowGroupInfo]:
         return list(self.groups) if self.groups is not None else execution.row_groups(self.files or ())
-
-    def to_dataset(self, columns: Sequence[str]):
-        if self.files:
-
-            return read_dataset(list(self.files), columns)
-        if self.table is not None:
-            import ray.data
-
-            return ray.data.from_arrow(self.table.select(list(columns)))
-        return self.dataset.select_columns(list(columns))
 
     def only(self, columns: Sequence[str]) -> "Source":
         """A Ray Dataset reduced to `columns` and materialised once: the passes then do not re-run its
         pipeline (e.g. a model's scoring) each time. Files and tables are returned as they are."""
         if self.dataset is None:
             return self
-        with execution.user_errors():
-            return dataclasses.replace(self, dataset=self.dataset.select_columns(list(columns)).materialize())
+        return dataclasses.replace(self, dataset=execution.dataset_columns(self.dataset, columns, materialized=True))
 
 
 def as_source(data: Union[str, Sequence[str], "pd.DataFrame", object], label: str = "") -> Source:
@@ -133,9 +122,7 @@ def as_source(data: Union[str, Sequence[str], "pd.DataFrame", object], label: st
         if data.num_rows == 0:
             raise DataError(f"{label or 'table'}: no rows")
         return Source(label=label or "table", table=data)
-    import ray.data
-
-    if isinstance(data, ray.data.Dataset):
+    if execution.is_dataset(data):
         return Source(label=label or "dataset", dataset=data)
     raise ConfigError(f"drift input {label!r}: expected a path, a pandas DataFrame or a Ray Dataset")
 
@@ -267,10 +254,6 @@ def _sorted_sample(pieces: Sequence[np.ndarray]) -> np.ndarray:
     return np.sort(np.concatenate(pieces), kind="stable")  # timsort: merges the sorted runs
 
 
-def _summary_row(table: pa.Table, plan: S.BatchPlan) -> pa.Table:
-    return pa.table({"summary": pa.array([pickle.dumps(S.summarise_batch(table, plan), protocol=5)], pa.binary())})
-
-
 def reduce(source: Source, plan: S.BatchPlan) -> dict:
     """Run `plan` over all of `source` and merge the per-unit summaries."""
     read = plan.columns + [c for c in plan.segments if c not in plan.columns]
@@ -281,13 +264,8 @@ def reduce(source: Source, plan: S.BatchPlan) -> dict:
         plan = dataclasses.replace(plan, owner=owner)
         merged = execution.map_reduce(summarise_unit, units, S.merge, columns=read, kwargs={"plan": plan})
         return merged if merged is not None else _empty_summary(plan)
-    ds = source.to_dataset(read)
-    out = ds.map_batches(_summary_row, fn_kwargs={"plan": plan}, batch_format="pyarrow", batch_size=None)
-    merged = None
-    with execution.user_errors():
-        for batch in out.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=0):
-            for blob in batch.column("summary").to_pylist():
-                merged = S.merge(merged, pickle.loads(blob))
+    ds = execution.dataset_columns(source.dataset, read)
+    merged = execution.reduce_dataset(ds, functools.partial(S.summarise_batch, plan=plan), S.merge)
     return merged if merged is not None else _empty_summary(plan)
 
 
@@ -421,15 +399,12 @@ def _hash_sample(table: pa.Table, columns: List[str], fraction: float) -> pa.Tab
 
 
 def _sample_dataset(ds, columns: Sequence[str], rows: int) -> pa.Table:
-    ds = ds.select_columns(list(columns))
-    total = ds.count()
+    ds = execution.dataset_columns(ds, columns)
+    total = execution.dataset_rows(ds)
     if total > rows:
-        ds = ds.map_batches(_hash_sample, fn_kwargs={"columns": list(columns), "fraction": rows / total},
-                            batch_format="pyarrow", batch_size=None)
-    import ray
-
-    with execution.user_errors():
-        tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
+        tables = execution.dataset_tables(ds, _hash_sample, {"columns": list(columns), "fraction": rows / total})
+    else:
+        tables = execution.dataset_tables(ds)
     if not tables:
         return pa.table({c: pa.array([], pa.float64()) for c in columns})
     return pa.concat_tables([t.select(list(columns)).cast(tables[0].select(list(columns)).schema) for t in tables])

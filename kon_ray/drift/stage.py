@@ -4,7 +4,8 @@ Reads `features/train`, `features/test` and `features/reference_rest` (together 
 whatever balanced sampling chose for training) and `features/current` (current) from PreprocessSplit,
 analyses every column except the dataset's id, date and target columns and `drift.exclude`, and writes
 reference_summary.json, drift_report.json, drift_summary.txt and drift_report.html. With
-`drift.fail_on_drift=true` and the flag raised it raises DriftGateError after writing them (exit code 4).
+`drift.fail_on_drift=true` and the flag raised it returns, with its metrics, the gate's verdict: the pipeline
+publishes the reports and then stops the run (exit code 4).
 
 Prediction drift scores both windows with each population's registered model `<dataset>-<population>` (its latest
 version, or the one `drift.prediction_model` names) through InferenceReporting's scorer (kon_ray.model.score).
@@ -26,10 +27,10 @@ from kon_ray.drift import prediction as P
 from kon_ray.drift.check import gate, metrics, run_check
 from kon_ray.execution import kon_error_in
 from kon_ray.features.spec import POPULATION, calendar_features
-from kon_ray.ingest import read_metadata
 from kon_ray.model.registered import Resolution
 from kon_ray.model.score import input_columns
 from kon_ray.segment.io import split_files
+from kon_ray.stages import StageResult
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 PIPELINE_SEGMENTS = (POPULATION,)
 
 
-def run(ctx: RunContext) -> Dict[str, Any]:
+def run(ctx: RunContext) -> StageResult:
     cfg = ctx.config.drift
     dataset = ctx.config.dataset
     features = ctx.input_dir("preprocess")
@@ -60,8 +61,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
 
     report = run_check(cfg, current, ctx.output_dir, reference=reference, exclude=exclude, prediction=prediction)
     log.info("drift: %s", model_line(resolution, dataset.name))
-    gate(report, cfg, storage.join(ctx.run_dir, STAGE_FOLDERS["drift"]))  # the run folder's drift/, where users look
-    return metrics(report)
+    # the run folder's drift/, where users look
+    return StageResult(metrics(report), gate(report, cfg, storage.join(ctx.run_dir, STAGE_FOLDERS["drift"])))
 
 
 def _default_segments(reference, current: str) -> list:
@@ -131,6 +132,6 @@ def _columns(files) -> list:
     """Every column name in the files' footers (a file without one of them would fail the scorer's read)."""
     names: Optional[set] = None
     for file in files:
-        these = set(read_metadata(file)[0].names)
+        these = set(storage.read_metadata(file)[0].names)
         names = these if names is None else names & these
     return sorted(names or ())

@@ -60,7 +60,6 @@ from kon_ray.features.state import (
     save_feature_state,
 )
 from kon_ray.features.transform import feature_arrays, population_of, transform_batch
-from kon_ray.ingest import read_ingested
 
 __all__ = ["run", "load_feature_state", "feature_columns", "transform_batch"]
 
@@ -81,7 +80,7 @@ UNIT_MIN_ROWS = execution.MIN_UNIT_ROWS
 def run(ctx: RunContext) -> Dict[str, Any]:
 
     spec = build_spec(ctx.config.dataset)
-    files = read_ingested(ctx)["files"]
+    files = ctx.ingested()["files"]
     check_columns(files[0], spec)
     split_cfg = ctx.config.split
     clock = time.perf_counter()

@@ -14,24 +14,26 @@ its pass returns the class probabilities, from which the driver fits the predict
 split's pass then also counts its probabilities on the reference's edges. Nothing re-reads the predictions.
 
 HIGH prediction drift of any population raises the stage's `drift_flag` (and each report's), and with
-`drift.fail_on_drift=true` stops the run with DriftGateError (exit code 4) once every report is written.
+`drift.fail_on_drift=true` the stage returns, with its metrics, the gate's verdict once every report is written:
+the pipeline publishes the reports and then stops the run (exit code 4).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from kon_ray import execution, storage
 from kon_ray.config import POPULATIONS
 from kon_ray.context import STAGE_FOLDERS, RunContext
 from kon_ray.drift import onepass
 from kon_ray.drift.prediction import is_high
-from kon_ray.errors import DataError, DriftGateError
+from kon_ray.errors import DataError
 from kon_ray.infer import html
 from kon_ray.infer.report import PREDICTIONS, REPORT_HTML, REPORT_JSON, build_report, feature_importance
 from kon_ray.model.score import input_columns, load_bundle, merge_metric_partials
 from kon_ray.segment.io import require_split_columns, split_columns, split_dir, split_files
+from kon_ray.stages import GateVerdict, StageResult
 from kon_ray.train.model_folder import MODEL_FILE
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ SPLITS = ("test", "current")  # test: held-out labelled data and the prediction-
 WINDOWS = ("the test split", "the current split")  # prediction drift's reference and current, as its reasons say
 
 
-def run(ctx: RunContext) -> Dict[str, Any]:
+def run(ctx: RunContext) -> StageResult:
     dataset = ctx.config.dataset
     models_dir, features_dir = ctx.input_dir("train"), ctx.input_dir("preprocess")
     folders = [
@@ -108,22 +110,19 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     metrics["drift_flag"] = int(bool(high))  # HIGH prediction drift raises the overall flag (the drift contract)
     if high:
         log.warning("infer: prediction drift is HIGH for %s (test split -> current split)", ", ".join(high))
-    _gate(ctx, high, drift, metrics)
-    return metrics
+    return StageResult(metrics, _gate(ctx, high, drift))
 
 
-def _gate(ctx: RunContext, high: List[str], drift: Dict[str, Dict[str, Any]], metrics: Dict[str, Any]) -> None:
-    """With drift.fail_on_drift, stop after the reports are written when prediction drift is HIGH (exit code 4).
-    The error carries the stage's metrics: the pipeline publishes the reports and hands both to the tracker."""
+def _gate(ctx: RunContext, high: List[str], drift: Dict[str, Dict[str, Any]]) -> Optional[GateVerdict]:
+    """With drift.fail_on_drift, the verdict that stops the run (exit code 4) when prediction drift is HIGH; the
+    pipeline publishes the reports first and hands the verdict and the metrics to the tracker."""
     if not (ctx.config.drift.fail_on_drift and high):
-        return
+        return None
     # the run folder's link, where users look
     where = storage.join(ctx.run_dir, STAGE_FOLDERS["infer"], REPORT_HTML.format(population=high[0]))
     worst = ", ".join(f"{p} (max PSI {drift[p]['psi_max']:.4f})" for p in high)
-    error = DriftGateError(f"prediction drift is HIGH at InferenceReporting for {worst}, test split -> current split;"
-                           f" see {where}")
-    error.metrics = dict(metrics)  # type: ignore[attr-defined]
-    raise error
+    return GateVerdict("infer", f"prediction drift is HIGH at InferenceReporting for {worst}, test split -> current"
+                                f" split; see {where}")
 
 
 def _fresh_folder(path: str) -> str:

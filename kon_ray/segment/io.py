@@ -4,7 +4,7 @@ failure inside a Ray task."""
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List
 
 import pyarrow.parquet as pq
 
@@ -41,10 +41,3 @@ def require_split_columns(path: str, columns: List[str], what: str) -> List[str]
         raise DataError(f"{path}: column {missing[0]!r}{more} needed by {what} is missing")
     return present
 
-
-def read_split(path: str, columns: Optional[List[str]] = None):
-    """A Ray Dataset over a split folder, only `columns` read."""
-    import ray.data
-
-    fs, fs_path = storage.filesystem(path)
-    return ray.data.read_parquet(storage.list_files(path), filesystem=fs, columns=columns)

@@ -36,8 +36,8 @@ from typing import Any, Dict, Mapping, Optional
 from kon_ray import storage
 from kon_ray.drift.check import metrics
 from kon_ray.drift.report import REFERENCE_SUMMARY
-from kon_ray.errors import DriftGateError
 from kon_ray.secrets import redact_text
+from kon_ray.stages import GateVerdict
 from kon_ray.tracking import names, outputs
 from kon_ray.tracking.common import import_mlflow, one_line, prepare_store
 from kon_ray.tracking.config import DriftTrackingConfig
@@ -90,7 +90,7 @@ def log_check(
     drift_cfg: Any,
     current: str,
     started: float,
-    stopped: Optional[DriftGateError] = None,
+    stopped: Optional[GateVerdict] = None,
 ) -> Optional[str]:
     """Log one finished check as one run; its run id, or None (with a warning) when logging failed."""
 
@@ -125,7 +125,7 @@ def _log(tracking, uri, report, output_dir, drift_cfg, current, started, stopped
         "status": "stopped" if stopped else "finished",
     }
     if stopped is not None:
-        tags.update({"stopped_by": "drift_gate", "error": one_line(stopped)})
+        tags.update({"stopped_by": "drift_gate", "error": one_line(stopped.error())})
     run = client.create_run(experiment_id, start_time=int(started * 1000), tags=tags,
                             run_name=run_name(tracking, current, dt.datetime.fromtimestamp(started)))
     run_id = run.info.run_id

@@ -13,8 +13,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 import pyarrow.fs as pafs
 
 from kon_ray import storage
+from kon_ray.context import INGEST_SUMMARY
 from kon_ray.drift.report import REPORT_JSON
-from kon_ray.ingest import SUMMARY_FILE as INGEST_SUMMARY
 from kon_ray.model.score import load_bundle
 from kon_ray.run_index import readable, walk
 from kon_ray.segment.state import assign_segments
@@ -50,7 +50,7 @@ def read_json_if_there(path: str) -> Optional[Any]:
 
 def dataset_fingerprint(ingest_folder: str) -> Dict[str, Any]:
     """path, files (their count), rows, schema hash and fingerprint from the ingest stage's ingest.json ({} when
-    absent); the fingerprint is kon_ray.ingest.data_fingerprint, the one in the stages' cache keys."""
+    absent); the fingerprint is kon_ray.storage.data_fingerprint, the one in the stages' cache keys."""
     summary = read_json_if_there(storage.join(ingest_folder, INGEST_SUMMARY))
     if not isinstance(summary, Mapping):
         return {}

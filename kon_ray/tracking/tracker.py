@@ -20,16 +20,17 @@ pipeline's `StageObserver`. What lands where:
   status. Only a successful run registers its models (`tracking.register_models`), as `<dataset>-<population>`,
   with the population's metrics in the version's description.
 
-A run the drift gate stops (`drift.fail_on_drift=true`) is told about the drift stage like any other before it
-ends (kon_ray/pipeline.py): its reports, `psi/<feature>`, `drift/drift_flag`, the `drift_flag` tag and the
-prediction drift are in MLflow, plus `drift/stopped_by_gate` = 1.
+A run the drift gate stops (`drift.fail_on_drift=true`) is told about the stopping stage like any other before it
+ends, with the gate's verdict (kon_ray/pipeline.py calls `stage_finished(..., gate)`): its reports, `psi/<feature>`,
+`drift/drift_flag`, the `drift_flag` tag and the prediction drift are in MLflow, plus `drift/stopped_by_gate` = 1,
+and the verdict decides how the run ends. Nothing of it is read back from disk.
 
 How a run ends (MLflow status, tag `status`):
 
 | outcome                          | MLflow status | tags                                                  |
 |----------------------------------|---------------|-------------------------------------------------------|
 | success                          | FINISHED      | status=finished                                       |
-| drift gate (DriftGateError)      | FAILED        | status=stopped, stopped_by=drift_gate, error=<line>   |
+| drift gate (a stage's verdict)   | FAILED        | status=stopped, stopped_by=drift_gate, error=<line>   |
 | Ctrl-C (KeyboardInterrupt)       | KILLED        | status=interrupted, error=interrupted                 |
 | any other error                  | FAILED        | status=failed, error=<line>; traceback in error.txt   |
 
@@ -61,8 +62,9 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 import kon_ray
 from kon_ray import stages, storage
 from kon_ray.config import POPULATIONS, KonConfig
-from kon_ray.errors import ConfigError, DriftGateError, KonError
+from kon_ray.errors import ConfigError, KonError
 from kon_ray.secrets import redact_text
+from kon_ray.stages import GateVerdict
 from kon_ray.tracking import names, outputs
 from kon_ray.tracking.common import PARENT_RUN_ENV, git_state, import_mlflow, one_line, prepare_store
 from kon_ray.tracking.names import registered_name
@@ -79,12 +81,13 @@ RUN_FOLDER_TAG = "run_folder"
 END = "end"  # what `incomplete` calls the end of the run: its log file, .hydra/, registered models, status
 
 
-def outcome(exc: Optional[BaseException]) -> tuple[str, Dict[str, str]]:
-    """(MLflow run status, tags) for how the run ended (see the table in the module docstring)."""
+def outcome(exc: Optional[BaseException], gate: Optional[GateVerdict] = None) -> tuple[str, Dict[str, str]]:
+    """(MLflow run status, tags) for how the run ended (see the table in the module docstring): `gate` is the
+    verdict the pipeline handed the tracker with the stage that stopped the run."""
     if exc is None:
         return "FINISHED", {"status": "finished"}
-    if isinstance(exc, DriftGateError):
-        return "FAILED", {"status": "stopped", "stopped_by": "drift_gate", "error": one_line(exc)}
+    if gate is not None:
+        return "FAILED", {"status": "stopped", "stopped_by": "drift_gate", "error": one_line(gate.error())}
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         return "KILLED", {"status": "interrupted", "error": "interrupted"}
     return "FAILED", {"status": "failed", "error": one_line(exc)}
@@ -137,6 +140,7 @@ class Tracker:
         self._logged_metrics: set = set()  # metrics already in the run (a resumed run: kon_ray/tracking/log.py)
         self._mlflow: Any = None  # the mlflow module, once started
         self.outcome: Dict[str, Any] = {}  # the run's end status and tags, once it ended
+        self.gate: Optional[GateVerdict] = None  # the verdict of the stage whose gate stopped the run
 
     # -- start -------------------------------------------------------------------------------------------------
     def start(self, run_id: Optional[str] = None) -> None:
@@ -224,8 +228,11 @@ class Tracker:
             self._failed = not answers(self.uri)
         return not self._failed
 
-    def stage_finished(self, stage: str, seconds: float, metrics: Dict[str, Any], folder: str) -> None:
+    def stage_finished(self, stage: str, seconds: float, metrics: Dict[str, Any], folder: str,
+                       gate: Optional[GateVerdict] = None) -> None:
         self.folders[stage] = folder
+        if gate is not None:
+            self.gate = gate  # the run ends right after this: FAILED, stopped_by=drift_gate (`outcome`)
         if not self._reachable():
             reason = self.offline or f"no MLflow server answered at {self.uri}"
             self.incomplete.setdefault(stage, []).append(f"everything ({redact_text(reason)})")
@@ -364,7 +371,7 @@ class Tracker:
     def finish(self, exc: Optional[BaseException]) -> None:
         """Record how the run ended and end it, whatever goes wrong while recording; then write the run folder's
         tracking.json (where the run is, what it misses)."""
-        status, tags = outcome(exc)
+        status, tags = outcome(exc, self.gate)
         self.end(status, tags, exc)
 
     def end(self, status: str, tags: Mapping[str, str], exc: Optional[BaseException] = None) -> None:

@@ -34,9 +34,9 @@ from kon_ray import execution, progress, storage
 from kon_ray.config import POPULATIONS
 from kon_ray.context import RunContext
 from kon_ray.errors import DataError
-from kon_ray.execution import user_errors
+from kon_ray.execution import materialize, read_dataset, user_errors
 from kon_ray.features.state import feature_columns, load_feature_state
-from kon_ray.segment.io import read_split, require_split_columns, split_dir, split_files
+from kon_ray.segment.io import require_split_columns, split_dir, split_files
 from kon_ray.segment.state import SegmentState
 from kon_ray.train import single
 from kon_ray.train.boost import Progress, xgb_params
@@ -266,12 +266,12 @@ def train_population(
     storage_path = cluster.storage_path or storage.join(ctx.run_dir, "ray_train")
     name = f"{dataset.name}-{population}-{uuid.uuid4().hex[:8]}"
 
-    data = read_split(train_dir, columns).map_batches(training_block, batch_format="numpy", fn_kwargs=block_kwargs)
+    data = read_dataset(split_files(train_dir), columns, map_batches=training_block, fn_kwargs=block_kwargs)
     if ray.cluster_resources().get("CPU", 0) - train_cpus < 1:
         # no CPU left for Ray Data once the workers hold theirs: streaming would wait forever, so read first
         log.warning("train %s: no CPU left for Ray Data beside %d training CPUs; materializing the data first",
                     population, train_cpus)
-        data = data.materialize()
+        data = materialize(data)
     fitted = fit(data, loop_config, workers=cluster.train_workers, cpus_per_worker=cluster.cpus_per_train_worker,
                  storage_path=storage_path, name=name, max_failures=model_cfg.max_failures)
     return {**fitted, "params": loop_config["params"], "trained_in": RAY_TRAIN}

@@ -118,7 +118,7 @@ def test_every_layout_and_unit_count_gives_the_same_report(ray_session, data, un
 
 def test_many_units_do_cut_columns_and_row_groups(data):
     _, _, ref_paths, _ = data
-    from kon_ray.ingest import find_files
+    from kon_ray.storage import find_files
 
     planned = execution.plan(find_files(ref_paths["one_group"]), ["rise", "cont", "disc", "cat", "flag"],
                              per_column=True, workers=7, min_rows=500)
@@ -160,7 +160,7 @@ def test_ks_edges_span_a_time_ordered_reference(ray_session, data, units, layout
 
 def test_whole_column_units_hold_every_row_of_their_columns(data):
     _, _, ref_paths, _ = data
-    from kon_ray.ingest import find_files
+    from kon_ray.storage import find_files
 
     columns = ["rise", "cont", "disc", "cat", "flag"]
     files = find_files(ref_paths["files"])

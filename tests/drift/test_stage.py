@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,7 @@ def test_stage_writes_reports_and_returns_metrics(ray_session, tmp_path):
     from kon_ray.drift.stage import run
 
     ctx = _context(tmp_path, "drift.exclude=[const]")
-    metrics = run(ctx)
+    metrics = run(ctx).metrics
     report = json.loads((tmp_path / "staging" / "drift_report.json").read_text())
     names = [f["name"] for f in report["features"]]
     # ids, dates, target, drift.exclude and calendar features left out (population, preprocess's passthrough
@@ -82,12 +83,14 @@ def test_calendar_features_are_analysed_only_when_asked(ray_session, tmp_path):
     assert month["severity"] == "HIGH"
 
 
-def test_gate_raises_after_writing_the_reports(ray_session, tmp_path):
+def test_gate_verdict_comes_after_writing_the_reports(ray_session, tmp_path):
     from kon_ray.drift.stage import run
 
     ctx = _context(tmp_path, "drift.fail_on_drift=true")
     # one "drift gate:" (the error's kind, added when it is printed), and the run folder's drift/, not the cache
     expected = rf"^\d+ of 7 features drifted \(share > 0.1\); see {ctx.run_dir}/drift/drift_summary.txt$"
-    with pytest.raises(DriftGateError, match=expected):
-        run(ctx)
+    result = run(ctx)
+    assert result.gate is not None and result.gate.stage == "drift"
+    assert re.match(expected, result.gate.reason)
+    assert isinstance(result.gate.error(), DriftGateError) and result.metrics["drift_flag"] == 1
     assert (tmp_path / "staging" / "drift_report.html").exists()

@@ -37,7 +37,7 @@ def test_score_batch_matches_booster_predict(scored_run):
 def test_stage_writes_predictions_and_reports(ray_session, scored_run):
     root, run_dir, splits, folders = scored_run
     ctx = synthetic_context(run_dir, str(root / "staged"), segment=SegmentConfig())
-    metrics = infer_stage.run(ctx)
+    metrics = infer_stage.run(ctx).metrics
     staged = root / "staged"
     predictions = pd.read_parquet(staged / "predictions" / "current")
     assert len(predictions) == 300 == metrics["current/rows"]

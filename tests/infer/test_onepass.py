@@ -34,7 +34,7 @@ def staged(ray_session, scored_run):
     """The whole stage run once on the shared run folder: (staged folder, stage metrics)."""
     root, run_dir, _, _ = scored_run
     ctx = synthetic_context(run_dir, str(root / "onepass"), segment=SegmentConfig())
-    return root / "onepass", infer_stage.run(ctx)
+    return root / "onepass", infer_stage.run(ctx).metrics
 
 
 def _rows(folder) -> list:

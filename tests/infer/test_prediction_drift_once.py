@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from kon_ray.errors import DriftGateError
 from kon_ray.infer import stage as infer_stage
 from kon_ray.model.score import load_bundle, model_input
 from kon_ray.segment.config import SegmentConfig
+from kon_ray.stages import GateVerdict, StageResult
 from kon_ray.tracking.config import TrackingConfig
 from tests.drift import oracle
 from tests.train.synthetic import feature_names, synthetic_context
@@ -188,9 +190,10 @@ def test_high_prediction_drift_at_drift_check_raises_the_flag_and_the_gate(ray_s
     expected = _expected_psi(folders["industrial"], pd.concat([splits["train"], splits["test"]]), shifted)
     assert max(expected.values()) > 0.25  # HIGH, by the oracle
     planned = replace(ctx, models=pipeline.with_models(pipeline.plan(ctx), "drift").models)
-    with pytest.raises(DriftGateError, match=r"^prediction drift is HIGH \(\d+ of \d+ features drifted\); see "):
-        drift_stage.run(replace(planned, output_dir=str(tmp_path / "staging")))
-    report = json.loads((tmp_path / "staging" / "drift_report.json").read_text())  # written before the stop
+    result = drift_stage.run(replace(planned, output_dir=str(tmp_path / "staging")))
+    assert result.gate is not None and result.metrics["drift_flag"] == 1
+    assert re.match(r"^prediction drift is HIGH \(\d+ of \d+ features drifted\); see ", result.gate.reason)
+    report = json.loads((tmp_path / "staging" / "drift_report.json").read_text())  # written before the verdict
     summary = report["summary"]
     assert summary["drift_flag"] is True and summary["drifted_share"] <= 1.0
     block = summary["prediction_drift"]
@@ -216,19 +219,20 @@ def test_high_prediction_drift_at_inference_raises_the_flag_and_stops_after_the_
     high = {p: max(psi.values()) > 0.25 for p, psi in expected.items()}
     assert any(high.values())
 
-    metrics = infer_stage.run(_infer_ctx(run_dir, str(tmp_path / "open")))
-    assert metrics["drift_flag"] == 1
+    open_run = infer_stage.run(_infer_ctx(run_dir, str(tmp_path / "open")))
+    assert open_run.metrics["drift_flag"] == 1 and open_run.gate is None  # no fail_on_drift: no verdict
     for population, psi in expected.items():
         report = json.loads((tmp_path / "open" / f"{population}.json").read_text())
         assert {f["name"]: f["psi"] for f in report["prediction_drift"]["features"]} == pytest.approx(psi, abs=1e-9)
         assert report["drift_flag"] is high[population]
 
-    with pytest.raises(DriftGateError, match=r"^prediction drift is HIGH at InferenceReporting for ") as stopped:
-        infer_stage.run(_infer_ctx(run_dir, str(tmp_path / "gated"), fail_on_drift=True))
+    gated = infer_stage.run(_infer_ctx(run_dir, str(tmp_path / "gated"), fail_on_drift=True))
+    assert gated.gate is not None and gated.gate.stage == "infer"
+    assert gated.gate.reason.startswith("prediction drift is HIGH at InferenceReporting for ")
     first_high = next(p for p in ("domestic", "industrial") if high[p])
-    assert str(stopped.value).endswith(f"see {run_dir}/reports/{first_high}.html")
-    assert stopped.value.metrics["drift_flag"] == 1  # what the pipeline hands the tracker
-    for population in folders:  # every report written before the stop
+    assert gated.gate.reason.endswith(f"see {run_dir}/reports/{first_high}.html")
+    assert gated.metrics["drift_flag"] == 1  # what the pipeline hands the tracker
+    for population in folders:  # every report written before the verdict
         assert (tmp_path / "gated" / f"{population}.json").exists()
         assert (tmp_path / "gated" / f"{population}.html").exists()
 
@@ -237,8 +241,8 @@ def test_no_prediction_drift_no_flag(ray_session, scored_run, tmp_path):
     _, run_dir, splits, folders = scored_run
     expected = {p: _expected_psi(folders[p], splits["test"], splits["current"]) for p in folders}
     assert max(max(psi.values()) for psi in expected.values()) <= 0.25  # the unshifted windows, by the oracle
-    metrics = infer_stage.run(_infer_ctx(run_dir, str(tmp_path / "staged"), fail_on_drift=True))
-    assert metrics["drift_flag"] == 0
+    result = infer_stage.run(_infer_ctx(run_dir, str(tmp_path / "staged"), fail_on_drift=True))
+    assert result.metrics["drift_flag"] == 0 and result.gate is None
 
 
 def test_the_pipeline_publishes_a_gated_infer_stage_and_hands_its_metrics_to_the_observer(tmp_path, monkeypatch):
@@ -249,9 +253,7 @@ def test_the_pipeline_publishes_a_gated_infer_stage_and_hands_its_metrics_to_the
             os.makedirs(ctx.output_dir, exist_ok=True)
             Path(ctx.out("domestic.json")).write_text("{}")
             if stage == "infer":
-                error = DriftGateError("prediction drift is HIGH")
-                error.metrics = {"drift_flag": 1, "rows": 7}
-                raise error
+                return StageResult({"drift_flag": 1, "rows": 7}, GateVerdict("infer", "prediction drift is HIGH"))
             return {"rows": 3}
 
         return run
@@ -260,15 +262,17 @@ def test_the_pipeline_publishes_a_gated_infer_stage_and_hands_its_metrics_to_the
         def __init__(self):
             self.seen = {}
 
-        def stage_finished(self, stage, seconds, metrics, folder):
-            self.seen[stage] = (metrics, folder)
+        def stage_finished(self, stage, seconds, metrics, folder, gate=None):
+            self.seen[stage] = (metrics, folder, gate)
 
     monkeypatch.setattr(pipeline, "stage_function", make)
     observer = Observer()
     ctx = _ctx(tmp_path, "a", "tracking=off")
-    with pytest.raises(DriftGateError):
+    with pytest.raises(DriftGateError, match="^prediction drift is HIGH$"):
         pipeline.run_pipeline(ctx, observer)
-    metrics, folder = observer.seen["infer"]
+    metrics, folder, gate = observer.seen["infer"]
     assert metrics == {"drift_flag": 1, "rows": 7, "stopped_by_gate": 1}
+    assert gate == GateVerdict("infer", "prediction drift is HIGH")  # the verdict, from the pipeline
+    assert observer.seen["train"][2] is None
     assert Path(folder, "domestic.json").exists() and not Path(folder, "_manifest.json").exists()
     assert Path(ctx.run_dir, "reports", "domestic.json").exists()  # linked into the run folder

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from kon_ray.config import load_config, to_plain
-from kon_ray.errors import DataError, DriftGateError
+from kon_ray.errors import DataError
 from kon_ray.segment.state import SegmentState, assign_segments
+from kon_ray.stages import GateVerdict
 from kon_ray.tracking import names
 from kon_ray.tracking.config import TrackingConfig
 from kon_ray.tracking.registry import load_bundles, resolve
@@ -154,7 +155,7 @@ def test_the_registry_says_why_there_is_no_model(tmp_path, sqlite_uri):
 @pytest.mark.parametrize(
     "error, status, tags",
     [
-        (DriftGateError("3 features drifted"), "FAILED",
+        (GateVerdict("drift", "3 features drifted"), "FAILED",
          {"status": "stopped", "stopped_by": "drift_gate", "error": "drift gate: 3 features drifted"}),
         (KeyboardInterrupt(), "KILLED", {"status": "interrupted", "error": "interrupted"}),
         (ValueError("boom\nsecond line"), "FAILED", {"status": "failed", "error": "ValueError: boom"}),
@@ -162,16 +163,19 @@ def test_the_registry_says_why_there_is_no_model(tmp_path, sqlite_uri):
     ids=["drift-gate", "ctrl-c", "bug"],
 )
 def test_a_failed_run_is_recorded_and_ended(tmp_path, sqlite_uri, error, status, tags):
+    """The gate's case as the pipeline ends it: the stopping stage's verdict to the observer, then its error."""
     import mlflow
 
-    experiment = f"fail-{type(error).__name__}"
+    gate = error if isinstance(error, GateVerdict) else None
+    raised = gate.error() if gate is not None else error
+    experiment = f"fail-{type(raised).__name__}"
     config, plain = _config(tmp_path, sqlite_uri, experiment)
     log_file = tmp_path / "run.log"
     log_file.write_text("the run's log\n")
-    with pytest.raises(type(error)):
+    with pytest.raises(type(raised)):
         with tracked_run(config, plain, str(log_file)) as tracker:
-            tracker.stage_finished("ingest", 0.1, {"rows": 3}, str(tmp_path / "nowhere"))
-            raise error
+            tracker.stage_finished("ingest", 0.1, {"rows": 3}, str(tmp_path / "nowhere"), gate)
+            raise raised
     assert mlflow.active_run() is None  # ended, even on Ctrl-C
     run = _only_run(sqlite_uri, experiment)
     assert run.info.status == status
