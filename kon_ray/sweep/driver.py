@@ -18,8 +18,6 @@ from kon_ray import pipeline, storage
 from kon_ray.config import KonConfig
 from kon_ray.context import RunContext
 from kon_ray.execution import user_errors
-from kon_ray.segment.io import require_split_columns, split_dir
-from kon_ray.segment.state import SegmentState
 from kon_ray.sweep import page
 from kon_ray.sweep.config import SweepConfig
 from kon_ray.sweep.space import Dimension, model_for
@@ -27,9 +25,9 @@ from kon_ray.sweep.summary import PAGE_FILE, SUMMARY_FILE, summarize
 from kon_ray.sweep.trial import MODEL_FILE, population_data, read_finished, trial_folder
 from kon_ray.sweep.tuner import default_concurrency, tune_population
 from kon_ray.train.boost import Progress, xgb_params
-from kon_ray.train.data import POPULATION_COLUMN, check_population, model_features
-from kon_ray.train.model_folder import SEGMENT_STATE_FILE, write_model_folder
-from kon_ray.train.stage import ONE_PROCESS, _metadata, base_features, class_counts
+from kon_ray.train.model_folder import write_model_folder
+from kon_ray.train.stage import ONE_PROCESS, TrainingInputs, _metadata
+from kon_ray.train.stage import training_inputs as read_training_inputs
 from kon_ray.train.worker import CHECKPOINT_MODEL, PROGRESS_FILE
 
 log = logging.getLogger(__name__)
@@ -50,27 +48,12 @@ def shared_stages(config: KonConfig, plain: Dict[str, Any], sweep_dir: str,
     return pipeline.plan(ctx)
 
 
-def training_inputs(ctx: RunContext) -> Dict[str, Any]:
-    """What the training stage reads before fitting (its own functions): features, classes per population, the
-    segment state, the train split's columns."""
-
-    config = ctx.config
-    dataset, model = config.dataset, config.model
-    features_dir, segment_dir = ctx.stage_dir("preprocess"), ctx.stage_dir("segment")
-    segment_state = SegmentState.from_dict(storage.read_json(storage.join(segment_dir, SEGMENT_STATE_FILE)))
-    features = model_features(base_features(features_dir))
-    train_dir = split_dir(features_dir, "train")
-    inputs = [dataset.id_column, dataset.target_column, POPULATION_COLUMN]
-    columns = list(dict.fromkeys(inputs + features[:-2] + segment_state.input_columns()))
-    require_split_columns(train_dir, columns, "training")
-    counts = class_counts(train_dir, dataset.id_column, dataset.target_column, model.validation_fraction, config.seed)
-    return {"features": features, "segment_state": segment_state, "train_dir": train_dir, "columns": columns,
-            "features_dir": features_dir, "segment_dir": segment_dir, "counts": counts,
-            "classes": {pop: check_population(pop, counts.get(pop, {}), model.min_rows_per_class)
-                        for pop in ("domestic", "industrial")}}
+def training_inputs(ctx: RunContext) -> TrainingInputs:
+    """What the training stage reads before fitting, with its own function, from the shared stages' folders."""
+    return read_training_inputs(ctx.config, ctx.stage_dir("preprocess"), ctx.stage_dir("segment"))
 
 
-def run_trials(config: KonConfig, sweep: SweepConfig, ctx: RunContext, inputs: Dict[str, Any],
+def run_trials(config: KonConfig, sweep: SweepConfig, ctx: RunContext, inputs: TrainingInputs,
                points: Optional[List[Dict[str, Any]]], dimensions: Sequence[Dimension], sweep_dir: str,
                fail: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     """Every population's trials, one population's Tuner after the other; the trial records."""
@@ -81,13 +64,13 @@ def run_trials(config: KonConfig, sweep: SweepConfig, ctx: RunContext, inputs: D
                                                                  sweep.cpus_per_trial)
     records: List[Dict[str, Any]] = []
     for population in sweep.populations:
-        classes = inputs["classes"][population]
-        block_kwargs = dict(population=population, features=inputs["features"], classes=classes,
-                            segment_state=asdict(inputs["segment_state"]), id_column=config.dataset.id_column,
+        classes = inputs.classes[population]
+        block_kwargs = dict(population=population, features=inputs.features, classes=classes,
+                            segment_state=asdict(inputs.segment_state), id_column=config.dataset.id_column,
                             target_column=config.dataset.target_column,
                             validation_fraction=config.model.validation_fraction, seed=config.seed)
-        train, valid = population_data(inputs["train_dir"], inputs["columns"], block_kwargs)
-        data = {"train": train, "valid": valid, "features": len(inputs["features"]), "classes": len(classes)}
+        train, valid = population_data(inputs.train_dir, inputs.columns, block_kwargs)
+        data = {"train": train, "valid": valid, "features": len(inputs.features), "classes": len(classes)}
         setup = {"population": population, "model": asdict(config.model), "seed": config.seed,
                  "cpus": sweep.cpus_per_trial, "cache": cache, "inputs_key": ctx.stage_keys["segment"],
                  "fail": fail}
@@ -110,7 +93,7 @@ def _max_rounds(config: KonConfig, point: Dict[str, Any]) -> int:
     return int(point.get("num_boost_round", config.model.num_boost_round))
 
 
-def write_best_models(config: KonConfig, summary: Dict[str, Any], inputs: Dict[str, Any], ctx: RunContext,
+def write_best_models(config: KonConfig, summary: Dict[str, Any], inputs: TrainingInputs, ctx: RunContext,
                       sweep_dir: str) -> None:
     """The best trial's model per population as a model folder (kon_ray/train/model_folder.py) under
     <sweep dir>/best/models/<population>/, the files a run's models/<population>/ holds."""
@@ -133,14 +116,14 @@ def write_best_models(config: KonConfig, summary: Dict[str, Any], inputs: Dict[s
                 out.write(stream.read())
             with open(os.path.join(local, PROGRESS_FILE), "w", encoding="utf-8") as out:
                 out.write(json.dumps(record["progress"]))
-            classes = inputs["classes"][population]
+            classes = inputs.classes[population]
             result = {"progress": Progress(**record["progress"]), "trained_in": ONE_PROCESS, "metrics": {},
                       "params": xgb_params(model, len(classes), int(record["nthread"]), config.seed)}
-            metadata = _metadata(trial_ctx, population, inputs["features"], classes, inputs["counts"][population],
+            metadata = _metadata(trial_ctx, population, inputs.features, classes, inputs.counts[population],
                                  result, float(record["seconds"]))
             metadata["sweep_trial"] = {"index": best["index"], "point": best["point"], "trial_key": best["trial_key"]}
-            write_model_folder(storage.join(sweep_dir, "best", "models", population), local, inputs["features"],
-                               metadata, inputs["features_dir"], inputs["segment_dir"])
+            write_model_folder(storage.join(sweep_dir, "best", "models", population), local, inputs.features,
+                               metadata, inputs.features_dir, inputs.segment_dir)
 
 
 def finish(records: List[Dict[str, Any]], sweep: SweepConfig, fixed: Sequence[str], settings: Dict[str, Any],

@@ -26,12 +26,13 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import ray
 
 from kon_ray import execution, progress, storage
-from kon_ray.config import POPULATIONS
+from kon_ray.config import POPULATIONS, KonConfig
 from kon_ray.context import RunContext
 from kon_ray.errors import DataError
 from kon_ray.execution import materialize, read_dataset, user_errors
@@ -90,21 +91,44 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     return train_all(ctx)
 
 
-def train_all(ctx: RunContext) -> Dict[str, Any]:
-    """Train every population's model and write its model folder; the stage's metrics."""
-    dataset, model_cfg, cluster = ctx.config.dataset, ctx.config.model, ctx.config.cluster
-    features_dir = ctx.input_dir("preprocess")
-    segment_dir = ctx.input_dir("segment")
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What training reads before it fits, the same for the stage and a sweep's trials: the model's features, the
+    segment state, the train split and the columns read from it, the class counts and the classes per population."""
+
+    features_dir: str
+    segment_dir: str
+    segment_state: SegmentState
+    features: List[str]
+    train_dir: str
+    columns: List[str]
+    counts: Dict[str, Dict[str, Dict[str, int]]]
+    classes: Dict[str, List[str]]
+
+
+def training_inputs(config: KonConfig, features_dir: str, segment_dir: str) -> TrainingInputs:
+    """Read and check training's inputs from the preprocess and segment stages' folders (a DataError for a split
+    without the columns training needs, or a population without classes enough)."""
+    dataset, model_cfg = config.dataset, config.model
     segment_state = SegmentState.from_dict(storage.read_json(storage.join(segment_dir, SEGMENT_STATE_FILE)))
     features = model_features(base_features(features_dir))
     train_dir = split_dir(features_dir, "train")
     inputs = [dataset.id_column, dataset.target_column, POPULATION_COLUMN]
     columns = list(dict.fromkeys(inputs + features[:-2] + segment_state.input_columns()))
     require_split_columns(train_dir, columns, "training")
-
     counts = class_counts(train_dir, dataset.id_column, dataset.target_column, model_cfg.validation_fraction,
-                          ctx.config.seed)
+                          config.seed)
     classes = {pop: check_population(pop, counts.get(pop, {}), model_cfg.min_rows_per_class) for pop in POPULATIONS}
+    return TrainingInputs(features_dir, segment_dir, segment_state, features, train_dir, columns, counts, classes)
+
+
+def train_all(ctx: RunContext) -> Dict[str, Any]:
+    """Train every population's model and write its model folder; the stage's metrics."""
+    model_cfg, cluster = ctx.config.model, ctx.config.cluster
+    read = training_inputs(ctx.config, ctx.input_dir("preprocess"), ctx.input_dir("segment"))
+    features_dir, segment_dir, segment_state = read.features_dir, read.segment_dir, read.segment_state
+    features, train_dir, columns = read.features, read.train_dir, read.columns
+    counts, classes = read.counts, read.classes
 
     metrics: Dict[str, Any] = {"rows": 0, "train_workers": cluster.train_workers}
     rows = {pop: sum(c["train"] + c["validation"] for c in counts[pop].values()) for pop in POPULATIONS}

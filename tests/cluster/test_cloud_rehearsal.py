@@ -39,7 +39,7 @@ import pytest
 from kon_ray import storage
 from kon_ray.net import free_port
 from tests.cluster.conftest import REPO, VENV_BIN, _processes_of
-from tests.cluster.test_multinode import SPLITS, _client_env, _drift, _finished, _splits
+from tests.cluster.test_multinode import _client_env, _drift, same_as_one_node
 from tests.tracking.conftest import mlflow_server  # noqa: F401  (a real MLflow server, session-scoped)
 from tests.tracking.record import assert_complete_record
 
@@ -264,17 +264,7 @@ def test_sagemaker_three_instances_run_the_pipeline_like_one_node(world, single_
         assert oct(token.stat().st_mode & 0o777) == "0o600"
 
     run = f"s3://{BUCKET}/jobs/{job.name}/run"
-    reference = _finished(single_node)
-    assert reference.returncode == 0, reference.stdout[-3000:]
-    multi, single = _splits(run), _splits(single_node["run"])
-    for split in SPLITS:
-        assert multi[split].equals(single[split]), split
-    assert _drift_report(run) == _drift_report(single_node["run"])
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=mlflow_server)
-    (tracked,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                                    filter_string=f"tags.output_dir = '{run}'")
+    _, tracked = same_as_one_node(run, single_node, mlflow_server, drift=_drift_report)
     assert_complete_record(mlflow_server, tracked.info.run_id)
     for readable in ("drift/drift_report.html", "models/industrial/metadata.json", "index.json", "run.log"):
         assert storage.exists(storage.join(run, readable)), readable
@@ -478,17 +468,7 @@ def test_ec2_autoscaling_cluster_launches_workers_up_to_max_and_removes_idle_one
     assert workers and all(w["cpus"] == WORKER_CPUS for w in workers), workers
     assert _peak(workers) == MAX_WORKERS, workers  # the autoscaler went up to cluster.max_workers, not beyond
 
-    reference = _finished(single_node)
-    assert reference.returncode == 0, reference.stdout[-3000:]
-    multi, single = _splits(run), _splits(single_node["run"])
-    for split in SPLITS:
-        assert multi[split].equals(single[split]), split
-    assert _drift_report(run) == _drift_report(single_node["run"])
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=mlflow_server)
-    (tracked,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                                    filter_string=f"tags.output_dir = '{run}'")
+    _, tracked = same_as_one_node(run, single_node, mlflow_server, drift=_drift_report)
     assert tracked.info.status == "FINISHED"
 
     # idle workers go after idle_timeout_minutes (12 s here) plus the autoscaler's rounds

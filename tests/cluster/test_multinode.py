@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import boto3
 import pyarrow.parquet as pq
@@ -168,6 +168,24 @@ def _finished(reference: Dict[str, Any]) -> subprocess.CompletedProcess:
     return done
 
 
+def same_as_one_node(run: str, single_node: Dict[str, Any], tracking_uri: str,
+                     drift: Callable[[str], Any] = _drift) -> Tuple[subprocess.CompletedProcess, Any]:
+    """Assert that `run`'s splits and drift report (as `drift` reads it) equal the single-node reference run's;
+    return the reference run and `run`'s MLflow run."""
+    from mlflow.tracking import MlflowClient
+
+    reference = _finished(single_node)
+    assert reference.returncode == 0, (reference.stdout + reference.stderr)[-3000:]
+    multi, single = _splits(run), _splits(single_node["run"])
+    for split in SPLITS:
+        assert multi[split].equals(single[split]), split
+    assert drift(run) == drift(single_node["run"])
+    client = MlflowClient(tracking_uri=tracking_uri)
+    (tracked,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                    filter_string=f"tags.output_dir = '{run}'")
+    return reference, tracked
+
+
 def test_the_whole_pipeline_runs_on_three_nodes_with_a_token_and_matches_one_node(
         token_cluster, data, single_node, mlflow_server, tmp_path) -> None:  # noqa: F811
     run = f"s3://{BUCKET}/multi/run"
@@ -191,19 +209,8 @@ def test_the_whole_pipeline_runs_on_three_nodes_with_a_token_and_matches_one_nod
         if len(nodes) >= 2:
             assert len(set(nodes)) >= 2, f"stage {stage} ran all its {len(nodes)} tasks on one node"
 
-    reference = _finished(single_node)
-    assert reference.returncode == 0, (reference.stdout + reference.stderr)[-3000:]
+    reference, tracked = same_as_one_node(run, single_node, mlflow_server)
     print(f"single-node run: {reference.seconds:.1f} s; stages {_stage_windows(reference.stdout + reference.stderr)}")
-    multi, single = _splits(run), _splits(single_node["run"])
-    for split in SPLITS:
-        assert multi[split].equals(single[split]), split
-    assert _drift(run) == _drift(single_node["run"])
-
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=mlflow_server)
-    (tracked,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                                    filter_string=f"tags.output_dir = '{run}'")
     assert_complete_record(mlflow_server, tracked.info.run_id)
     # the run folder on S3 reads as a folder: the reports beside the pointers, the index, the run's own log
     for readable in ("drift/drift_report.html", "reports/domestic.html", "models/industrial/metadata.json",

@@ -38,16 +38,16 @@ def _sequential_grid(args, sweep_dir):
     inputs = driver.training_inputs(ctx)
     from dataclasses import asdict
 
-    classes = inputs["classes"]["domestic"]
-    train, valid = population_data(inputs["train_dir"], inputs["columns"], dict(
-        population="domestic", features=inputs["features"], classes=classes,
-        segment_state=asdict(inputs["segment_state"]), id_column=config.dataset.id_column,
+    classes = inputs.classes["domestic"]
+    train, valid = population_data(inputs.train_dir, inputs.columns, dict(
+        population="domestic", features=inputs.features, classes=classes,
+        segment_state=asdict(inputs.segment_state), id_column=config.dataset.id_column,
         target_column=config.dataset.target_column, validation_fraction=config.model.validation_fraction,
         seed=config.seed))
     scores = {}
     for index, point in enumerate(grid(command.dimensions)):
         model = model_for(config.model, point)
-        dtrain, dvalid = build_matrices(train, valid, len(inputs["features"]), model.max_bin, 1)
+        dtrain, dvalid = build_matrices(train, valid, len(inputs.features), model.max_bin, 1)
         _, progress = boost(xgb_params(model, len(classes), 1, config.seed), dtrain, dvalid, model.num_boost_round,
                             model.early_stopping_rounds)
         scores[index] = progress.best_score
