@@ -13,7 +13,7 @@ PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.12*/bin/python3.12 python3.1
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then echo $$p; break; fi; done)
 UV_VERSION := 0.13.9
 
-.PHONY: help venv tools mlflow-server data run test test-fast check lint clean
+.PHONY: help venv tools mlflow-server data run test test-fast rehearse check lint clean
 
 help:
 	@echo "make run    # install, generate data/$(DATASET) if missing, run python -m kon_ray.run +dataset=$(DATASET)"
@@ -75,6 +75,9 @@ lint: tools  # terraform fmt, checkov, actionlint (the tests run them too)
 
 test-fast: venv tools mlflow-server check
 	$(PYTEST) -m "not slow"
+
+rehearse: venv tools mlflow-server  # the cloud rehearsals' whole runs (README, "Rehearsed on this machine"): ~4-6 min
+	$(PYTEST) -m rehearsal tests/cluster/test_cloud_rehearsal.py
 
 clean:
 	rm -rf outputs multirun mlflow.db mlruns .pytest_cache

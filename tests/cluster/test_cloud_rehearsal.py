@@ -239,6 +239,7 @@ def _logs(job: Job) -> str:
     return "\n".join(f"--- {host} ---\n{job.log(host)[-4000:]}" for host in job.procs)
 
 
+@pytest.mark.rehearsal  # minutes: `make rehearse`, not `make test` (README, Tests)
 def test_sagemaker_three_instances_run_the_pipeline_like_one_node(world, single_node, mlflow_server,  # noqa: F811
                                                                  tmp_path) -> None:
     started = time.monotonic()
@@ -301,6 +302,7 @@ def test_sagemaker_a_missing_token_secret_fails_closed_on_every_instance(world, 
         assert not (job.tmp / host / "home" / ".ray" / "auth_token").exists()
 
 
+@pytest.mark.rehearsal  # minutes: `make rehearse`, not `make test` (README, Tests)
 def test_sagemaker_an_instance_that_never_joins_fails_the_head_naming_it(world, tmp_path) -> None:
     described = create_job("kon-ray-rehearsal-nojoin", world["data"], world["secret"], "tracking=off")
     job = Job(described, world, tmp_path, HOSTS[:2], join_timeout_s=20).start()  # algo-3 never comes up
@@ -443,6 +445,7 @@ def _peak(workers: List[Dict[str, Any]]) -> int:
     return peak
 
 
+@pytest.mark.rehearsal  # minutes: `make rehearse`, not `make test` (README, Tests)
 def test_ec2_autoscaling_cluster_launches_workers_up_to_max_and_removes_idle_ones(
         autoscaling_cluster, world, single_node, mlflow_server, tmp_path) -> None:  # noqa: F811
     cluster = autoscaling_cluster
