@@ -123,16 +123,16 @@ def probabilities(table: pa.Table, columns: Columns, tolerance: float, where: Ca
     if bad.any():
         row = int(np.argmax(bad))
         raise DataError(f"{where(row)}: a missing probability")
-    bad = ((values < 0) | (values > 1)).any(axis=1)
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise DataError(f"{where(row)}: a probability outside [0, 1]")
     sums = values.sum(axis=1)
     bad = np.abs(sums - 1.0) > tolerance
     if bad.any():
         row = int(np.argmax(bad))
         raise DataError(f"{where(row)}: the probabilities ({columns.prefix}*) sum to {sums[row]:.6g}, not 1 within"
                         f" {tolerance:g}")
+    bad = ((values < 0) | (values > 1)).any(axis=1)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{where(row)}: a probability outside [0, 1]")
     return values
 
 
