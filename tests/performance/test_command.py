@@ -12,7 +12,6 @@ import sys
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_dir
 
