@@ -29,9 +29,9 @@ PACKAGE = ROOT / "kon_ray"
 LAYERS: List[Tuple[str, List[str]]] = [
     ("base", ["errors", "hashing", "net", "secrets", "memory", "terminal", "storage", "stages", "manifest",
               "run_index", "cluster.config", "drift.config", "features.config", "segment.config", "synth.config",
-              "sweep.config", "tracking.config", "train.config", "config"]),
+              "sweep.config", "tracking.config", "train.config", "performance.config", "config"]),
     ("execution", ["progress", "execution", "context"]),
-    ("stages", ["synth", "ingest", "features", "segment", "train", "model", "drift", "infer"]),
+    ("stages", ["synth", "ingest", "features", "segment", "train", "model", "drift", "infer", "performance"]),
     ("pipeline and tracking", ["tracking", "pipeline", "cluster"]),
     ("commands", ["cli", "run", "sweep", "commands"]),
 ]

@@ -1,0 +1,178 @@
+"""The performance report: `performance_report.json` (the contract below), `performance_summary.txt` and
+`performance_report.html` (kon_ray/performance/html.py), built from the passes of kon_ray/performance/data.py.
+
+JSON shape (strict JSON; numbers are fractions in [0, 1]):
+  {"kind": "kon_ray.performance.report", "version": 1, "reference": str, "current": str, "label_column": str,
+   "probability_prefix": str, "classes": [str], "rows": {"reference": int, "current": int},
+   "chunking": {"by": "column" | "rows" | "none", "column": str | null, "rows": int | null},
+   "chunks": [ENTRY + {"alarm": bool, "alarms": [metric]}] (in order: sorted values, or row order),
+   "overall": ENTRY (the whole current window), "segments": [ENTRY + {"column", "value"}] (by column, value),
+   "reference_estimate": ENTRY (the reference scored as a window: its estimate against its realized values),
+   "calibration": {"method", "bins", "ece_before", "ece_after" (means over classes),
+                   "classes": {name: {"reference_rows", "positives", "ece_before", "ece_after"}}},
+   "alarm_bands": {"chunk_rows", "reference_chunks", "rule", "accuracy": BAND | null, "macro_f1": BAND | null},
+   "unreliable": bool (any chunk, segment or the overall estimate), "method": {"estimate", "band", "unseen"}}
+  ENTRY = {"key", "rows", "estimated": {"accuracy", "macro_f1"}, "standard_error": {...}, "lower": {...},
+           "upper": {...}, "realized": {...} | null (on the window's labelled rows), "labelled_rows",
+           "inside": {metric: bool | null} | null (realized within [lower, upper]), "unseen_share",
+           "unreliable": bool, "reasons": [str]}
+  BAND = {"mean", "sd", "lower", "upper"} of the reference chunks' estimates (null with fewer than two chunks).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from kon_ray.performance.config import PerformanceConfig
+from kon_ray.performance.data import (
+    WHOLE,
+    Columns,
+    Dataset,
+    fit_reference,
+    open_dataset,
+    ordered,
+    resolve_columns,
+    scan,
+)
+from kon_ray.performance.estimator import (
+    METRICS,
+    Calibration,
+    Estimate,
+    alarms,
+    estimate,
+    fit_calibration,
+    inside,
+    reliability,
+    thresholds,
+)
+
+REPORT_JSON = "performance_report.json"
+SUMMARY_TXT = "performance_summary.txt"
+REPORT_HTML = "performance_report.html"
+
+METHOD = {
+    "estimate": "CBPE: expected confusion matrix = sums of one-vs-rest isotonic-calibrated probabilities (normalised"
+                " per row) over the rows of each predicted class; accuracy and macro F1 from it",
+    "band": "estimate +/- 3 standard errors: the variance of the realized metric if each row's class were drawn"
+            " from its calibrated probabilities (exact for accuracy, delta method for macro F1); calibration"
+            " uncertainty not included",
+    "unseen": "share of rows whose (predicted class, score bin) cell had no reference row; above unseen_threshold"
+              " the estimate is unreliable",
+}
+ALARM_RULE = "a chunk alarms when its estimate leaves mean +/- 3 sd of the estimates of the reference cut into" \
+             " chunks of the same size (only full chunks)"
+
+
+def inputs(reference: str, current: str, cfg: PerformanceConfig) -> tuple[Dataset, Dataset, Columns]:
+    """The footers' checks: both sides readable and not empty, the columns the estimate needs in every file."""
+    ref = open_dataset(reference, "reference")
+    cur = open_dataset(current, "current")
+    return ref, cur, resolve_columns(ref, cur, cfg)
+
+
+def build(reference: str, current: str, cfg: PerformanceConfig) -> Dict[str, Any]:
+    """Read both sides, estimate, and return the report (nothing is written; every input error is a DataError
+    raised before any output exists)."""
+    ref, cur, columns = inputs(reference, current, cfg)
+    calibration = fit_calibration(fit_reference(ref, columns, cfg))
+    window = scan(cur, columns, cfg, calibration, chunk_rows=cfg.chunk_rows, chunk_column=cfg.chunk_column,
+                  segment_columns=cfg.segment_columns)
+    keys = ordered(list(window.chunks)) if cfg.chunk_column else list(window.chunks)
+    size = cfg.chunk_rows or max(1, round(cur.rows / len(keys)))
+    ref_window = scan(ref, columns, cfg, calibration, chunk_rows=size, labels_required=True)
+    ref_chunks = [estimate(p) for p in ref_window.chunks.values() if p.rows == size]
+    bands = {name: thresholds([e.estimated[name] for e in ref_chunks]) for name in METRICS}
+    chunks = []
+    for key in keys:
+        est = estimate(window.chunks[key])
+        raised = alarms(est, bands)
+        chunks.append({**entry(key, est, cfg), "alarm": bool(raised), "alarms": raised})
+    segments = []
+    for name in cfg.segment_columns:
+        for value in ordered([v for column, v in window.segments if column == name]):
+            segments.append({"column": name, "value": value,
+                             **entry(value, estimate(window.segments[(name, value)]), cfg)})
+    overall = entry(WHOLE, estimate(window.overall), cfg)
+    return {
+        "kind": "kon_ray.performance.report", "version": 1, "reference": reference, "current": current,
+        "label_column": columns.label, "probability_prefix": columns.prefix, "classes": list(columns.classes),
+        "rows": {"reference": ref.rows, "current": cur.rows},
+        "chunking": {"by": "column" if cfg.chunk_column else "rows" if cfg.chunk_rows else "none",
+                     "column": cfg.chunk_column, "rows": cfg.chunk_rows},
+        "chunks": chunks, "overall": overall, "segments": segments,
+        "reference_estimate": entry(WHOLE, estimate(ref_window.overall), cfg),
+        "calibration": calibration_block(calibration, columns),
+        "alarm_bands": {"chunk_rows": size, "reference_chunks": len(ref_chunks), "rule": ALARM_RULE, **bands},
+        "unreliable": any(e["unreliable"] for e in [overall, *chunks, *segments]),
+        "method": {**METHOD, "unseen_threshold": cfg.unseen_threshold, "bins": cfg.bins},
+    }
+
+
+def entry(key: Any, est: Estimate, cfg: PerformanceConfig) -> Dict[str, Any]:
+    reasons = reliability(est, cfg.unseen_threshold)
+    return {"key": key, "rows": est.rows, "estimated": est.estimated, "standard_error": est.standard_error,
+            "lower": est.lower, "upper": est.upper, "realized": est.realized, "labelled_rows": est.labelled,
+            "inside": inside(est), "unseen_share": est.unseen_share, "unreliable": bool(reasons), "reasons": reasons}
+
+
+def calibration_block(calibration: Calibration, columns: Columns) -> Dict[str, Any]:
+    per = {name: {"reference_rows": c.rows, "positives": c.positives, "ece_before": c.ece_before,
+                  "ece_after": c.ece_after} for name, c in zip(columns.classes, calibration.per_class)}
+    count = len(per)
+    return {"method": "one-vs-rest isotonic (weighted pool-adjacent-violators over score bins), interpolated",
+            "bins": calibration.bins,
+            "ece_before": sum(c["ece_before"] for c in per.values()) / count,
+            "ece_after": sum(c["ece_after"] for c in per.values()) / count,
+            "classes": per}
+
+
+def _f(value: Optional[float]) -> str:
+    return "     -" if value is None else f"{value:6.3f}"
+
+
+def _row(label: str, e: Dict[str, Any], flag: str = "") -> str:
+    est, lo, hi = e["estimated"], e["lower"], e["upper"]
+    real = e["realized"] or {}
+    cells = "  ".join(f"{_f(est[m])} [{_f(lo[m])},{_f(hi[m])}] {_f(real.get(m))}" for m in METRICS)
+    notes = [flag] if flag else []
+    if e["unreliable"]:
+        notes.append("UNRELIABLE")
+    return f"{label[:20]:<20} {e['rows']:>8}  {cells}  {e['unseen_share']:6.1%}  {' '.join(notes)}".rstrip()
+
+
+def summary_text(report: Dict[str, Any]) -> str:
+    cal = report["calibration"]
+    bands = report["alarm_bands"]
+    lines = [
+        f"performance estimated without labels (CBPE): {report['current']} against {report['reference']}",
+        f"classes: {', '.join(report['classes'])}; rows: {report['rows']['reference']} reference,"
+        f" {report['rows']['current']} current",
+        f"calibration (one-vs-rest isotonic): mean ECE {cal['ece_before']:.4f} before, {cal['ece_after']:.4f} after",
+        f"alarm bands from {bands['reference_chunks']} reference chunks of {bands['chunk_rows']} rows"
+        + ("" if bands["accuracy"] else " (fewer than 2: no alarms)"),
+        "",
+        f"{'chunk':<20} {'rows':>8}  {'accuracy [band] realized':<29}  {'macro F1 [band] realized':<29}  unseen",
+    ]
+    for chunk in report["chunks"]:
+        lines.append(_row(str(chunk["key"]), chunk, "ALARM " + ",".join(chunk["alarms"]) if chunk["alarm"] else ""))
+    lines.append(_row("overall", report["overall"]))
+    if report["segments"]:
+        lines.append("")
+        for seg in report["segments"]:
+            lines.append(_row(f"{seg['column']}={seg['value']}", seg))
+    reasons = sorted({r for e in [report["overall"], *report["chunks"], *report["segments"]] for r in e["reasons"]})
+    if reasons:
+        lines += ["", "unreliable estimates:"] + [f"  {reason}" for reason in reasons]
+    alarmed = [str(c["key"]) for c in report["chunks"] if c["alarm"]]
+    lines += ["", f"alarms: {', '.join(alarmed) if alarmed else 'none'}"]
+    return "\n".join(lines) + "\n"
+
+
+def headline(report: Dict[str, Any]) -> str:
+    overall = report["overall"]
+    alarmed = sum(c["alarm"] for c in report["chunks"])
+    est = overall["estimated"]
+    return (f"estimated accuracy {est['accuracy']:.3f}, macro F1 {est['macro_f1']:.3f}"
+            f" over {overall['rows']} rows; {alarmed} of {len(report['chunks'])} chunks alarmed"
+            + ("; UNRELIABLE" if report["unreliable"] else ""))
+
