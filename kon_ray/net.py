@@ -13,6 +13,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: each socket stays bound until all are chosen (`free_port` twice in a row may
+    give the same port back, and Ray refuses two components on one port)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> bool:
     """True once something accepts connections on host:port, False after `timeout` seconds."""
     deadline = time.monotonic() + timeout

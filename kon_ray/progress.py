@@ -99,10 +99,12 @@ class Reporter:
     elsewhere a plain line at most every `log_interval`, the first after `log_interval`. `render(elapsed)` makes
     the text only when one is due."""
 
-    def __init__(self, output: Output, tty: bool, clock: Clock = time.monotonic, *, delay: float = LIVE_DELAY_S,
+    def __init__(self, output: Output, tty: bool, clock: Clock = time.monotonic, *, delay: Optional[float] = None,
                  live_interval: float = LIVE_INTERVAL_S, log_interval: Optional[float] = None) -> None:
         self.output, self.tty, self.clock = output, tty, clock
-        self.delay, self.live_interval = delay, live_interval
+        # the module's LIVE_DELAY_S as it is now, not when this was defined (a caller may set it: tests, a script)
+        self.delay = delay if delay is not None else LIVE_DELAY_S
+        self.live_interval = live_interval
         self.log_interval = log_interval if log_interval is not None else log_interval_s()
         self.start = clock()
         self._last: Optional[float] = None

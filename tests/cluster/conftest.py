@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from kon_ray.net import free_port, wait_for_port  # noqa: F401  (tests import them from here)
+from kon_ray.net import free_port, free_ports, wait_for_port  # noqa: F401  (tests import them from here)
 from tests.conftest import moto_environment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,19 +93,19 @@ def ray_head() -> Iterator[Dict[str, str]]:
     """A real Ray head with the dashboard (the Jobs API), 2 CPUs, on free ports, in its own short temp folder
     (Ray's socket paths must stay under 107 characters)."""
     temp_dir = tempfile.mkdtemp(prefix="krh", dir="/tmp")
-    port, dash = free_port(), free_port()
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
     env.pop("RAY_ADDRESS", None)
-    cmd = [
-        str(VENV_BIN / "ray"), "start", "--head",
-        f"--port={port}", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--include-dashboard=true",
-        "--num-cpus=2", f"--temp-dir={temp_dir}", "--object-store-memory=200000000",
-        f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}", "--disable-usage-stats",
-    ]
     try:
         for _attempt in (1, 2):  # on a loaded machine the raylet can miss Ray's fixed 30 s registration window
+            port, dash, client, agent, grpc, metrics, runtime_env = free_ports(7)  # distinct, fresh each attempt
+            cmd = [
+                str(VENV_BIN / "ray"), "start", "--head",
+                f"--port={port}", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--include-dashboard=true",
+                "--num-cpus=2", f"--temp-dir={temp_dir}", "--object-store-memory=200000000",
+                f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
+                f"--dashboard-agent-grpc-port={grpc}", f"--metrics-export-port={metrics}",
+                f"--runtime-env-agent-port={runtime_env}", "--disable-usage-stats",
+            ]
             started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
             if started.returncode == 0:
                 break
@@ -158,9 +158,9 @@ def token_env(token_file: Path, **extra: str) -> Dict[str, str]:
 
 
 def _node_ports() -> List[str]:
-    return [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-            f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
+    flags = ("node-manager", "object-manager", "dashboard-agent-listen", "dashboard-agent-grpc", "metrics-export",
+             "runtime-env-agent")
+    return [f"--{flag}-port={port}" for flag, port in zip(flags, free_ports(len(flags)))]
 
 
 def _ray_start(cmd: List[str], env: Dict[str, str], temp_dir: str) -> None:
@@ -205,7 +205,7 @@ def token_cluster(moto_endpoint, tmp_path_factory) -> Iterator[Dict[str, Any]]:
     token_file.write_text(_secrets.token_hex(32))
     token_file.chmod(0o600)
     env = token_env(token_file)
-    port, dash = free_port(), free_port()
+    port, dash, client = free_ports(3)
     cluster: Dict[str, Any] = {
         "address": f"http://127.0.0.1:{dash}", "gcs": f"127.0.0.1:{port}", "temp_dir": temp_dir,
         "token_file": token_file, "token": token_file.read_text(), "env": env, "temp_dirs": [temp_dir],
@@ -216,7 +216,7 @@ def token_cluster(moto_endpoint, tmp_path_factory) -> Iterator[Dict[str, Any]]:
         _ray_start([
             str(VENV_BIN / "ray"), "start", "--head", f"--port={port}", f"--dashboard-port={dash}",
             "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=0", f"--temp-dir={temp_dir}",
-            "--object-store-memory=120000000", f"--ray-client-server-port={free_port()}", *_node_ports(),
+            "--object-store-memory=120000000", f"--ray-client-server-port={client}", *_node_ports(),
             "--disable-usage-stats",
         ], env, temp_dir)
         if not wait_for_port(dash, 60):

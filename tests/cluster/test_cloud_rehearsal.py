@@ -37,8 +37,8 @@ import boto3
 import pytest
 
 from kon_ray import storage
-from kon_ray.net import free_port
-from tests.cluster.conftest import REPO, VENV_BIN, _processes_of
+from kon_ray.net import free_port, free_ports
+from tests.cluster.conftest import REPO, VENV_BIN, _node_ports, _processes_of
 from tests.cluster.test_multinode import _client_env, _drift, same_as_one_node
 from tests.tracking.conftest import mlflow_server  # noqa: F401  (a real MLflow server, session-scoped)
 from tests.tracking.record import assert_complete_record
@@ -62,8 +62,8 @@ JOB_TIMEOUT_S = 420
 def world(moto_endpoint, tmp_path_factory) -> Dict[str, Any]:
     """The bucket with good and bad POLA data, the Ray token's secret, and the image's project folder."""
     from kon_ray.config import load_config
-    from kon_ray.synth import generate
     from kon_ray.synth.config import SynthConfig
+    from kon_ray.synth.writer import generate
     from tests.conftest import compose_config
 
     s3 = boto3.client("s3", region_name="eu-west-1")
@@ -121,11 +121,10 @@ def create_job(name: str, data: str, secret: str, *extra: str) -> Dict[str, Any]
 
 
 def _node_args(temp_dir: str, head: bool) -> List[str]:
-    ports = [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
-             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-             f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
+    ports = _node_ports()
     if head:
-        ports += [f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}"]
+        dash, client = free_ports(2)
+        ports += [f"--dashboard-port={dash}", f"--ray-client-server-port={client}"]
     return [f"--temp-dir={temp_dir}", f"--num-cpus={CPUS_PER_INSTANCE}", "--object-store-memory=120000000", *ports]
 
 
@@ -386,7 +385,7 @@ def autoscaling_cluster(world, tmp_path_factory) -> Iterator[Dict[str, Any]]:
     rendered = rendered_ec2(world["secret"], f"cluster.max_workers={MAX_WORKERS}",
                             f"cluster.idle_timeout_minutes={IDLE_TIMEOUT_MINUTES}")
     temp_dir = tempfile.mkdtemp(prefix="kas", dir="/tmp")
-    port, dash = free_port(), free_port()
+    port, dash, client = free_ports(3)
     config_file = tmp / "autoscaling.json"
     config_file.write_text(json.dumps(fake_provider_config(rendered, f"127.0.0.1:{port}", WORKER_CPUS)))
     token_file = tmp / "auth_token"  # what the nodes' start commands write from the secret
@@ -401,10 +400,7 @@ def autoscaling_cluster(world, tmp_path_factory) -> Iterator[Dict[str, Any]]:
         _ray_start([str(VENV_BIN / "ray"), "start", "--head", f"--autoscaling-config={config_file}",
                     f"--port={port}", f"--num-cpus={head_cpus}", f"--dashboard-port={dash}",
                     "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--temp-dir={temp_dir}",
-                    "--object-store-memory=120000000", f"--ray-client-server-port={free_port()}",
-                    f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
-                    f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-                    f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+                    "--object-store-memory=120000000", f"--ray-client-server-port={client}", *_node_ports(),
                     "--disable-usage-stats"], env, temp_dir)
         if not wait_for_port(dash, 60):
             pytest.fail(f"the Ray dashboard did not open port {dash}")
