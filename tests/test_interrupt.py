@@ -35,6 +35,23 @@ TRAIN_STAGES = "stages=[ingest,preprocess,segment,train]"  # what training reads
 FOLDER = {"ingest": "ingest", "preprocess": "features", "drift": "drift", "segment": "segment", "train": "models"}
 
 
+def _as_a_terminal_would() -> None:
+    """The command starts with Ctrl-C's default disposition and SIGINT unblocked, as from a shell on a terminal,
+    whatever the test worker's own state (a disposition of SIG_IGN and a blocked mask are inherited across exec:
+    a command started from a worker that had either would never see the test's Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _signal_state(pid: int) -> str:
+    """The process's blocked, ignored and caught signal masks (/proc), for a failure message."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return ", ".join(line.strip() for line in status if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+    except OSError:
+        return "no /proc status"
+
+
 class Run:
     """`python -m kon_ray.run` in its own session (a terminal's foreground process group); its terminal output
     (stdout and stderr) collected line by line."""
@@ -45,7 +62,7 @@ class Run:
         env.pop("MLFLOW_TRACKING_URI", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kon_ray.run", *overrides], cwd=cwd, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_as_a_terminal_would,
         )
         self.lines: List[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -74,8 +91,9 @@ class Run:
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            signals = _signal_state(self.proc.pid)
             self.kill()
-            pytest.fail(f"still running {timeout} s after Ctrl-C:\n" + "\n".join(self.lines))
+            pytest.fail(f"still running {timeout} s after Ctrl-C ({signals}):\n" + "\n".join(self.lines))
         self._reader.join(10)
         return code
 

@@ -208,8 +208,9 @@ def test_the_whole_pipeline_runs_on_three_nodes_with_a_token_and_matches_one_nod
         sorted((t["type"], t["name"], t["node_id"]) for t in tasks if t["node_id"] not in workers)
     for stage, nodes in per_stage.items():
         # the execution layer spreads work units over the nodes (SPREAD), so every stage of two or more tasks
-        # ran on both worker nodes
-        if len(nodes) >= 2:
+        # ran on both worker nodes; not train, whose populations fit in one task that holds a node's training CPUs
+        # (model.distributed_min_rows), beside a task or two that count classes wherever there is room
+        if len(nodes) >= 2 and stage != "train":
             assert len(set(nodes)) >= 2, f"stage {stage} ran all its {len(nodes)} tasks on one node"
 
     reference, tracked = same_as_one_node(run, single_node, mlflow_server)
