@@ -13,9 +13,10 @@ pipeline's `StageObserver`. What lands where:
   and the prediction drift (`prediction_drift/psi_max`, `prediction_psi/<population>/<class>`, tag
   `prediction_drift` = its severity or `not_checked`); after train, per population, the training curves
   (`domestic/curve/validation_mlogloss`, step = boosting round), the final metrics from metadata.json and the
-  model (`mlflow.xgboost.log_model`, input example = a few test rows, signature inferred, logged at step = its
-  boosting rounds), its id in the tag `model_id.<population>`; from then on every `<population>/...` metric
-  (the final ones, infer's `<population>/test/macro_f1`) is linked to that population's model;
+  model (an MLflow logged model of flavor xgboost, saved with `mlflow.xgboost.save_model`: input example = a few
+  test rows, signature inferred; linked to the run at step = its boosting rounds), its id in the tag
+  `model_id.<population>`; from then on every `<population>/...` metric (the final ones, infer's
+  `<population>/test/macro_f1`) is linked to that population's model;
 - at the end, success or not: the Hydra `.hydra/` folder, the run's log file, `status` tag, and the run's end
   status. Only a successful run registers its models (`tracking.register_models`), as `<dataset>-<population>`,
   with the population's metrics in the version's description.
@@ -54,6 +55,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import time
 import traceback
 import warnings
@@ -348,24 +350,33 @@ class Tracker:
             predictions = booster.predict(xgb.DMatrix(example, enable_categorical=True))
             signature = infer_signature(example, predictions)
         params = {k: names.param_value(v) for k, v in names.flatten(metadata.get("params") or {}).items()}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            info = mlflow.xgboost.log_model(
-                booster,
-                name=population,
-                input_example=example,
-                signature=signature,
-                pip_requirements=[
-                    f"xgboost=={xgb.__version__}",
-                    f"pandas=={pd.__version__}",
-                    f"numpy=={np.__version__}",
-                ],
-                params=params or None,
-                tags={"dataset": self.config.dataset.name, "population": population},
-                step=_rounds(metadata),
-            )
-        self.model_ids[population] = info.model_id
-        self._tags({f"model_id.{population}": info.model_id})
+        # The model is created, filled and linked to the run step by step, not with `mlflow.xgboost.log_model`:
+        # that also fetches the history of every run metric to link those at the model's step to it (one request
+        # per metric: 725 requests, 12 s a model over HTTP, once drift has logged its per-feature metrics), and
+        # kon_ray's model step matches none of them by design (see `_models`).
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+        model = mlflow.initialize_logged_model(
+            name=population, source_run_id=self.run_id, params=params or None,
+            tags={"dataset": self.config.dataset.name, "population": population},
+        )
+        try:
+            with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="kon-model-") as scratch:
+                warnings.simplefilter("ignore")
+                folder = os.path.join(scratch, population)
+                mlflow.xgboost.save_model(
+                    booster, folder, input_example=example, signature=signature,
+                    pip_requirements=[f"xgboost=={xgb.__version__}", f"pandas=={pd.__version__}",
+                                      f"numpy=={np.__version__}"],
+                )
+                self._client().log_model_artifacts(model.model_id, folder)
+        except BaseException:
+            mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+            raise
+        mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        self._client().log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step=_rounds(metadata))])
+        self.model_ids[population] = model.model_id
+        self._tags({f"model_id.{population}": model.model_id})
 
     # -- end ---------------------------------------------------------------------------------------------------
     def finish(self, exc: Optional[BaseException]) -> None:
