@@ -39,7 +39,7 @@ import pytest
 from kon_ray import storage
 from kon_ray.net import free_port, free_ports
 from tests.cluster.conftest import REPO, VENV_BIN, _node_ports, _processes_of
-from tests.cluster.test_multinode import _client_env, _drift, same_as_one_node
+from tests.cluster.test_multinode import _client_env, _drift, one_node_reference, same_as_one_node
 from tests.tracking.conftest import mlflow_server  # noqa: F401  (a real MLflow server, session-scoped)
 from tests.tracking.record import assert_complete_record
 
@@ -85,19 +85,8 @@ def world(moto_endpoint, tmp_path_factory) -> Dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def single_node(world, tmp_path_factory) -> Iterator[Dict[str, Any]]:
-    """The reference: the same run on a one-node local Ray, started at once and awaited where it is compared."""
-    tmp = tmp_path_factory.mktemp("single")
-    run = f"s3://{BUCKET}/single/run"
-    out = tmp / "terminal.txt"
-    with out.open("w") as terminal:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kon_ray.run", "+dataset=POLA", "debug=tiny", f"dataset.path={world['data']}",
-             f"output_dir={run}", "tracking=off", f"cluster.num_cpus={CPUS_PER_INSTANCE}",
-             f"hydra.run.dir={tmp / 'client'}"],
-            cwd=REPO, env=_client_env(RAY_AUTH_MODE="disabled"), stdout=terminal, stderr=subprocess.STDOUT, text=True)
-    yield {"run": run, "proc": proc, "out": out, "started": time.monotonic()}
-    if proc.poll() is None:
-        proc.kill()
+    """The reference: the same run on a one-node local Ray of one instance's CPUs."""
+    yield from one_node_reference(world["data"], CPUS_PER_INSTANCE, tmp_path_factory.mktemp("single"))
 
 
 def create_job(name: str, data: str, secret: str, *extra: str) -> Dict[str, Any]:

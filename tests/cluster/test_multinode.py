@@ -140,24 +140,27 @@ def _tasks_per_stage(tasks: List[Dict[str, Any]], windows: Dict[str, tuple]) -> 
     return out
 
 
-@pytest.fixture(scope="module")
-def single_node(data, tmp_path_factory) -> Iterator[Dict[str, Any]]:
-    """The reference: the same command on a single-node local Ray of 4 CPUs (the cluster's total). Started here and
-    awaited where it is compared (`_finished`), so that it runs while the multi-node run does: two separate Rays on
-    one machine share the wall clock, nothing else."""
-    tmp = tmp_path_factory.mktemp("single")
+def one_node_reference(data: str, cpus: int, tmp: Path) -> Iterator[Dict[str, Any]]:
+    """The reference: the same command on a single-node local Ray of `cpus` CPUs, started at once and awaited where
+    it is compared (`_finished`), so that it runs while the multi-node run does; killed at the end if still running."""
     run = f"s3://{BUCKET}/single/run"
     out = tmp / "terminal.txt"
     with out.open("w") as terminal:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kon_ray.run", "+dataset=POLA", "debug=tiny", f"dataset.path={data}",
-             f"output_dir={run}", "tracking=off", "cluster.num_cpus=4", f"hydra.run.dir={tmp / 'client'}"],
+             f"output_dir={run}", "tracking=off", f"cluster.num_cpus={cpus}", f"hydra.run.dir={tmp / 'client'}"],
             cwd=REPO, env=_client_env(RAY_AUTH_MODE="disabled"), stdout=terminal, stderr=subprocess.STDOUT,
             text=True)
-    reference = {"run": run, "proc": proc, "out": out, "started": time.monotonic()}
-    yield reference
+    yield {"run": run, "proc": proc, "out": out, "started": time.monotonic()}
     if proc.poll() is None:
         proc.kill()
+
+
+@pytest.fixture(scope="module")
+def single_node(data, tmp_path_factory) -> Iterator[Dict[str, Any]]:
+    """The reference on 4 CPUs, the cluster's total: two separate Rays on one machine share the wall clock, nothing
+    else."""
+    yield from one_node_reference(data, 4, tmp_path_factory.mktemp("single"))
 
 
 def _finished(reference: Dict[str, Any]) -> subprocess.CompletedProcess:
