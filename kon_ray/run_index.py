@@ -20,8 +20,6 @@ import logging
 import os
 from typing import Any, Dict, List, Mapping, Tuple
 
-import pyarrow.fs as pafs
-
 from kon_ray import storage
 from kon_ray.secrets import redact
 
@@ -36,18 +34,13 @@ def walk(folder: str) -> List[Tuple[str, str, int]]:
     """(full location, path relative to `folder`, bytes) of every file under `folder`, sorted; hidden files and
     staging leftovers left out. Relative paths are cut from the listing as strings: an S3 key is no path of this
     machine (os.path.relpath would ask for the current folder)."""
-    fs, root = storage.filesystem(folder)
-    if fs.get_file_info(root).type != pafs.FileType.Directory:
-        return []
+    base = folder if storage.is_s3(folder) else os.path.abspath(folder)
     found = []
-    prefix = "s3://" if storage.is_s3(folder) else ""
-    for entry in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
-        if entry.type != pafs.FileType.File or "/_tmp" in entry.path:
+    for relative, size in storage.file_sizes(folder).items():  # one listing, the manifests' own
+        location = storage.join(base, relative)
+        if "/_tmp" in location or any(part.startswith(".") for part in relative.split("/")):
             continue
-        relative = entry.path[len(root):].lstrip("/")
-        if any(part.startswith(".") for part in relative.split("/")):
-            continue
-        found.append((prefix + entry.path, relative, int(entry.size or 0)))
+        found.append((location, relative, size))
     return sorted(found, key=lambda item: item[1])
 
 
