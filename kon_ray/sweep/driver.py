@@ -26,7 +26,7 @@ from kon_ray.sweep.trial import MODEL_FILE, population_data, read_finished, tria
 from kon_ray.sweep.tuner import default_concurrency, tune_population
 from kon_ray.train.boost import Progress, xgb_params
 from kon_ray.train.model_folder import write_model_folder
-from kon_ray.train.stage import ONE_PROCESS, TrainingInputs, _metadata
+from kon_ray.train.stage import ONE_PROCESS, TrainingInputs, _metadata, block_kwargs
 from kon_ray.train.stage import training_inputs as read_training_inputs
 from kon_ray.train.worker import CHECKPOINT_MODEL, PROGRESS_FILE
 
@@ -65,11 +65,8 @@ def run_trials(config: KonConfig, sweep: SweepConfig, ctx: RunContext, inputs: T
     records: List[Dict[str, Any]] = []
     for population in sweep.populations:
         classes = inputs.classes[population]
-        block_kwargs = dict(population=population, features=inputs.features, classes=classes,
-                            segment_state=asdict(inputs.segment_state), id_column=config.dataset.id_column,
-                            target_column=config.dataset.target_column,
-                            validation_fraction=config.model.validation_fraction, seed=config.seed)
-        train, valid = population_data(inputs.train_dir, inputs.columns, block_kwargs)
+        kwargs = block_kwargs(ctx, population, inputs.features, classes, inputs.segment_state)  # the stage's own
+        train, valid = population_data(inputs.train_dir, inputs.columns, kwargs)
         data = {"train": train, "valid": valid, "features": len(inputs.features), "classes": len(classes)}
         setup = {"population": population, "model": asdict(config.model), "seed": config.seed,
                  "cpus": sweep.cpus_per_trial, "cache": cache, "inputs_key": ctx.stage_keys["segment"],

@@ -179,7 +179,7 @@ def train_all(ctx: RunContext) -> Dict[str, Any]:
 ONE_PROCESS, RAY_TRAIN = "one_process", "ray_train"
 
 
-def _block_kwargs(ctx: RunContext, population: str, features: List[str], classes: List[str],
+def block_kwargs(ctx: RunContext, population: str, features: List[str], classes: List[str],
                   segment_state: SegmentState) -> Dict[str, Any]:
     """`training_block`'s arguments for one population."""
     from dataclasses import asdict
@@ -225,7 +225,7 @@ def train_one_process(ctx: RunContext, populations: List[str], train_dir: str, c
     jobs = [
         single.Job(
             population=population,
-            block_kwargs=_block_kwargs(ctx, population, features, classes[population], segment_state),
+            block_kwargs=block_kwargs(ctx, population, features, classes[population], segment_state),
             config=_loop_config(ctx, population, features, classes[population], threads, None),
             checkpoint_dir=storage.join(storage_path, f"{dataset.name}-{population}-{uuid.uuid4().hex[:8]}"),
         )
@@ -284,13 +284,13 @@ def train_population(
     checkpoint's local folder, progress, params and which path trained it. `sink`: where the fit's rounds go
     (`kon_ray.progress.RoundSink` or its actor)."""
     dataset, model_cfg, cluster = ctx.config.dataset, ctx.config.model, ctx.config.cluster
-    block_kwargs = _block_kwargs(ctx, population, features, classes, segment_state)
+    unit_kwargs = block_kwargs(ctx, population, features, classes, segment_state)
     train_cpus = cluster.train_workers * cluster.cpus_per_train_worker
     loop_config = _loop_config(ctx, population, features, classes, cluster.cpus_per_train_worker, sink)
     storage_path = cluster.storage_path or storage.join(ctx.run_dir, "ray_train")
     name = f"{dataset.name}-{population}-{uuid.uuid4().hex[:8]}"
 
-    data = read_dataset(split_files(train_dir), columns, map_batches=training_block, fn_kwargs=block_kwargs)
+    data = read_dataset(split_files(train_dir), columns, map_batches=training_block, fn_kwargs=unit_kwargs)
     if ray.cluster_resources().get("CPU", 0) - train_cpus < 1:
         # no CPU left for Ray Data once the workers hold theirs: streaming would wait forever, so read first
         log.warning("train %s: no CPU left for Ray Data beside %d training CPUs; materializing the data first",
