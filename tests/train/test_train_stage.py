@@ -69,7 +69,7 @@ def test_both_paths_resume_a_lost_process_and_match_an_uninterrupted_fit(ray_ses
     ctx = _prepared_run(tmp_path, frame, mixed)
     # rank 0 of domestic's worker group dies after round 6 (0-based 5), industrial's task after round 4: once each.
     # Checkpoints come every 2 rounds; a worker's report waits in a queue of one until the controller takes it (every
-    # 2 s), so by round 6 the round-2 and round-4 checkpoints of the Ray Train fit have been taken
+    # 2 s), so by round 6 at least the round-2 checkpoint of the Ray Train fit has been taken
     with monkeypatch.context() as patch, caplog.at_level("INFO", logger="kon_ray.progress"):
         patch.setenv("KON_PROGRESS_LOG_INTERVAL_S", "0")  # off a terminal: a progress line at every poll
         lose_processes(patch, {"domestic": 5, "industrial": 3})
@@ -103,9 +103,10 @@ def test_both_paths_resume_a_lost_process_and_match_an_uninterrupted_fit(ray_ses
         assert metrics[f"{population}/rows"] == sum(m["class_counts"].values())
     assert meta["domestic"]["trained_in"] == "ray_train" and metrics["domestic/distributed"] == 1
     assert meta["industrial"]["trained_in"] == "one_process" and metrics["industrial/distributed"] == 0
-    # the restarted worker group picked up a checkpoint (round 4 or 6) instead of starting over; the one-process
-    # task was retried from its round-4 checkpoint
-    assert meta["domestic"]["resumed_from_rounds"] in ([4], [6])
+    # the restarted worker group picked up a checkpoint instead of starting over: round 4 or 6 as a rule, round 2 on a
+    # loaded machine where the controller took fewer reports before the worker died (seen in CI on 2 cores); the
+    # one-process task was retried from its round-4 checkpoint
+    assert meta["domestic"]["resumed_from_rounds"] in ([2], [4], [6])
     assert meta["industrial"]["resumed_from_rounds"] == [4]
     # the Ray Train scratch folders are gone once the models are written; their storage path stays, empty
     assert (tmp_path / "run" / "ray_train").is_dir() and list((tmp_path / "run" / "ray_train").iterdir()) == []
