@@ -148,11 +148,17 @@ def test_a_user_error_inside_a_task_comes_back_as_itself(tmp_path, tasks_defined
 
 
 def test_map_chunks_spreads_a_list_over_tasks_and_keeps_its_order(ray_session):
-    from kon_ray.drift.ks import ks_pvalue, ks_pvalues
+    from functools import partial
 
-    triples = [(d, 50_000, 40_000) for d in np.linspace(0.0005, 0.02, 40)]
-    spread = execution.map_chunks(ks_pvalues, triples)
-    assert spread == [ks_pvalue(*t) for t in triples]  # scipy's kstwo.sf, one by one here
+    from kon_ray.drift.config import DriftConfig
+    from kon_ray.drift.statistics import KS, Counts, measure_each
+
+    # KS of 40 features as compare spreads it (its p-value is scipy's kstwo.sf): one edge, D = k / 40,000
+    none = np.zeros(1, dtype=np.int64)
+    counts = [Counts("numeric", none, none, np.array([0, 50_000, 0, 0]), np.array([0, 40_000 - k, k, 0]))
+              for k in np.linspace(20, 800, 40).astype(np.int64)]
+    each = partial(measure_each, KS, DriftConfig())
+    assert execution.map_chunks(each, counts) == each(counts)  # one by one here
 
 
 def _ids_and_sum(table: pa.Table, unit) -> tuple:

@@ -11,6 +11,8 @@ The contract (README "Drift: the contract"):
   exact D in [statistic, ks_upper]; the width is at most the largest reference mass strictly inside one bin
   (about 1/drift.ks_bins = 5e-4), 0 when every reference value is an edge.
 - Chi-squared (chi2.py): Pearson's homogeneity test on the 2 x K table, missing a category, no correction.
+- The registry (statistics.py): one frozen entry per statistic (its kinds, pure function, threshold keys and
+  grade), which compare, severity, the reports and the drift history iterate.
 - Severity (severity.py): PSI > psi_high HIGH; psi_moderate <= PSI <= psi_high MODERATE if p < p_value else LOW;
   below NONE. Drifted = MODERATE or HIGH. Also reported: Benjamini-Hochberg adjusted p-values and an effect size
   (numeric: KS D; categorical: Cramer's V). Overall flag: more than drift_share of features drifted, or

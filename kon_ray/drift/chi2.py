@@ -8,7 +8,6 @@ K) - 1))), which at millions of rows stays meaningful where the p-value does not
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import chi2 as chi2_dist
 
 
 def chi2_homogeneity(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[float, float, int, float]:
@@ -22,6 +21,8 @@ def chi2_homogeneity(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[fl
     dof = table.shape[1] - 1
     if dof == 0:  # one category: both sides identical by construction (scipy returns 0 and p = 1)
         return 0.0, 1.0, 0, 0.0
+    from scipy.stats import chi2 as chi2_dist  # scipy.stats is slow to import: the reports and --help need no test
+
     expected = np.outer(rows, table.sum(axis=0)) / total
     stat = float(np.sum((table - expected) ** 2 / expected))
     p_value = float(chi2_dist.sf(stat, dof))

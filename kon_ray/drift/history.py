@@ -5,9 +5,10 @@ any run with `psi/<feature>` metrics) with the MLflow client, oldest first, and 
 `drift_history.html` (one self-contained page: inline CSS and SVG, no script, nothing fetched, styled like
 drift_report.html) and `drift_history.json` (the same numbers) under `output`.
 
-Per feature the page draws PSI by batch over the PSI bands of `drift.*` (conf/drift/, the checks' DriftConfig):
-below `psi_moderate` NONE, from `psi_moderate` to `psi_high` MODERATE (MODERATE or LOW by the test's p-value in a
-check's report; the history has PSI only), above `psi_high` HIGH. A feature *crosses* a band when its band differs
+Per feature the page draws PSI by batch over the PSI bands of `drift.*` (conf/drift/, the checks' DriftConfig),
+graded as the severity rule grades them (kon_ray/drift/severity.band): below `psi_moderate` NONE, from
+`psi_moderate` to `psi_high` MODERATE (MODERATE or LOW by the test's p-value in a check's report; the history has
+PSI only), above `psi_high` HIGH. A feature *crosses* a band when its band differs
 from its band in its previous batch; features are listed by their most recent crossing first (then by their latest
 band and PSI), so what changed last is on top. Exit codes as `python -m kon_ray.run` (kon_ray/errors.py): the
 server not answering or an unknown experiment is a config error (2), an experiment without drift checks a data
@@ -31,6 +32,8 @@ from kon_ray.cli import EXIT_CODES, guarded, hydra_cli, started_work
 from kon_ray.config import DatasetConfig, load_schema, register_configs
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.html import COLOURS, CSS
+from kon_ray.drift.severity import band
+from kon_ray.drift.statistics import band_statistic
 from kon_ray.errors import ConfigError, DataError
 from kon_ray.secrets import redact_text
 from kon_ray.storage import check_writable
@@ -92,13 +95,6 @@ class FeatureHistory:
             if value is not None:
                 return value, band_
         return None, None
-
-
-def band(psi: float, cfg: DriftConfig) -> str:
-    """The PSI band, with the severity rule's thresholds (kon_ray/drift/severity.py)."""
-    if psi > cfg.psi_high:
-        return "HIGH"
-    return "MODERATE" if psi >= cfg.psi_moderate else "NONE"
 
 
 def feature_histories(batches: Sequence[Batch], cfg: DriftConfig) -> List[FeatureHistory]:
@@ -299,7 +295,7 @@ def as_json(batches: Sequence[Batch], histories: Sequence[FeatureHistory], cfg: 
             experiment: str, dataset: str = "") -> Dict[str, Any]:
     return {
         "kind": "kon_ray.drift.history", "version": 1, "experiment": experiment, "dataset": dataset or None,
-        "thresholds": {"psi_moderate": cfg.psi_moderate, "psi_high": cfg.psi_high},
+        "thresholds": band_statistic().limits(cfg),
         "batches": [{"run_id": b.run_id, "name": b.name, "started": b.started, "current": b.current,
                      "drift_flag": b.drift_flag} for b in batches],
         "features": [{"name": h.name, "psi": h.psi, "bands": h.bands, "last_crossing": h.last_crossing,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Dict, Sequence
 
+from kon_ray.drift import statistics
 from kon_ray.drift.report import _order, _p, attribution_sentences, bin_labels, explained, headline, prediction_line
 from kon_ray.drift.severity import DRIFTED
+from kon_ray.drift.statistics import TEST
 
 COLOURS = {"HIGH": "#c62828", "MODERATE": "#ef6c00", "LOW": "#9e9d24", "NONE": "#2e7d32"}
 REF, CUR = "#4a6fa5", "#e3872d"
@@ -162,14 +164,16 @@ def render(report: Dict[str, Any], plots: int = 8) -> str:
     figures = "".join(_plot(f) for f in shown)
     legend = (f'<div class="legend"><span style="background:{REF}"></span>reference'
               f'<span style="background:{CUR}"></span>current</div>')
+    notes = "".join(f"<br>\n{line}" for statistic in statistics.STATISTICS for line in statistic.html(s))
+    effect_sizes = ", ".join(f"{escape(t.effect_size_title, quote=False)} for {' and '.join(sorted(t.kinds))} features"
+                             for t in statistics.STATISTICS if t.role == TEST)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>kon_ray drift report</title><style>{CSS}</style></head>
 <body>
 <h1>Drift report</h1>
 <div class="meta">reference: {escape(report['reference'])} ({report['rows']['reference']:,} rows)<br>
 current: {escape(report['current'])} ({report['rows']['current']:,} rows)<br>
-{escape(prediction_line(s['prediction_drift']))}<br>
-KS statistic exact to within {s['ks_bound_max']:.1e} (reported D &le; exact D &le; D + bound)</div>
+{escape(prediction_line(s['prediction_drift']))}{notes}</div>
 <div class="banner {'raised' if s['drift_flag'] else 'ok'}">{escape(headline(report))}</div>
 <div class="cards">{cards}</div>
 {_why(report)}
@@ -182,7 +186,7 @@ KS statistic exact to within {s['ks_bound_max']:.1e} (reported D &le; exact D &l
 {''.join(rows)}
 </tbody></table>
 {_skipped(report.get("skipped", []))}
-<p class="meta">Effect size: KS D for numeric features, Cram&eacute;r's V for categorical ones.
+<p class="meta">Effect size: {effect_sizes}.
 Severity: PSI &gt; {s['thresholds']['psi_high']} HIGH; {s['thresholds']['psi_moderate']} &le; PSI &le;
 {s['thresholds']['psi_high']} MODERATE if p &lt; {s['thresholds']['p_value']}, else LOW; below, NONE.</p>
 </body></html>

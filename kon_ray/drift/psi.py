@@ -12,6 +12,8 @@ epsilon (`drift.psi_epsilon`) so the logarithm is defined. PSI = sum_k (p_cur - 
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 
 
@@ -27,6 +29,13 @@ def psi(ref_counts: np.ndarray, cur_counts: np.ndarray, epsilon: float) -> float
     p_ref = np.where(p_ref == 0.0, epsilon, p_ref)
     p_cur = np.where(p_cur == 0.0, epsilon, p_cur)
     return float(np.sum((p_cur - p_ref) * np.log(p_cur / p_ref)))
+
+
+def band(value: float, limits: Mapping[str, float]) -> str:
+    """PSI's severity band: above psi_high HIGH, from psi_moderate up MODERATE, below NONE."""
+    if value > limits["psi_high"]:
+        return "HIGH"
+    return "MODERATE" if value >= limits["psi_moderate"] else "NONE"
 
 
 def quantile_ranks(n: int, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

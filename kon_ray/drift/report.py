@@ -9,7 +9,8 @@ JSON shape:
                                     <population>/prob_<label>], "models": [{"population", "name", "version", "uri",
                                     "run_id"}], "not_checked": {population: why}} or {"available": false,
                                     "severity": null, "reason", "models"},
-               "ks_bound_max", "ks_bound_exceeded": [names], "drift_flag": bool, "thresholds": {...}},
+               each statistic's own entries (kon_ray/drift/statistics.py; KS: "ks_bound_max",
+               "ks_bound_exceeded": [names]), "drift_flag": bool, "thresholds": {its threshold keys, "drift_share"}},
    "features": [{"name", "type": numeric|categorical, "psi", "test": ks|chi2, "statistic", "p_value",
                  "p_value_adjusted", "severity", "effect_size", "effect_size_name": ks_d|cramers_v,
                  "reference_rows", "current_rows", "reference_missing", "current_missing",
@@ -32,6 +33,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Sequence
 
+from kon_ray.drift import statistics
 from kon_ray.drift.severity import SEVERITIES
 
 # The files a drift check writes (kon_ray/drift/check.py), named once here; every reader imports these.
@@ -156,13 +158,10 @@ def summary_text(report: Dict[str, Any], top: int = 20) -> str:
         f"current:   {report['current']} ({report['rows']['current']:,} rows)",
         "severity:  " + ", ".join(f"{k} {s['severity_counts'][k]}" for k in reversed(SEVERITIES)),
         prediction_line(s["prediction_drift"]),
-        f"KS: exact D lies within {s['ks_bound_max']:.1e} above the reported statistic for every numeric feature",
-        "",
     ]
-    if s["ks_bound_exceeded"]:
-        lines.insert(-1, f"KS bound wider than the tolerance for: {', '.join(s['ks_bound_exceeded'])}")
-    for item in report.get("skipped", []):
-        lines.insert(-1, f"not analysed: {item['name']} ({item['reason']})")
+    lines += [line for statistic in statistics.STATISTICS for line in statistic.text(s)]
+    lines += [f"not analysed: {item['name']} ({item['reason']})" for item in report.get("skipped", [])]
+    lines.append("")
     ordered = sorted(report["features"], key=_order)
     width = max([len("feature")] + [len(f["name"]) for f in ordered[:top]])
     lines.append(f"{'feature':<{width}}  {'type':<11}  {'PSI':>8}  test  {'stat':>10}  {'p':>9}  {'p (BH)':>9}"

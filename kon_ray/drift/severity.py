@@ -1,32 +1,37 @@
 """Severity per feature, multiple-testing adjustment and the overall flag.
 
-Severity (the original Kon rule): PSI > psi_high is HIGH; psi_moderate <= PSI <= psi_high is MODERATE when the
-test's raw p-value is below p_value and LOW otherwise; PSI < psi_moderate is NONE. A feature has drifted when it
-is MODERATE or HIGH. The overall flag is raised when more than drift_share of the analysed features drifted, or
-when prediction drift is HIGH. Benjamini-Hochberg adjusted p-values (scipy.stats.false_discovery_control) are
-reported beside the raw ones; the severity rule keeps the raw p-value, as the original did.
+Severity (the original Kon rule), read from the statistic registry (kon_ray/drift/statistics.py): the band
+statistic grades its value (PSI > psi_high is HIGH, psi_moderate <= PSI <= psi_high MODERATE, PSI < psi_moderate
+NONE); inside the MODERATE band the feature's test grades its raw p-value, MODERATE below p_value and LOW
+otherwise. A feature has drifted when it is MODERATE or HIGH. The overall flag is raised when more than
+drift_share of the analysed features drifted, or when prediction drift is HIGH. Benjamini-Hochberg adjusted
+p-values (scipy.stats.false_discovery_control) are reported beside the raw ones; the severity rule keeps the raw
+p-value, as the original did.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 
+from kon_ray.drift import statistics
 from kon_ray.drift.config import DriftConfig
+from kon_ray.drift.summary import NUMERIC
 
 SEVERITIES = ("NONE", "LOW", "MODERATE", "HIGH")
 DRIFTED = ("MODERATE", "HIGH")
 
 
-def severity(psi_value: float, p_value: float, cfg: DriftConfig) -> str:
-    if psi_value > cfg.psi_high:
-        return "HIGH"
-    if psi_value >= cfg.psi_moderate:
-        # An undefined p-value (a side with no values) is never "significant".
-        return "MODERATE" if (not math.isnan(p_value) and p_value < cfg.p_value) else "LOW"
-    return "NONE"
+def band(value: float, cfg: DriftConfig) -> str:
+    """The band statistic's (PSI's) grade: NONE, MODERATE or HIGH, the bands the drift history draws."""
+    return statistics.band_statistic().graded(value, cfg)
+
+
+def severity(psi_value: float, p_value: float, cfg: DriftConfig, kind: str = NUMERIC) -> str:
+    """`p_value`: the feature's test's (the test of its `kind`), which decides inside the MODERATE band."""
+    grade = band(psi_value, cfg)
+    return statistics.kind_test(kind).graded(p_value, cfg) if grade == "MODERATE" else grade
 
 
 def adjust_pvalues(p_values: Sequence[float]) -> list[float]:
