@@ -70,6 +70,7 @@ def run(ctx: RunContext) -> StageResult:
     merged: Dict[str, Dict[str, Any]] = {b.population: {} for b in bundles}
     splits = [s for s in SPLITS if storage.list_files(split_dir(features_dir, s))]  # an empty split has no parts
     with_drift = {"test", "current"} <= set(splits)
+    perf_cfg = ctx.config.performance
     plans = {}
     months: Optional[str] = None  # the performance estimate's chunks: months of the date column, when it is there
     for split in splits:  # every split checked before anything is scored
@@ -79,12 +80,11 @@ def run(ctx: RunContext) -> StageResult:
         columns = input_columns(bundles, dataset.id_column, target)
         models = "/".join(b.population for b in bundles)
         require_split_columns(source, columns, f"the {models} model(s) in {models_dir}")
-        if split == "current" and dataset.date_column in present:
+        if split == "current" and perf_cfg.enabled and dataset.date_column in present:
             months = dataset.date_column
             columns = [*columns, months]
         plans[split] = (source, columns, target)
 
-    perf_cfg = ctx.config.performance
     # the estimate calibrates on the labelled test split and estimates on the current one
     estimating = perf_cfg.enabled and with_drift and plans["test"][2] is not None
     calibrations: Dict[str, Any] = {}  # population -> Calibration, or why there is none
@@ -120,11 +120,11 @@ def run(ctx: RunContext) -> StageResult:
             references = {b.population: onepass.reference_for(b, totals, drift_cfg, WINDOWS) for b in bundles}
         if estimating and split == "test":
             for b in bundles:
-                probs, labels_ = estimate.labelled(totals.probs.get(b.population, []),
-                                                   totals.labels.get(b.population, []))
-                reference_rows[b.population] = (probs, labels_)
-                calibrations[b.population] = estimate.calibrate(probs, labels_, len(b.labels), perf_cfg.bins)
-        if spec.performance or (estimating and split == "current"):
+                ref_probs, ref_labels = estimate.labelled(totals.probs.get(b.population, []),
+                                                          totals.labels.get(b.population, []))
+                reference_rows[b.population] = (ref_probs, ref_labels)
+                calibrations[b.population] = estimate.calibrate(ref_probs, ref_labels, len(b.labels), perf_cfg.bins)
+        if estimating and split == "current":
             for b in bundles:
                 calibration, window = calibrations[b.population], totals.performance.get(b.population)
                 if isinstance(calibration, str) or window is None:
