@@ -23,6 +23,7 @@ from kon_ray.cluster.config import CLUSTER_SCHEMAS, ClusterConfig
 from kon_ray.drift.config import DriftConfig
 from kon_ray.errors import ConfigError
 from kon_ray.features.config import FeatureConfig, SplitConfig
+from kon_ray.performance.config import InferPerformanceConfig
 from kon_ray.segment.config import SegmentConfig
 from kon_ray.stages import STAGE_ORDER  # the registry of stages (re-exported for the CLI and tests)
 from kon_ray.synth.config import SynthConfig
@@ -89,6 +90,7 @@ class KonConfig:
     tracking: TrackingConfig = MISSING
     split: SplitConfig = field(default_factory=SplitConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
+    performance: InferPerformanceConfig = field(default_factory=InferPerformanceConfig)  # infer's label-free estimate
     stages: List[str] = field(default_factory=lambda: list(STAGE_ORDER))
     output_dir: str = MISSING  # the run folder: Hydra's run dir by default, or an s3:// prefix
     # Where stage outputs are kept by key (kon_ray/manifest.py) for reuse; null = one cache per dataset,

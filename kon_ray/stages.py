@@ -83,7 +83,8 @@ STAGES: Tuple[Stage, ...] = (
     Stage("train", "kon_ray.train.stage", "models",
           ("model", "seed", "cluster.train_workers", "cluster.cpus_per_train_worker"), ("preprocess", "segment"),
           tracked="models"),
-    Stage("infer", "kon_ray.infer.stage", "reports", ("drift",), ("preprocess", "segment", "train", "drift")),
+    Stage("infer", "kon_ray.infer.stage", "reports", ("drift", "performance"),
+          ("preprocess", "segment", "train", "drift")),
 )
 
 BY_NAME: Dict[str, Stage] = {stage.name: stage for stage in STAGES}

@@ -4,6 +4,7 @@ counts, prediction drift, reports) against the plain baseline on the same files,
     RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_infer.py                        # 1M scored rows x 240
     RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_infer.py --rows 200000 --layouts one
     RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_infer.py --rows 100000 --profile   # where the time goes
+    RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_infer.py --rows 400000 --layouts many --estimation
 
 Data: the preprocess layout, `--rows` records split half test (labelled: the prediction-drift reference) and half
 current (labelled, as the pipeline's current window), 240 float32 features, one population model (50 rounds x 4
@@ -20,11 +21,18 @@ Reported: wall time and CPU-seconds of all processes (this process and every Ray
 psutil), the ratio kon_ray / plain per layout against the goal (<= 1.5x), and that both give the same probabilities.
 `--profile` runs the stage's pass in this process without Ray (the same code path per unit) under cProfile and
 prints where the time goes.
+
+`--estimation`: instead of the plain baseline, the stage with the label-free performance estimate
+(`performance.enabled`, kon_ray/infer/estimate.py: calibration on the test split, partials per month, estrato and
+cluster on the current split) against the same stage without it, on warm workers (one untimed run first), each
+timed `--repeats` times alternately; the best of each and their ratio (goal <= 1.2x). The current split's rows
+carry a date over six months, so the estimate has six chunks.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -40,6 +48,8 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 GOAL = 1.5
+ESTIMATION_GOAL = 1.2
+MONTHS = 6
 ROW_GROUP = 65_536
 
 
@@ -83,6 +93,8 @@ def write_split(folder: str, rows: int, features: int, seed: int, layout: str, r
         X, y = learnable_matrix(n, features, len(labels), seed=seed + start)
         table = pa.table({**{f: X[:, j] for j, f in enumerate(names)},
                           "customer_id": np.arange(seed * 10**8 + start, seed * 10**8 + start + n, dtype=np.int64),
+                          "record_date": pa.array(np.datetime64("2026-01-15") + 31 * (
+                              (start + np.arange(n)) % MONTHS).astype("timedelta64[D]")),
                           "segment": pa.array(np.asarray(labels, dtype=object)[y]),
                           "population": pa.array(["domestic"] * n)})
         pq.write_table(table, os.path.join(folder, f"part-{i:05d}.parquet"),
@@ -107,6 +119,31 @@ def plain(source: str, target: str, booster, base: List[str], labels, cores: int
     return probs
 
 
+def estimation(run_dir: str, repeats: int) -> Tuple[Tuple[float, float], Tuple[float, float]]:
+    """The stage without and with the performance estimate, warm workers: (wall, CPU-s) of the best run of each."""
+    from dataclasses import replace
+
+    from kon_ray.infer import stage as infer_stage
+    from kon_ray.performance.config import InferPerformanceConfig
+    from tests.train.synthetic import synthetic_context
+
+    base = synthetic_context(run_dir, os.path.join(run_dir, "reports"))
+    contexts = {enabled: replace(base, config=replace(base.config, performance=InferPerformanceConfig(enabled)))
+                for enabled in (False, True)}
+    infer_stage.run(contexts[True])  # warm workers: xgboost imported, the model loaded
+    times: Dict[bool, List[Tuple[float, float]]] = {False: [], True: []}
+    for _ in range(repeats):
+        for enabled in (False, True):
+            times[enabled].append(measure(lambda enabled=enabled: infer_stage.run(contexts[enabled])))
+            print(f"stage {'with' if enabled else 'without'} the estimate: {times[enabled][-1][0]:.2f} s wall,"
+                  f" {times[enabled][-1][1]:.2f} CPU-s")
+    with open(os.path.join(run_dir, "reports", "performance_report.json")) as handle:
+        overall = json.load(handle)["populations"]["domestic"]["overall"]
+    print(f"estimated accuracy {overall['estimated']['accuracy']:.4f}, realized {overall['realized']['accuracy']:.4f}"
+          f" on {overall['rows']:,} current rows")
+    return min(times[False]), min(times[True])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="scored rows, both splits together")
@@ -115,6 +152,8 @@ def main() -> None:
     parser.add_argument("--rows-per-file", type=int, default=250_000, help="layout 'many': rows per file")
     parser.add_argument("--layouts", default="one,many")
     parser.add_argument("--profile", action="store_true", help="cProfile the stage in this process, no Ray")
+    parser.add_argument("--estimation", action="store_true", help="the stage with against without the estimate")
+    parser.add_argument("--repeats", type=int, default=3, help="--estimation: timed runs of each")
     args = parser.parse_args()
 
     import pyarrow.parquet as pq
@@ -136,6 +175,7 @@ def main() -> None:
     features = model_features(base)
     root = tempfile.mkdtemp(prefix="bench_infer_")
     results = []
+    compared: List[Tuple[str, Tuple[float, float], Tuple[float, float]]] = []  # --estimation: without, with
     try:
         # -- model: trained on a sample, saved as the train stage would ----------------------------------------
         X, y = learnable_matrix(50_000, args.features, len(labels), seed=99)
@@ -173,6 +213,10 @@ def main() -> None:
                   f"({sum(map(len, files.values()))} files, {groups} row groups); model {args.rounds} rounds x "
                   f"{len(labels)} classes; {cores} cores")
 
+            if args.estimation:
+                compared.append((layout, *estimation(run_dir, args.repeats)))
+                shutil.rmtree(run_dir, ignore_errors=True)
+                continue
             plain_probs: Dict[str, Any] = {}
 
             def run_plain(split_rows=split_rows, plain_probs=plain_probs, run_dir=run_dir):
@@ -222,7 +266,12 @@ def main() -> None:
             print("probabilities: identical to plain (rtol 1e-5)")
             results.append((layout, plain_wall, plain_cpu, first, second))
             shutil.rmtree(run_dir, ignore_errors=True)
-        if results:
+        if compared:
+            print("\nlayout | without: wall / CPU-s | with: wall / CPU-s"
+                  f" | ratio wall / CPU (goal <= {ESTIMATION_GOAL}x)")
+            for layout, (w0, c0), (w1, c1) in compared:
+                print(f"{layout} | {w0:.2f} / {c0:.2f} | {w1:.2f} / {c1:.2f} | {w1 / w0:.2f}x / {c1 / c0:.2f}x")
+        elif results:
             print("\nlayout | plain wall / CPU-s | stage 1st wall / CPU-s | stage 2nd wall / CPU-s"
                   " | wall ratio 1st / 2nd | CPU ratio 1st / 2nd")
             for layout, pw, pc, (w1, c1), (w2, c2) in results:

@@ -31,7 +31,7 @@ LAYERS: List[Tuple[str, List[str]]] = [
               "run_index", "cluster.config", "drift.config", "features.config", "segment.config", "synth.config",
               "sweep.config", "tracking.config", "train.config", "performance.config", "config"]),
     ("execution", ["progress", "execution", "context"]),
-    ("stages", ["synth", "ingest", "features", "segment", "train", "model", "drift", "infer", "performance"]),
+    ("stages", ["synth", "ingest", "features", "segment", "train", "model", "performance", "drift", "infer"]),
     ("pipeline and tracking", ["tracking", "pipeline", "cluster"]),
     ("commands", ["cli", "run", "sweep", "commands"]),
 ]

@@ -10,9 +10,11 @@ graded as the severity rule grades them (kon_ray/drift/severity.band): below `ps
 `psi_moderate` to `psi_high` MODERATE (MODERATE or LOW by the test's p-value in a check's report; the history has
 PSI only), above `psi_high` HIGH. A feature *crosses* a band when its band differs
 from its band in its previous batch; features are listed by their most recent crossing first (then by their latest
-band and PSI), so what changed last is on top. Exit codes as `python -m kon_ray.run` (kon_ray/errors.py): the
-server not answering or an unknown experiment is a config error (2), an experiment without drift checks a data
-error (3).
+band and PSI), so what changed last is on top. Each series (PSI per feature, the drifted share, the estimated
+accuracy where InferenceReporting logged it) also gets a CUSUM alarm across batches, drawn with its baseline band
+(kon_ray/drift/cusum.py: the rule), so that a slow creep no single batch shows is caught. Exit codes as
+`python -m kon_ray.run` (kon_ray/errors.py): the server not answering or an unknown experiment is a config error
+(2), an experiment without drift checks a data error (3).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from kon_ray import storage
 from kon_ray.cli import EXIT_CODES, guarded, hydra_cli, started_work
 from kon_ray.config import DatasetConfig, load_schema, register_configs
+from kon_ray.drift import cusum
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.html import COLOURS, CSS
 from kon_ray.drift.severity import band
@@ -63,6 +66,7 @@ class DriftHistoryConfig:
     output: str = MISSING  # folder for drift_history.html and drift_history.json (local or s3://)
     # +dataset=NAME, as for every command: pipeline runs of that dataset only; None: the latest run's (for_dataset)
     dataset: Optional[DatasetConfig] = None
+    cusum: cusum.CusumConfig = field(default_factory=cusum.CusumConfig)  # the alarm across batches (drift/cusum.py)
 
     def __post_init__(self) -> None:
         if not self.experiment.strip():
@@ -79,6 +83,7 @@ class Batch:
     drift_flag: Optional[bool]
     psi: Dict[str, float]
     dataset: str = ""  # a pipeline run's dataset (tag `dataset`); "" for a standalone check
+    series: Dict[str, float] = field(default_factory=dict)  # drifted share, estimated accuracies (cusum.tracked)
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,7 @@ def read_batches(client: Any, experiment: str) -> List[Batch]:
         batches.append(Batch(run_id=run.info.run_id, name=run.info.run_name or run.info.run_id,
                              started=int(run.info.start_time or 0), current=run.data.tags.get("current", ""),
                              drift_flag=None if flag is None else flag == "true", psi=psi,
-                             dataset=run.data.tags.get("dataset", "")))
+                             dataset=run.data.tags.get("dataset", ""), series=cusum.tracked(run.data.metrics)))
     if not batches:
         raise DataError(f"experiment {experiment!r} has no drift checks (no run with psi/<feature> metrics):"
                         " track checks with python -m kon_ray.drift ... tracking.uri=URI")
@@ -230,7 +235,8 @@ td.num{font-variant-numeric:tabular-nums}.crossed{font-weight:600}
 
 
 def render(batches: Sequence[Batch], histories: Sequence[FeatureHistory], cfg: DriftConfig, experiment: str,
-           source: str) -> str:
+           source: str, extra: str = "") -> str:
+    """The page; `extra`: sections drawn before the batches' table (the CUSUM's)."""
     def badge(name: Optional[str]) -> str:
         if name is None:
             return "-"
@@ -282,7 +288,7 @@ report calls it MODERATE or LOW by the test's p-value); HIGH above {cfg.psi_high
 </tbody></table>
 <h2>PSI by batch</h2>
 <div class="charts" id="charts">{figures}</div>
-<h2>Batches</h2>
+{extra}<h2>Batches</h2>
 <table id="batch-table"><thead><tr><th>#</th><th class="l">run</th><th class="l">started</th>
 <th class="l">current data</th><th class="l">drift flag</th><th class="l">MLflow run id</th></tr></thead><tbody>
 {batch_rows}
@@ -304,7 +310,8 @@ def as_json(batches: Sequence[Batch], histories: Sequence[FeatureHistory], cfg: 
 
 
 # -- the command -----------------------------------------------------------------------------------------------
-def build(uri: str, experiment: str, output: str, cfg: DriftConfig, dataset: Optional[str] = None) -> Dict[str, str]:
+def build(uri: str, experiment: str, output: str, cfg: DriftConfig, dataset: Optional[str] = None,
+          cusum_cfg: Optional[cusum.CusumConfig] = None) -> Dict[str, str]:
     """Read the checks, write the page and its JSON; the paths written."""
     from mlflow.tracking import MlflowClient
 
@@ -312,10 +319,14 @@ def build(uri: str, experiment: str, output: str, cfg: DriftConfig, dataset: Opt
     import_mlflow().set_tracking_uri(uri)  # sagemaker-mlflow signs and routes by mlflow.get_tracking_uri()
     batches, drawn = for_dataset(read_batches(MlflowClient(uri), experiment), dataset, experiment)
     histories = feature_histories(batches, cfg)
+    cusum_cfg = cusum_cfg or cusum.CusumConfig()
+    series = cusum.all_series([b.psi for b in batches], [b.series for b in batches], cusum_cfg)
     paths = {"html": storage.join(output, HTML_FILE), "json": storage.join(output, JSON_FILE)}
-    storage.write_json(paths["json"], as_json(batches, histories, cfg, experiment, drawn))
+    storage.write_json(paths["json"], {**as_json(batches, histories, cfg, experiment, drawn),
+                                       "cusum": cusum.as_json(series, cusum_cfg)})
     title = f"{experiment}, dataset {drawn}" if drawn else experiment
-    storage.write_text(paths["html"], render(batches, histories, cfg, title, redact_text(uri)))
+    storage.write_text(paths["html"], render(batches, histories, cfg, title, redact_text(uri),
+                                             cusum.section(series, cusum_cfg)))
     crossed = sum(h.last_crossing is not None for h in histories)
     log.info("drift history: %d batches, %d features (%d crossed a band) -> %s", len(batches), len(histories),
              crossed, paths["html"])
@@ -347,7 +358,7 @@ def _history(cfg: DictConfig) -> int:
     check_writable(config.output, "output")
     started_work()
     paths = build(uri, config.experiment, config.output, config.drift,
-                  config.dataset.name if config.dataset is not None else None)
+                  config.dataset.name if config.dataset is not None else None, config.cusum)
     print(f"drift history: {paths['html']}", file=result_stream())
     return 0
 
@@ -369,6 +380,7 @@ common overrides:
   +dataset=NAME                 the dataset whose runs to draw when the experiment has several (default: the one
                                 of the latest run, and a line names the others)
   drift.psi_moderate=0.1 drift.psi_high=0.25   the PSI bands drawn
+  cusum.warmup=5 cusum.slack=0.5 cusum.decision=5   the CUSUM across batches (baseline batches, k and h in sds)
 
 where things go: DIR/drift_history.html and .json; outputs/drift_history/<date>_<time>/run.log and .hydra/.
 {EXIT_CODES}. Hydra's own options: --hydra-help."""

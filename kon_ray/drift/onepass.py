@@ -8,6 +8,10 @@ its own part) and returns:
     metrics   {population: metric counts}   (kon_ray.model.metrics.partial; labelled splits only)
     probs     {population: float32 (rows x classes)} the class probabilities, only on the pass that fits the
               prediction-drift reference (the test split: a few float32 columns)
+    labels    {population: int16 (rows,)} beside them, each row's class index (-1: none the model knows), when
+              the split is labelled: the performance estimate's calibration reference
+    performance {population: kon_ray.performance.data.Window} the label-free estimate's partials (overall, per
+              month of the date column, per estrato and cluster), only on the current split's pass
     drift     {population: drift summary}   counts of the class probabilities on the reference's KS and PSI
               edges (kon_ray.drift.summary.summarise_batch), only on the current split's pass
 
@@ -45,11 +49,14 @@ from kon_ray.model.score import (
     PREDICTED,
     ModelBundle,
     input_columns,
+    label_index,
     load_bundle,
     metric_partials,
     prob_columns,
     score_batch,
 )
+from kon_ray.performance.data import WHOLE, Window, add_rows, groups
+from kon_ray.performance.estimator import Calibration, Partial
 from kon_ray.segment.state import CLUSTER, ESTRATO, STATE_FILE
 from kon_ray.train.data import POPULATION_COLUMN
 from kon_ray.train.model_folder import METADATA_FILE, MODEL_FILE
@@ -73,6 +80,9 @@ class PassSpec:
     drift: Mapping[str, S.BatchPlan] = field(default_factory=dict)  # population -> counts on the reference's edges
     nthread: int = 1  # xgboost threads per task: the execution layer gives each task one CPU
     bundles: Tuple[ModelBundle, ...] = ()  # models already loaded (DriftCheck's registered ones) instead of folders
+    # population -> its calibration (fitted on the test split): count the label-free estimate's partials
+    performance: Mapping[str, Calibration] = field(default_factory=dict)
+    month_column: Optional[str] = None  # the estimate's chunks: months of this date column (None: one chunk)
 
 
 def models(folders: Sequence[str], nthread: int = 1) -> List[ModelBundle]:
@@ -103,23 +113,51 @@ def _file_stamp(path: str) -> Tuple[str, Optional[int], Optional[int]]:
 def score_unit(table: pa.Table, unit: WorkUnit, spec: PassSpec) -> Dict[str, Any]:
     """One work unit: score its rows, write its predictions part, return its partials (see the module docstring)."""
     batch = {name: table.column(name).to_numpy() for name in table.column_names}
-    pred = score_batch(batch, _spec_models(spec), spec.id_column, spec.target_column)
+    carry = (spec.month_column,) if spec.performance and spec.month_column else ()
+    pred = score_batch(batch, _spec_models(spec), spec.id_column, spec.target_column, carry)
+    dates = pred.pop(carry[0]) if carry else None  # the predictions part does not hold it
     if spec.out is not None:
         write_part(pred, spec, table.schema.field(spec.id_column).type, unit.index)
-    out: Dict[str, Any] = {"rows": len(pred[spec.id_column]), "metrics": {}, "probs": {}, "drift": {}}
+    out: Dict[str, Any] = {"rows": len(pred[spec.id_column]), "metrics": {}, "probs": {}, "labels": {},
+                           "drift": {}, "performance": {}}
     if ACTUAL in pred:
         out["metrics"] = metric_partials(pred, spec.labels)
-    if spec.collect or spec.drift:
+    if spec.collect or spec.drift or spec.performance:
         population = pred[POPULATION_COLUMN]
         for pop, labels in spec.labels.items():
             keep = population == pop
             columns = prob_columns(labels)
             if spec.collect:
                 out["probs"][pop] = np.column_stack([pred[c][keep] for c in columns]).astype(np.float32, copy=False)
+                if ACTUAL in pred:
+                    out["labels"][pop] = label_index(pred[ACTUAL][keep], labels).astype(np.int16)
             if pop in spec.drift:
                 probs = pa.table({c: pa.array(pred[c][keep]) for c in columns})
                 out["drift"][pop] = S.summarise_batch(probs, spec.drift[pop])
+            if pop in spec.performance and keep.any():
+                out["performance"][pop] = performance_window(pred, keep, labels, spec.performance[pop],
+                                                             None if dates is None else dates[keep])
     return out
+
+
+def month_keys(dates: np.ndarray) -> pa.ChunkedArray:
+    """Each date's month as "YYYY-MM" (null where there is no date): the estimate's chunks."""
+    months = np.asarray(dates).astype("datetime64[M]")
+    return pa.chunked_array([pa.array(np.datetime_as_string(months), mask=np.isnat(months))])
+
+
+def performance_window(pred: Mapping[str, np.ndarray], keep: np.ndarray, labels: Sequence[str],
+                       calibration: Calibration, dates: Optional[np.ndarray]) -> Window:
+    """One population's label-free estimate partials of a batch of predictions (the rows `keep` selects): whole,
+    per month of `dates` (one chunk, WHOLE, without them), per estrato and per cluster; labels where there are."""
+    probs = np.column_stack([pred[c][keep] for c in prob_columns(labels)]).astype(np.float64)
+    known = label_index(pred[ACTUAL][keep], labels) if ACTUAL in pred else None
+    chunks = groups(month_keys(dates)) if dates is not None else [(WHOLE, np.ones(len(probs), dtype=bool))]
+    segments = [((name, key), mask) for name in (ESTRATO, CLUSTER)
+                for key, mask in groups(pa.chunked_array([pa.array(pred[name][keep])]))]
+    window = Window(Partial(len(labels)))
+    add_rows(window, calibration, probs, known, chunks, segments)
+    return window
 
 
 def write_part(pred: Mapping[str, np.ndarray], spec: PassSpec, id_type: pa.DataType, index: int) -> None:
@@ -140,7 +178,9 @@ class Totals:
     rows: int = 0
     metrics: List[Dict[str, Any]] = field(default_factory=list)  # per unit; merged by merge_metric_partials
     probs: Dict[str, List[np.ndarray]] = field(default_factory=dict)
+    labels: Dict[str, List[np.ndarray]] = field(default_factory=dict)  # beside probs, in the same order
     drift: Dict[str, dict] = field(default_factory=dict)
+    performance: Dict[str, Window] = field(default_factory=dict)
 
 
 def merge(totals: Optional[Totals], part: Mapping[str, Any]) -> Totals:
@@ -151,8 +191,12 @@ def merge(totals: Optional[Totals], part: Mapping[str, Any]) -> Totals:
         totals.metrics.append(part["metrics"])
     for pop, probs in part["probs"].items():
         totals.probs.setdefault(pop, []).append(probs)
+    for pop, labels in part["labels"].items():
+        totals.labels.setdefault(pop, []).append(labels)
     for pop, summary in part["drift"].items():
         totals.drift[pop] = S.merge(totals.drift.get(pop), summary)
+    for pop, window in part["performance"].items():
+        totals.performance[pop] = totals.performance[pop].merge(window) if pop in totals.performance else window
     return totals
 
 
@@ -243,5 +287,6 @@ def prediction_drift(bundles: Sequence[ModelBundle], reference_files: Sequence[s
     return {b.population: compare(b, references[b.population], totals, cfg) for b in bundles}
 
 
-__all__ = ["PassSpec", "Totals", "models", "score_unit", "write_part", "merge", "fit_reference", "counting_plan",
+__all__ = ["PassSpec", "Totals", "models", "score_unit", "write_part", "merge", "month_keys", "performance_window",
+           "fit_reference", "counting_plan",
            "reference_for", "compare", "prediction_drift", "numeric_config"]

@@ -15,6 +15,10 @@ import math
 from html import escape
 from typing import Any, Mapping, Sequence, Tuple
 
+from kon_ray.performance import html as performance_html
+from kon_ray.performance.estimator import METRICS
+from kon_ray.performance.report import headline
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1f2933;max-width:1100px}
 h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d9e2ec}
@@ -25,6 +29,7 @@ th{background:#f5f7fa} .good{color:#0b7a3e;font-weight:600} .warn{color:#b44d12;
 .grid{display:flex;flex-wrap:wrap;gap:2rem} figure{margin:0;max-width:100%} figcaption{font-size:.85rem;color:#52606d}
 svg{max-width:100%;height:auto} .wide{overflow-x:auto;max-width:100%}
 td:first-child{overflow-wrap:anywhere} td+td,th{white-space:nowrap}
+td.l,th.l{text-align:left} tr.alarm td{background:#fdecea}
 """
 
 # Advance widths in em of DejaVu Sans (Chromium's sans-serif on most Linux machines, and wider than Segoe UI, San
@@ -211,6 +216,24 @@ def _drift_section(drift: Mapping[str, Any]) -> str:
             f"max PSI {_num(drift.get('psi_max'))}</p>{_table(['probability', 'PSI', 'severity'], rows)}")
 
 
+def _performance_section(block: Mapping[str, Any]) -> str:
+    """The label-free estimate on the current split (kon_ray/infer/estimate.py), drawn as the standalone page
+    draws it: per month the estimate with its band and the realized value, then the tables."""
+    title = "<h2>Performance without labels (current split, CBPE)</h2>"
+    if "unavailable" in block:
+        return f"{title}<p>not estimated: {escape(str(block['unavailable']))}</p>"
+    report = dict(block)
+    cal = report["calibration"]
+    warn = "".join(f"<p class='warn'>unreliable: {escape(r)}</p>" for r in performance_html.reasons(report))
+    figures = "".join(f"<figure><figcaption>{performance_html.NAMES[m]} per month: estimate and its +/-3 SE band,"
+                      f" realized (orange), test-split alarm band (dashed)</figcaption>"
+                      f"{performance_html.chart(report, m)}</figure>" for m in METRICS)
+    return (f"{title}<p class='sub'>{escape(headline(report))}. Calibrated on the test split: mean expected"
+            f" calibration error {cal['ece_before']:.4f} before, {cal['ece_after']:.4f} after.</p>{warn}"
+            f"<div class='grid'>{figures}</div><div class='wide'>{performance_html.tables(report)}</div>"
+            f"<p class='sub'>{escape(performance_html.TRUST)}</p>")
+
+
 def render(report: Mapping[str, Any]) -> str:
     splits = report["splits"]
     summary_rows = []
@@ -232,6 +255,7 @@ def render(report: Mapping[str, Any]) -> str:
     ]
     body += [_split_section(name, m) for name, m in splits.items()]
     body.append(_drift_section(report.get("prediction_drift", {})))
+    body.append(_performance_section(report.get("performance", {"unavailable": "not estimated"})))
     title = f"{report['dataset']} {report['population']} report"
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")

@@ -1,8 +1,8 @@
 """A population's report as a dict (reports/<population>.json), from merged metric counts and the model.
 
 The names of everything InferenceReporting writes are here, once (kon_ray/infer/stage.py writes them; readers import
-them): `PREDICTIONS`/<split>/part-<unit>.parquet (the part names: kon_ray.storage.part_name), and per population
-`REPORT_JSON` and `REPORT_HTML`.
+them): `PREDICTIONS`/<split>/part-<unit>.parquet (the part names: kon_ray.storage.part_name), per population
+`REPORT_JSON` and `REPORT_HTML`, and `PERFORMANCE_JSON`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from kon_ray.model import metrics
 PREDICTIONS = "predictions"  # reports/predictions/{test,current}/part-<unit>.parquet
 REPORT_JSON = "{population}.json"  # this dict, per population: REPORT_JSON.format(population=...)
 REPORT_HTML = "{population}.html"  # the same as a self-contained page (kon_ray/infer/html.py)
+PERFORMANCE_JSON = "performance_report.json"  # the label-free estimate of every population (kon_ray/infer/estimate.py)
 
 TOP_FEATURES = 20
 
@@ -33,7 +34,10 @@ def build_report(
     merged_by_split: Mapping[str, Mapping[str, Any]],
     importance: List[Dict[str, Any]],
     prediction_drift: Mapping[str, Any],
+    performance: Mapping[str, Any],
 ) -> Dict[str, Any]:
+    """`performance`: the population's label-free estimate (kon_ray/performance/report.py's schema), or
+    {"unavailable": reason}."""
     labels = list(metadata["class_labels"])
     majority_class = metrics.majority(metadata["class_counts"])
     splits = {}
@@ -54,6 +58,7 @@ def build_report(
         "splits": splits,
         "feature_importance": importance,
         "prediction_drift": dict(prediction_drift),
+        "performance": dict(performance),
         # HIGH prediction drift raises the overall drift flag (README, "Drift: the contract")
         "drift_flag": bool(prediction_drift.get("available")) and prediction_drift.get("severity") == "HIGH",
     }

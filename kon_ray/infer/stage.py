@@ -6,12 +6,17 @@ publish a report per population.
     reports/<population>.json                                metrics per split, by estrato / cluster, importance,
                                                              prediction drift
     reports/<population>.html                                the same as a self-contained page (inline CSS + SVG)
+    reports/performance_report.json                          each population's performance estimated without the
+                                                             current split's labels (kon_ray/infer/estimate.py)
 
 One pass per split, through the execution layer (kon_ray.execution: work units planned from the Parquet footers,
 one task of one CPU per unit): each task scores its rows, writes its predictions part and returns the metric counts
 of exactly the rows it wrote, plus what prediction drift needs (kon_ray.drift.onepass). The test split goes first:
 its pass returns the class probabilities, from which the driver fits the prediction-drift reference; the current
 split's pass then also counts its probabilities on the reference's edges. Nothing re-reads the predictions.
+The label-free performance estimate (`performance.*`) rides the same two passes: the test split's also returns each
+row's label index, from which the driver calibrates each population's model; the current split's pass counts the
+estimate's partials per month, estrato and cluster (kon_ray/infer/estimate.py).
 
 HIGH prediction drift of any population raises the stage's `drift_flag` (and each report's), and with
 `drift.fail_on_drift=true` the stage returns, with its metrics, the gate's verdict once every report is written:
@@ -29,9 +34,17 @@ from kon_ray.context import STAGE_FOLDERS, RunContext
 from kon_ray.drift import onepass
 from kon_ray.drift.prediction import is_high
 from kon_ray.errors import DataError
-from kon_ray.infer import html
-from kon_ray.infer.report import PREDICTIONS, REPORT_HTML, REPORT_JSON, build_report, feature_importance
+from kon_ray.infer import estimate, html
+from kon_ray.infer.report import (
+    PERFORMANCE_JSON,
+    PREDICTIONS,
+    REPORT_HTML,
+    REPORT_JSON,
+    build_report,
+    feature_importance,
+)
 from kon_ray.model.score import input_columns, load_bundle, merge_metric_partials
+from kon_ray.performance.report import headline
 from kon_ray.segment.io import require_split_columns, split_columns, split_dir, split_files
 from kon_ray.stages import GateVerdict, StageResult
 from kon_ray.train.model_folder import MODEL_FILE
@@ -56,16 +69,30 @@ def run(ctx: RunContext) -> StageResult:
     metrics: Dict[str, Any] = {"rows": 0}
     merged: Dict[str, Dict[str, Any]] = {b.population: {} for b in bundles}
     splits = [s for s in SPLITS if storage.list_files(split_dir(features_dir, s))]  # an empty split has no parts
+    with_drift = {"test", "current"} <= set(splits)
+    perf_cfg = ctx.config.performance
     plans = {}
+    months: Optional[str] = None  # the performance estimate's chunks: months of the date column, when it is there
     for split in splits:  # every split checked before anything is scored
         source = split_dir(features_dir, split)
-        target = dataset.target_column if dataset.target_column in split_columns(source) else None
+        present = split_columns(source)
+        target = dataset.target_column if dataset.target_column in present else None
         columns = input_columns(bundles, dataset.id_column, target)
         models = "/".join(b.population for b in bundles)
         require_split_columns(source, columns, f"the {models} model(s) in {models_dir}")
+        if split == "current" and perf_cfg.enabled and dataset.date_column in present:
+            months = dataset.date_column
+            columns = [*columns, months]
         plans[split] = (source, columns, target)
 
-    with_drift = {"test", "current"} <= set(splits)
+    # the estimate calibrates on the labelled test split and estimates on the current one
+    estimating = perf_cfg.enabled and with_drift and plans["test"][2] is not None
+    calibrations: Dict[str, Any] = {}  # population -> Calibration, or why there is none
+    reference_rows: Dict[str, Any] = {}  # population -> its labelled test rows (probabilities, labels)
+    performance: Dict[str, Dict[str, Any]] = {}
+    unavailable: Dict[str, str] = {} if estimating else {
+        b.population: "disabled (performance.enabled=false)" if not perf_cfg.enabled
+        else "needs the labelled test split and the current split" for b in bundles}
     drift_cfg = onepass.numeric_config(ctx.config.drift)
     references: Dict[str, Any] = {}  # population -> ReferenceSummary, or the reason there is none
     drift: Dict[str, Dict[str, Any]] = {
@@ -77,6 +104,9 @@ def run(ctx: RunContext) -> StageResult:
             collect=with_drift and split == "test",
             drift={p: onepass.counting_plan(r) for p, r in references.items() if not isinstance(r, str)}
             if with_drift and split == "current" else {},
+            performance={p: c for p, c in calibrations.items() if not isinstance(c, str)}
+            if estimating and split == "current" else {},
+            month_column=months if split == "current" else None,
         )
         units = execution.plan(split_files(source), columns)
         totals = execution.map_reduce(onepass.score_unit, units, onepass.merge, columns=columns,
@@ -88,13 +118,35 @@ def run(ctx: RunContext) -> StageResult:
                 merged[population][split] = counts
         if spec.collect:
             references = {b.population: onepass.reference_for(b, totals, drift_cfg, WINDOWS) for b in bundles}
+        if estimating and split == "test":
+            for b in bundles:
+                ref_probs, ref_labels = estimate.labelled(totals.probs.get(b.population, []),
+                                                          totals.labels.get(b.population, []))
+                reference_rows[b.population] = (ref_probs, ref_labels)
+                calibrations[b.population] = estimate.calibrate(ref_probs, ref_labels, len(b.labels), perf_cfg.bins)
+        if estimating and split == "current":
+            for b in bundles:
+                calibration, window = calibrations[b.population], totals.performance.get(b.population)
+                if isinstance(calibration, str) or window is None:
+                    unavailable[b.population] = calibration if isinstance(calibration, str) else \
+                        f"no {b.population} records in {WINDOWS[1]}"
+                    continue
+                performance[b.population] = estimate.population_report(
+                    b.labels, calibration, reference_rows[b.population], window, perf_cfg, plans["current"][2],
+                    months)
         if spec.drift or (with_drift and split == "current"):
             drift = {b.population: onepass.compare(b, references[b.population], totals, drift_cfg, WINDOWS)
                      for b in bundles}
 
+    storage.write_json(ctx.out(PERFORMANCE_JSON), estimate.document(performance, unavailable))
+    for population, block in performance.items():
+        metrics.update(estimate.metrics(population, block))
+        log.info("infer %s: %s", population, headline(block))
     for bundle in bundles:
         report = build_report(dataset.name, bundle.population, bundle.metadata, merged[bundle.population],
-                              feature_importance(bundle.booster), drift[bundle.population])
+                              feature_importance(bundle.booster), drift[bundle.population],
+                              performance.get(bundle.population)
+                              or {"unavailable": unavailable.get(bundle.population, "not estimated")})
         storage.write_json(ctx.out(REPORT_JSON.format(population=bundle.population)), report)
         storage.write_text(ctx.out(REPORT_HTML.format(population=bundle.population)), html.render(report))
         for split, m in report["splits"].items():

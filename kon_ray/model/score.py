@@ -77,8 +77,10 @@ def input_columns(bundles: Sequence[ModelBundle], id_column: str, target_column:
 
 
 def score_batch(batch: Mapping[str, np.ndarray], bundles: Sequence[ModelBundle], id_column: str,
-                target_column: Optional[str]) -> Dict[str, np.ndarray]:
-    """Predictions for one batch (a dict of numpy columns); records of a population without a model are dropped."""
+                target_column: Optional[str], carry: Sequence[str] = ()) -> Dict[str, np.ndarray]:
+    """Predictions for one batch (a dict of numpy columns); records of a population without a model are dropped.
+    `carry`: input columns passed through beside the predictions, in the predictions' row order (which groups the
+    rows by population)."""
     labels = all_labels(bundles)
     population = np.asarray(batch[POPULATION_COLUMN])
     parts: List[Dict[str, np.ndarray]] = []
@@ -91,7 +93,7 @@ def score_batch(batch: Mapping[str, np.ndarray], bundles: Sequence[ModelBundle],
         if missing:
             raise DataError(f"feature {missing[0]!r} of the {bundle.population} model is missing from the data")
         # only the columns this model reads, and no row selection at all when the batch is one population
-        wanted = [id_column, *bundle.base_features, *bundle.segment_state.input_columns()]
+        wanted = [id_column, *bundle.base_features, *bundle.segment_state.input_columns(), *carry]
         if target_column and target_column in batch:
             wanted.append(target_column)
         every = count == len(population)
@@ -109,12 +111,14 @@ def score_batch(batch: Mapping[str, np.ndarray], bundles: Sequence[ModelBundle],
         }
         if target_column and target_column in rows:
             part[ACTUAL] = np.asarray(rows[target_column]).astype(str).astype(object)
+        part.update({name: rows[name] for name in carry})
         for label in labels:
             j = bundle.labels.index(label) if label in bundle.labels else None
             part[f"{PROB_PREFIX}{label}"] = probs[:, j] if j is not None else np.full(len(probs), np.nan, np.float32)
         parts.append(part)
     if not parts:
-        return _empty(id_column, labels, target_column is not None and target_column in batch)
+        empty = _empty(id_column, labels, target_column is not None and target_column in batch)
+        return empty | {name: np.asarray(batch[name])[:0] for name in carry}
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
@@ -128,7 +132,7 @@ def _empty(id_column: str, labels: Sequence[str], with_actual: bool) -> Dict[str
     return out
 
 
-def _label_index(values: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+def label_index(values: np.ndarray, labels: Sequence[str]) -> np.ndarray:
     """Each value's index in `labels` (as strings), -1 where it is not one of them; vectorised."""
     import pandas as pd
 
@@ -146,7 +150,7 @@ def metric_partials(batch: Mapping[str, np.ndarray], labels_by_population: Mappi
         keep = population == pop
         if not keep.any():
             continue
-        y_true = _label_index(np.asarray(batch[ACTUAL])[keep], labels)
+        y_true = label_index(np.asarray(batch[ACTUAL])[keep], labels)
         known = y_true >= 0
         probs = np.column_stack([np.asarray(batch[c])[keep] for c in prob_columns(labels)])[known]
         groups = {g: np.asarray(batch[g])[keep][known] for g in group_columns}
@@ -180,4 +184,4 @@ def model_input(frame, bundle: ModelBundle):
 
 
 __all__ = ["ModelBundle", "load_bundle", "score_batch", "model_input", "metric_partials", "merge_metric_partials",
-           "input_columns", "prob_columns"]
+           "input_columns", "prob_columns", "label_index"]

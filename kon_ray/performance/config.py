@@ -1,4 +1,5 @@
-"""Config schema of the performance estimate (`performance.*`, conf/performance_standalone.yaml)."""
+"""Config schemas of the performance estimate: the standalone command's (`performance.*`,
+conf/performance_standalone.yaml) and the pipeline's (`performance.*` of the run config, InferenceReporting)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,19 @@ class PerformanceConfig:
             raise ConfigError(f"performance.unseen_threshold must be in [0, 1], got {self.unseen_threshold}")
         if not 0.0 < self.sum_tolerance < 1.0:
             raise ConfigError(f"performance.sum_tolerance must be in (0, 1), got {self.sum_tolerance}")
+
+
+@dataclass(frozen=True)
+class InferPerformanceConfig:
+    """InferenceReporting's estimate (README "Performance without labels"): each population's model calibrated on the
+    test split, estimated on the current split per estrato, cluster and month of the dataset's date column."""
+
+    enabled: bool = True  # false: the stage scores and reports without the estimate (and without its cost)
+    bins: int = 20  # score bins of [0, 1] for the calibration and the unseen-region guard
+    unseen_threshold: float = 0.05  # above this share of unseen rows, an estimate is marked unreliable
+
+    def __post_init__(self) -> None:
+        if self.bins < 2:
+            raise ConfigError(f"performance.bins must be >= 2, got {self.bins}")
+        if not 0.0 <= self.unseen_threshold <= 1.0:
+            raise ConfigError(f"performance.unseen_threshold must be in [0, 1], got {self.unseen_threshold}")

@@ -49,6 +49,15 @@ class Window:
     chunks: Dict[Any, Partial] = field(default_factory=dict)
     segments: Dict[Tuple[str, Any], Partial] = field(default_factory=dict)
 
+    def merge(self, other: "Window") -> "Window":
+        """Exact and order-free, as Partial.merge; chunks keep first-seen order (self's, then other's new ones)."""
+        def both(a: Dict[Any, Partial], b: Dict[Any, Partial]) -> Dict[Any, Partial]:
+            return {key: a[key].merge(b[key]) if key in a and key in b else a.get(key) or b[key]
+                    for key in dict.fromkeys([*a, *b])}
+
+        return Window(self.overall.merge(other.overall), both(self.chunks, other.chunks),
+                      both(self.segments, other.segments))
+
 
 def open_dataset(path: str, key: str) -> Dataset:
     """The Parquet files at `path` with their footers; a DataError naming `key` when there is none, one is not
@@ -189,7 +198,7 @@ def json_key(value: Any) -> Any:
     return value
 
 
-def _groups(values: pa.ChunkedArray) -> List[Tuple[Any, np.ndarray]]:
+def groups(values: pa.ChunkedArray) -> List[Tuple[Any, np.ndarray]]:
     """(value, row mask) for each value of a batch's column (None: missing)."""
     encoded = pc.dictionary_encode(values).combine_chunks()
     names = encoded.dictionary.to_pylist()
@@ -226,22 +235,36 @@ def scan(data: Dataset, columns: Columns, cfg: PerformanceConfig, calibration: C
         where = _where(data, file, first)
         probs = probabilities(table, columns, cfg.sum_tolerance, where)
         labels = label_indices(table, columns, where, required=labels_required)
-        pred = predicted(probs)
-        rows = _Rows(calibration.apply(probs), pred, calibration.unseen(probs, pred), labels)
-        rows.add_to(window.overall)
         if chunk_column:
-            chunks = _groups(table.column(chunk_column))
+            chunks = groups(table.column(chunk_column))
         elif chunk_rows:
-            index = (position + np.arange(table.num_rows)) // chunk_rows
-            chunks = [(int(i), index == i) for i in np.unique(index)]
+            chunks = positional_chunks(position, table.num_rows, chunk_rows)
         else:
             chunks = [(WHOLE, np.ones(table.num_rows, dtype=bool))]
-        for key, mask in chunks:
-            rows.add_to(window.chunks.setdefault(key, Partial(k)), mask)
-        for name in segment_columns:
-            for key, mask in _groups(table.column(name)):
-                rows.add_to(window.segments.setdefault((name, key), Partial(k)), mask)
+        add_rows(window, calibration, probs, labels, chunks,
+                 [((name, key), mask) for name in segment_columns for key, mask in groups(table.column(name))])
     return window
+
+
+def positional_chunks(position: int, rows: int, chunk_rows: int) -> List[Tuple[Any, np.ndarray]]:
+    """(chunk index, row mask) of a batch whose first row is `position` over the window, chunks of `chunk_rows`."""
+    index = (position + np.arange(rows)) // chunk_rows
+    return [(int(i), index == i) for i in np.unique(index)]
+
+
+def add_rows(window: Window, calibration: Calibration, probs: np.ndarray, labels: Optional[np.ndarray],
+             chunks: Sequence[Tuple[Any, np.ndarray]], segments: Sequence[Tuple[Tuple[str, Any], np.ndarray]]) -> None:
+    """Count one batch into `window`: probs (n, K) raw, labels (n,) class index or -1 (None: no label column),
+    each chunk's and each segment's rows as (key, row mask). The one place a batch becomes partials (the standalone
+    command's passes and InferenceReporting's units)."""
+    k = window.overall.classes
+    pred = predicted(probs)
+    rows = _Rows(calibration.apply(probs), pred, calibration.unseen(probs, pred), labels)
+    rows.add_to(window.overall)
+    for key, mask in chunks:
+        rows.add_to(window.chunks.setdefault(key, Partial(k)), mask)
+    for segment, mask in segments:
+        rows.add_to(window.segments.setdefault(segment, Partial(k)), mask)
 
 
 def ordered(keys: Sequence[Any]) -> List[Any]:

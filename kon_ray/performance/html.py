@@ -96,24 +96,39 @@ def _rows(entries: List[Dict[str, Any]], label: str) -> str:
     return "".join(out)
 
 
-def _table(entries: List[Dict[str, Any]], label: str, title: str, css: str) -> str:
+def table(entries: List[Dict[str, Any]], label: str, title: str, css: str) -> str:
     head = "".join(f"<th>{NAMES[m]}</th><th>band</th><th>realized</th>" for m in METRICS)
     return (f'<table class="{css}"><thead><tr><th class="l">{title}</th><th>rows</th>{head}<th>unseen</th>'
             f'<th class="l">status</th></tr></thead><tbody>{_rows(entries, label)}</tbody></table>')
+
+
+def tables(report: Dict[str, Any]) -> str:
+    """The chunks, the whole window and the segments as tables (this page's and the inference page's section)."""
+    out = [table(report["chunks"], "key", "chunk", "chunks"),
+           table([{**report["overall"], "key": "overall"}], "key", "window", "overall")]
+    if report["segments"]:
+        labelled = [{**seg, "label": f"{seg['column']}={seg['value']}"} for seg in report["segments"]]
+        out.append(table(labelled, "label", "segment", "segments"))
+    return "".join(out)
+
+
+def reasons(report: Dict[str, Any]) -> List[str]:
+    """Every distinct reason an estimate of the report is unreliable."""
+    return sorted({r for e in [report["overall"], *report["chunks"], *report["segments"]] for r in e["reasons"]})
+
+
+TRUST = ("CBPE assumes calibrated probabilities, no concept shift (the same inputs mean the same labels as in the"
+         " reference) and no rows in regions the reference never saw. A realized value outside the band where labels"
+         " exist, or an unreliable mark, says an assumption failed.")
 
 
 def render(report: Dict[str, Any]) -> str:
     raised = any(c["alarm"] for c in report["chunks"]) or report["unreliable"]
     banner = f'<div class="banner {"raised" if raised else "ok"}">{escape(headline(report))}</div>'
     cal = report["calibration"]
-    reasons = sorted({r for e in [report["overall"], *report["chunks"], *report["segments"]] for r in e["reasons"]})
-    warn = "".join(f'<p class="warn">{escape(r)}</p>' for r in reasons)
+    warn = "".join(f'<p class="warn">{escape(r)}</p>' for r in reasons(report))
     figures = "".join(f"<figure><figcaption>{NAMES[m]}: estimate (line) with its +/-3 SE band, realized (orange),"
                       f" reference alarm band (dashed)</figcaption>{chart(report, m)}</figure>" for m in METRICS)
-    segments = ""
-    if report["segments"]:
-        labelled = [{**seg, "label": f"{seg['column']}={seg['value']}"} for seg in report["segments"]]
-        segments = "<h2>Segments</h2>" + _table(labelled, "label", "segment", "segments")
     classes = "".join(f'<tr><td class="l">{escape(name)}</td><td>{c["reference_rows"]}</td><td>{c["positives"]}</td>'
                       f'<td>{c["ece_before"]:.4f}</td><td>{c["ece_after"]:.4f}</td></tr>'
                       for name, c in cal["classes"].items())
@@ -124,16 +139,12 @@ def render(report: Dict[str, Any]) -> str:
  &middot; {report['rows']['current']} current rows, {report['rows']['reference']} reference rows</div>
 {banner}{warn}
 <h2>Chunks</h2>{figures}
-{_table(report['chunks'], 'key', 'chunk', 'chunks')}
-{_table([{**report['overall'], 'key': 'overall'}], 'key', 'window', 'overall')}
-{segments}
+{tables(report)}
 <h2>Calibration (reference)</h2>
 <p class="meta">{escape(cal['method'])}; {cal['bins']} score bins. Mean expected calibration error
  {cal['ece_before']:.4f} before, {cal['ece_after']:.4f} after.</p>
 <table class="calibration"><thead><tr><th class="l">class</th><th>rows</th><th>positives</th><th>ECE before</th>
 <th>ECE after</th></tr></thead><tbody>{classes}</tbody></table>
-<h2>When to trust it</h2><p class="meta">CBPE assumes calibrated probabilities, no concept shift (the same inputs
- mean the same labels as in the reference) and no rows in regions the reference never saw. A realized value outside
- the band where labels exist, or an unreliable mark, says an assumption failed.</p>
+<h2>When to trust it</h2><p class="meta">{TRUST}</p>
 </body></html>
 """

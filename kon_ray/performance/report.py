@@ -21,13 +21,15 @@ JSON shape (strict JSON; numbers are fractions in [0, 1]):
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from kon_ray.performance.config import PerformanceConfig
 from kon_ray.performance.data import (
     WHOLE,
     Columns,
     Dataset,
+    Window,
     fit_reference,
     open_dataset,
     ordered,
@@ -78,46 +80,78 @@ def build(reference: str, current: str, cfg: PerformanceConfig) -> Dict[str, Any
     window = scan(cur, columns, cfg, calibration, chunk_rows=cfg.chunk_rows, chunk_column=cfg.chunk_column,
                   segment_columns=cfg.segment_columns)
     keys = ordered(list(window.chunks)) if cfg.chunk_column else list(window.chunks)
-    size = cfg.chunk_rows or max(1, round(cur.rows / len(keys)))
+    size = reference_chunk_rows(cfg.chunk_rows, cur.rows, keys)
     ref_window = scan(ref, columns, cfg, calibration, chunk_rows=size, labels_required=True)
+    return assemble(
+        Sources(reference, current, columns.label, columns.prefix, tuple(columns.classes),
+                {"by": "column" if cfg.chunk_column else "rows" if cfg.chunk_rows else "none",
+                 "column": cfg.chunk_column, "rows": cfg.chunk_rows}),
+        calibration, window, keys, cfg.segment_columns, ref_window, size,
+        unseen_threshold=cfg.unseen_threshold)
+
+
+def reference_chunk_rows(chunk_rows: Optional[int], current_rows: int, keys: Sequence[Any]) -> int:
+    """The size of the reference chunks the alarm bands come from: the current chunks' (their mean when chunked by
+    a column)."""
+    return chunk_rows or max(1, round(current_rows / max(len(keys), 1)))
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What the report says it compared: names of the two windows, the columns, the classes, the chunking."""
+
+    reference: str
+    current: str
+    label_column: str
+    probability_prefix: str
+    classes: Tuple[str, ...]
+    chunking: Dict[str, Any]
+
+
+def assemble(sources: Sources, calibration: Calibration, window: Window, keys: Sequence[Any],
+             segment_columns: Sequence[str], ref_window: Window, size: int, *,
+             unseen_threshold: float) -> Dict[str, Any]:
+    """The report (the module docstring's JSON) from the passes' merged partials: the current window's (chunks in
+    the order of `keys`) and the reference's, cut into chunks of `size` rows for the alarm bands. Pure: the
+    standalone command and InferenceReporting both end here."""
     ref_chunks = [estimate(p) for p in ref_window.chunks.values() if p.rows == size]
     bands = {name: thresholds([e.estimated[name] for e in ref_chunks]) for name in METRICS}
     chunks = []
     for key in keys:
         est = estimate(window.chunks[key])
         raised = alarms(est, bands)
-        chunks.append({**entry(key, est, cfg), "alarm": bool(raised), "alarms": raised})
+        chunks.append({**entry(key, est, unseen_threshold), "alarm": bool(raised), "alarms": raised})
     segments = []
-    for name in cfg.segment_columns:
+    for name in segment_columns:
         for value in ordered([v for column, v in window.segments if column == name]):
             segments.append({"column": name, "value": value,
-                             **entry(value, estimate(window.segments[(name, value)]), cfg)})
-    overall = entry(WHOLE, estimate(window.overall), cfg)
+                             **entry(value, estimate(window.segments[(name, value)]), unseen_threshold)})
+    overall = entry(WHOLE, estimate(window.overall), unseen_threshold)
     return {
-        "kind": "kon_ray.performance.report", "version": 1, "reference": reference, "current": current,
-        "label_column": columns.label, "probability_prefix": columns.prefix, "classes": list(columns.classes),
-        "rows": {"reference": ref.rows, "current": cur.rows},
-        "chunking": {"by": "column" if cfg.chunk_column else "rows" if cfg.chunk_rows else "none",
-                     "column": cfg.chunk_column, "rows": cfg.chunk_rows},
+        "kind": "kon_ray.performance.report", "version": 1, "reference": sources.reference,
+        "current": sources.current, "label_column": sources.label_column,
+        "probability_prefix": sources.probability_prefix, "classes": list(sources.classes),
+        "rows": {"reference": ref_window.overall.rows, "current": window.overall.rows},
+        "chunking": sources.chunking,
         "chunks": chunks, "overall": overall, "segments": segments,
-        "reference_estimate": entry(WHOLE, estimate(ref_window.overall), cfg),
-        "calibration": calibration_block(calibration, columns),
+        "reference_estimate": entry(WHOLE, estimate(ref_window.overall), unseen_threshold),
+        "calibration": calibration_block(calibration, sources.classes),
         "alarm_bands": {"chunk_rows": size, "reference_chunks": len(ref_chunks), "rule": ALARM_RULE, **bands},
         "unreliable": any(e["unreliable"] for e in [overall, *chunks, *segments]),
-        "method": {**METHOD, "unseen_threshold": cfg.unseen_threshold, "bins": cfg.bins},
+        "method": {**METHOD, "unseen_threshold": unseen_threshold, "bins": calibration.bins},
     }
 
 
-def entry(key: Any, est: Estimate, cfg: PerformanceConfig) -> Dict[str, Any]:
-    reasons = reliability(est, cfg.unseen_threshold)
+def entry(key: Any, est: Estimate, unseen_threshold: float) -> Dict[str, Any]:
+    reasons = reliability(est, unseen_threshold)
     return {"key": key, "rows": est.rows, "estimated": est.estimated, "standard_error": est.standard_error,
             "lower": est.lower, "upper": est.upper, "realized": est.realized, "labelled_rows": est.labelled,
             "inside": inside(est), "unseen_share": est.unseen_share, "unreliable": bool(reasons), "reasons": reasons}
 
 
-def calibration_block(calibration: Calibration, columns: Columns) -> Dict[str, Any]:
+def calibration_block(calibration: Calibration, classes: Sequence[str]) -> Dict[str, Any]:
     per = {name: {"reference_rows": c.rows, "positives": c.positives, "ece_before": c.ece_before,
-                  "ece_after": c.ece_after} for name, c in zip(columns.classes, calibration.per_class)}
+                  "ece_after": c.ece_after} for name, c in zip(classes, calibration.per_class)}
     count = len(per)
     return {"method": "one-vs-rest isotonic (weighted pool-adjacent-violators over score bins), interpolated",
             "bins": calibration.bins,

@@ -87,10 +87,10 @@ def test_report_numbers_and_html():
                 "rounds_trained": 12}
     report = build_report("POLA", "domestic", metadata, {"current": merged["domestic"]},
                           [{"feature": "f_001", "gain": 3.5}, {"feature": "estrato", "gain": 1.25}],
-                          {"available": False, "reason": "not installed"})
+                          {"available": False, "reason": "not installed"}, {"unavailable": "not estimated"})
     current = report["splits"]["current"]
     assert set(report) == {"dataset", "population", "model", "splits", "feature_importance", "prediction_drift",
-                           "drift_flag"}
+                           "performance", "drift_flag"}
     assert report["drift_flag"] is False  # prediction drift was not available: nothing to raise it
     assert current["accuracy"] == pytest.approx(0.6) and current["rows"] == 5
     assert current["log_loss"] == pytest.approx(-sum(math.log(p) for p in P_TRUE) / 5)

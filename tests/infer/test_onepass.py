@@ -1,6 +1,6 @@
-"""The one-pass inference: metrics equal hand counts from the written predictions, the same results for any number
-of work units and any file layout, prediction drift as the drift contract states it, models loaded once per
-process."""
+"""The one-pass inference: metrics equal hand counts from the written predictions, the same results (metrics,
+prediction drift, the performance estimate's partials) for any number of work units and any file layout, prediction
+drift as the drift contract states it, models loaded once per process."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from kon_ray import execution
 from kon_ray.drift import onepass
 from kon_ray.drift.config import DriftConfig
 from kon_ray.drift.prediction import report_block
+from kon_ray.infer import estimate
 from kon_ray.infer import stage as infer_stage
 from kon_ray.model import metrics as M
 from kon_ray.model.score import input_columns, load_bundle, merge_metric_partials
@@ -116,11 +117,12 @@ def _layout(source: str, target: str, rows_per_file: int, row_group: int) -> lis
     return sorted(os.path.join(target, f) for f in os.listdir(target))
 
 
-def _one_pass(files, folders, out, columns, *, workers, min_rows, collect=False, drift=None):
+def _one_pass(files, folders, out, columns, *, workers, min_rows, collect=False, drift=None, performance=None):
     bundles = [load_bundle(f) for f in folders]
     spec = onepass.PassSpec(folders=tuple(folders), labels={b.population: tuple(b.labels) for b in bundles},
                             id_column="customer_id", target_column="segment", out=out, collect=collect,
-                            drift=drift or {})
+                            drift=drift or {}, performance=performance or {},
+                            month_column="record_date" if performance else None)
     os.makedirs(out)
     units = execution.plan(files, columns, workers=workers, min_rows=min_rows)
     totals = execution.map_reduce(onepass.score_unit, units, onepass.merge, columns=columns, kwargs={"spec": spec})
@@ -144,9 +146,13 @@ def test_the_same_results_for_any_units_and_layout(scored_run, tmp_path, layout)
                                 min_rows=min_rows, collect=True)
         refs = {b.population: onepass.fit_reference(np.concatenate(test.probs[b.population]),
                                                     [f"prob_{c}" for c in b.labels], cfg) for b in bundles}
-        _, current = _one_pass(split["current"], folders, str(tmp_path / name / "current"), columns,
-                               workers=workers, min_rows=min_rows,
-                               drift={p: onepass.counting_plan(r) for p, r in refs.items()})
+        calibrations = {b.population: estimate.calibrate(*estimate.labelled(test.probs[b.population],
+                                                                            test.labels[b.population]),
+                                                         len(b.labels), 20) for b in bundles}
+        _, current = _one_pass(split["current"], folders, str(tmp_path / name / "current"),
+                               [*columns, "record_date"], workers=workers, min_rows=min_rows,
+                               drift={p: onepass.counting_plan(r) for p, r in refs.items()},
+                               performance=calibrations)
         predictions = pd.read_parquet(tmp_path / name / "current").sort_values("customer_id", ignore_index=True)
         results.append((len(units), test, current, refs, predictions))
 
@@ -164,6 +170,17 @@ def test_the_same_results_for_any_units_and_layout(scored_run, tmp_path, layout)
         for pop in POPULATIONS:
             a, b = report_block(refs[pop], current.drift[pop], cfg), report_block(refs0[pop], current0.drift[pop], cfg)
             assert a == b  # PSI, KS, counts, p-values: bit for bit
+            # the performance estimate's partials: every count and fixed-point sum, exactly
+            assert _counts(current.performance[pop]) == _counts(current0.performance[pop])
+            assert current.performance[pop].overall.rows == int((pred0["population"] == pop).sum())
+
+
+def _counts(window) -> dict:
+    parts = {"all": window.overall, **{("month", k): p for k, p in window.chunks.items()},
+             **{("segment", *k): p for k, p in window.segments.items()}}
+    return {key: (p.rows, p.unseen, p.labelled, *(getattr(p, name).tolist() for name in
+                                                  ("predicted", "expected", "second", "realized")))
+            for key, p in parts.items()}
 
 
 def test_models_are_loaded_once_per_process_and_reloaded_when_changed(scored_run, tmp_path):
@@ -182,6 +199,6 @@ def test_models_are_loaded_once_per_process_and_reloaded_when_changed(scored_run
 def test_partials_of_an_empty_unit_merge_to_nothing():
     """A unit without a record of a population adds nothing for it (empty arrays, zero counts)."""
     merged = onepass.merge(None, {"rows": 0, "metrics": {}, "probs": {"domestic": np.empty((0, 3), np.float32)},
-                                  "drift": {}})
+                                  "labels": {}, "drift": {}, "performance": {}})
     assert merged.rows == 0 and merged.metrics == [] and np.concatenate(merged.probs["domestic"]).shape == (0, 3)
     assert M.merge([]) is None and pa.array(np.empty(0, np.float32)).type == pa.float32()
