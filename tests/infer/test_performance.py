@@ -113,6 +113,7 @@ def test_the_estimate_equals_an_independent_computation_from_the_calibrated_prob
         assert "Performance without labels" in page and page.count('data-metric="accuracy"') == 1
 
 
+@pytest.mark.slow  # a fresh sqlite MLflow store (its migrations take seconds) and a whole tracked stage
 def test_mlflow_holds_the_estimates_and_the_report(estimated, tmp_path):
     folder, metrics = estimated
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
