@@ -119,7 +119,7 @@ def score_unit(table: pa.Table, unit: WorkUnit, spec: PassSpec) -> Dict[str, Any
     if spec.out is not None:
         write_part(pred, spec, table.schema.field(spec.id_column).type, unit.index)
     out: Dict[str, Any] = {"rows": len(pred[spec.id_column]), "metrics": {}, "probs": {}, "labels": {},
-                           "drift": {}, "performance": {}}
+                           "segments": {}, "drift": {}, "performance": {}}
     if ACTUAL in pred:
         out["metrics"] = metric_partials(pred, spec.labels)
     if spec.collect or spec.drift or spec.performance:
@@ -131,6 +131,8 @@ def score_unit(table: pa.Table, unit: WorkUnit, spec: PassSpec) -> Dict[str, Any
                 out["probs"][pop] = np.column_stack([pred[c][keep] for c in columns]).astype(np.float32, copy=False)
                 if ACTUAL in pred:
                     out["labels"][pop] = label_index(pred[ACTUAL][keep], labels).astype(np.int16)
+                    # the estimate's reference segments (the change in accuracy split by estrato and cluster)
+                    out["segments"][pop] = {name: pred[name][keep] for name in (ESTRATO, CLUSTER)}
             if pop in spec.drift:
                 probs = pa.table({c: pa.array(pred[c][keep]) for c in columns})
                 out["drift"][pop] = S.summarise_batch(probs, spec.drift[pop])
@@ -179,6 +181,7 @@ class Totals:
     metrics: List[Dict[str, Any]] = field(default_factory=list)  # per unit; merged by merge_metric_partials
     probs: Dict[str, List[np.ndarray]] = field(default_factory=dict)
     labels: Dict[str, List[np.ndarray]] = field(default_factory=dict)  # beside probs, in the same order
+    segments: Dict[str, Dict[str, List[np.ndarray]]] = field(default_factory=dict)  # beside labels: estrato, cluster
     drift: Dict[str, dict] = field(default_factory=dict)
     performance: Dict[str, Window] = field(default_factory=dict)
 
@@ -193,6 +196,9 @@ def merge(totals: Optional[Totals], part: Mapping[str, Any]) -> Totals:
         totals.probs.setdefault(pop, []).append(probs)
     for pop, labels in part["labels"].items():
         totals.labels.setdefault(pop, []).append(labels)
+    for pop, columns in part["segments"].items():
+        for name, values in columns.items():
+            totals.segments.setdefault(pop, {}).setdefault(name, []).append(values)
     for pop, summary in part["drift"].items():
         totals.drift[pop] = S.merge(totals.drift.get(pop), summary)
     for pop, window in part["performance"].items():

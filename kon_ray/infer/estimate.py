@@ -17,13 +17,14 @@ Nothing here reads a file; every number is the estimator's (no CBPE arithmetic i
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import pyarrow as pa
 
 from kon_ray.model.score import PROB_PREFIX
 from kon_ray.performance.config import InferPerformanceConfig
-from kon_ray.performance.data import Window, add_rows, ordered, positional_chunks
+from kon_ray.performance.data import Window, add_rows, groups, ordered, positional_chunks
 from kon_ray.performance.estimator import SLICE, Calibration, Partial, ReferenceBins, fit_calibration
 from kon_ray.performance.report import Sources, assemble, reference_chunk_rows
 from kon_ray.segment.state import CLUSTER, ESTRATO
@@ -33,12 +34,18 @@ REFERENCE = "the test split"  # the windows, as the report names them
 CURRENT = "the current split"
 
 
-def labelled(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The test split's rows with a label the model knows (the calibration's reference), from the pass's parts."""
+Reference = Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]  # probabilities, labels, segment values by column
+
+
+def labelled(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+             segments: Optional[Mapping[str, Sequence[np.ndarray]]] = None) -> Reference:
+    """The test split's rows with a label the model knows (the calibration's reference), from the pass's parts:
+    their probabilities, label indices and, where the pass collected them, their estrato and cluster."""
     p = np.concatenate(probs) if probs else np.empty((0, 0), np.float32)
     y = np.concatenate(labels) if labels else np.empty(0, np.int16)
     known = y >= 0
-    return p[known].astype(np.float64), y[known].astype(np.int64)
+    values = {name: np.concatenate(parts)[known] for name, parts in (segments or {}).items() if parts}
+    return p[known].astype(np.float64), y[known].astype(np.int64), values
 
 
 def calibrate(probs: np.ndarray, labels: np.ndarray, classes: int, bins: int) -> Union[Calibration, str]:
@@ -51,17 +58,21 @@ def calibrate(probs: np.ndarray, labels: np.ndarray, classes: int, bins: int) ->
     return fit_calibration(counts)
 
 
-def reference_window(probs: np.ndarray, labels: np.ndarray, calibration: Calibration, size: int) -> Window:
-    """The labelled reference rows as a window cut into chunks of `size` rows in row order (the alarm bands)."""
+def reference_window(reference: Reference, calibration: Calibration, size: int) -> Window:
+    """The labelled reference rows as a window cut into chunks of `size` rows in row order (the alarm bands), and
+    per estrato and cluster where their values are known (the split of the change in accuracy)."""
+    probs, labels, segments = reference
     window = Window(Partial(probs.shape[1]))
     for start in range(0, len(labels), SLICE):
         part = slice(start, start + SLICE)
+        by_value = [((name, key), mask) for name, values in segments.items()
+                    for key, mask in groups(pa.chunked_array([pa.array(values[part])]))]
         add_rows(window, calibration, probs[part], labels[part],
-                 positional_chunks(start, len(labels[part]), size), [])
+                 positional_chunks(start, len(labels[part]), size), by_value)
     return window
 
 
-def population_report(classes: Sequence[str], calibration: Calibration, reference: tuple[np.ndarray, np.ndarray],
+def population_report(classes: Sequence[str], calibration: Calibration, reference: Reference,
                       window: Window, cfg: InferPerformanceConfig, target: Optional[str],
                       date_column: Optional[str]) -> Dict[str, Any]:
     """One population's report, in the standalone command's schema (kon_ray/performance/report.py); chunking
@@ -70,7 +81,7 @@ def population_report(classes: Sequence[str], calibration: Calibration, referenc
     size = reference_chunk_rows(None, window.overall.rows, keys)
     sources = Sources(REFERENCE, CURRENT, target or "", PROB_PREFIX, tuple(classes),
                       {"by": "month" if date_column else "none", "column": date_column, "rows": None})
-    return assemble(sources, calibration, window, keys, SEGMENTS, reference_window(*reference, calibration, size),
+    return assemble(sources, calibration, window, keys, SEGMENTS, reference_window(reference, calibration, size),
                     size, unseen_threshold=cfg.unseen_threshold)
 
 

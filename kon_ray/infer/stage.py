@@ -88,7 +88,7 @@ def run(ctx: RunContext) -> StageResult:
     # the estimate calibrates on the labelled test split and estimates on the current one
     estimating = perf_cfg.enabled and with_drift and plans["test"][2] is not None
     calibrations: Dict[str, Any] = {}  # population -> Calibration, or why there is none
-    reference_rows: Dict[str, Any] = {}  # population -> its labelled test rows (probabilities, labels)
+    reference_rows: Dict[str, Any] = {}  # population -> its labelled test rows (probabilities, labels, segments)
     performance: Dict[str, Dict[str, Any]] = {}
     unavailable: Dict[str, str] = {} if estimating else {
         b.population: "disabled (performance.enabled=false)" if not perf_cfg.enabled
@@ -120,10 +120,12 @@ def run(ctx: RunContext) -> StageResult:
             references = {b.population: onepass.reference_for(b, totals, drift_cfg, WINDOWS) for b in bundles}
         if estimating and split == "test":
             for b in bundles:
-                ref_probs, ref_labels = estimate.labelled(totals.probs.get(b.population, []),
-                                                          totals.labels.get(b.population, []))
-                reference_rows[b.population] = (ref_probs, ref_labels)
-                calibrations[b.population] = estimate.calibrate(ref_probs, ref_labels, len(b.labels), perf_cfg.bins)
+                reference = estimate.labelled(totals.probs.get(b.population, []),
+                                              totals.labels.get(b.population, []),
+                                              totals.segments.get(b.population))
+                reference_rows[b.population] = reference
+                calibrations[b.population] = estimate.calibrate(reference[0], reference[1], len(b.labels),
+                                                                perf_cfg.bins)
         if estimating and split == "current":
             for b in bundles:
                 calibration, window = calibrations[b.population], totals.performance.get(b.population)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Dict, List, Optional
 
+from kon_ray.performance.change import sentence
 from kon_ray.performance.estimator import METRICS
 from kon_ray.performance.report import headline
 
@@ -109,7 +110,22 @@ def tables(report: Dict[str, Any]) -> str:
     if report["segments"]:
         labelled = [{**seg, "label": f"{seg['column']}={seg['value']}"} for seg in report["segments"]]
         out.append(table(labelled, "label", "segment", "segments"))
+    out += [change_table(change) for change in report.get("accuracy_change", [])]
     return "".join(out)
+
+
+def change_table(change: Dict[str, Any]) -> str:
+    """One segment column's split of the change in estimated accuracy: its sentence, then a row per segment."""
+    def share(value: Optional[float]) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    rows = "".join(f'<tr><td class="l">{escape(str(s["value"]))}</td><td>{share(s["ref_share"])}</td>'
+                   f'<td>{share(s["cur_share"])}</td><td>{_num(s["ref_accuracy"])}</td><td>{_num(s["cur_accuracy"])}'
+                   f'</td><td>{s["mix"]:+.4f}</td><td>{s["within"]:+.4f}</td></tr>' for s in change["segments"])
+    return (f'<p class="change">{escape(sentence(change))}</p><table class="change" data-by="{escape(change["by"])}">'
+            f'<thead><tr><th class="l">{escape(change["by"])}</th><th>reference share</th><th>current share</th>'
+            '<th>reference accuracy</th><th>current accuracy</th><th>mix term</th><th>within term</th></tr></thead>'
+            f'<tbody>{rows}</tbody></table>')
 
 
 def reasons(report: Dict[str, Any]) -> List[str]:

@@ -11,12 +11,16 @@ JSON shape (strict JSON; numbers are fractions in [0, 1]):
    "calibration": {"method", "bins", "ece_before", "ece_after" (means over classes),
                    "classes": {name: {"reference_rows", "positives", "ece_before", "ece_after"}}},
    "alarm_bands": {"chunk_rows", "reference_chunks", "rule", "accuracy": BAND | null, "macro_f1": BAND | null},
-   "unreliable": bool (any chunk, segment or the overall estimate), "method": {"estimate", "band", "unseen"}}
+   "unreliable": bool (any chunk, segment or the overall estimate), "method": {"estimate", "band", "unseen"},
+   "accuracy_change": [CHANGE] (one per segment column the reference also has; kon_ray/performance/change.py)}
   ENTRY = {"key", "rows", "estimated": {"accuracy", "macro_f1"}, "standard_error": {...}, "lower": {...},
            "upper": {...}, "realized": {...} | null (on the window's labelled rows), "labelled_rows",
            "inside": {metric: bool | null} | null (realized within [lower, upper]), "unseen_share",
            "unreliable": bool, "reasons": [str]}
   BAND = {"mean", "sd", "lower", "upper"} of the reference chunks' estimates (null with fewer than two chunks).
+  CHANGE = {"by", "reference", "current", "change", "mix", "within" (mix + within = change), "segments": [{"value",
+            "ref_share", "cur_share", "ref_accuracy", "cur_accuracy" (null where the window has no such row),
+            "mix", "within"}] (largest within term first)}
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from kon_ray.performance.change import accuracy_change, sentence
 from kon_ray.performance.config import PerformanceConfig
 from kon_ray.performance.data import (
     WHOLE,
@@ -81,7 +86,11 @@ def build(reference: str, current: str, cfg: PerformanceConfig) -> Dict[str, Any
                   segment_columns=cfg.segment_columns)
     keys = ordered(list(window.chunks)) if cfg.chunk_column else list(window.chunks)
     size = reference_chunk_rows(cfg.chunk_rows, cur.rows, keys)
-    ref_window = scan(ref, columns, cfg, calibration, chunk_rows=size, labels_required=True)
+    # the reference's segments too, where every reference file has the column: the change in accuracy is split
+    # into segment mix and within segments by them
+    in_reference = [name for name in cfg.segment_columns if all(name in schema.names for schema in ref.schemas)]
+    ref_window = scan(ref, columns, cfg, calibration, chunk_rows=size, segment_columns=in_reference,
+                      labels_required=True)
     return assemble(
         Sources(reference, current, columns.label, columns.prefix, tuple(columns.classes),
                 {"by": "column" if cfg.chunk_column else "rows" if cfg.chunk_rows else "none",
@@ -127,6 +136,8 @@ def assemble(sources: Sources, calibration: Calibration, window: Window, keys: S
             segments.append({"column": name, "value": value,
                              **entry(value, estimate(window.segments[(name, value)]), unseen_threshold)})
     overall = entry(WHOLE, estimate(window.overall), unseen_threshold)
+    changes = [accuracy_change(name, _accuracies(ref_window, name), _accuracies(window, name))
+               for name in segment_columns if any(column == name for column, _ in ref_window.segments)]
     return {
         "kind": "kon_ray.performance.report", "version": 1, "reference": sources.reference,
         "current": sources.current, "label_column": sources.label_column,
@@ -138,8 +149,15 @@ def assemble(sources: Sources, calibration: Calibration, window: Window, keys: S
         "calibration": calibration_block(calibration, sources.classes),
         "alarm_bands": {"chunk_rows": size, "reference_chunks": len(ref_chunks), "rule": ALARM_RULE, **bands},
         "unreliable": any(e["unreliable"] for e in [overall, *chunks, *segments]),
+        "accuracy_change": changes,
         "method": {**METHOD, "unseen_threshold": unseen_threshold, "bins": calibration.bins},
     }
+
+
+def _accuracies(window: Window, column: str) -> Dict[Any, Tuple[int, float]]:
+    """Each value of a segment column in `window`: (rows, estimated accuracy)."""
+    return {value: (partial.rows, estimate(partial).estimated["accuracy"])
+            for (name, value), partial in window.segments.items() if name == column and partial.rows}
 
 
 def entry(key: Any, est: Estimate, unseen_threshold: float) -> Dict[str, Any]:
@@ -197,6 +215,9 @@ def summary_text(report: Dict[str, Any]) -> str:
     reasons = sorted({r for e in [report["overall"], *report["chunks"], *report["segments"]] for r in e["reasons"]})
     if reasons:
         lines += ["", "unreliable estimates:"] + [f"  {reason}" for reason in reasons]
+    if report.get("accuracy_change"):
+        lines += ["", "change in estimated accuracy, reference -> current, split into segment mix and within:"]
+        lines += [f"  {sentence(change)}" for change in report["accuracy_change"]]
     alarmed = [str(c["key"]) for c in report["chunks"] if c["alarm"]]
     lines += ["", f"alarms: {', '.join(alarmed) if alarmed else 'none'}"]
     return "\n".join(lines) + "\n"

@@ -147,7 +147,7 @@ def test_the_same_results_for_any_units_and_layout(scored_run, tmp_path, layout)
         refs = {b.population: onepass.fit_reference(np.concatenate(test.probs[b.population]),
                                                     [f"prob_{c}" for c in b.labels], cfg) for b in bundles}
         calibrations = {b.population: estimate.calibrate(*estimate.labelled(test.probs[b.population],
-                                                                            test.labels[b.population]),
+                                                                            test.labels[b.population])[:2],
                                                          len(b.labels), 20) for b in bundles}
         _, current = _one_pass(split["current"], folders, str(tmp_path / name / "current"),
                                [*columns, "record_date"], workers=workers, min_rows=min_rows,
@@ -199,6 +199,6 @@ def test_models_are_loaded_once_per_process_and_reloaded_when_changed(scored_run
 def test_partials_of_an_empty_unit_merge_to_nothing():
     """A unit without a record of a population adds nothing for it (empty arrays, zero counts)."""
     merged = onepass.merge(None, {"rows": 0, "metrics": {}, "probs": {"domestic": np.empty((0, 3), np.float32)},
-                                  "labels": {}, "drift": {}, "performance": {}})
+                                  "labels": {}, "segments": {}, "drift": {}, "performance": {}})
     assert merged.rows == 0 and merged.metrics == [] and np.concatenate(merged.probs["domestic"]).shape == (0, 3)
     assert M.merge([]) is None and pa.array(np.empty(0, np.float32)).type == pa.float32()

@@ -100,6 +100,25 @@ def test_the_estimate_equals_an_independent_computation_from_the_calibrated_prob
         for column in ("estrato", "cluster"):
             assert sum(s["rows"] for s in report["segments"] if s["column"] == column) == len(cur)
         assert report["rows"] == {"reference": len(ref), "current": len(cur)}
+        # the change in estimated accuracy, test split -> current split, by estrato and by cluster: each segment's
+        # accuracy on each side computed here from the calibrated probabilities, the shares counted here, and the
+        # mix and within terms adding up to the change of the whole split
+        ref_hit = calibration.apply(_probs(ref, classes))[np.arange(len(ref)), _probs(ref, classes).argmax(axis=1)]
+        cur_hit = calibration.apply(_probs(cur, classes))[np.arange(len(cur)), _probs(cur, classes).argmax(axis=1)]
+        assert [c["by"] for c in report["accuracy_change"]] == ["estrato", "cluster"]
+        for change in report["accuracy_change"]:
+            by = change["by"]
+            assert change["reference"] == pytest.approx(ref_hit.mean(), abs=1e-9)
+            assert change["current"] == pytest.approx(report["overall"]["estimated"]["accuracy"], abs=1e-12)
+            assert change["mix"] + change["within"] == pytest.approx(change["change"], abs=1e-12)
+            for seg in change["segments"]:
+                in_ref, in_cur = (ref[by] == seg["value"]).to_numpy(), (cur[by] == seg["value"]).to_numpy()
+                assert seg["ref_share"] == pytest.approx(in_ref.mean()) and seg["cur_share"] == pytest.approx(
+                    in_cur.mean())
+                if in_ref.any():
+                    assert seg["ref_accuracy"] == pytest.approx(ref_hit[in_ref].mean(), abs=1e-9)
+                if in_cur.any():
+                    assert seg["cur_accuracy"] == pytest.approx(cur_hit[in_cur].mean(), abs=1e-9)
         assert report["alarm_bands"]["chunk_rows"] == round(len(cur) / 3)
         base = f"performance/{population}"
         assert metrics[f"{base}/estimated_accuracy"] == report["overall"]["estimated"]["accuracy"]
