@@ -213,7 +213,7 @@ def usage() -> str:
     return f"""usage: python -m kon_ray.run +dataset=NAME [KEY=VALUE ...]
        python -m kon_ray.run -m +dataset=NAME model.max_depth=4,6 ...     a sweep: one job per combination
 
-Runs the Kon pipeline, ingest -> preprocess -> drift -> segment -> train -> infer, on a local Ray (default).
+Runs the Kon pipeline, ingest -> preprocess -> segment -> drift -> train -> infer, on a local Ray (default).
 
 required:
   +dataset=NAME                 one of {datasets}; its data is read from data/NAME, which

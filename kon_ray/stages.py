@@ -10,8 +10,8 @@ kon_ray/drift/__main__.py, stops the same way once its reports are tracked).
 |------------|---------------------|------------|-------------------------------------|-----|
 | ingest     | kon_ray.ingest      | ingest     | the data files                      | no  |
 | preprocess | kon_ray.features    | features   | ingest                              | yes |
-| drift      | kon_ray.drift       | drift      | preprocess                          | yes |
 | segment    | kon_ray.segment     | segment    | preprocess                          | yes |
+| drift      | kon_ray.drift       | drift      | preprocess, segment                 | yes |
 | train      | kon_ray.train       | models     | preprocess, segment                 | yes |
 | infer      | kon_ray.infer       | reports    | preprocess, segment, train, drift   | yes |
 
@@ -77,9 +77,11 @@ STAGES: Tuple[Stage, ...] = (
     Stage("ingest", "kon_ray.ingest", "ingest", ("dataset.path", "dataset.columns", "dataset.id_column"),
           needs_ray=False, tracked="data_fingerprint"),
     Stage("preprocess", "kon_ray.features.stage", "features", ("dataset", "split", "seed"), ("ingest",)),
-    Stage("drift", "kon_ray.drift.stage", "drift", ("drift",), ("preprocess",), tracked="drift_evidence",
-          registered_models=True),
     Stage("segment", "kon_ray.segment.stage", "segment", ("dataset.segment", "seed"), ("preprocess",)),
+    # after segment: drift attributes by estrato and cluster with its saved state; before train: the gate stops a
+    # run before training
+    Stage("drift", "kon_ray.drift.stage", "drift", ("drift",), ("preprocess", "segment"), tracked="drift_evidence",
+          registered_models=True),
     Stage("train", "kon_ray.train.stage", "models",
           ("model", "seed", "cluster.train_workers", "cluster.cpus_per_train_worker"), ("preprocess", "segment"),
           tracked="models"),

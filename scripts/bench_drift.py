@@ -6,6 +6,8 @@ histogram per column, on the same files, for two layouts, in one run.
     RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_drift.py --rows 10000000 --data /big/disk/drift10m
     RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_drift.py --rows 200000 --segments --skip-limit
         (issue 30: the command with and without drift.segment_columns=[3 columns], the ratio in one run)
+    RAY_AUTH_MODE=disabled .venv/bin/python scripts/bench_drift.py --rows 200000 --segments --derived --skip-limit
+        (and the pipeline's way: estrato and cluster made per batch from a segment state, BENCH_STATE)
 
 Generates a deterministic feature-like frame per side (numeric with ties, skew and missing values; categorical as
 dictionary strings; `--rows` rows each, the current shifted) and writes it twice:
@@ -61,6 +63,14 @@ LAYOUTS = {"one_group": None, "rg64k": 65_536}  # row_group_size (None: pyarrow'
 
 
 SEGMENTS = ("seg_population", "seg_estrato", "seg_cluster")  # --segments: issue 30's three segment columns
+# --derived: the pipeline's DriftCheck attributes by population, estrato and cluster, the last two made from each
+# batch by the segment stage's saved state (kon_ray/drift/segments.py); this one has POLA's shape: estrato from one
+# lognormal column, 4 clusters of 5 log-scaled features
+BENCH_STATE = dict(estrato_column="num_001", estrato_thresholds=[0.3, 0.7, 1.5, 3.0, 6.0],
+                   cluster_features=[f"num_{j:03d}" for j in (0, 1, 2, 3, 4)], mean=[0.0, 0.6, 1.6, 4.3, 0.4],
+                   std=[0.6, 0.5, 0.4, 0.6, 0.2], log_scale=True,
+                   centroids=np.random.default_rng(0).normal(0, 1, (4, 5)).round(3).tolist())
+DERIVED = ("seg_population", "estrato", "cluster")
 
 
 def generate_parts(rows: int, features: int, shift: float, seed: int, segments: bool = False):
@@ -320,7 +330,8 @@ def _line(name: str, m: dict, extra: str = "") -> str:
 
 
 def bench_layout(layout: str, ref: str, cur: str, tmp: str, args) -> dict:
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", HYDRA_FULL_ERROR="0")
+    # PYTHONPATH: this checkout's kon_ray for `--task check` (a script's own folder, not the repository, is on its path)
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", HYDRA_FULL_ERROR="0", PYTHONPATH=REPO)
     env.pop("RAY_ADDRESS", None)
     py = sys.executable
     out = os.path.join(tmp, f"out_{layout}")
@@ -331,6 +342,10 @@ def bench_layout(layout: str, ref: str, cur: str, tmp: str, args) -> dict:
         with_segments = [*cmd[:5], f"output={out}_segments", *cmd[6:],
                          f"drift.segment_columns=[{','.join(SEGMENTS)}]"]
         results["segments"] = measure(with_segments, env)
+        if args.derived:  # run_check as the drift stage calls it, without and with the derived segments
+            for mode in ("none", "derived"):
+                results[f"check_{mode}"] = measure([py, __file__, "--task", "check", ref, cur, f"{out}_{mode}",
+                                                    mode], env)
         if args.skip_limit:
             return results
     with open(os.path.join(out, "reference_summary.json")) as handle:
@@ -362,6 +377,11 @@ def report(layout: str, r: dict) -> None:
         print(_line("segments", seg, f"   with / without {len(SEGMENTS)} segment columns = wall"
                                      f" {seg['wall'] / ours['wall']:.2f}x, CPU {seg['cpu'] / ours['cpu']:.2f}x"
                                      " (goal <= 1.3x)"))
+    if "check_derived" in r:
+        none, derived = r["check_none"], r["check_derived"]
+        print(_line("check", none, "   run_check in one process, no segment columns"))
+        ratio = f"wall {derived['wall'] / none['wall']:.2f}x, CPU {derived['cpu'] / none['cpu']:.2f}x"
+        print(_line("derived", derived, f"   population + estrato + cluster made per batch: {ratio} (goal <= 1.3x)"))
     if limit is None:
         return
     print(_line("limit", limit, f"   kon_ray / limit = {ours['wall'] / limit['wall']:.2f}x (goal <= 1.5x)"))
@@ -377,6 +397,22 @@ def report(layout: str, r: dict) -> None:
         bound = max((o[k]["ks_upper"] or 0) - (o[k]["statistic"] or 0) for k in b if o[k]["type"] == "numeric")
         print(f"  max |PSI - baseline| = {dpsi:.2e}; max |statistic - baseline| = {dstat:.2e}; scipy's KS D inside"
               f" [statistic, ks_upper] for every numeric feature: {inside} (widest bound {bound:.2e})")
+
+
+def run_derived_check(ref: str, cur: str, out: str, mode: str) -> None:
+    """`run_check` as the pipeline's drift stage runs it (a local Ray, then the check): `mode` none, or derived
+    (segment_columns DERIVED, estrato and cluster made per batch by BENCH_STATE's rules)."""
+    from kon_ray.cluster.config import LocalCluster
+    from kon_ray.cluster.local import init_local_ray
+    from kon_ray.drift.check import run_check
+    from kon_ray.drift.config import DriftConfig
+    from kon_ray.drift.segments import SegmentRules
+    from kon_ray.segment.state import SegmentState
+
+    init_local_ray(LocalCluster())
+    cfg = DriftConfig(segment_columns=list(DERIVED) if mode == "derived" else [])
+    derive = SegmentRules.of(SegmentState(**BENCH_STATE), DERIVED) if mode == "derived" else None
+    run_check(cfg, cur, out, reference=ref, derive=derive)
 
 
 def profile(args) -> None:
@@ -438,6 +474,9 @@ def main() -> None:
                         help="add three segment columns to the data and time the command with"
                              " drift.segment_columns=[...] right after the one without (issue 30's overhead)")
     parser.add_argument("--skip-limit", action="store_true", help="with --segments: time only the two commands")
+    parser.add_argument("--derived", action="store_true",
+                        help="with --segments: also time run_check without and with population, estrato and cluster"
+                             " made per batch by a segment state (the pipeline's DriftCheck)")
     parser.add_argument("--override", action="append", default=[], help="extra key=value for the drift command")
     parser.add_argument("--task", help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
@@ -448,6 +487,8 @@ def main() -> None:
         return run_streaming_baseline(*args.paths)
     if args.task == "limit":
         return run_limit(*args.paths)
+    if args.task == "check":
+        return run_derived_check(*args.paths)
     if args.profile:
         return profile(args)
 

@@ -28,7 +28,7 @@ from tests.conftest import generate_pola
 pytestmark = pytest.mark.slow
 
 ROWS = 40_000  # enough work units that the driver is killed mid-stage, not after it
-STAGES = "stages=[ingest,preprocess,drift]"
+STAGES = "stages=[ingest,preprocess,segment,drift]"
 TRANSFORM_TASK = "_transform_block"  # Ray titles a worker process after the task it runs: ray::_transform_block
 
 

@@ -117,7 +117,7 @@ def test_the_drift_gate_publishes_its_report_but_is_never_reused(tmp_path, fake_
     assert report.exists() and not (report.parent / "_manifest.json").exists()
     with pytest.raises(DriftGateError):
         pipeline.run_pipeline(_ctx(tmp_path, "b"))
-    assert calls["drift"] == 2 and calls["segment"] == 0
+    assert calls["drift"] == 2 and calls["segment"] == 1 and calls["train"] == 0  # segment before it, reused
 
 
 def test_stage_keys_depend_only_on_their_config_sections(tmp_path):
@@ -127,7 +127,7 @@ def test_stage_keys_depend_only_on_their_config_sections(tmp_path):
     binned = manifest.stage_keys(_ctx(tmp_path, "c", "drift.psi_bins=20").config, "fp")
     assert [s for s in base if base[s] != binned[s]] == ["drift", "infer"]
     estratos = manifest.stage_keys(_ctx(tmp_path, "d", "dataset.segment.clusters=3").config, "fp")
-    assert [s for s in base if base[s] != estratos[s]] == ["preprocess", "drift", "segment", "train", "infer"]
+    assert [s for s in base if base[s] != estratos[s]] == ["preprocess", "segment", "drift", "train", "infer"]
     assert manifest.stage_keys(_ctx(tmp_path, "e", "tracking=off").config, "fp") == base  # not an input of any
     assert all(base[s] != v for s, v in manifest.stage_keys(_ctx(tmp_path, "a").config, "other").items())
 

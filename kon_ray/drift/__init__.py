@@ -20,6 +20,9 @@ The contract (README "Drift: the contract"):
 - Distributed (engine.py, summary.py): shards return exactly mergeable counts, so results do not depend on the
   number of shards or blocks; the reference's summary is saved (reference_summary.json, reference.py) and can
   replace the reference data in a later check with identical results.
+- Attribution (attribution.py): each feature's PSI split exactly into segment mix and within-segment change per
+  drift.segment_columns column, from joint tables counted in the same pass; the pipeline's estrato and cluster are
+  made per batch from the segment stage's saved state (segments.py).
 
 Public entry points:
 - `kon_ray.drift.stage.run(ctx)`: the pipeline stage.

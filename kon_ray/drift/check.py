@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence
 
 from kon_ray import storage
 from kon_ray.drift import reference as reference_io
@@ -27,6 +27,9 @@ from kon_ray.drift.report import (
 )
 from kon_ray.stages import GateVerdict
 
+if TYPE_CHECKING:
+    from kon_ray.drift.segments import SegmentRules
+
 log = logging.getLogger(__name__)
 
 
@@ -40,20 +43,22 @@ def run_check(
     prediction: Optional[Callable[[], Dict[str, Any]]] = None,
     current_label: str = "",
     skip: Optional[Dict[str, str]] = None,
+    derive: Optional["SegmentRules"] = None,
 ) -> Dict[str, Any]:
     """Check `current` against `reference` (data) or `reference_summary` (a saved summary); write
     reference_summary.json, drift_report.json, drift_summary.txt and drift_report.html under output_dir; return
     the report. `prediction` returns the prediction-drift block (default: "no model available"). `skip`: columns
     of the reference left out with the reason (identifiers, the command's exclude), listed under `skipped` in the
-    report, its page and the saved summary, unlike `exclude`, which leaves a column out without a word."""
+    report, its page and the saved summary, unlike `exclude`, which leaves a column out without a word. `derive`:
+    the segment columns made from each batch of both sides rather than read (the pipeline's estrato and cluster)."""
     clock = time.perf_counter()
     if reference_summary:
         ref = reference_io.load(reference_summary, psi_bins=cfg.psi_bins)
-        cur = summarise_current(ref, current, cfg, label=current_label)
+        cur = summarise_current(ref, current, cfg, label=current_label, derive=derive)
     else:  # in one pass over both sides where it can (the same numbers as fit_reference, then summarise_current)
         ref, cur = fit_and_summarise(reference, current, cfg,
                                      exclude=list(exclude) + list(cfg.exclude) + list(skip or {}),
-                                     current_label=current_label)
+                                     current_label=current_label, derive=derive)
         if skip:
             ref = dataclasses.replace(ref, skipped={**skip, **ref.skipped})
     log.info("drift: %d reference and %d current rows summarised in %.1f s", ref.rows, cur["rows"],

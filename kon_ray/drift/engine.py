@@ -42,6 +42,8 @@ from kon_ray.storage import find_files, read_metadata
 if TYPE_CHECKING:  # pandas is imported where a DataFrame is handled: Ray workers run the per-unit
     import pandas as pd  # functions below without it (about 0.5 CPU-s less per fresh worker)
 
+    from kon_ray.drift.segments import SegmentRules  # pandas too: only the pipeline's runs ship one to workers
+
 log = logging.getLogger(__name__)
 
 SPECULATIVE_NEIGHBOURS = 2  # KS slots kept on each side of the sample's guess for a PSI quantile
@@ -181,10 +183,13 @@ def _plan_units(source: Source, columns: Sequence[str]) -> List[execution.WorkUn
 # --- the per-unit summaries (pure) --------------------------------------------------------------------------
 
 
-def summarise_unit(table: pa.Table, unit: execution.WorkUnit, plan: S.BatchPlan) -> dict:
-    """One unit's summary: `plan` on the unit's columns. Units of one column group together hold every row once;
-    the rows are counted by the column group that holds the plan's first column, so that merging every column
-    group counts each row once."""
+def summarise_unit(table: pa.Table, unit: execution.WorkUnit, plan: S.BatchPlan,
+                   derive: Optional["SegmentRules"] = None) -> dict:
+    """One unit's summary: `plan` on the unit's columns (with the segment columns `derive` makes from them). Units
+    of one column group together hold every row once; the rows are counted by the column group that holds the
+    plan's first column, so that merging every column group counts each row once."""
+    if plan.segments:
+        table = derived(table, derive)
     if unit.columns is None:
         return S.summarise_batch(table, plan)
     owned = plan.owned(unit.columns, unit.index)  # not the segment columns it reads for the joint tables only
@@ -194,11 +199,24 @@ def summarise_unit(table: pa.Table, unit: execution.WorkUnit, plan: S.BatchPlan)
     return out
 
 
+def segment_reads(segments: Sequence[str], derive: Optional["SegmentRules"]) -> Tuple[str, ...]:
+    """What a unit reads beside its own columns for the joint tables: the segment columns of the data, and the
+    inputs of the ones `derive` makes from each batch instead (the pipeline's estrato and cluster)."""
+    made = set(derive.names) & set(segments) if derive is not None else set()
+    inputs = list(derive.inputs) if made and derive is not None else []
+    return tuple(dict.fromkeys([c for c in segments if c not in made] + inputs))
+
+
+def derived(table: pa.Table, derive: Optional["SegmentRules"]) -> pa.Table:
+    """The batch with the segment columns `derive` makes from it (as read when there is none)."""
+    return derive.apply(table) if derive is not None else table
+
+
 def with_segments(units: Sequence[execution.WorkUnit], segments: Sequence[str]) -> Tuple[List[execution.WorkUnit],
                                                                                          Dict[str, frozenset]]:
-    """Units that also read the segment columns (issue 30: the joint tables are counted in the same pass, no
-    extra read), and which units count each column (`BatchPlan.owner`): a segment column that is a feature too is
-    read by every unit and counted by the units that planned it."""
+    """Units that also read `segments` (`segment_reads`: issue 30, the joint tables are counted in the same pass,
+    no extra read), and which units count each column (`BatchPlan.owner`): a segment column that is a feature too
+    is read by every unit and counted by the units that planned it."""
     if not segments:
         return list(units), {}
     holders: Dict[str, set] = {}
@@ -254,19 +272,26 @@ def _sorted_sample(pieces: Sequence[np.ndarray]) -> np.ndarray:
     return np.sort(np.concatenate(pieces), kind="stable")  # timsort: merges the sorted runs
 
 
-def reduce(source: Source, plan: S.BatchPlan) -> dict:
+def reduce(source: Source, plan: S.BatchPlan, derive: Optional["SegmentRules"] = None) -> dict:
     """Run `plan` over all of `source` and merge the per-unit summaries."""
-    read = plan.columns + [c for c in plan.segments if c not in plan.columns]
+    extra = segment_reads(plan.segments, derive)
+    read = plan.columns + [c for c in extra if c not in plan.columns]
     if source.table is not None:
-        return summarise_unit(source.table.select(read), _whole_table(source.table), plan=plan)
+        return summarise_unit(source.table.select(read), _whole_table(source.table), plan=plan, derive=derive)
     if source.dataset is None:
-        units, owner = with_segments(_plan_units(source, plan.columns), plan.segments)
+        units, owner = with_segments(_plan_units(source, plan.columns), extra)
         plan = dataclasses.replace(plan, owner=owner)
-        merged = execution.map_reduce(summarise_unit, units, S.merge, columns=read, kwargs={"plan": plan})
+        merged = execution.map_reduce(summarise_unit, units, S.merge, columns=read,
+                                      kwargs={"plan": plan, "derive": derive})
         return merged if merged is not None else _empty_summary(plan)
     ds = execution.dataset_columns(source.dataset, read)
-    merged = execution.reduce_dataset(ds, functools.partial(S.summarise_batch, plan=plan), S.merge)
+    merged = execution.reduce_dataset(ds, functools.partial(summarise_table, plan=plan, derive=derive), S.merge)
     return merged if merged is not None else _empty_summary(plan)
+
+
+def summarise_table(table: pa.Table, plan: S.BatchPlan, derive: Optional["SegmentRules"] = None) -> dict:
+    """`S.summarise_batch` of one block of a Ray Dataset, with the segment columns `derive` makes from it."""
+    return S.summarise_batch(derived(table, derive), plan)
 
 
 def _empty_summary(plan: S.BatchPlan) -> dict:
@@ -277,7 +302,7 @@ def _empty_summary(plan: S.BatchPlan) -> dict:
 
 def fit_unit(table: pa.Table, unit: execution.WorkUnit, numeric: Sequence[str], categorical: Sequence[str],
              ks_bins: int, psi_bins: int, step: int, first_column: str, segments: Sequence[str] = (),
-             owner: Optional[Dict[str, frozenset]] = None) -> dict:
+             owner: Optional[Dict[str, frozenset]] = None, derive: Optional["SegmentRules"] = None) -> dict:
     """The reference fitted in one read, for a unit that holds every row of its columns (in input order): the
     sample (every `step`-th row), the KS edges from it, slot counts, the exact PSI edges and counts; category
     counts. The same numbers as the passes of `fit_reference` over smaller units: {"rows", "numeric", "categories"}."""
@@ -285,7 +310,7 @@ def fit_unit(table: pa.Table, unit: execution.WorkUnit, numeric: Sequence[str], 
     if owner:  # not the segment columns this unit reads for the joint tables only
         names = {c for c in names if c not in owner or unit.index in owner[c]}
     out: dict = {"rows": table.num_rows if first_column in names else 0, "numeric": {}, "categories": {}}
-    codes = S.segment_codes(table, segments)
+    codes = S.segment_codes(derived(table, derive), segments) if segments else {}
     if codes:
         out["joint"] = {}
     positions = sample_positions(unit, step) if step > 1 else None
@@ -347,23 +372,25 @@ def numeric_reference(slots: np.ndarray, ks_edges: np.ndarray, collected, psi_bi
 
 
 def _fit_in_one_read(source: Source, numeric: Sequence[str], categorical: Sequence[str],
-                     cfg: DriftConfig) -> Optional[dict]:
+                     cfg: DriftConfig, derive: Optional["SegmentRules"] = None) -> Optional[dict]:
     """The reference fitted with one read of each column, when every unit can hold all rows of its columns
     (an in-memory table; files whose columns fit execution.MAX_UNIT_BYTES each); else None."""
     columns = list(numeric) + list(categorical)
     step = max(1, -(-source.rows() // cfg.sample_rows))  # ceil: at most sample_rows rows, as `sample`
     segments = tuple(cfg.segment_columns)
     kwargs: Dict[str, Any] = {"numeric": list(numeric), "categorical": list(categorical), "ks_bins": cfg.ks_bins,
-              "psi_bins": cfg.psi_bins, "step": step, "first_column": columns[0], "segments": segments}
+              "psi_bins": cfg.psi_bins, "step": step, "first_column": columns[0], "segments": segments,
+              "derive": derive}
+    extra = segment_reads(segments, derive)
     if source.table is not None:
-        read = columns + [c for c in segments if c not in columns]
+        read = columns + [c for c in extra if c not in columns]
         return fit_unit(source.table.select(read), _whole_table(source.table), **kwargs)
     if source.dataset is not None or len(_type_groups(source, columns)) > 1:
         return None  # a unit holding every row would mix files of different types: the passes plan per type
     units = execution.plan_whole_columns(source.files or (), columns, groups=source.row_groups())
     if units is None:
         return None
-    units, kwargs["owner"] = with_segments(units, segments)
+    units, kwargs["owner"] = with_segments(units, extra)
     return execution.map_reduce(fit_unit, units, merge_fitted, columns=columns, kwargs=kwargs)
 
 
@@ -478,30 +505,34 @@ def check_schema_change(name: str, reference: Dict[str, tuple], current: Dict[st
 
 
 def fit_reference(data, cfg: DriftConfig, columns: Optional[Sequence[str]] = None,
-                  exclude: Sequence[str] = (), label: str = "", current=None) -> ReferenceSummary:
+                  exclude: Sequence[str] = (), label: str = "", current=None,
+                  derive: Optional["SegmentRules"] = None) -> ReferenceSummary:
     """Summarise the reference once: KS edges and counts, exact PSI edges and counts, category counts. With
-    `current` (the data it will be compared with), column kinds are decided from the files of both sides."""
-    source, numeric, categorical, skipped = _reference_columns(data, cfg, columns, exclude, label, current)
-    return _fit(source, numeric, categorical, skipped, cfg)
+    `current` (the data it will be compared with), column kinds are decided from the files of both sides.
+    `derive`: the segment columns of drift.segment_columns made from each batch rather than read."""
+    source, numeric, categorical, skipped = _reference_columns(data, cfg, columns, exclude, label, current, derive)
+    return _fit(source, numeric, categorical, skipped, cfg, derive)
 
 
 def fit_and_summarise(reference, current, cfg: DriftConfig, exclude: Sequence[str] = (), label: str = "",
-                      current_label: str = "") -> Tuple[ReferenceSummary, dict]:
+                      current_label: str = "", derive: Optional["SegmentRules"] = None
+                      ) -> Tuple[ReferenceSummary, dict]:
     """`fit_reference(reference, ..., current=current)` and `summarise_current` of it, the same numbers bit for bit;
     in one pass over both sides when both are files whose columns each fit one unit (`_fit_and_count`: every task
     fits its column group of the reference, then counts the same columns of the current on the edges it just
     fitted), else in the passes of the two functions."""
     current_source = as_source(current, current_label)
-    source, numeric, categorical, skipped = _reference_columns(reference, cfg, None, exclude, label, current)
-    together = _fit_and_count(source, current_source, numeric, categorical, skipped, cfg)
+    source, numeric, categorical, skipped = _reference_columns(reference, cfg, None, exclude, label, current, derive)
+    together = _fit_and_count(source, current_source, numeric, categorical, skipped, cfg, derive)
     if together is not None:
         return together
-    fitted = _fit(source, numeric, categorical, skipped, cfg)
-    return fitted, summarise_current(fitted, current_source, cfg)
+    fitted = _fit(source, numeric, categorical, skipped, cfg, derive)
+    return fitted, summarise_current(fitted, current_source, cfg, derive=derive)
 
 
 def _reference_columns(data, cfg: DriftConfig, columns: Optional[Sequence[str]], exclude: Sequence[str],
-                       label: str, current) -> Tuple[Source, Tuple[str, ...], Tuple[str, ...], Dict[str, str]]:
+                       label: str, current, derive: Optional["SegmentRules"] = None
+                       ) -> Tuple[Source, Tuple[str, ...], Tuple[str, ...], Dict[str, str]]:
     """(source, numeric, categorical, skipped) of the reference: the analysed columns and their kinds."""
     source = as_source(data, label)
     ref_schemas = source.schemas()
@@ -515,30 +546,36 @@ def _reference_columns(data, cfg: DriftConfig, columns: Optional[Sequence[str]],
         for c in wanted:
             if c not in present:
                 raise DataError(f"{cur_source.label}: column {c!r} is missing")
-    require_segments(source, cfg.segment_columns)
+    require_segments(source, cfg.segment_columns, derive)
     if current is not None:
-        require_segments(cur_source, cfg.segment_columns)
+        require_segments(cur_source, cfg.segment_columns, derive)
     kinds, skipped = resolve_kinds(ref_schemas, cur_schemas, wanted, dict(cfg.column_types), source.label)
     numeric = tuple(c for c in wanted if kinds.get(c) == "numeric")
     categorical = tuple(c for c in wanted if kinds.get(c) == "categorical")
     if not numeric and not categorical:
         why = "; ".join(f"{c}: {r}" for c, r in skipped.items())
         raise DataError(f"{source.label}: no numeric or categorical columns to analyse" + (f" ({why})" if why else ""))
-    extras = tuple(c for c in cfg.segment_columns if c not in numeric + categorical)
+    extras = tuple(c for c in segment_reads(cfg.segment_columns, derive) if c not in numeric + categorical)
     return source.only(numeric + categorical + extras), numeric, categorical, skipped
 
 
-def require_segments(source: Source, segments: Sequence[str]) -> None:
-    """Every file of `source` has every segment column (drift.segment_columns): a DataError naming the file."""
+def require_segments(source: Source, segments: Sequence[str], derive: Optional["SegmentRules"] = None) -> None:
+    """Every file of `source` has every segment column (drift.segment_columns) and every input of the ones
+    `derive` makes: a DataError naming the file."""
+    made = set(derive.names) & set(segments) if derive is not None else set()
     for file, schema in source.schemas() if segments else ():
-        for name in segments:
+        for name in segment_reads(segments, derive):
             if name not in schema.names:
-                raise DataError(missing_column(file, name, source.label) + " (a drift.segment_columns column)")
+                why = "a drift.segment_columns column" if name in segments else "an input of the segment state"
+                raise DataError(missing_column(file, name, source.label) + f" ({why})")
+        clash = sorted(made & set(schema.names))  # a column of the data would be hidden by the derived one
+        if clash:
+            raise DataError(f"{file}: has a column {clash[0]!r}, the name of a segment column drift derives")
 
 
 def _fit(source: Source, numeric: Tuple[str, ...], categorical: Tuple[str, ...], skipped: Dict[str, str],
-         cfg: DriftConfig) -> ReferenceSummary:
-    fitted = _fit_in_one_read(source, numeric, categorical, cfg)
+         cfg: DriftConfig, derive: Optional["SegmentRules"] = None) -> ReferenceSummary:
+    fitted = _fit_in_one_read(source, numeric, categorical, cfg, derive)
     if fitted is not None:
         if fitted["rows"] == 0:
             raise DataError(f"{source.label}: no rows")
@@ -577,7 +614,7 @@ def _fit(source: Source, numeric: Tuple[str, ...], categorical: Tuple[str, ...],
                  " unit, or a Ray Dataset)", len(cfg.segment_columns))
         joint = reduce(source, S.BatchPlan(numeric=numeric, categorical=categorical, ks_edges=ks_edges,
                                            psi_edges={c: r.psi_edges for c, r in numeric_refs.items()},
-                                           count=False, segments=tuple(cfg.segment_columns))).get("joint")
+                                           count=False, segments=tuple(cfg.segment_columns)), derive).get("joint")
     return _reference(first["rows"], numeric_refs, first["categories"], categorical, cfg, source, skipped, joint)
 
 
@@ -607,14 +644,15 @@ def _speculative_slots(sampled: np.ndarray, edges: np.ndarray, bins: int) -> np.
     return np.unique(2 * near)  # inside slots only: an edge slot's value is the edge itself
 
 
-def summarise_current(reference: ReferenceSummary, data, cfg: DriftConfig, label: str = "") -> dict:
+def summarise_current(reference: ReferenceSummary, data, cfg: DriftConfig, label: str = "",
+                      derive: Optional["SegmentRules"] = None) -> dict:
     """Count the current data on the reference's edges: {"rows", "slots", "psi", "categories", "skipped"}. A
     column whose current type cannot be read as the reference's kind (strings for a numeric reference, say) is
     not counted but named in "skipped" with the reason; an Arrow null column is all missing, of either kind."""
     source = as_source(data, label)
     skipped = _current_skipped(source, reference.columns, set(reference.numeric), cfg)
     segments = tuple(cfg.segment_columns)
-    require_segments(source, segments)
+    require_segments(source, segments, derive)
     plan = S.BatchPlan(
         numeric=tuple(c for c in reference.numeric if c not in skipped),
         categorical=tuple(c for c in reference.categorical if c not in skipped),
@@ -625,7 +663,8 @@ def summarise_current(reference: ReferenceSummary, data, cfg: DriftConfig, label
     if not plan.columns:
         raise DataError(f"{source.label}: no column can be compared with the reference ("
                         + "; ".join(f"{c}: {r}" for c, r in skipped.items()) + ")")
-    current = reduce(source.only(plan.columns + [c for c in segments if c not in plan.columns]), plan)
+    extra = segment_reads(segments, derive)
+    current = reduce(source.only(plan.columns + [c for c in extra if c not in plan.columns]), plan, derive)
     if current["rows"] == 0:
         raise DataError(f"{source.label}: no rows")
     current["skipped"] = skipped
@@ -659,7 +698,8 @@ def _current_skipped(source: Source, columns: Sequence[str], numeric: set, cfg: 
 
 
 def _fit_and_count(source: Source, current: Source, numeric: Tuple[str, ...], categorical: Tuple[str, ...],
-                   skipped: Dict[str, str], cfg: DriftConfig) -> Optional[Tuple[ReferenceSummary, dict]]:
+                   skipped: Dict[str, str], cfg: DriftConfig, derive: Optional["SegmentRules"] = None
+                   ) -> Optional[Tuple[ReferenceSummary, dict]]:
     """The reference fitted and the current counted in one pass (`fit_count_unit`), or None when that does not
     apply: either side not files, files of several type signatures, or a column group of the two sides together
     above execution.MAX_UNIT_BYTES (each side gets half). One pass instead of two: one round of task starts, one
@@ -685,9 +725,10 @@ def _fit_and_count(source: Source, current: Source, numeric: Tuple[str, ...], ca
         position += g.rows
     step = max(1, -(-source.rows() // cfg.sample_rows))  # as `_fit_in_one_read`
     segments = tuple(cfg.segment_columns)
-    units, owner = with_segments(units, segments)
+    units, owner = with_segments(units, segment_reads(segments, derive))
     fit = {"numeric": list(numeric), "categorical": list(categorical), "ks_bins": cfg.ks_bins,
-           "psi_bins": cfg.psi_bins, "step": step, "first_column": columns[0], "segments": segments, "owner": owner}
+           "psi_bins": cfg.psi_bins, "step": step, "first_column": columns[0], "segments": segments, "owner": owner,
+           "derive": derive}
     kwargs = {"fit": fit, "current": tuple(ranges), "numeric": tuple(c for c in numeric if c in counted),
               "categorical": tuple(c for c in categorical if c in counted)}
     fitted, summary = execution.map_reduce(fit_count_unit, units, _merge_pair, columns=columns, kwargs=kwargs,
@@ -717,8 +758,9 @@ def fit_count_unit(table: pa.Table, unit: execution.WorkUnit, fit: dict, current
     names = tuple(c for c in plan.owned(plan.columns, unit.index) if c in set(unit.columns or ()))
     if not names:
         return fitted, {"rows": 0, "slots": {}, "psi": {}, "collected": {}, "categories": {}}
-    current_unit = execution.WorkUnit(unit.index, current, names + tuple(c for c in segments if c not in names))
-    return fitted, summarise_unit(execution.read_unit(current_unit), current_unit, plan)
+    extra = segment_reads(segments, fit.get("derive"))
+    current_unit = execution.WorkUnit(unit.index, current, names + tuple(c for c in extra if c not in names))
+    return fitted, summarise_unit(execution.read_unit(current_unit), current_unit, plan, fit.get("derive"))
 
 
 def _merge_pair(a: Tuple[Optional[dict], Optional[dict]], b: Tuple[dict, dict]) -> Tuple[dict, dict]:

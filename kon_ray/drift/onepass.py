@@ -41,8 +41,10 @@ import pyarrow.parquet as pq
 from kon_ray import execution, storage
 from kon_ray.drift import summary as S
 from kon_ray.drift.config import DriftConfig
+from kon_ray.drift.engine import derived, segment_reads
 from kon_ray.drift.prediction import not_available, report_block
 from kon_ray.drift.reference import NumericReference, ReferenceSummary
+from kon_ray.drift.segments import SegmentRules
 from kon_ray.execution import WorkUnit
 from kon_ray.model.score import (
     ACTUAL,
@@ -83,6 +85,10 @@ class PassSpec:
     # population -> its calibration (fitted on the test split): count the label-free estimate's partials
     performance: Mapping[str, Calibration] = field(default_factory=dict)
     month_column: Optional[str] = None  # the estimate's chunks: months of this date column (None: one chunk)
+    # DriftCheck's segment columns (issue 30): the pass keeps each scored row's segments, read or made by `derive`
+    # (the run's segment state), for the joint tables of the probabilities
+    segments: Tuple[str, ...] = ()
+    derive: Optional[SegmentRules] = None
 
 
 def models(folders: Sequence[str], nthread: int = 1) -> List[ModelBundle]:
@@ -119,22 +125,30 @@ def score_unit(table: pa.Table, unit: WorkUnit, spec: PassSpec) -> Dict[str, Any
     if spec.out is not None:
         write_part(pred, spec, table.schema.field(spec.id_column).type, unit.index)
     out: Dict[str, Any] = {"rows": len(pred[spec.id_column]), "metrics": {}, "probs": {}, "labels": {},
-                           "segments": {}, "drift": {}, "performance": {}}
+                           "segments": {}, "estimate_segments": {}, "drift": {}, "performance": {}}
     if ACTUAL in pred:
         out["metrics"] = metric_partials(pred, spec.labels)
     if spec.collect or spec.drift or spec.performance:
         population = pred[POPULATION_COLUMN]
+        segments = segment_table(table, spec) if spec.segments else None
         for pop, labels in spec.labels.items():
             keep = population == pop
             columns = prob_columns(labels)
+            # score_batch keeps a population's rows in batch order: the batch's rows of `pop` are its rows
+            segs = segments.filter(pa.array(batch[POPULATION_COLUMN] == pop)) if segments is not None else None
             if spec.collect:
                 out["probs"][pop] = np.column_stack([pred[c][keep] for c in columns]).astype(np.float32, copy=False)
                 if ACTUAL in pred:
                     out["labels"][pop] = label_index(pred[ACTUAL][keep], labels).astype(np.int16)
                     # the estimate's reference segments (the change in accuracy split by estrato and cluster)
-                    out["segments"][pop] = {name: pred[name][keep] for name in (ESTRATO, CLUSTER)}
+                    out["estimate_segments"][pop] = {name: pred[name][keep] for name in (ESTRATO, CLUSTER)}
+                if segs is not None:
+                    out["segments"][pop] = segs
             if pop in spec.drift:
                 probs = pa.table({c: pa.array(pred[c][keep]) for c in columns})
+                if segs is not None:
+                    for name in segs.column_names:
+                        probs = probs.append_column(name, segs.column(name))
                 out["drift"][pop] = S.summarise_batch(probs, spec.drift[pop])
             if pop in spec.performance and keep.any():
                 out["performance"][pop] = performance_window(pred, keep, labels, spec.performance[pop],
@@ -162,6 +176,12 @@ def performance_window(pred: Mapping[str, np.ndarray], keep: np.ndarray, labels:
     return window
 
 
+def segment_table(table: pa.Table, spec: PassSpec) -> pa.Table:
+    """The unit's segment columns (spec.segments), read or made from its rows by `spec.derive`."""
+    return derived(table.select(list(segment_reads(spec.segments, spec.derive))), spec.derive).select(
+        list(spec.segments))
+
+
 def write_part(pred: Mapping[str, np.ndarray], spec: PassSpec, id_type: pa.DataType, index: int) -> None:
     """The unit's predictions as one Parquet file named by the unit's index, with fixed column types (an empty
     part has the same schema as a full one)."""
@@ -181,7 +201,9 @@ class Totals:
     metrics: List[Dict[str, Any]] = field(default_factory=list)  # per unit; merged by merge_metric_partials
     probs: Dict[str, List[np.ndarray]] = field(default_factory=dict)
     labels: Dict[str, List[np.ndarray]] = field(default_factory=dict)  # beside probs, in the same order
-    segments: Dict[str, Dict[str, List[np.ndarray]]] = field(default_factory=dict)  # beside labels: estrato, cluster
+    segments: Dict[str, List[pa.Table]] = field(default_factory=dict)  # the rows of `probs`, their segments
+    # beside labels, the labelled rows' estrato and cluster (the performance estimate's reference segments)
+    estimate_segments: Dict[str, Dict[str, List[np.ndarray]]] = field(default_factory=dict)
     drift: Dict[str, dict] = field(default_factory=dict)
     performance: Dict[str, Window] = field(default_factory=dict)
 
@@ -196,9 +218,11 @@ def merge(totals: Optional[Totals], part: Mapping[str, Any]) -> Totals:
         totals.probs.setdefault(pop, []).append(probs)
     for pop, labels in part["labels"].items():
         totals.labels.setdefault(pop, []).append(labels)
-    for pop, columns in part["segments"].items():
+    for pop, columns in part["estimate_segments"].items():
         for name, values in columns.items():
-            totals.segments.setdefault(pop, {}).setdefault(name, []).append(values)
+            totals.estimate_segments.setdefault(pop, {}).setdefault(name, []).append(values)
+    for pop, segments in part["segments"].items():
+        totals.segments.setdefault(pop, []).append(segments)
     for pop, summary in part["drift"].items():
         totals.drift[pop] = S.merge(totals.drift.get(pop), summary)
     for pop, window in part["performance"].items():
@@ -234,11 +258,22 @@ def fit_reference(probs: np.ndarray, columns: Sequence[str], cfg: DriftConfig,
     return ReferenceSummary(rows=len(probs), psi_bins=cfg.psi_bins, numeric=numeric, source=source)
 
 
-def counting_plan(reference: ReferenceSummary) -> S.BatchPlan:
-    """What the current split's pass counts for one population: its probabilities on the reference's edges."""
+def counting_plan(reference: ReferenceSummary, segments: Tuple[str, ...] = ()) -> S.BatchPlan:
+    """What the current split's pass counts for one population: its probabilities on the reference's edges, and
+    their joint tables with `segments`."""
     return S.BatchPlan(numeric=tuple(reference.numeric),
                        ks_edges={c: r.ks_edges for c, r in reference.numeric.items()},
-                       psi_edges={c: r.psi_edges for c, r in reference.numeric.items()})
+                       psi_edges={c: r.psi_edges for c, r in reference.numeric.items()}, segments=segments)
+
+
+def with_joint(reference: ReferenceSummary, probs: np.ndarray, segments: pa.Table) -> ReferenceSummary:
+    """The reference with the joint tables of its probabilities (rows x classes) and `segments` (their rows'
+    segment columns), counted on its PSI edges by the drift engine's batch function, as the current pass counts."""
+    columns = list(reference.numeric)
+    table = pa.Table.from_arrays([*(pa.array(probs[:, j]) for j in range(len(columns))), *segments.columns],
+                                 columns + segments.column_names)
+    plan = replace(counting_plan(reference, tuple(segments.column_names)), count=False)
+    return replace(reference, joint=S.sorted_joint(S.summarise_batch(table, plan)["joint"], columns))
 
 
 WINDOWS = ("the reference window", "the current window")  # DriftCheck's; InferenceReporting's are its two splits
@@ -250,8 +285,10 @@ def reference_for(bundle: ModelBundle, totals: Totals, cfg: DriftConfig, windows
     probs = np.concatenate(parts) if parts else np.empty((0, len(bundle.labels)), np.float32)
     if not len(probs):
         return f"no {bundle.population} records in {windows[0]}"
+    segments = totals.segments.get(bundle.population)
     try:
-        return fit_reference(probs, prob_columns(bundle.labels), cfg)
+        reference = fit_reference(probs, prob_columns(bundle.labels), cfg)
+        return with_joint(reference, probs, pa.concat_tables(segments)) if segments else reference
     except Exception as exc:  # drift is part of the report, not a reason to lose the scores and metrics
         log.warning("prediction drift %s: reference failed: %s", bundle.population, exc)
         return f"{type(exc).__name__}: {exc}"
@@ -274,25 +311,29 @@ def compare(bundle: ModelBundle, reference, totals: Totals, cfg: DriftConfig,
 
 
 def prediction_drift(bundles: Sequence[ModelBundle], reference_files: Sequence[str], current_files: Sequence[str],
-                     id_column: str, cfg: DriftConfig, name: str = "prediction_drift") -> Dict[str, Dict[str, Any]]:
+                     id_column: str, cfg: DriftConfig, name: str = "prediction_drift",
+                     derive: Optional[SegmentRules] = None) -> Dict[str, Dict[str, Any]]:
     """{population: prediction-drift block} of `bundles` on two windows, writing nothing: a reference pass that
     returns the probabilities, the exact reference fit on the driver, a current pass that counts on its edges.
-    The passes InferenceReporting makes over test and current, without its predictions and metrics."""
+    The passes InferenceReporting makes over test and current, without its predictions and metrics. With
+    drift.segment_columns, each probability's PSI is attributed by them as the features' are (`derive`: the
+    segment columns made from each batch, the run's segment state)."""
     cfg = numeric_config(cfg)
     labels = {b.population: tuple(b.labels) for b in bundles}
-    columns = input_columns(bundles, id_column, None)
+    segments = tuple(cfg.segment_columns)
+    columns = list(dict.fromkeys(input_columns(bundles, id_column, None) + list(segment_reads(segments, derive))))
     spec = PassSpec(folders=(), labels=labels, id_column=id_column, target_column=None, out=None, collect=True,
-                    bundles=tuple(bundles))
+                    bundles=tuple(bundles), segments=segments, derive=derive)
     totals = execution.map_reduce(score_unit, execution.plan(list(reference_files), columns), merge,
                                   columns=columns, kwargs={"spec": spec}, name=f"{name}_reference") or Totals()
     references = {b.population: reference_for(b, totals, cfg) for b in bundles}
     spec = replace(spec, collect=False,
-                   drift={p: counting_plan(r) for p, r in references.items() if not isinstance(r, str)})
+                   drift={p: counting_plan(r, segments) for p, r in references.items() if not isinstance(r, str)})
     totals = execution.map_reduce(score_unit, execution.plan(list(current_files), columns), merge,
                                   columns=columns, kwargs={"spec": spec}, name=f"{name}_current") or Totals()
     return {b.population: compare(b, references[b.population], totals, cfg) for b in bundles}
 
 
 __all__ = ["PassSpec", "Totals", "models", "score_unit", "write_part", "merge", "month_keys", "performance_window",
-           "fit_reference", "counting_plan",
-           "reference_for", "compare", "prediction_drift", "numeric_config"]
+           "fit_reference", "counting_plan", "with_joint", "segment_table", "reference_for", "compare",
+           "prediction_drift", "numeric_config"]

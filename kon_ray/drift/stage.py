@@ -1,8 +1,10 @@
 """DriftCheck as a pipeline stage: the reference window (preprocess train + test) against the current window.
 
 Reads `features/train`, `features/test` and `features/reference_rest` (together the whole reference window,
-whatever balanced sampling chose for training) and `features/current` (current) from PreprocessSplit,
-analyses every column except the dataset's id, date and target columns and `drift.exclude`, and writes
+whatever balanced sampling chose for training) and `features/current` (current) from PreprocessSplit, and the
+segment stage's `segment/segment_state.json` (it runs after segment, before train: its gate still stops a run before
+training), analyses every column except the dataset's id, date and target columns and `drift.exclude`, attributes
+each feature's PSI by population, estrato and cluster (drift.segment_columns, when empty), and writes
 reference_summary.json, drift_report.json, drift_summary.txt and drift_report.html. With
 `drift.fail_on_drift=true` and the flag raised it returns, with its metrics, the gate's verdict: the pipeline
 publishes the reports and then stops the run (exit code 4).
@@ -25,19 +27,23 @@ from kon_ray.context import STAGE_FOLDERS, RunContext
 from kon_ray.drift import onepass
 from kon_ray.drift import prediction as P
 from kon_ray.drift.check import gate, metrics, run_check
+from kon_ray.drift.config import DriftConfig
+from kon_ray.drift.engine import segment_reads
+from kon_ray.drift.segments import SegmentRules
 from kon_ray.execution import kon_error_in
 from kon_ray.features.spec import POPULATION, calendar_features
 from kon_ray.model.registered import Resolution
 from kon_ray.model.score import input_columns
 from kon_ray.segment.io import split_files
+from kon_ray.segment.state import CLUSTER, ESTRATO, SEGMENT_COLUMNS, STATE_FILE, SegmentState
 from kon_ray.stages import StageResult
 
 log = logging.getLogger(__name__)
 
-# The pipeline's segment columns when drift.segment_columns is empty: the population every preprocessed row carries.
-# estrato and cluster are assigned by the segment stage, which runs after this one (its k-means centroids are
-# fitted then); see README "Drift: the contract", attribution.
-PIPELINE_SEGMENTS = (POPULATION,)
+# The pipeline's segment columns when drift.segment_columns is empty: the population every preprocessed row carries,
+# and estrato and cluster, which this stage derives per batch from the segment stage's saved state (it runs after
+# segment; see README "Drift: the contract", attribution).
+PIPELINE_SEGMENTS = (POPULATION, ESTRATO, CLUSTER)
 
 
 def run(ctx: RunContext) -> StageResult:
@@ -50,26 +56,33 @@ def run(ctx: RunContext) -> StageResult:
     exclude = [dataset.id_column, dataset.date_column, dataset.target_column]
     if not cfg.calendar_features:
         exclude += calendar_features(list(dataset.features.dates))
-    if not cfg.segment_columns:  # issue 30: attribution by population by default (README, drift contract)
+    if not cfg.segment_columns:  # issue 30: attribution by population, estrato and cluster by default
         cfg = dataclasses.replace(cfg, segment_columns=_default_segments(reference, current))
+    # estrato and cluster are no columns of the feature data: the segment stage's rules make them from each batch
+    # of both windows, as train and infer do (assign_segments), in the pass that counts the features
+    state = SegmentState.from_dict(storage.read_json(storage.join(ctx.input_dir("segment"), STATE_FILE)))
+    rules = SegmentRules.of(state, cfg.segment_columns)
+    derive = rules if rules.names else None
     # the registered models the pipeline resolved while planning (their versions are in this stage's key) and
     # loaded for this run; none when the stage is run on its own
     resolution: Resolution = ctx.models or Resolution(missing=(("all", "none given to this stage"),))
 
     def prediction() -> Dict[str, Any]:
-        return prediction_drift(resolution, ctx.config, reference, current)
+        return prediction_drift(resolution, ctx.config, reference, current, cfg, derive)
 
-    report = run_check(cfg, current, ctx.output_dir, reference=reference, exclude=exclude, prediction=prediction)
+    report = run_check(cfg, current, ctx.output_dir, reference=reference, exclude=exclude, prediction=prediction,
+                       derive=derive)
     log.info("drift: %s", model_line(resolution, dataset.name))
     # the run folder's drift/, where users look
     return StageResult(metrics(report), gate(report, cfg, storage.join(ctx.run_dir, STAGE_FOLDERS["drift"])))
 
 
 def _default_segments(reference, current: str) -> list:
-    """PIPELINE_SEGMENTS that every file of both windows has (preprocess always writes `population`; a window
-    written by other means without it is checked without attribution, and the log says so)."""
+    """PIPELINE_SEGMENTS: estrato and cluster (derived), and population where every file of both windows has it
+    (preprocess always writes it; a window written by other means without it is checked without attribution by
+    it, and the log says so)."""
     files = [f for folder in [*reference, current] if storage.exists(folder) for f in split_files(folder)]
-    have = set(_columns(files))
+    have = set(_columns(files)) | set(SEGMENT_COLUMNS)
     absent = [c for c in PIPELINE_SEGMENTS if c not in have]
     if absent:
         log.info("drift: no attribution by %s (not a column of both windows)", ", ".join(absent))
@@ -93,8 +106,12 @@ def model_line(resolution: Resolution, dataset: str) -> str:
     return f"prediction drift not checked: {resolution.reason()}"
 
 
-def prediction_drift(resolution: Resolution, config: KonConfig, reference, current: str) -> Dict[str, Any]:
-    """The report's prediction-drift block: the resolved models on the reference window against the current one."""
+def prediction_drift(resolution: Resolution, config: KonConfig, reference, current: str,
+                     cfg: Optional[DriftConfig] = None, derive: Optional[SegmentRules] = None) -> Dict[str, Any]:
+    """The report's prediction-drift block: the resolved models on the reference window against the current one,
+    each probability's PSI attributed by `cfg.segment_columns` as the features' are (`derive`: those made from
+    each batch by the run's segment state)."""
+    cfg = cfg or config.drift
     described = [m.describe() for m in resolution.models]
     missing = dict(resolution.missing)
     if not resolution.models:
@@ -106,6 +123,7 @@ def prediction_drift(resolution: Resolution, config: KonConfig, reference, curre
     ref_files = [f for folder in reference if storage.exists(folder) for f in split_files(folder)]
     cur_files = split_files(current)
     have = set(_columns(ref_files)) & set(_columns(cur_files))
+    wanted = segment_reads(cfg.segment_columns, derive)
     named = {m.population: f"{m.name} version {m.version}" for m in resolution.models}
     usable = []
     for bundle in bundles:
@@ -113,13 +131,15 @@ def prediction_drift(resolution: Resolution, config: KonConfig, reference, curre
         if lacking:
             missing[bundle.population] = (f"{named[bundle.population]} reads column {lacking[0]!r}, which the"
                                           " reference or current window does not have")
+        elif any(c not in have for c in wanted):  # the feature check has said so: a DataError naming the file
+            missing[bundle.population] = "a column drift.segment_columns needs is not in both windows"
         else:
             usable.append(bundle)
     blocks: Dict[str, Dict[str, Any]] = {}
     if usable:
         try:
-            blocks = onepass.prediction_drift(usable, ref_files, cur_files, config.dataset.id_column, config.drift,
-                                              name="drift_prediction")
+            blocks = onepass.prediction_drift(usable, ref_files, cur_files, config.dataset.id_column, cfg,
+                                              name="drift_prediction", derive=derive)
         except Exception as exc:  # scoring is part of the report; the feature report must still be written
             cause = kon_error_in(exc) or exc
             log.warning("drift: prediction drift failed: %s", cause)

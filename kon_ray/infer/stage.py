@@ -122,7 +122,7 @@ def run(ctx: RunContext) -> StageResult:
             for b in bundles:
                 reference = estimate.labelled(totals.probs.get(b.population, []),
                                               totals.labels.get(b.population, []),
-                                              totals.segments.get(b.population))
+                                              totals.estimate_segments.get(b.population))
                 reference_rows[b.population] = reference
                 calibrations[b.population] = estimate.calibrate(reference[0], reference[1], len(b.labels),
                                                                 perf_cfg.bins)

@@ -32,7 +32,7 @@ from kon_ray.train.worker import CHECKPOINT_MODEL, PROGRESS_FILE
 
 log = logging.getLogger(__name__)
 
-SHARED_STAGES = ("ingest", "preprocess", "drift", "segment")
+SHARED_STAGES = ("ingest", "preprocess", "segment", "drift")
 
 
 def shared_stages(config: KonConfig, plain: Dict[str, Any], sweep_dir: str,

@@ -4,7 +4,7 @@
 Hydra's own override grammar (`a,b`, `choice(a,b)`, `range(3,10)`, `interval(0.01,0.3)`, `tag(log,interval(...))`)
 reads each argument; a swept one becomes a `Dimension` of the trials' space, `sweep.*` arguments configure the sweep,
 the rest compose the run's config as they would for `python -m kon_ray.run`. Trials vary `model.*` keys only: the
-stages before training (ingest, preprocess, drift, segment) are computed once for the whole sweep, so a swept key
+stages before training (ingest, preprocess, segment, drift) are computed once for the whole sweep, so a swept key
 they read would make the trials disagree about their inputs.
 """
 

@@ -274,7 +274,7 @@ def test_a_worker_node_lost_mid_stage_does_not_change_the_outputs(token_cluster,
     victim_dir = token_cluster["node_temp_dirs"][victim]
     run = f"s3://{BUCKET}/fault/run"
     args = ["+dataset=POLA", "debug=tiny", *_remote(token_cluster, run, data, "tracking=off",
-                                                    "stages=[ingest,preprocess,drift]"),
+                                                    "stages=[ingest,preprocess,segment,drift]"),
             f"hydra.run.dir={tmp_path / 'client'}"]
     env = _client_env(RAY_AUTH_TOKEN_PATH=str(token_cluster["token_file"]))
     proc = subprocess.Popen([sys.executable, "-m", "kon_ray.run", *args], cwd=REPO, env=env,

@@ -22,9 +22,10 @@ BUCKET = "kon-test"
 # <run>/<folder>.json = {"stage", "location"}, to the stage's keyed folder in the cache beside it (kon_ray/pipeline.py).
 STAGE_OUTPUTS = {
     ("ingest",): {"ingest": ["ingest.json"]},
-    ("ingest", "preprocess", "drift"): {
+    ("ingest", "preprocess", "segment", "drift"): {
         "ingest": ["ingest.json"],
         "features": ["feature_state.json", "split_summary.json"],
+        "segment": ["segment_state.json"],
         "drift": ["drift_report.json", "drift_summary.txt", "drift_report.html"],
     },
 }

@@ -133,8 +133,8 @@ def test_drift_compares_the_whole_reference_window_whatever_the_training_sample(
         folder = tmp_path / name
         (folder / "data").parent.mkdir()
         (folder / "data").symlink_to(tiny / "data")
-        ctx = make_ctx(folder, "split.current_months=3", "stages=[ingest,preprocess,drift]", "tracking.enabled=false",
-                       *sampling)
+        ctx = make_ctx(folder, "split.current_months=3", "stages=[ingest,preprocess,segment,drift]",
+                       "tracking.enabled=false", *sampling)
         run_pipeline(ctx)
         out = Path(ctx.stage_dir("preprocess"))
         rows[name] = {split: len(pd.read_parquet(out / split)) if list((out / split).glob("*.parquet")) else 0

@@ -199,6 +199,7 @@ def test_models_are_loaded_once_per_process_and_reloaded_when_changed(scored_run
 def test_partials_of_an_empty_unit_merge_to_nothing():
     """A unit without a record of a population adds nothing for it (empty arrays, zero counts)."""
     merged = onepass.merge(None, {"rows": 0, "metrics": {}, "probs": {"domestic": np.empty((0, 3), np.float32)},
-                                  "labels": {}, "segments": {}, "drift": {}, "performance": {}})
+                                  "labels": {}, "segments": {}, "estimate_segments": {}, "drift": {},
+                                  "performance": {}})
     assert merged.rows == 0 and merged.metrics == [] and np.concatenate(merged.probs["domestic"]).shape == (0, 3)
     assert M.merge([]) is None and pa.array(np.empty(0, np.float32)).type == pa.float32()

@@ -29,16 +29,18 @@ from kon_ray.segment.config import SegmentConfig
 from kon_ray.stages import GateVerdict, StageResult
 from kon_ray.tracking.config import TrackingConfig
 from tests.drift import oracle
+from tests.infer.conftest import STATE
 from tests.train.synthetic import feature_names, synthetic_context
 
 SHIFTED = feature_names(6)  # every model feature moved in the shifted current window
 
 
 def _copy_run(scored_run, target: Path, shift: float = 0.0) -> str:
-    """The scored run's features and models in `target`; with `shift`, the current split's features moved."""
+    """The scored run's features, segment state and models in `target`; with `shift`, the current split's features
+    moved."""
     _, run_dir, splits, _ = scored_run
-    shutil.copytree(os.path.join(run_dir, "features"), target / "features")
-    shutil.copytree(os.path.join(run_dir, "models"), target / "models")
+    for folder in ("features", "segment", "models"):
+        shutil.copytree(os.path.join(run_dir, folder), target / folder)
     if shift:
         current = splits["current"].copy()
         current[SHIFTED] = current[SHIFTED] + np.float32(shift)
@@ -87,13 +89,14 @@ def _drift_ctx(tmp_path: Path, run_dir: str, uri: str, **drift) -> RunContext:
         (data / "part-0.parquet").write_bytes(b"x")
     base = synthetic_context(run_dir, "").config
     config = replace(base, dataset=replace(base.dataset, path=str(data)), tracking=TrackingConfig(uri=uri),
-                     drift=DriftConfig(**drift), stages=["ingest", "preprocess", "drift"])
+                     drift=DriftConfig(**drift), stages=["ingest", "preprocess", "segment", "drift"])
     return RunContext(config=config, plain=asdict(config), run_dir=run_dir)
 
 
 @pytest.fixture
 def real_drift_stage(monkeypatch):
-    """ingest and preprocess as stand-ins (preprocess publishes the copied features folder), drift the real one."""
+    """ingest, preprocess and segment as stand-ins (preprocess and segment publish the copied features and segment
+    folders), drift the real one."""
     features: dict = {}
 
     def make(stage):
@@ -101,8 +104,8 @@ def real_drift_stage(monkeypatch):
             return drift_stage.run
 
         def run(ctx):
-            if stage == "preprocess":
-                shutil.copytree(features["from"], ctx.output_dir, dirs_exist_ok=True)
+            if stage in ("preprocess", "segment"):
+                shutil.copytree(features[stage], ctx.output_dir, dirs_exist_ok=True)
             else:
                 os.makedirs(ctx.output_dir, exist_ok=True)
             return {}
@@ -123,7 +126,7 @@ def test_a_new_registered_version_recomputes_the_drift_stage_and_is_named(ray_se
     _, _, splits, folders = scored_run
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     source = _copy_run(scored_run, tmp_path / "source")
-    real_drift_stage["from"] = os.path.join(source, "features")
+    real_drift_stage.update(preprocess=os.path.join(source, "features"), segment=os.path.join(source, "segment"))
     assert _register(uri, folders["domestic"], "domestic") == "1"
 
     first = pipeline.run_pipeline(_drift_ctx(tmp_path, str(tmp_path / "runs" / "a"), uri))
@@ -200,6 +203,46 @@ def test_high_prediction_drift_at_drift_check_raises_the_flag_and_the_gate(ray_s
     assert block["severity"] == "HIGH"
     assert {f["name"]: f["psi"] for f in block["features"]} == pytest.approx(
         {f"industrial/{name}": psi for name, psi in expected.items()}, abs=1e-9)
+
+
+def _segments(frame: pd.DataFrame) -> pd.DataFrame:
+    """An independent assignment of the run's segment state (tests/infer/conftest.py STATE, numpy here):
+    population, estrato (avaluo's left-closed bins, 0 when missing) and cluster (kwh standardized, nearest centre)."""
+    avaluo = frame["avaluo"].to_numpy(np.float64)
+    estrato = np.where(np.isnan(avaluo), 0, np.searchsorted(STATE.estrato_thresholds, avaluo, side="right") + 1)
+    z = np.nan_to_num((frame["kwh"].to_numpy(np.float64) - STATE.mean[0]) / STATE.std[0], nan=0.0)
+    cluster = np.abs(z[:, None] - np.array(STATE.centroids)[None, :, 0]).argmin(axis=1)
+    return pd.DataFrame({"population": frame["population"].astype(str).to_numpy(), "estrato": estrato.astype(str),
+                         "cluster": cluster.astype(str)})
+
+
+def test_prediction_drift_is_attributed_by_population_estrato_and_cluster(ray_session, scored_run, tmp_path):
+    """Issue 30: every class probability's PSI, as every feature's, split by population, estrato and cluster (the
+    run's segment state applied to both windows); the two shares add up to its PSI, and each segment's rows are
+    those of an independent assignment of that state."""
+    _, _, splits, folders = scored_run
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    _register(uri, folders["domestic"], "domestic")
+    ctx = _drift_ctx(tmp_path, _copy_run(scored_run, tmp_path / "run"), uri)
+    planned = replace(ctx, models=pipeline.with_models(pipeline.plan(ctx), "drift").models)
+    drift_stage.run(replace(planned, output_dir=str(tmp_path / "staging")))
+    report = json.loads((tmp_path / "staging" / "drift_report.json").read_text())
+    windows = {"reference": _segments(pd.concat([splits["train"], splits["test"]])),
+               "current": _segments(splits["current"])}
+    block = report["summary"]["prediction_drift"]
+    assert block["available"] and len(block["features"]) == len(load_bundle(folders["domestic"]).labels)
+    for kind, entries, rows in (("feature", report["features"], lambda w: w),
+                                ("prediction", block["features"], lambda w: w[w["population"] == "domestic"])):
+        for entry in entries:
+            bys = [a["by"] for a in entry["attribution"]]
+            assert bys == [b for b in ("population", "estrato", "cluster") if b != entry["name"]], (kind, bys)
+            for a in entry["attribution"]:
+                assert a["mix_share"] + a["within_share"] == pytest.approx(entry["psi"], abs=1e-9)
+                for side, window in windows.items():
+                    expected = rows(window)[a["by"]].value_counts().to_dict()
+                    got = {s["value"]: s[f"{side}_rows"] for s in a["segments"] if s[f"{side}_rows"]}
+                    assert got == expected, (kind, entry["name"], a["by"], side)
+    assert windows["current"]["estrato"].nunique() > 1 and windows["current"]["cluster"].nunique() == 2
 
 
 # --- InferenceReporting: the run's models, test against current; the flag and the gate -----------------------

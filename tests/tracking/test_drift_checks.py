@@ -22,6 +22,7 @@ from kon_ray.errors import DriftGateError
 from kon_ray.manifest import MANIFEST
 from kon_ray.net import free_port
 from kon_ray.pipeline import plan
+from kon_ray.segment.state import STATE_FILE, SegmentState
 from tests.chromium import CHROMIUM, dump_dom
 from tests.conftest import compose_config
 from tests.drift.conftest import make_frames
@@ -63,7 +64,8 @@ def test_a_run_stopped_by_the_drift_gate_has_its_evidence_in_mlflow(tmp_path, ml
                           f"tracking.uri={mlflow_server}", "tracking.experiment=gate", "tracking.log_models=false",
                           f"cache_dir={tmp_path / 'cache'}"], tmp_path)
     config, plain = load_config(cfg), to_plain(cfg)
-    # the preprocess stage's published folder, by hand: the drift stage reads features/{train,test,current}
+    # the preprocess and segment stages' published folders, by hand: the drift stage reads
+    # features/{train,test,current} and segment/segment_state.json
     planned = plan(RunContext(config=config, plain=plain, run_dir=config.output_dir))
     features = Path(planned.stage_paths["preprocess"])
     ref, cur = make_frames(600, 400)
@@ -71,6 +73,12 @@ def test_a_run_stopped_by_the_drift_gate_has_its_evidence_in_mlflow(tmp_path, ml
     _write(features / "test", ref.iloc[400:])
     _write(features / "current", cur, 2)
     (features / MANIFEST).write_text(json.dumps({"stage": "preprocess", "key": planned.stage_keys["preprocess"]}))
+    # and the segment stage's (drift runs after it): estrato from `cont`, no clusters
+    segment = Path(planned.stage_paths["segment"])
+    segment.mkdir(parents=True)
+    (segment / STATE_FILE).write_text(SegmentState(estrato_column="cont", estrato_thresholds=[0.0],
+                                                   cluster_features=[], mean=[], std=[], centroids=[]).to_json())
+    (segment / MANIFEST).write_text(json.dumps({"stage": "segment", "key": planned.stage_keys["segment"]}))
 
     with pytest.raises(DriftGateError):
         run(config, plain)

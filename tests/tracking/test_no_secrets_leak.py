@@ -56,7 +56,7 @@ def test_planted_secrets_appear_in_no_output(tmp_path, mlflow_server):
     env.pop("RAY_ADDRESS", None)
     done = subprocess.run(
         [sys.executable, "-m", "kon_ray.run", "+dataset=POLA", f"dataset.path={data}", f"output_dir={run}",
-         f"hydra.run.dir={run}", "stages=[ingest,preprocess,drift]", f"tracking.uri={uri}",
+         f"hydra.run.dir={run}", "stages=[ingest,preprocess,segment,drift]", f"tracking.uri={uri}",
          "tracking.experiment=secrets", f"+hydra.job.env_set.KON_API_TOKEN={JOB_TOKEN}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
     )

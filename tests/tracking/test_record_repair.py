@@ -107,15 +107,15 @@ def test_a_server_down_or_killed_mid_run_is_reported_and_the_log_command_complet
             for stage, metrics in pipeline_run.metrics.items():
                 tracker.stage_finished(stage, 0.5, metrics, str(pipeline_run.stage_folder(stage)))
                 if stage == "drift":
-                    server.stop()  # segment, train and infer find no server
+                    server.stop()  # train and infer find no server
                 if stage == "infer":
                     server.start()  # the end of the run, and what is missing, are recorded
-        assert list(tracker.incomplete) == ["segment", "train", "infer"]
+        assert list(tracker.incomplete) == ["train", "infer"]
         (run,) = _runs(server.uri, "killed")
-        assert run.info.status == "FINISHED" and run.data.tags[INCOMPLETE_TAG] == "segment,train,infer"
+        assert run.info.status == "FINISHED" and run.data.tags[INCOMPLETE_TAG] == "train,infer"
         assert "time/drift" in run.data.metrics and "time/train" not in run.data.metrics
         record = json.loads((killed / TRACKING_FILE).read_text())
-        assert record["run_id"] == run.info.run_id and list(record[INCOMPLETE_TAG]) == ["segment", "train", "infer"]
+        assert record["run_id"] == run.info.run_id and list(record[INCOMPLETE_TAG]) == ["train", "infer"]
         assert "python -m kon_ray.tracking.log " + str(killed) in tracker.repair_hint()
 
         # 4. the command completes that same run, sending nothing twice
