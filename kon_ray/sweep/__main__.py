@@ -20,6 +20,7 @@ import datetime as dt
 import difflib
 import logging
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -130,7 +131,8 @@ def _main(args: List[str]) -> int:
         model_for(config.model, point)  # a value no model takes: exit 2 now, not in a trial
     if isinstance(config.cluster, RayCluster):  # checked here, run there: the whole sweep as one Ray Job
         started_work()
-        return submit_sweep(config, overrides, sweep_dir)
+        _console()
+        return submit_sweep(config, overrides, command.fixed, sweep_dir)
     fail = json.loads(os.environ[FAIL_ENV]) if os.environ.get(FAIL_ENV) else None
     return _run(config, plain, sweep, command, points, sweep_dir, overrides, fail)
 
@@ -159,7 +161,8 @@ def _run(config, plain, sweep: SweepConfig, command, points, sweep_dir: str, ove
             ctx = driver.shared_stages(config, plain, sweep_dir, lambda: init_local_ray(config.cluster))
             inputs = driver.training_inputs(ctx)
             records = driver.run_trials(config, sweep, ctx, inputs, points, command.dimensions, sweep_dir, fail)
-            summary, files = driver.finish(records, sweep, command.fixed, settings, sweep_dir,
+            fixed = shlex.split(sweep.submitted_overrides) if sweep.submitted_overrides else command.fixed
+            summary, files = driver.finish(records, sweep, fixed, settings, sweep_dir,
                                            f"{config.dataset.name} sweep {os.path.basename(sweep_dir)}")
             driver.write_best_models(config, summary, inputs, ctx, sweep_dir)
             failed = summary["counts"]["FAILED"]
@@ -174,7 +177,7 @@ def _run(config, plain, sweep: SweepConfig, command, points, sweep_dir: str, ove
                 log.error("%d trial(s) failed (lines above; sweep_summary.json)", failed)
                 return 1
             return 0
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; or SIGTERM (`ray job stop`) through Ray's handler, an exit
         if tracker is not None:
             tracker.end("KILLED")
         raise
@@ -210,25 +213,33 @@ def _upload_log(local: str, sweep_dir: str) -> None:
         log.warning("could not copy %s to %s: %s", local, sweep_dir, exc)
 
 
-def _log_to(path: str) -> logging.Handler:
-    """kon_ray's log lines on the terminal (stderr) and everything in <sweep dir>/sweep.log."""
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+LOG_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+
+
+def _console() -> None:
+    """kon_ray's log lines (INFO and up) on the terminal, stderr, once."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
                for h in root.handlers):
         console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(formatter)
+        console.setFormatter(LOG_FORMAT)
         root.addHandler(console)
+
+
+def _log_to(path: str) -> logging.Handler:
+    """kon_ray's log lines on the terminal (stderr) and everything in <sweep dir>/sweep.log."""
+    _console()
     handler = logging.FileHandler(path)
-    handler.setFormatter(formatter)
-    root.addHandler(handler)
+    handler.setFormatter(LOG_FORMAT)
+    logging.getLogger().addHandler(handler)
     return handler
 
 
 if __name__ == "__main__":
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
     if leave_ray_working_dir() is not None:  # the driver of a sweep submitted as a Ray Job (kon_ray/sweep/job.py)
-        # `ray job stop` (the submitter's Ctrl-C) sends SIGTERM: end as on Ctrl-C, the parent run KILLED
+        # `ray job stop` (the submitter's Ctrl-C) sends SIGTERM: end as on Ctrl-C, the parent run KILLED (once Ray
+        # is up, its own handler takes over and exits the driver: `_run` ends the parent run KILLED for that too)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(main())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from typing import List, Sequence
 
 from kon_ray import storage
@@ -24,17 +25,20 @@ from kon_ray.tracking.uri import check_remote_uri
 log = logging.getLogger(__name__)
 
 # Set on this side for the job, never carried from the user's command line: the job's paths, absolute or s3://.
-JOB_PATH_KEYS = ("sweep.dir", "cache_dir")
+JOB_PATH_KEYS = ("sweep.dir", "cache_dir", "sweep.submitted_overrides")
 
 
-def sweep_job_overrides(overrides: Sequence[str], config: KonConfig, sweep_dir: str) -> List[str]:
+def sweep_job_overrides(overrides: Sequence[str], fixed: Sequence[str], config: KonConfig,
+                        sweep_dir: str) -> List[str]:
     """The job's `python -m kon_ray.sweep` overrides: the user's (swept keys and sweep.* included), minus the cluster
-    keys and the paths, plus joining the cluster's Ray and the paths as this side resolved them."""
+    keys and the paths, plus joining the cluster's Ray, the paths as this side resolved them, and the user's unswept
+    overrides (`fixed`) for the reproduce lines."""
     data = config.dataset.path if storage.is_s3(config.dataset.path) else os.path.abspath(config.dataset.path)
     kept = [o for o in carried_overrides(overrides) if override_key(o) not in JOB_PATH_KEYS]
     assert config.cache_dir is not None  # the sweep's compose always sets it
     return kept + [*joined_overrides(config.cluster), f"dataset.path={hydra_quote(data)}",
-                   f"cache_dir={hydra_quote(config.cache_dir)}", f"sweep.dir={hydra_quote(sweep_dir)}"]
+                   f"cache_dir={hydra_quote(config.cache_dir)}", f"sweep.dir={hydra_quote(sweep_dir)}",
+                   f"sweep.submitted_overrides={hydra_quote(shlex.join(fixed))}"]
 
 
 def check_shared_folders(cluster: RayCluster, sweep_dir: str, cache_dir: str) -> None:
@@ -49,7 +53,7 @@ def check_shared_folders(cluster: RayCluster, sweep_dir: str, cache_dir: str) ->
                               f"{nodes} nodes: set {key}=s3://BUCKET/PREFIX")
 
 
-def submit_sweep(config: KonConfig, overrides: Sequence[str], sweep_dir: str) -> int:
+def submit_sweep(config: KonConfig, overrides: Sequence[str], fixed: Sequence[str], sweep_dir: str) -> int:
     """Submit the sweep as one Ray Job to cluster.address and follow it; the job's exit code (130 on Ctrl-C, after
     stopping the job)."""
     cluster = config.cluster
@@ -60,4 +64,5 @@ def submit_sweep(config: KonConfig, overrides: Sequence[str], sweep_dir: str) ->
     if not storage.is_s3(sweep_dir):
         log.warning("sweep.dir is a local path: the summary and page land at %s on the node that runs the job's"
                     " driver (use s3:// for a remote cluster)", sweep_dir)
-    return submit_job(config, "kon_ray.sweep", sweep_job_overrides(overrides, config, sweep_dir), cluster.address)
+    return submit_job(config, "kon_ray.sweep", sweep_job_overrides(overrides, fixed, config, sweep_dir),
+                      cluster.address)

@@ -182,6 +182,9 @@ def test_cluster_ray_submits_the_whole_sweep_as_one_job_and_exits_with_its_code(
         "cluster=local", "cluster.address=auto", "cluster.train_workers=3", "cluster.cpus_per_train_worker=1",
         f"dataset.path='{tmp_path / 'data' / 'POLA'}'", "cache_dir='s3://b/sweeps/.cache'",
         "sweep.dir='s3://b/sweeps/s1'",
+        # the user's own unswept overrides: the job prints the lines reproducing its best trials with them
+        "sweep.submitted_overrides='+dataset=POLA cluster=ray cluster.address=http://h:8265 cluster.train_workers=3"
+        " tracking.uri=http://mlflow:5000 output_dir=x'",
     ]
     assert list(tmp_path.iterdir()) == []
 
