@@ -312,6 +312,7 @@ def submit_job(
     connect_fn: Callable[..., Any] = connect,
     out: Optional[TextIO] = None,  # default: the terminal (kon_ray.terminal.result_stream)
     token: Optional[Token] = None,  # default: find_token(config.cluster)
+    env_vars: Optional[Mapping[str, str]] = None,  # the job's own, beside the forwarded ones
 ) -> int:
     """`python -m <module> <job_args>` as one Ray Job (a pipeline run, or a whole sweep: kon_ray/sweep/job.py):
     upload the allowlist, refuse secrets, submit, stream the logs; the job's exit code."""
@@ -322,6 +323,7 @@ def submit_job(
         )
     with tempfile.TemporaryDirectory(prefix="kon-job-") as staging:
         env = runtime_env(config, working_dir=stage_upload(Path(staging) / "kon_ray_job"))
+        env["env_vars"].update(env_vars or {})
         check_no_secrets(job_args, env["env_vars"])
         client = connect_fn(address, token if token is not None else find_token(jobs_cluster(config)))
         return submit_and_wait(

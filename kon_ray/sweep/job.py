@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # Set on this side for the job, never carried from the user's command line: the job's paths, absolute or s3://.
 JOB_PATH_KEYS = ("sweep.dir", "cache_dir", "sweep.submitted_overrides")
+# `ray job stop` (Ctrl-C here) sends the driver SIGTERM and, by default, SIGKILL 3 s later: too soon on a busy head
+# for the driver to stop Tune and end the parent run KILLED. Read by the job's supervisor, from the job's env.
+STOP_GRACE = {"RAY_JOB_STOP_WAIT_TIME_S": "30"}
 
 
 def sweep_job_overrides(overrides: Sequence[str], fixed: Sequence[str], config: KonConfig,
@@ -65,4 +68,4 @@ def submit_sweep(config: KonConfig, overrides: Sequence[str], fixed: Sequence[st
         log.warning("sweep.dir is a local path: the summary and page land at %s on the node that runs the job's"
                     " driver (use s3:// for a remote cluster)", sweep_dir)
     return submit_job(config, "kon_ray.sweep", sweep_job_overrides(overrides, fixed, config, sweep_dir),
-                      cluster.address)
+                      cluster.address, env_vars=STOP_GRACE)

@@ -259,16 +259,18 @@ def test_a_sweep_is_one_ray_job_whose_trials_run_on_both_worker_nodes(token_clus
     """`python -m kon_ray.sweep ... cluster=ray`: one Ray Job runs the whole sweep (2 trials of 2 CPUs, each a whole
     worker node, at once); its log streams back, the summary and page land in the sweep folder on S3, MLflow has
     the parent and a child per trial with its node; the exit code is the job's (0, then 3 for data the job cannot
-    read)."""
+    read); Ctrl-C here stops the job, exit 130, and its driver ends the parent run KILLED."""
     from mlflow.tracking import MlflowClient
 
+    def command(*args: str) -> Dict[str, Any]:
+        return {"args": [sys.executable, "-m", "kon_ray.sweep", "+dataset=POLA", "debug=tiny", "cluster=ray",
+                         f"cluster.address={token_cluster['address']}", "sweep.populations=[domestic]",
+                         "sweep.cpus_per_trial=2", "model.max_depth=2,3", *args],
+                "cwd": tmp_path, "env": _client_env(RAY_AUTH_TOKEN_PATH=str(token_cluster["token_file"])),
+                "text": True}
+
     def sweep(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "kon_ray.sweep", "+dataset=POLA", "debug=tiny", "cluster=ray",
-             f"cluster.address={token_cluster['address']}", "sweep.populations=[domestic]", "sweep.cpus_per_trial=2",
-             "model.max_depth=2,3", *args],
-            cwd=tmp_path, env=_client_env(RAY_AUTH_TOKEN_PATH=str(token_cluster["token_file"])),
-            capture_output=True, text=True, timeout=420)
+        return subprocess.run(**command(*args), capture_output=True, timeout=420)
 
     # the cache of the three-node run's stages (reused when that test ran first, computed otherwise)
     sweep_dir, cache = f"s3://{BUCKET}/sweeps/one", f"s3://{BUCKET}/multi/.cache"
@@ -305,6 +307,28 @@ def test_a_sweep_is_one_ray_job_whose_trials_run_on_both_worker_nodes(token_clus
     failed = sweep(f"dataset.path=s3://{BUCKET}/nowhere", f"sweep.dir=s3://{BUCKET}/sweeps/failed", "tracking=off")
     assert failed.returncode == 3, (failed.stdout + failed.stderr)[-3000:]  # the job's DataError, its exit code
     assert "no such file or folder" in failed.stdout + failed.stderr
+
+    # Ctrl-C once the job's driver has opened its parent run (the stages are reused: it is about to start trials)
+    stopped = subprocess.Popen(**command(f"dataset.path={data}", f"cache_dir={cache}", f"sweep.dir={sweep_dir}-c",
+                                         f"tracking.uri={mlflow_server}", "tracking.experiment=multinode-stopped"),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    said = []
+    try:
+        for line in stopped.stdout:  # type: ignore[union-attr]
+            said.append(line)
+            if "sweep: MLflow parent run" in line:
+                stopped.send_signal(signal.SIGINT)
+                break
+        said.append(stopped.communicate(timeout=120)[0])
+    finally:
+        if stopped.poll() is None:
+            stopped.kill()
+    assert stopped.returncode == 130 and "interrupted: stopped Ray job" in "".join(said), "".join(said)[-3000:]
+    experiment = client.get_experiment_by_name("multinode-stopped").experiment_id
+    deadline = time.monotonic() + 60  # the driver ends its run within the job's stop grace (STOP_GRACE)
+    while client.search_runs([experiment])[0].info.status == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(1)
+    assert client.search_runs([experiment])[0].info.status == "KILLED"
 
 
 def _busy_worker_on(temp_dir: str) -> bool:

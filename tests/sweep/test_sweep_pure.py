@@ -170,13 +170,14 @@ def test_cluster_ray_submits_the_whole_sweep_as_one_job_and_exits_with_its_code(
     monkeypatch.chdir(tmp_path)
     sent = {}
 
-    def submit_job(config, module, args, address):
-        sent.update(module=module, args=list(args), address=address)
+    def submit_job(config, module, args, address, env_vars):
+        sent.update(module=module, args=list(args), address=address, env_vars=env_vars)
         return 4  # whatever the job's driver exited with
 
     monkeypatch.setattr(job, "submit_job", submit_job)
     assert main(CLUSTER + ["tracking.uri=http://mlflow:5000", "sweep.dir=s3://b/sweeps/s1", "output_dir=x"]) == 4
     assert sent["module"] == "kon_ray.sweep" and sent["address"] == "http://h:8265"
+    assert sent["env_vars"] == {"RAY_JOB_STOP_WAIT_TIME_S": "30"}  # time to end the parent run KILLED on Ctrl-C
     assert sent["args"] == [
         "+dataset=POLA", "model.max_depth=3,4", "sweep.max_concurrent=2", "tracking.uri=http://mlflow:5000",
         "cluster=local", "cluster.address=auto", "cluster.train_workers=3", "cluster.cpus_per_train_worker=1",
