@@ -43,6 +43,7 @@ from kon_ray.terminal import KonTerminal, result_stream
 log = logging.getLogger("kon_ray.sweep")
 
 LOG_FILE = "sweep.log"
+LOG_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
 FAIL_ENV = "KON_SWEEP_FAIL_POINT"  # tests: a JSON point whose trials raise (a trial that fails mid-sweep)
 
 
@@ -123,8 +124,8 @@ def _main(args: List[str]) -> int:
 
     if not isinstance(config.cluster, (LocalCluster, RayCluster)):
         raise ConfigError(f"cluster={config.cluster.kind}: python -m kon_ray.sweep runs on a local Ray, one it joins "
-                          "(cluster.address=HOST:PORT), or as one Ray Job on a running cluster (cluster=ray "
-                          "cluster.address=http://HEAD:8265); start the cluster with a run, then submit the sweep")
+                          "(cluster.address=HOST:PORT), or as one Ray Job on a running Ray cluster (cluster=ray "
+                          "cluster.address=http://HEAD:8265, e.g. the head of an EC2 cluster a run brought up)")
     check_space(command.dimensions, sweep, config.model)
     points = grid(command.dimensions) if sweep.search == "grid" else None
     for point in points or []:
@@ -212,8 +213,6 @@ def _upload_log(local: str, sweep_dir: str) -> None:
     except Exception as exc:  # noqa: BLE001  (the sweep's own error, if any, is the one to report)
         log.warning("could not copy %s to %s: %s", local, sweep_dir, exc)
 
-
-LOG_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
 
 
 def _console() -> None:

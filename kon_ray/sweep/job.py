@@ -20,11 +20,13 @@ from kon_ray.cluster.config import RayCluster, carried_overrides, joined_overrid
 from kon_ray.cluster.jobs import hydra_quote, submit_job
 from kon_ray.config import KonConfig
 from kon_ray.errors import ConfigError
+from kon_ray.tracking.names import redact_overrides
 from kon_ray.tracking.uri import check_remote_uri
 
 log = logging.getLogger(__name__)
 
-# Set on this side for the job, never carried from the user's command line: the job's paths, absolute or s3://.
+# Set on this side for the job, never carried from the user's command line: its paths (absolute or s3://) and the
+# user's own overrides for the reproduce lines.
 JOB_PATH_KEYS = ("sweep.dir", "cache_dir", "sweep.submitted_overrides")
 # `ray job stop` (Ctrl-C here) sends the driver SIGTERM and, by default, SIGKILL 3 s later: too soon on a busy head
 # for the driver to stop Tune and end the parent run KILLED. Read by the job's supervisor, from the job's env.
@@ -41,7 +43,8 @@ def sweep_job_overrides(overrides: Sequence[str], fixed: Sequence[str], config: 
     assert config.cache_dir is not None  # the sweep's compose always sets it
     return kept + [*joined_overrides(config.cluster), f"dataset.path={hydra_quote(data)}",
                    f"cache_dir={hydra_quote(config.cache_dir)}", f"sweep.dir={hydra_quote(sweep_dir)}",
-                   f"sweep.submitted_overrides={hydra_quote(shlex.join(fixed))}"]
+                   # secrets masked: a job's command line is shown by the head's dashboard (jobs.check_no_secrets)
+                   f"sweep.submitted_overrides={hydra_quote(shlex.join(redact_overrides(fixed)))}"]
 
 
 def check_shared_folders(cluster: RayCluster, sweep_dir: str, cache_dir: str) -> None:

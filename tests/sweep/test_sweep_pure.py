@@ -175,18 +175,21 @@ def test_cluster_ray_submits_the_whole_sweep_as_one_job_and_exits_with_its_code(
         return 4  # whatever the job's driver exited with
 
     monkeypatch.setattr(job, "submit_job", submit_job)
-    assert main(CLUSTER + ["tracking.uri=http://mlflow:5000", "sweep.dir=s3://b/sweeps/s1", "output_dir=x"]) == 4
+    assert main(CLUSTER + ["tracking.uri=http://mlflow:5000", "sweep.dir=s3://b/sweeps/s1", "output_dir=x",
+                           "cluster.auth_token_file=/home/me/token"]) == 4
     assert sent["module"] == "kon_ray.sweep" and sent["address"] == "http://h:8265"
     assert sent["env_vars"] == {"RAY_JOB_STOP_WAIT_TIME_S": "30"}  # time to end the parent run KILLED on Ctrl-C
-    assert sent["args"] == [
+    *args, submitted = sent["args"]
+    assert args == [
         "+dataset=POLA", "model.max_depth=3,4", "sweep.max_concurrent=2", "tracking.uri=http://mlflow:5000",
         "cluster=local", "cluster.address=auto", "cluster.train_workers=3", "cluster.cpus_per_train_worker=1",
         f"dataset.path='{tmp_path / 'data' / 'POLA'}'", "cache_dir='s3://b/sweeps/.cache'",
         "sweep.dir='s3://b/sweeps/s1'",
-        # the user's own unswept overrides: the job prints the lines reproducing its best trials with them
-        "sweep.submitted_overrides='+dataset=POLA cluster=ray cluster.address=http://h:8265 cluster.train_workers=3"
-        " tracking.uri=http://mlflow:5000 output_dir=x'",
     ]
+    # the user's own unswept overrides, secrets masked: the job prints its reproduce lines with them
+    assert load_sweep_config(parse_command_line([submitted]).sweep).submitted_overrides == (
+        "+dataset=POLA cluster=ray cluster.address=http://h:8265 cluster.train_workers=3 "
+        "tracking.uri=http://mlflow:5000 output_dir=x 'cluster.auth_token_file=***'")
     assert list(tmp_path.iterdir()) == []
 
 
