@@ -7,7 +7,8 @@ project image, so the locked dependencies are already installed (`cluster.runtim
 requirements.lock in the job instead: slow). The job runs `python -m kon_ray.run` with the user's overrides, less
 the cluster choice and its keys, plus `cluster=local cluster.address=auto` and the keys every kind shares
 (`joined_overrides`), so it joins the cluster's Ray instead of submitting again; paths are made absolute because the
-job's current folder is its own copy of the working_dir.
+job's current folder is its own copy of the working_dir. A whole sweep goes the same way (`submit_job`): one job
+running `python -m kon_ray.sweep`, its command line built by kon_ray/sweep/job.py.
 
 Authentication (kon_ray/cluster/auth.py): the client finds the head's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH,
 cluster.auth_token_file, cluster.auth_token_secret), turns Ray's token mode on for this process (Ray's client
@@ -82,12 +83,12 @@ def job_overrides(overrides: Sequence[str], config: KonConfig, *, require_shared
     kept = carried_overrides(overrides)  # the job runs cluster=local on the cluster's Ray, with the paths below
     added = [
         *joined_overrides(config.cluster),
-        f"dataset.path={_quote(data)}",
-        f"output_dir={_quote(out)}",
-        f"cluster.storage_path={_quote(storage_path)}",
+        f"dataset.path={hydra_quote(data)}",
+        f"output_dir={hydra_quote(out)}",
+        f"cluster.storage_path={hydra_quote(storage_path)}",
     ]
     if not storage.is_s3(out):
-        added.append(f"hydra.run.dir={_quote(out)}")  # Hydra's .hydra/ and log file go into the run folder
+        added.append(f"hydra.run.dir={hydra_quote(out)}")  # Hydra's .hydra/ and log file go into the run folder
     return kept + added
 
 
@@ -117,13 +118,13 @@ def leave_ray_working_dir() -> Optional[str]:
     return own
 
 
-def _quote(value: str) -> str:
+def hydra_quote(value: str) -> str:
     """A Hydra override value, quoted so that ':' '/' '=' and spaces are taken literally."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def entrypoint(overrides: Sequence[str]) -> str:
-    return shlex.join(["python", "-m", "kon_ray.run", *overrides])
+def entrypoint(overrides: Sequence[str], module: str = "kon_ray.run") -> str:
+    return shlex.join(["python", "-m", module, *overrides])
 
 
 def stage_upload(folder: Path, project: Path = PROJECT_DIR) -> Path:
@@ -299,6 +300,22 @@ def submit_run(
 ) -> int:
     """The whole Jobs path for cluster=ray (and cluster=ec2 once its head is up)."""
     job_args = job_overrides(overrides, config, require_shared=require_shared)
+    return submit_job(config, "kon_ray.run", job_args, address, connect_fn=connect_fn, out=out, token=token)
+
+
+def submit_job(
+    config: KonConfig,
+    module: str,
+    job_args: Sequence[str],
+    address: str,
+    *,
+    connect_fn: Callable[..., Any] = connect,
+    out: Optional[TextIO] = None,  # default: the terminal (kon_ray.terminal.result_stream)
+    token: Optional[Token] = None,  # default: find_token(config.cluster)
+    env_vars: Optional[Mapping[str, str]] = None,  # the job's own, beside the forwarded ones
+) -> int:
+    """`python -m <module> <job_args>` as one Ray Job (a pipeline run, or a whole sweep: kon_ray/sweep/job.py):
+    upload the allowlist, refuse secrets, submit, stream the logs; the job's exit code."""
     if not storage.is_s3(job_args_value(job_args, "dataset.path")):
         log.warning(
             "dataset.path is a local path: it must exist at the same place on the cluster's nodes"
@@ -306,15 +323,16 @@ def submit_run(
         )
     with tempfile.TemporaryDirectory(prefix="kon-job-") as staging:
         env = runtime_env(config, working_dir=stage_upload(Path(staging) / "kon_ray_job"))
+        env["env_vars"].update(env_vars or {})
         check_no_secrets(job_args, env["env_vars"])
         client = connect_fn(address, token if token is not None else find_token(jobs_cluster(config)))
         return submit_and_wait(
             client,
-            entrypoint(job_args),
+            entrypoint(job_args, module),
             env,
             timeout_s=jobs_cluster(config).job_timeout_s,
             out=out,
-            metadata={"kon_ray_dataset": config.dataset.name},
+            metadata={"kon_ray_dataset": config.dataset.name, "kon_ray_command": module},
         )
 
 

@@ -24,6 +24,9 @@ class SweepConfig:
     reduction_factor: float = 3.0  # ASHA: at each rung only the best 1/reduction_factor go on
     populations: List[str] = field(default_factory=lambda: list(POPULATIONS))  # a trial per population and point
     dir: Optional[str] = None  # the sweep folder; null: multirun/<dataset>/<date>_<time>
+    # set by the submitter of a sweep run as a Ray Job (kon_ray/sweep/job.py): the user's unswept overrides,
+    # shell-quoted, so that the printed reproduce lines are the user's command (cluster=ray ...), not the job's
+    submitted_overrides: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.search not in SEARCHES:

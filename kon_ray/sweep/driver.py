@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from dataclasses import asdict, replace
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from kon_ray import pipeline, storage
 from kon_ray.config import KonConfig
@@ -124,12 +124,11 @@ def write_best_models(config: KonConfig, summary: Dict[str, Any], inputs: Traini
 
 
 def finish(records: List[Dict[str, Any]], sweep: SweepConfig, fixed: Sequence[str], settings: Dict[str, Any],
-           sweep_dir: str, title: str) -> Dict[str, Any]:
-    """sweep_summary.json and sweep.html in the sweep folder; the summary."""
+           sweep_dir: str, title: str) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """sweep_summary.json and sweep.html in the sweep folder (local or s3://); the summary, and each file's text by
+    name (for the parent run's artifacts)."""
     summary = summarize(records, sweep.populations, fixed, settings)
-    os.makedirs(sweep_dir, exist_ok=True)
-    with open(os.path.join(sweep_dir, SUMMARY_FILE), "w", encoding="utf-8") as out:
-        json.dump(summary, out, indent=2, default=str)
-    with open(os.path.join(sweep_dir, PAGE_FILE), "w", encoding="utf-8") as out:
-        out.write(page.render(summary, title))
-    return summary
+    files = {SUMMARY_FILE: json.dumps(summary, indent=2, default=str), PAGE_FILE: page.render(summary, title)}
+    for name, text in files.items():
+        storage.write_text(storage.join(sweep_dir, name), text)
+    return summary, files

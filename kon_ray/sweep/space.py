@@ -52,7 +52,7 @@ class CommandLine:
     """The sweep's command line, split: what composes the config, what configures the sweep, what varies."""
 
     fixed: Tuple[str, ...]  # overrides for composing the run's config (kon_ray.run's command line, unswept)
-    sweep: Dict[str, str]  # sweep.<key> -> its value as written
+    sweep: Dict[str, Any]  # sweep.<key> -> its value as Hydra parsed it (quotes and escapes undone)
     dimensions: Tuple[Dimension, ...]
 
 
@@ -89,7 +89,7 @@ def parse_command_line(args: Sequence[str]) -> CommandLine:
     from hydra.errors import HydraException
 
     fixed: List[str] = []
-    sweep: Dict[str, str] = {}
+    sweep: Dict[str, Any] = {}
     dimensions: List[Dimension] = []
     parser = OverridesParser.create()
     for text in args:
@@ -101,7 +101,8 @@ def parse_command_line(args: Sequence[str]) -> CommandLine:
         if key.startswith("sweep."):
             if override.is_sweep_override():
                 raise ConfigError(f"{text}: sweep.* keys take one value")
-            sweep[key[len("sweep."):]] = override.get_value_element_as_str()
+            # the value, not Hydra's text of it, which escapes ':' (sweep.dir=s3://... would keep a backslash)
+            sweep[key[len("sweep."):]] = override.value()
             continue
         if not override.is_sweep_override():
             fixed.append(text)

@@ -6,9 +6,9 @@ store at once; the default `sqlite:///mlflow.db` is as safe as a server):
   `best.<population>.command`, `best.<population>.run_id`, the summary (sweep_summary.json) and the page (sweep.html)
   as artifacts, and its status: FINISHED, FAILED when a trial failed (tag `sweep.failed_trials`), KILLED on Ctrl-C;
 - one child per trial (tag `mlflow.parentRunId`): its population and point as params, `validation_mlogloss` by
-  step = boosting round (the curve), tag `trial_status` FINISHED / PRUNED / FAILED; a pruned trial also has
-  `pruned_at_round` and `pruned_by` (the rule), a failed one `error`. MLflow's own run status is FINISHED, KILLED
-  for a pruned trial (stopped before its end) and FAILED.
+  step = boosting round (the curve), tag `trial_status` FINISHED / PRUNED / FAILED, tag `node_id` (the Ray node it
+  ran on); a pruned trial also has `pruned_at_round` and `pruned_by` (the rule), a failed one `error`. MLflow's own
+  run status is FINISHED, KILLED for a pruned trial (stopped before its end) and FAILED.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from kon_ray.sweep.summary import FAILED, FINISHED, PAGE_FILE, PRUNED, SUMMARY_FILE
+from kon_ray.sweep.summary import FAILED, FINISHED, PRUNED
 from kon_ray.tracking.common import git_state, import_mlflow
 from kon_ray.tracking.names import config_params, redact_overrides
 from kon_ray.tracking.uri import check_uri, resolve_uri
@@ -62,6 +61,8 @@ class SweepTracker:
             tags = {"mlflow.parentRunId": self.run_id, "sweep": "trial", "trial_status": trial["status"],
                     "population": trial["population"], "trial_key": str(trial.get("trial_key") or ""),
                     "reused": str(int(trial.get("reused") or 0))}
+            if trial.get("node_id"):  # the Ray node it ran on (none for a trial that failed before its first round)
+                tags["node_id"] = str(trial["node_id"])
             if trial["status"] == PRUNED:
                 tags.update(pruned_at_round=str(trial["rounds"]), pruned_by=str(trial["stopped_by"]))
             if trial["status"] == FAILED:
@@ -85,8 +86,10 @@ class SweepTracker:
             self.client.set_terminated(run_id, MLFLOW_STATUS[trial["status"]])
         return ids
 
-    def finish(self, summary: Mapping[str, Any], run_ids: Mapping[int, str], sweep_dir: str, status: str) -> None:
-        """Best per population, the summary and the page on the parent run; then end it with `status`."""
+    def finish(self, summary: Mapping[str, Any], run_ids: Mapping[int, str], files: Mapping[str, str],
+               status: str) -> None:
+        """Best per population, the summary and the page (`files`: name -> text) on the parent run; then end it
+        with `status`."""
         from mlflow.entities import Metric, RunTag
 
         try:
@@ -107,10 +110,8 @@ class SweepTracker:
                 if match and match[0] in run_ids:
                     tags.append(RunTag(f"best.{population}.run_id", run_ids[match[0]]))
             self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
-            for name in (SUMMARY_FILE, PAGE_FILE):
-                path = os.path.join(sweep_dir, name)
-                if os.path.exists(path):
-                    self.client.log_artifact(self.run_id, path)
+            for name, text in files.items():  # from memory: the sweep folder may be on S3
+                self.client.log_text(self.run_id, text, name)
         except Exception as exc:  # noqa: BLE001 - the run must still end; the files are in the sweep folder
             log.warning("sweep: could not log the summary to the parent run: %s", exc)
         finally:

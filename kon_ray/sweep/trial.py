@@ -62,6 +62,7 @@ def run_trial(config: Dict[str, Any], data: Dict[str, Any], setup: Dict[str, Any
     """Ray Tune's function trainable. `config`: the point (model.* values). `data`: {"train": [(X, y)...],
     "valid": [...], "features": n, "classes": n}. `setup`: population, the base model config (dict), seed, cpus,
     cache folder, inputs key, and for tests `fail` (a point whose trial raises)."""
+    import ray
     from ray import tune
 
     # deferred: xgboost in the trial's worker, not where the sweep is planned
@@ -73,7 +74,8 @@ def run_trial(config: Dict[str, Any], data: Dict[str, Any], setup: Dict[str, Any
     model = model_for(ModelConfig(**setup["model"]), config)
     key = trial_key(setup["population"], setup["inputs_key"], _model_dict(model), setup["seed"])
     folder = trial_folder(setup["cache"], key)
-    base = {"trial_key": key, "started_at": started}
+    # the node it runs on: the sweep's record and MLflow show how the trials spread over the cluster
+    base = {"trial_key": key, "started_at": started, "node_id": ray.get_runtime_context().get_node_id()}
     fail = setup.get("fail")
     if fail and all(config.get(k) == v for k, v in fail.items()):
         raise RuntimeError(f"planted failure for {fail}")  # tests: a trial that fails must not stop the others

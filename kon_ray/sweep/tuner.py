@@ -15,6 +15,7 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+from kon_ray import storage
 from kon_ray.sweep.config import SweepConfig
 from kon_ray.sweep.space import INTERVAL, RANGE, Dimension
 from kon_ray.sweep.trial import FINISHED_FLAG, METRIC, ROUND, read_finished, run_trial, trial_folder
@@ -83,8 +84,9 @@ def tune_population(population: str, data: Dict[str, Any], setup: Dict[str, Any]
         param_space = {}
         tune_config = TuneConfig(num_samples=sweep.trials, max_concurrent_trials=max_concurrent, reuse_actors=True,
                                  scheduler=scheduler, search_alg=searcher(dimensions, seed), **metric)
+    filesystem, path = storage.filesystem(storage_path)  # Tune's folder in the sweep folder, local or on S3
     tuner = Tuner(trainable, param_space=param_space, tune_config=tune_config,
-                  run_config=RunConfig(name=population, storage_path=os.path.abspath(storage_path), verbose=0,
+                  run_config=RunConfig(name=population, storage_path=path, storage_filesystem=filesystem, verbose=0,
                                        failure_config=FailureConfig(max_failures=0)))
     # Ctrl-C: Tune's own handler would end the experiment and return its trials as if they had ended; kon_ray's is
     # a KeyboardInterrupt (the sweep exits 130, its parent run KILLED; the trials' actors end with the driver)
@@ -116,6 +118,7 @@ def _record(population: str, result: Any, setup: Dict[str, Any], sweep: SweepCon
         "trial_key": last.get("trial_key"), "started_at": last.get("started_at"),
         "ended_at": last.get("ended_at") or last.get("reported_at"), "reused": int(last.get("reused") or 0),
         "curve": [float(r[METRIC]) for r in curve_rows], "rounds": int(last.get(ROUND) or 0),
+        "node_id": last.get("node_id"),
         "best_score": None, "best_iteration": None, "error": None, "stopped_by": None,
     }
     if result.error is not None:
@@ -154,8 +157,8 @@ def _params(result: Any) -> Dict[str, Any]:
     """The trial's config: from its results, or (a trial that failed before reporting) its params.json."""
     if result.config:
         return dict(result.config)
-    try:
-        with open(os.path.join(result.path, "params.json"), encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, TypeError, ValueError):
+    try:  # through Tune's own filesystem: the folder may be on S3
+        with result.filesystem.open_input_stream(f"{result.path}/params.json") as stream:
+            return json.loads(stream.read())
+    except (OSError, ValueError):
         return {}

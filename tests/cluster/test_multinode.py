@@ -11,7 +11,9 @@ folders on a moto S3 server; tracking to a real `mlflow server`. The client is g
   metrics agree within TRAIN_TOLERANCE;
 - a worker node killed while it runs a preprocess task: the run finishes on the remaining node, with the same
   splits and drift report;
-- a submission without the token, or with a wrong one, is refused: exit 5, one line saying where tokens come from.
+- a submission without the token, or with a wrong one, is refused: exit 5, one line saying where tokens come from;
+- a sweep submitted with `cluster=ray` is one Ray Job whose trials run on both worker nodes, its summary on S3 and
+  in MLflow, its exit code the job's.
 """
 
 from __future__ import annotations
@@ -250,6 +252,83 @@ def test_a_submission_without_the_token_or_with_a_wrong_one_is_refused(token_clu
     assert re.search(r"refused the token from cluster.auth_token_file \(.*\) \(wrong token\): set RAY_AUTH_TOKEN",
                      refused.stderr), refused.stderr[-2000:]
     assert token_cluster["token"] not in missing.stderr + refused.stderr + missing.stdout + refused.stdout
+
+
+def test_a_sweep_is_one_ray_job_whose_trials_run_on_both_worker_nodes(token_cluster, data, mlflow_server,  # noqa: F811
+                                                                      tmp_path) -> None:
+    """`python -m kon_ray.sweep ... cluster=ray`: one Ray Job runs the whole sweep (2 trials of 2 CPUs, each a whole
+    worker node, at once); its log streams back, the summary and page land in the sweep folder on S3, MLflow has
+    the parent and a child per trial with its node; the exit code is the job's (0, then 3 for data the job cannot
+    read); Ctrl-C here stops the job, exit 130, and its driver ends the parent run KILLED."""
+    from mlflow.tracking import MlflowClient
+
+    def command(*args: str) -> Dict[str, Any]:
+        return {"args": [sys.executable, "-m", "kon_ray.sweep", "+dataset=POLA", "debug=tiny", "cluster=ray",
+                         f"cluster.address={token_cluster['address']}", "sweep.populations=[domestic]",
+                         "sweep.cpus_per_trial=2", "model.max_depth=2,3", *args],
+                "cwd": tmp_path, "env": _client_env(RAY_AUTH_TOKEN_PATH=str(token_cluster["token_file"])),
+                "text": True}
+
+    def sweep(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(**command(*args), capture_output=True, timeout=420)
+
+    # the cache of the three-node run's stages (reused when that test ran first, computed otherwise)
+    sweep_dir, cache = f"s3://{BUCKET}/sweeps/one", f"s3://{BUCKET}/multi/.cache"
+    done = sweep(f"dataset.path={data}", f"cache_dir={cache}", f"sweep.dir={sweep_dir}", "sweep.scheduler=none",
+                 f"tracking.uri={mlflow_server}", "tracking.experiment=multinode-sweep")
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-5000:]
+    # the job's own lines, streamed back: its trials, its summary with the command line reproducing the best
+    assert "submitted Ray job" in log and "sweep domestic: 2 trial(s), up to 2 at once, 2 CPU(s) each" in log, \
+        log[-3000:]
+    # the user's command, not the job's (cluster=local cluster.address=auto would not run here)
+    assert ("reproduce: python -m kon_ray.run +dataset=POLA debug=tiny cluster=ray "
+            f"cluster.address={token_cluster['address']}") in log and "Traceback" not in log
+
+    summary = storage.read_json(storage.join(sweep_dir, "sweep_summary.json"))
+    trials = summary["trials"]
+    assert [t["status"] for t in trials] == ["FINISHED"] * 2, trials
+    nodes = {t["node_id"] for t in trials}
+    assert nodes == set(token_cluster["workers"]), (nodes, token_cluster["workers"])
+    for name in ("sweep.html", "sweep.log", "best/models/domestic/model.ubj"):
+        assert storage.exists(storage.join(sweep_dir, name)), name
+
+    client = MlflowClient(mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("multinode-sweep").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    assert {(c.data.tags["trial_status"], c.info.status) for c in children} == {("FINISHED", "FINISHED")}
+    assert {c.data.tags["node_id"] for c in children} == nodes
+    assert parent.data.metrics["best/domestic/validation_mlogloss"] == \
+        pytest.approx(summary["best"]["domestic"]["validation_mlogloss"])
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"sweep.html", "sweep_summary.json"}
+
+    failed = sweep(f"dataset.path=s3://{BUCKET}/nowhere", f"sweep.dir=s3://{BUCKET}/sweeps/failed", "tracking=off")
+    assert failed.returncode == 3, (failed.stdout + failed.stderr)[-3000:]  # the job's DataError, its exit code
+    assert "no such file or folder" in failed.stdout + failed.stderr
+
+    # Ctrl-C once the job's driver has opened its parent run (the stages are reused: it is about to start trials)
+    stopped = subprocess.Popen(**command(f"dataset.path={data}", f"cache_dir={cache}", f"sweep.dir={sweep_dir}-c",
+                                         f"tracking.uri={mlflow_server}", "tracking.experiment=multinode-stopped"),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    said = []
+    try:
+        for line in stopped.stdout:  # type: ignore[union-attr]
+            said.append(line)
+            if "sweep: MLflow parent run" in line:
+                stopped.send_signal(signal.SIGINT)
+                break
+        said.append(stopped.communicate(timeout=120)[0])
+    finally:
+        if stopped.poll() is None:
+            stopped.kill()
+    assert stopped.returncode == 130 and "interrupted: stopped Ray job" in "".join(said), "".join(said)[-3000:]
+    experiment = client.get_experiment_by_name("multinode-stopped").experiment_id
+    deadline = time.monotonic() + 60  # the driver ends its run within the job's stop grace (STOP_GRACE)
+    while client.search_runs([experiment])[0].info.status == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(1)
+    assert client.search_runs([experiment])[0].info.status == "KILLED"
 
 
 def _busy_worker_on(temp_dir: str) -> bool:

@@ -20,7 +20,7 @@ def test_grid_syntax_is_hydras_and_expands_like_its_basic_sweeper():
     cmd = parse_command_line(["+dataset=POLA", "model.max_depth=4,6", "model.eta=0.05,0.1", "model.num_boost_round=9",
                               "sweep.max_concurrent=2"])
     assert cmd.fixed == ("+dataset=POLA", "model.num_boost_round=9")
-    assert cmd.sweep == {"max_concurrent": "2"}
+    assert cmd.sweep == {"max_concurrent": 2}
     assert [(d.key, d.values) for d in cmd.dimensions] == [("max_depth", (4, 6)), ("eta", (0.05, 0.1))]
     # the first key varies slowest, as `python -m kon_ray.run -m` numbers its jobs
     assert grid(cmd.dimensions) == [{"max_depth": 4, "eta": 0.05}, {"max_depth": 4, "eta": 0.1},
@@ -155,3 +155,58 @@ def test_the_page_draws_every_curve_marks_stops_and_the_best():
 def test_the_pruning_rule_is_said_in_words():
     assert asha_rule(SweepConfig(grace_period=5, reduction_factor=3)) == (
         "ASHA: validation mlogloss not in the best 1/3 of the trials at the same round (rungs from round 5, x3)")
+
+
+CLUSTER = ["+dataset=POLA", "cluster=ray", "cluster.address=http://h:8265", "cluster.train_workers=3",
+           "model.max_depth=3,4", "sweep.max_concurrent=2"]
+
+
+def test_cluster_ray_submits_the_whole_sweep_as_one_job_and_exits_with_its_code(tmp_path, monkeypatch):
+    """Checked here, run there: one `python -m kon_ray.sweep` job joining the cluster's Ray, with the paths this side
+    resolved (the cache beside an s3:// sweep folder); the command exits with the job's code; nothing is written
+    here. (The job itself: tests/cluster/test_multinode.py.)"""
+    from kon_ray.sweep import job
+
+    monkeypatch.chdir(tmp_path)
+    sent = {}
+
+    def submit_job(config, module, args, address, env_vars):
+        sent.update(module=module, args=list(args), address=address, env_vars=env_vars)
+        return 4  # whatever the job's driver exited with
+
+    monkeypatch.setattr(job, "submit_job", submit_job)
+    assert main(CLUSTER + ["tracking.uri=http://mlflow:5000", "sweep.dir=s3://b/sweeps/s1", "output_dir=x",
+                           "cluster.auth_token_file=/home/me/token"]) == 4
+    assert sent["module"] == "kon_ray.sweep" and sent["address"] == "http://h:8265"
+    assert sent["env_vars"] == {"RAY_JOB_STOP_WAIT_TIME_S": "30"}  # time to end the parent run KILLED on Ctrl-C
+    *args, submitted = sent["args"]
+    assert args == [
+        "+dataset=POLA", "model.max_depth=3,4", "sweep.max_concurrent=2", "tracking.uri=http://mlflow:5000",
+        "cluster=local", "cluster.address=auto", "cluster.train_workers=3", "cluster.cpus_per_train_worker=1",
+        f"dataset.path='{tmp_path / 'data' / 'POLA'}'", "cache_dir='s3://b/sweeps/.cache'",
+        "sweep.dir='s3://b/sweeps/s1'",
+    ]
+    # the user's own unswept overrides, secrets masked: the job prints its reproduce lines with them
+    assert load_sweep_config(parse_command_line([submitted]).sweep).submitted_overrides == (
+        "+dataset=POLA cluster=ray cluster.address=http://h:8265 cluster.train_workers=3 "
+        "tracking.uri=http://mlflow:5000 output_dir=x 'cluster.auth_token_file=***'")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, line", [
+    (["tracking.uri=http://mlflow:5000", "cluster.nodes=3"],
+     "sweep.dir is '{tmp}/multirun/POLA/"),  # ... a local path, but cluster=ray may run the sweep's trials on 3 nodes
+    (["sweep.dir=s3://b/s", "cache_dir=/c"], "is sqlite:///{tmp}/mlflow.db, a file on this machine, but cluster=ray"),
+])
+def test_a_sweep_that_could_not_work_on_the_cluster_is_refused_before_submitting(args, line, tmp_path, monkeypatch,
+                                                                                 caplog):
+    from kon_ray.sweep import job
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(job, "submit_job", lambda *a, **k: pytest.fail("submitted"))
+    assert main(CLUSTER + args) == 2
+    assert line.format(tmp=tmp_path) in caplog.text
+    with pytest.raises(ConfigError, match=r"^cache_dir is '/c', a local path, but cluster=ray may run the sweep's "
+                                          r"trials on 2 nodes: set cache_dir=s3://BUCKET/PREFIX"):
+        job.check_shared_folders(job.RayCluster(address="http://h:8265", nodes=2), "s3://b/s", "/c")
