@@ -45,6 +45,7 @@ log = logging.getLogger("kon_ray.sweep")
 LOG_FILE = "sweep.log"
 LOG_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
 FAIL_ENV = "KON_SWEEP_FAIL_POINT"  # tests: a JSON point whose trials raise (a trial that fails mid-sweep)
+DIE_ONCE_ENV = "KON_SWEEP_DIE_ONCE_POINT"  # tests: a JSON point whose trial's process dies once (then is retried)
 
 
 def load_sweep_config(values: Dict[str, Any]) -> SweepConfig:
@@ -134,12 +135,13 @@ def _main(args: List[str]) -> int:
         started_work()
         _console()
         return submit_sweep(config, overrides, command.fixed, sweep_dir)
-    fail = json.loads(os.environ[FAIL_ENV]) if os.environ.get(FAIL_ENV) else None
-    return _run(config, plain, sweep, command, points, sweep_dir, overrides, fail)
+    faults = {name: json.loads(os.environ[env]) for name, env in (("raise", FAIL_ENV), ("die_once", DIE_ONCE_ENV))
+              if os.environ.get(env)}
+    return _run(config, plain, sweep, command, points, sweep_dir, overrides, faults)
 
 
 def _run(config, plain, sweep: SweepConfig, command, points, sweep_dir: str, overrides: List[str],
-         fail: Optional[Dict[str, Any]]) -> int:
+         faults: Dict[str, Any]) -> int:
     # deferred: Ray, Tune and xgboost only once the sweep's config is valid
     from kon_ray.cluster.local import init_local_ray
     from kon_ray.sweep import driver
@@ -161,7 +163,7 @@ def _run(config, plain, sweep: SweepConfig, command, points, sweep_dir: str, ove
             started_work()
             ctx = driver.shared_stages(config, plain, sweep_dir, lambda: init_local_ray(config.cluster))
             inputs = driver.training_inputs(ctx)
-            records = driver.run_trials(config, sweep, ctx, inputs, points, command.dimensions, sweep_dir, fail)
+            records = driver.run_trials(config, sweep, ctx, inputs, points, command.dimensions, sweep_dir, faults)
             fixed = shlex.split(sweep.submitted_overrides) if sweep.submitted_overrides else command.fixed
             summary, files = driver.finish(records, sweep, fixed, settings, sweep_dir,
                                            f"{config.dataset.name} sweep {os.path.basename(sweep_dir)}")

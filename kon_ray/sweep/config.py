@@ -23,6 +23,10 @@ class SweepConfig:
     grace_period: int = 10  # ASHA: boosting rounds every trial gets before it can be stopped
     reduction_factor: float = 3.0  # ASHA: at each rung only the best 1/reduction_factor go on
     populations: List[str] = field(default_factory=lambda: list(POPULATIONS))  # a trial per population and point
+    # a trial that failed (its process or node lost, or an error) runs again up to this many times (Ray Tune's
+    # FailureConfig.max_failures): a lost node costs its trials a restart, not the sweep; an error in a trial fails
+    # it again, quickly, and it is reported FAILED with its line
+    retries: int = 1
     dir: Optional[str] = None  # the sweep folder; null: multirun/<dataset>/<date>_<time>
     # set by the submitter of a sweep run as a Ray Job (kon_ray/sweep/job.py): the user's unswept overrides,
     # shell-quoted, so that the printed reproduce lines are the user's command (cluster=ray ...), not the job's
@@ -42,6 +46,8 @@ class SweepConfig:
                               f"{self.max_concurrent}")
         if self.cpus_per_trial < 1:
             raise ConfigError(f"sweep.cpus_per_trial must be >= 1, got {self.cpus_per_trial}")
+        if self.retries < 0:
+            raise ConfigError(f"sweep.retries must be >= 0, got {self.retries}")
         if self.grace_period < 1:
             raise ConfigError(f"sweep.grace_period must be >= 1, got {self.grace_period}")
         if self.reduction_factor <= 1:

@@ -55,7 +55,7 @@ def training_inputs(ctx: RunContext) -> TrainingInputs:
 
 def run_trials(config: KonConfig, sweep: SweepConfig, ctx: RunContext, inputs: TrainingInputs,
                points: Optional[List[Dict[str, Any]]], dimensions: Sequence[Dimension], sweep_dir: str,
-               fail: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+               faults: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     """Every population's trials, one population's Tuner after the other; the trial records."""
     import ray
 
@@ -70,7 +70,7 @@ def run_trials(config: KonConfig, sweep: SweepConfig, ctx: RunContext, inputs: T
         data = {"train": train, "valid": valid, "features": len(inputs.features), "classes": len(classes)}
         setup = {"population": population, "model": asdict(config.model), "seed": config.seed,
                  "cpus": sweep.cpus_per_trial, "cache": cache, "inputs_key": ctx.stage_keys["segment"],
-                 "fail": fail}
+                 "faults": faults or {}}
         count = len(points) if points is not None else sweep.trials
         log.info("sweep %s: %d trial(s), up to %d at once, %d CPU(s) each%s", population, count, max_concurrent,
                  sweep.cpus_per_trial, ", ASHA early stopping" if sweep.scheduler == "asha" else "")

@@ -61,7 +61,8 @@ def _write_finished(folder: str, booster: Any, record: Dict[str, Any]) -> None:
 def run_trial(config: Dict[str, Any], data: Dict[str, Any], setup: Dict[str, Any]) -> None:
     """Ray Tune's function trainable. `config`: the point (model.* values). `data`: {"train": [(X, y)...],
     "valid": [...], "features": n, "classes": n}. `setup`: population, the base model config (dict), seed, cpus,
-    cache folder, inputs key, and for tests `fail` (a point whose trial raises)."""
+    cache folder, inputs key, and for tests `faults`: {"raise": a point whose trial raises, "die_once": a point
+    whose trial's process exits the first time, as a lost worker or node would}."""
     import ray
     from ray import tune
 
@@ -76,9 +77,16 @@ def run_trial(config: Dict[str, Any], data: Dict[str, Any], setup: Dict[str, Any
     folder = trial_folder(setup["cache"], key)
     # the node it runs on: the sweep's record and MLflow show how the trials spread over the cluster
     base = {"trial_key": key, "started_at": started, "node_id": ray.get_runtime_context().get_node_id()}
-    fail = setup.get("fail")
+    faults = setup.get("faults") or {}
+    fail = faults.get("raise")
     if fail and all(config.get(k) == v for k, v in fail.items()):
         raise RuntimeError(f"planted failure for {fail}")  # tests: a trial that fails must not stop the others
+    die = faults.get("die_once")
+    if die and all(config.get(k) == v for k, v in die.items()):
+        marker = storage.join(setup["cache"], f"died-once-{key}")
+        if not storage.exists(marker):  # tests: the trial's process is lost once; Tune runs the trial again
+            storage.write_text(marker, str(os.getpid()))
+            os._exit(1)
 
     finished = read_finished(folder)
     if finished is not None:  # trained by an earlier sweep: replay its curve, so the scheduler sees it again

@@ -87,7 +87,7 @@ def tune_population(population: str, data: Dict[str, Any], setup: Dict[str, Any]
     filesystem, path = storage.filesystem(storage_path)  # Tune's folder in the sweep folder, local or on S3
     tuner = Tuner(trainable, param_space=param_space, tune_config=tune_config,
                   run_config=RunConfig(name=population, storage_path=path, storage_filesystem=filesystem, verbose=0,
-                                       failure_config=FailureConfig(max_failures=0)))
+                                       failure_config=FailureConfig(max_failures=sweep.retries)))
     # Ctrl-C: Tune's own handler would end the experiment and return its trials as if they had ended; kon_ray's is
     # a KeyboardInterrupt (the sweep exits 130, its parent run KILLED; the trials' actors end with the driver)
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
