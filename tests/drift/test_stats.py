@@ -188,3 +188,21 @@ def test_sorted_slot_bounds_agree_with_slot_codes():
     finite = np.sort(values[~np.isnan(values)])
     counts = np.append(np.diff(sorted_slot_bounds(finite, edges)), 1)
     np.testing.assert_array_equal(counts, ks.slot_counts(values, edges))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("edges", [np.array([-1.0, 0.0, 0.5, 2.0]), np.linspace(-3, 3, 60)])
+def test_psi_bin_codes_are_the_right_closed_bins_with_the_special_ones_after(dtype, edges):
+    """Each value's code, whether counted edge by edge (few edges) or by binary search: pandas' right-closed cut
+    for finite values (a value equal to an edge is in the bin the edge closes), then -inf, +inf, missing."""
+    from kon_ray.drift.summary import psi_bin_codes
+
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.normal(0, 2, 500), edges, [-np.inf, np.inf, np.nan, np.nan]]).astype(dtype)
+    codes = psi_bin_codes(values, edges)
+    finite = np.isfinite(values)
+    cut = pd.cut(values[finite].astype(np.float64), np.concatenate([[-np.inf], edges, [np.inf]]), right=True,
+                 labels=False)
+    np.testing.assert_array_equal(codes[finite], cut)
+    k = len(edges) + 1
+    assert list(codes[~finite]) == [k, k + 1, k + 2, k + 2]
