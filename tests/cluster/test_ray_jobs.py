@@ -49,7 +49,7 @@ def test_a_whole_run_as_a_ray_job_with_a_local_run_folder_is_tracked_completely(
     assert "could not log" not in log and "tracking incomplete" not in log
     assert json.loads((out / "ingest" / "ingest.json").read_text())["rows"] == 3000
     index = json.loads((out / "index.json").read_text())
-    assert list(index["stages"]) == ["ingest", "preprocess", "drift", "segment", "train", "infer"]
+    assert list(index["stages"]) == ["ingest", "preprocess", "segment", "drift", "train", "infer"]
     (run,) = MlflowClient(mlflow_server).search_runs(
         [MlflowClient(mlflow_server).get_experiment_by_name("ray-job").experiment_id])
     assert run.data.tags["run_folder"] == str(out)

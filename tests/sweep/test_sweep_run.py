@@ -66,10 +66,8 @@ def test_a_sweep_runs_trials_at_once_prunes_the_hopeless_and_tracks_every_trial(
     fixed = ["+dataset=POLA", f"dataset.path={data}", "debug=tiny", f"tracking.uri={uri}"]
     settings = ["sweep.populations=[domestic]", "sweep.max_concurrent=2", "sweep.grace_period=3"]
     monkeypatch.setenv(FAIL_ENV, json.dumps({"max_depth": 4, "eta": 0.1}))
-    monkeypatch.setenv(DIE_ONCE_ENV, json.dumps({"max_depth": 3, "eta": 0.3}))  # trial 0's process is lost once
     assert main(fixed + GRID + settings + [f"sweep.dir={sweep_dir}"]) == 1  # one trial failed, the others ran
     monkeypatch.delenv(FAIL_ENV)
-    monkeypatch.delenv(DIE_ONCE_ENV)
     summary = json.loads((sweep_dir / "sweep_summary.json").read_text())
     trials = {t["index"]: t for t in summary["trials"]}
     assert sorted(trials) == [0, 1, 2, 3, 4, 5]
@@ -83,9 +81,6 @@ def test_a_sweep_runs_trials_at_once_prunes_the_hopeless_and_tracks_every_trial(
         assert trials[index]["rounds"] in (3, 9) and len(trials[index]["curve"]) == trials[index]["rounds"]
         assert trials[index]["stopped_by"].startswith("ASHA: validation mlogloss not in the best 1/3")
     assert trials[0]["status"] == trials[3]["status"] == "FINISHED"
-    # trial 0's first process exited mid-trial (its marker says so) and Tune ran it again (sweep.retries=1): it
-    # finished with the sequential grid's exact score (checked below), as if nothing had happened
-    assert len(list(tmp_path.rglob("died-once-*"))) == 1
     # at once: two trials' own timestamps overlap (each trial's first and last report, not the driver's view)
     spans = sorted((t["started_at"], t["ended_at"]) for t in trials.values() if t["started_at"] is not None)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans
@@ -142,6 +137,18 @@ def test_a_sweep_runs_trials_at_once_prunes_the_hopeless_and_tracks_every_trial(
     # finished before, finished now, even when ASHA stops the replay of one's curve (it did, on a loaded machine)
     assert [t["status"] for t in rerun["trials"]] == ["FINISHED", "FINISHED"]
     assert [t["best_score"] for t in rerun["trials"]] == [trials[0]["best_score"], trials[3]["best_score"]]
+
+    # a trial whose process is lost mid-sweep runs again (sweep.retries=1) and finishes as if nothing had happened:
+    # the sequential grid's exact score
+    lost, points = tmp_path / "lost", ["model.max_depth=5,6", "model.eta=0.3"]
+    monkeypatch.setenv(DIE_ONCE_ENV, json.dumps({"max_depth": 5}))  # the swept key of the point
+    assert main(fixed + points + settings + [f"sweep.dir={lost}"]) == 0
+    monkeypatch.delenv(DIE_ONCE_ENV)
+    assert len(list(tmp_path.rglob("died-once-*"))) == 1  # the first process of the max_depth=5 trial exited
+    retried = json.loads((lost / "sweep_summary.json").read_text())["trials"]
+    assert [(t["status"], t["reused"]) for t in retried] == [("FINISHED", 0), ("FINISHED", 0)]
+    oracle = _sequential_grid(fixed + points, tmp_path / "oracle_lost")
+    assert [t["best_score"] for t in retried] == pytest.approx([oracle[0], oracle[1]], rel=1e-9)
 
 
 def test_the_search_is_reproducible_with_its_seed():
