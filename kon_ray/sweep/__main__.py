@@ -171,6 +171,12 @@ def _run(config, plain, sweep: SweepConfig, command, points, sweep_dir: str, ove
             failed = summary["counts"]["FAILED"]
             if tracker is not None:
                 ids = tracker.log_trials(summary["trials"], config.dataset.name)
+                if config.tracking.register_models and not failed:
+                    tracker.register_best(summary, ids, sweep_dir, ctx.stage_dir("preprocess"), config.dataset.name,
+                                          config.tracking.input_example_rows)
+                elif config.tracking.register_models:  # as a run: only a sweep whose every trial ran registers
+                    log.warning("sweep: best models not registered (tracking.register_models): %d trial(s) failed",
+                                failed)
                 tracker.finish(summary, ids, files, "FAILED" if failed else "FINISHED")
                 tracker = None
 

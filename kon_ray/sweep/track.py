@@ -8,7 +8,10 @@ store at once; the default `sqlite:///mlflow.db` is as safe as a server):
 - one child per trial (tag `mlflow.parentRunId`): its population and point as params, `validation_mlogloss` by
   step = boosting round (the curve), tag `trial_status` FINISHED / PRUNED / FAILED, tag `node_id` (the Ray node it
   ran on); a pruned trial also has `pruned_at_round` and `pruned_by` (the rule), a failed one `error`. MLflow's own
-  run status is FINISHED, KILLED for a pruned trial (stopped before its end) and FAILED.
+  run status is FINISHED, KILLED for a pruned trial (stopped before its end) and FAILED;
+- with `tracking.register_models=true` and no failed trial, each population's best model as a logged model of its
+  trial's child run, registered as `<dataset>-<population>` (a new version, tagged with the parent and trial runs
+  and the point), as a successful pipeline run registers its own.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ import json
 import logging
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from kon_ray import storage
 from kon_ray.sweep.summary import FAILED, FINISHED, PRUNED
 from kon_ray.tracking.common import git_state, import_mlflow
-from kon_ray.tracking.names import config_params, redact_overrides
+from kon_ray.tracking.models import log_model_folder, register
+from kon_ray.tracking.names import config_params, redact_overrides, registered_name
+from kon_ray.tracking.outputs import population_models
 from kon_ray.tracking.uri import check_uri, resolve_uri
 
 log = logging.getLogger(__name__)
@@ -36,6 +42,7 @@ class SweepTracker:
                  tags: Mapping[str, str]) -> None:
         from mlflow.tracking import MlflowClient
 
+        self.uri = uri
         self.client = MlflowClient(uri)
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
@@ -105,10 +112,9 @@ class SweepTracker:
                                       now, 0))
                 tags += [RunTag(f"best.{population}.params", json.dumps(best["point"])),
                          RunTag(f"best.{population}.command", best["command"][:5000])]
-                match = [i for i, t in enumerate(summary["trials"])
-                         if t["population"] == population and t["index"] == best["index"]]
-                if match and match[0] in run_ids:
-                    tags.append(RunTag(f"best.{population}.run_id", run_ids[match[0]]))
+                trial_run = best_run_id(summary, run_ids, population)
+                if trial_run is not None:
+                    tags.append(RunTag(f"best.{population}.run_id", trial_run))
             self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
             for name, text in files.items():  # from memory: the sweep folder may be on S3
                 self.client.log_text(self.run_id, text, name)
@@ -117,8 +123,43 @@ class SweepTracker:
         finally:
             self.client.set_terminated(self.run_id, status)
 
+    def register_best(self, summary: Mapping[str, Any], run_ids: Mapping[int, str], sweep_dir: str,
+                      features_folder: str, dataset: str, example_rows: int) -> Dict[str, str]:
+        """Each population's best model (<sweep dir>/best/models/<population>/) as a logged model of its trial's
+        child run, registered as `<dataset>-<population>` (`tracking.register_models=true`); population -> version.
+        The version's tags name the sweep's parent run, the trial's run and its point."""
+        mlflow = import_mlflow()
+        mlflow.set_tracking_uri(self.uri)
+        versions: Dict[str, str] = {}
+        for population, model_path, metadata in population_models(storage.join(sweep_dir, "best", "models")):
+            best = summary["best"].get(population)
+            trial_run = best_run_id(summary, run_ids, population)
+            if best is None or trial_run is None:
+                continue
+            model_id = log_model_folder(mlflow, self.client, trial_run, population, model_path, metadata,
+                                        features_folder, example_rows, dataset, log.warning)
+            name = registered_name(dataset, population)
+            point = " ".join(f"model.{k}={v}" for k, v in best["point"].items())
+            versions[population] = register(
+                mlflow, self.client, model_id, name,
+                {"run_id": trial_run, "sweep_run_id": self.run_id, "sweep.point": json.dumps(best["point"])},
+                f"{dataset} {population} model: the best trial of sweep run {self.run_id} ({point}), validation"
+                f" mlogloss {best['validation_mlogloss']:.6g}\nreproduce: {best['command']}")
+            log.info("sweep: registered %s version %s (%s)", name, versions[population], point)
+        return versions
+
     def end(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status)
+
+
+def best_run_id(summary: Mapping[str, Any], run_ids: Mapping[int, str], population: str) -> Optional[str]:
+    """The child run of a population's best trial (run_ids: trial position in summary["trials"] -> run id)."""
+    best = summary["best"].get(population)
+    if best is None:
+        return None
+    match = [i for i, t in enumerate(summary["trials"])
+             if t["population"] == population and t["index"] == best["index"]]
+    return run_ids.get(match[0]) if match else None
 
 
 def parent_params(plain: Mapping[str, Any], settings: Mapping[str, Any]) -> Dict[str, str]:

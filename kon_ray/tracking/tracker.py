@@ -55,10 +55,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import time
 import traceback
-import warnings
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import kon_ray
@@ -67,7 +65,7 @@ from kon_ray.config import POPULATIONS, KonConfig
 from kon_ray.errors import ConfigError, KonError
 from kon_ray.secrets import redact_text
 from kon_ray.stages import GateVerdict
-from kon_ray.tracking import names, outputs
+from kon_ray.tracking import models, names, outputs
 from kon_ray.tracking.common import PARENT_RUN_ENV, git_state, import_mlflow, one_line, prepare_store
 from kon_ray.tracking.names import registered_name
 from kon_ray.tracking.uri import TrackingUnreachable, answers, bound_http_retries, check_uri, resolve_uri, ui_hint
@@ -325,58 +323,15 @@ class Tracker:
             self._client().log_batch(self.run_id, metrics=batch)
 
     def _log_model(self, population: str, model_path: str, metadata: Mapping[str, Any]) -> None:
-        import numpy as np
-        import pandas as pd
-        import xgboost as xgb
-        from mlflow.models import infer_signature
-
-        mlflow = self._mlflow
-        with outputs.scratch_dir() as scratch:
-            booster = xgb.Booster()
-            booster.load_model(outputs.local_file(model_path, scratch))
         features_folder = self.folders.get("preprocess") or os.path.join(
             self.config.output_dir, stages.stage("preprocess").folder
         )
-        rows = self.config.tracking.input_example_rows
-        example = None
-        try:  # the exact model input, segment columns included, built as the infer stage builds it
-            example = outputs.model_input_example(os.path.dirname(model_path), features_folder, population, rows)
-            if example is None:
-                log.warning("tracking: no %s rows in %s for the model's input example", population, features_folder)
-        except Exception as exc:  # a model still worth logging without its example
-            log.warning("tracking: could not build the %s model's input example: %s", population, one_line(exc))
-        signature = None
-        if example is not None:
-            predictions = booster.predict(xgb.DMatrix(example, enable_categorical=True))
-            signature = infer_signature(example, predictions)
-        params = {k: names.param_value(v) for k, v in names.flatten(metadata.get("params") or {}).items()}
-        # The model is created, filled and linked to the run step by step, not with `mlflow.xgboost.log_model`:
-        # that also fetches the history of every run metric to link those at the model's step to it (one request
-        # per metric: 725 requests, 12 s a model over HTTP, once drift has logged its per-feature metrics), and
-        # kon_ray's model step matches none of them by design (see `_models`).
-        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
-
-        model = mlflow.initialize_logged_model(
-            name=population, source_run_id=self.run_id, params=params or None,
-            tags={"dataset": self.config.dataset.name, "population": population},
-        )
-        try:
-            with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="kon-model-") as scratch:
-                warnings.simplefilter("ignore")
-                folder = os.path.join(scratch, population)
-                mlflow.xgboost.save_model(
-                    booster, folder, input_example=example, signature=signature,
-                    pip_requirements=[f"xgboost=={xgb.__version__}", f"pandas=={pd.__version__}",
-                                      f"numpy=={np.__version__}"],
-                )
-                self._client().log_model_artifacts(model.model_id, folder)
-        except BaseException:
-            mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
-            raise
-        mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
-        self._client().log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step=_rounds(metadata))])
-        self.model_ids[population] = model.model_id
-        self._tags({f"model_id.{population}": model.model_id})
+        assert self.run_id is not None, "a model is logged to a started run"
+        model_id = models.log_model_folder(
+            self._mlflow, self._client(), self.run_id, population, model_path, metadata, features_folder,
+            self.config.tracking.input_example_rows, self.config.dataset.name, log.warning)
+        self.model_ids[population] = model_id
+        self._tags({f"model_id.{population}": model_id})
 
     # -- end ---------------------------------------------------------------------------------------------------
     def finish(self, exc: Optional[BaseException]) -> None:
@@ -461,15 +416,11 @@ class Tracker:
         client = self._client()
         for population, model_id in self.model_ids.items():
             name = registered_name(self.config.dataset.name, population)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                version = self._mlflow.register_model(
-                    f"models:/{model_id}",
-                    name,
-                    tags={"run_id": self.run_id, "data.fingerprint": str(self.fingerprint.get("fingerprint", ""))},
-                )
-            client.update_model_version(name, version.version, description=self._description(population))
-            log.info("tracking: registered %s version %s", name, version.version)
+            version = models.register(
+                self._mlflow, client, model_id, name,
+                {"run_id": str(self.run_id), "data.fingerprint": str(self.fingerprint.get("fingerprint", ""))},
+                self._description(population))
+            log.info("tracking: registered %s version %s", name, version)
 
     def _description(self, population: str) -> str:
         lines = [f"{self.config.dataset.name} {population} model from run {self.run_id}"]
@@ -525,11 +476,6 @@ class Tracker:
                 subdir = os.path.dirname(relative)
                 target = f"{base}/{subdir}" if subdir else base
                 self._mlflow.log_artifact(outputs.local_file(path, scratch), artifact_path=target, run_id=self.run_id)
-
-
-def _rounds(metadata: Mapping[str, Any]) -> int:
-    """The model's boosting rounds, the step it is logged at: one past its curves' last step (see `_models`)."""
-    return max([len(values) for values in outputs.training_curves(metadata).values()] + [1])
 
 
 @contextlib.contextmanager

@@ -129,10 +129,26 @@ def test_a_sweep_runs_trials_at_once_prunes_the_hopeless_and_tracks_every_trial(
     assert dom.count('<polyline class="trial finished best"') == 1
     assert dom.count('<tr class="finished best"') == 1
 
-    # running (part of) the sweep again reuses the finished trials: no boosting round trained
+    # running (part of) the sweep again reuses the finished trials: no boosting round trained; this time every trial
+    # ran, so with tracking.register_models=true the best model is registered
     again = tmp_path / "again"
-    assert main(fixed + ["model.max_depth=3,4", "model.eta=0.3"] + settings + [f"sweep.dir={again}"]) == 0
+    assert main(fixed + ["model.max_depth=3,4", "model.eta=0.3", "tracking.register_models=true"] + settings
+                + [f"sweep.dir={again}"]) == 0
     rerun = json.loads((again / "sweep_summary.json").read_text())
+    (version,) = client.search_model_versions("name='POLA-domestic'")  # none from the first sweep: a trial failed
+    again_parent = [r for r in client.search_runs([parent[0].info.experiment_id])
+                    if r.data.tags.get("sweep") == "parent" and r.info.run_id != parent[0].info.run_id][0]
+    assert version.tags["sweep_run_id"] == again_parent.info.run_id
+    assert version.tags["run_id"] == again_parent.data.tags["best.domestic.run_id"] == version.run_id
+    assert json.loads(version.tags["sweep.point"]) == rerun["best"]["domestic"]["point"]
+    import mlflow
+    import xgboost as xgb
+
+    mlflow.set_tracking_uri(uri)
+    registered = mlflow.xgboost.load_model(f"models:/POLA-domestic/{version.version}")
+    best_model = xgb.Booster()
+    best_model.load_model(str(again / "best" / "models" / "domestic" / "model.ubj"))
+    assert bytes(registered.save_raw("ubj")) == bytes(best_model.save_raw("ubj"))
     assert [t["reused"] for t in rerun["trials"]] == [1, 1] and rerun["rounds"] == 0
     # finished before, finished now, even when ASHA stops the replay of one's curve (it did, on a loaded machine)
     assert [t["status"] for t in rerun["trials"]] == ["FINISHED", "FINISHED"]
