@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Dict, Iterator, Sequence
 
@@ -123,3 +124,11 @@ def pytest_collection_modifyitems(config, items) -> None:
         if item.get_closest_marker("slow"):
             slow[item.nodeid.split("::")[0]] = slow.get(item.nodeid.split("::")[0], 0) + 1
     items.sort(key=lambda item: -slow.get(item.nodeid.split("::")[0], 0))  # stable: in-file order is kept
+
+
+def as_a_terminal_would() -> None:
+    """`preexec_fn` of a command a test interrupts: it starts with Ctrl-C's default disposition and SIGINT unblocked,
+    as from a shell on a terminal, whatever the test worker's own state (a disposition of SIG_IGN and a blocked mask
+    are inherited across exec: a command started from a worker that had either would never see the test's Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

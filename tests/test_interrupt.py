@@ -26,21 +26,13 @@ import pytest
 
 from kon_ray import execution
 from kon_ray.manifest import MANIFEST
-from tests.conftest import REPO, generate_pola
+from tests.conftest import REPO, as_a_terminal_would, generate_pola
 
 # The end-to-end tests are slow: each is a whole run (a Ray start, the stages before the interrupted one), 20-50 s.
 
 UPSTREAM = {"preprocess": ["ingest"], "train": ["ingest", "preprocess", "segment"]}
 TRAIN_STAGES = "stages=[ingest,preprocess,segment,train]"  # what training reads; drift is not on its way
 FOLDER = {"ingest": "ingest", "preprocess": "features", "drift": "drift", "segment": "segment", "train": "models"}
-
-
-def _as_a_terminal_would() -> None:
-    """The command starts with Ctrl-C's default disposition and SIGINT unblocked, as from a shell on a terminal,
-    whatever the test worker's own state (a disposition of SIG_IGN and a blocked mask are inherited across exec:
-    a command started from a worker that had either would never see the test's Ctrl-C)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _signal_state(pid: int) -> str:
@@ -62,7 +54,7 @@ class Run:
         env.pop("MLFLOW_TRACKING_URI", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kon_ray.run", *overrides], cwd=cwd, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_as_a_terminal_would,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=as_a_terminal_would,
         )
         self.lines: List[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -35,6 +35,7 @@ import pytest
 
 from kon_ray import storage
 from tests.cluster.conftest import REPO, _processes_of, state_query
+from tests.conftest import as_a_terminal_would
 from tests.tracking.conftest import mlflow_server  # noqa: F401  (a real MLflow server, session-scoped)
 from tests.tracking.record import assert_complete_record
 
@@ -308,7 +309,7 @@ def test_a_sweep_is_one_ray_job_whose_trials_run_on_both_worker_nodes(token_clus
     # Ctrl-C once the job's driver has opened its parent run (the stages are reused: it is about to start trials)
     stopped = subprocess.Popen(**command(f"dataset.path={data}", f"cache_dir={cache}", f"sweep.dir={sweep_dir}-c",
                                          f"tracking.uri={mlflow_server}", "tracking.experiment=multinode-stopped"),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=as_a_terminal_would)
     said = []
     try:
         for line in stopped.stdout:  # type: ignore[union-attr]
