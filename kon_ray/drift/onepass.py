@@ -159,7 +159,10 @@ def score_unit(table: pa.Table, unit: WorkUnit, spec: PassSpec) -> Dict[str, Any
 def month_keys(dates: np.ndarray) -> pa.ChunkedArray:
     """Each date's month as "YYYY-MM" (null where there is no date): the estimate's chunks."""
     months = np.asarray(dates).astype("datetime64[M]")
-    return pa.chunked_array([pa.array(np.datetime_as_string(months), mask=np.isnat(months))])
+    # a dictionary array: each distinct month formatted once, not each row (the estimate groups by it anyway)
+    distinct, codes = np.unique(months, return_inverse=True)
+    names = pa.array(np.datetime_as_string(distinct), mask=np.isnat(distinct))
+    return pa.chunked_array([pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), names)])
 
 
 def performance_window(pred: Mapping[str, np.ndarray], keep: np.ndarray, labels: Sequence[str],
