@@ -19,7 +19,7 @@ from kon_ray import storage
 from kon_ray.errors import DataError
 from kon_ray.ingest import find_files, read_metadata
 from kon_ray.performance.config import PerformanceConfig
-from kon_ray.performance.estimator import SLICE, Calibration, Partial, ReferenceBins, predicted
+from kon_ray.performance.estimator import SLICE, Calibration, Partial, ReferenceBins, Terms, predicted
 
 WHOLE = "all"  # the key of the one chunk when the window is not chunked
 
@@ -206,23 +206,6 @@ def groups(values: pa.ChunkedArray) -> List[Tuple[Any, np.ndarray]]:
     return [(json_key(names[code]) if code < len(names) else None, codes == code) for code in np.unique(codes)]
 
 
-@dataclass(frozen=True)
-class _Rows:
-    """One batch's per-row terms, added to a partial whole or through a row mask."""
-
-    calibrated: np.ndarray
-    pred: np.ndarray
-    unseen: np.ndarray
-    labels: Optional[np.ndarray]
-
-    def add_to(self, target: Partial, mask: Optional[np.ndarray] = None) -> None:
-        if mask is None or mask.all():
-            target.add(self.calibrated, self.pred, self.unseen, self.labels)
-        else:
-            target.add(self.calibrated[mask], self.pred[mask], self.unseen[mask],
-                       None if self.labels is None else self.labels[mask])
-
-
 def scan(data: Dataset, columns: Columns, cfg: PerformanceConfig, calibration: Calibration, *,
          chunk_rows: Optional[int] = None, chunk_column: Optional[str] = None,
          segment_columns: Sequence[str] = (), labels_required: bool = False) -> Window:
@@ -256,15 +239,25 @@ def add_rows(window: Window, calibration: Calibration, probs: np.ndarray, labels
              chunks: Sequence[Tuple[Any, np.ndarray]], segments: Sequence[Tuple[Tuple[str, Any], np.ndarray]]) -> None:
     """Count one batch into `window`: probs (n, K) raw, labels (n,) class index or -1 (None: no label column),
     each chunk's and each segment's rows as (key, row mask). The one place a batch becomes partials (the standalone
-    command's passes and InferenceReporting's units)."""
+    command's passes and InferenceReporting's units). Each slice's fixed-point terms are computed once and counted
+    into the whole window, its chunks and its segments."""
     k = window.overall.classes
-    pred = predicted(probs)
-    rows = _Rows(calibration.apply(probs), pred, calibration.unseen(probs, pred), labels)
-    rows.add_to(window.overall)
-    for key, mask in chunks:
-        rows.add_to(window.chunks.setdefault(key, Partial(k)), mask)
-    for segment, mask in segments:
-        rows.add_to(window.segments.setdefault(segment, Partial(k)), mask)
+    targets = [(window.chunks.setdefault(key, Partial(k)), mask) for key, mask in chunks]  # first-seen order
+    targets += [(window.segments.setdefault(segment, Partial(k)), mask) for segment, mask in segments]
+    for start in range(0, len(probs), SLICE):
+        part = slice(start, start + SLICE)
+        raw = probs[part]
+        pred = predicted(raw)
+        terms = Terms.of(calibration.apply(raw))
+        unseen = calibration.unseen(raw, pred)
+        lab = None if labels is None else labels[part]
+        window.overall.add_terms(terms, pred, unseen, lab)
+        for target, mask in targets:
+            rows = mask[part]
+            if rows.all():
+                target.add_terms(terms, pred, unseen, lab)
+            elif rows.any():
+                target.add_terms(terms.select(rows), pred[rows], unseen[rows], None if lab is None else lab[rows])
 
 
 def ordered(keys: Sequence[Any]) -> List[Any]:

@@ -55,6 +55,22 @@ def _fixed(values: np.ndarray) -> np.ndarray:
     return np.rint(values * SCALE).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class Terms:
+    """At most SLICE rows' fixed-point terms: calibrated p_k (n, K) and p_k p_l (n, K*K)."""
+
+    fixed: np.ndarray
+    products: np.ndarray
+
+    @staticmethod
+    def of(calibrated: np.ndarray) -> "Terms":
+        n, k = calibrated.shape
+        return Terms(_fixed(calibrated), _fixed(calibrated[:, :, None] * calibrated[:, None, :]).reshape(n, k * k))
+
+    def select(self, rows: np.ndarray) -> "Terms":
+        return Terms(self.fixed[rows], self.products[rows])
+
+
 def _by_class(values: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
     """Column sums of `values` (n, m) fixed-point int64 over the rows of each predicted class: (k, m) Python ints.
     One bincount per column instead of a boolean selection per class; its float64 sums are exact, since at most
@@ -221,13 +237,25 @@ class Partial:
     def add(self, calibrated: np.ndarray, pred: np.ndarray, unseen: np.ndarray,
             labels: Optional[np.ndarray] = None) -> "Partial":
         """Count a batch: calibrated (n, K), pred (n,), unseen (n,) bool, labels (n,) class index or -1 (none)."""
-        k = self.classes
         for start in range(0, len(pred), SLICE):
             part = slice(start, start + SLICE)
-            cal, pr = calibrated[part], pred[part]
-            self.expected += _by_class(_fixed(cal), pr, k)
-            self.second += _by_class(_fixed(cal[:, :, None] * cal[:, None, :]).reshape(len(pr), k * k), pr,
-                                     k).reshape(k, k, k)
+            self.add_terms(Terms.of(calibrated[part]), pred[part], unseen[part], count_rows=False)
+        self._count(pred, unseen, labels)
+        return self
+
+    def add_terms(self, terms: "Terms", pred: np.ndarray, unseen: np.ndarray, labels: Optional[np.ndarray] = None,
+                  count_rows: bool = True) -> "Partial":
+        """Count at most SLICE rows whose fixed-point terms are computed already (add_rows computes them once per
+        slice for the whole window, its chunk and its segments)."""
+        k = self.classes
+        self.expected += _by_class(terms.fixed, pred, k)
+        self.second += _by_class(terms.products, pred, k).reshape(k, k, k)
+        if count_rows:
+            self._count(pred, unseen, labels)
+        return self
+
+    def _count(self, pred: np.ndarray, unseen: np.ndarray, labels: Optional[np.ndarray]) -> None:
+        k = self.classes
         self.rows += len(pred)
         self.predicted += np.bincount(pred, minlength=k).astype(object)
         self.unseen += int(np.count_nonzero(unseen))
@@ -236,7 +264,6 @@ class Partial:
             self.labelled += int(np.count_nonzero(known))
             self.realized += np.bincount(pred[known] * k + labels[known],
                                          minlength=k * k).reshape(k, k).astype(object)
-        return self
 
     def merge(self, other: "Partial") -> "Partial":
         out = Partial(self.classes)
