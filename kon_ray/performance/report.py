@@ -136,7 +136,10 @@ def assemble(sources: Sources, calibration: Calibration, window: Window, keys: S
             segments.append({"column": name, "value": value,
                              **entry(value, estimate(window.segments[(name, value)]), unseen_threshold)})
     overall = entry(WHOLE, estimate(window.overall), unseen_threshold)
-    changes = [accuracy_change(name, _accuracies(ref_window, name), _accuracies(window, name))
+    # the current side from the segment entries just estimated; the reference's estimated here
+    changes = [accuracy_change(name, _accuracies(ref_window, name),
+                               {s["value"]: (s["rows"], s["estimated"]["accuracy"]) for s in segments
+                                if s["column"] == name})
                for name in segment_columns if any(column == name for column, _ in ref_window.segments)]
     return {
         "kind": "kon_ray.performance.report", "version": 1, "reference": sources.reference,
