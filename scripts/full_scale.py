@@ -1,7 +1,7 @@
 """The full-scale run, measured: generate CLIE (4M), POLA (3.5M) and HFAC (2.5M) rows and run the whole pipeline on
-each on this machine, recording every stage's wall time and the peak memory of all Ray processes together \
-(their summed PSS, see
-kon_ray/memory.py) and how much Ray spilled to disk.
+each on this machine, recording every stage's wall time, the CPU-seconds of every process (driver, Ray's daemons and
+workers), the peak memory of all of them together (their summed PSS, see kon_ray/memory.py), the dataset's rows per
+second through the stage and how much Ray spilled to disk.
 
     .venv/bin/python scripts/full_scale.py                      # all three datasets at full scale
     .venv/bin/python scripts/full_scale.py --datasets POLA --rows 1000000 --out /tmp/kon_full
@@ -32,18 +32,29 @@ from kon_ray.memory import PeakMemory  # noqa: E402
 
 
 class StageRecorder:
-    """Pipeline observer: per-stage wall time and the peak memory seen since the previous stage ended."""
+    """Pipeline observer: per stage, wall time, CPU-seconds of every process and the peak memory seen since the
+    previous stage ended; rows/s is the dataset's rows over the stage's wall time (records through the stage)."""
 
-    def __init__(self, peak: PeakMemory) -> None:
-        self.peak = peak
+    def __init__(self, peak: PeakMemory, rows: int) -> None:
+        self.peak, self.rows = peak, rows
+        self.cpu_mark = peak.cpu_seconds()
         self.stages: List[Dict[str, Any]] = []
 
     def stage_finished(self, stage, seconds, metrics, folder, gate=None):
         peak_gib = self.peak.reset() / 1024**3
+        cpu_now = self.peak.cpu_seconds()
+        cpu, self.cpu_mark = cpu_now - self.cpu_mark, cpu_now
         spilled_gib = metrics.get("spilled_bytes", 0) / 1024**3
-        self.stages.append({"stage": stage, "seconds": round(seconds, 1), "peak_gib": round(peak_gib, 2),
-                            "spilled_gib": round(spilled_gib, 2), "rows": metrics.get("rows")})
-        print(f"  {stage:<10} {seconds:8.1f} s  peak {peak_gib:5.2f} GiB  spilled {spilled_gib:5.2f} GiB", flush=True)
+        self.stages.append({"stage": stage, "seconds": round(seconds, 1), "cpu_s": round(cpu, 1),
+                            "peak_gib": round(peak_gib, 2), "spilled_gib": round(spilled_gib, 2),
+                            "rows_per_s": round(self.rows / max(seconds, 1e-9)), "metrics": _numbers(metrics)})
+        print(f"  {stage:<10} {seconds:8.1f} s  {cpu:8.1f} CPU-s  peak {peak_gib:5.2f} GiB  "
+              f"spilled {spilled_gib:5.2f} GiB", flush=True)
+
+
+def _numbers(metrics: Dict[str, Any]) -> Dict[str, float]:
+    """The stage's numeric metrics (rounds trained, rows scored, ...), kept to say where the time went."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def compose_for(dataset: str, overrides: list[str]):
@@ -87,28 +98,37 @@ def main() -> int:
             cfg.synth.rows = rows
         config = load_config(cfg)
         print(f"{name}: {rows:,} rows", flush=True)
+        generated = None
         if not data.exists():
             start = time.perf_counter()
             with PeakMemory(args.sample_every) as gen_peak:
+                cpu_before = gen_peak.cpu_seconds()
                 generate(config.dataset, config.synth, str(data))
-            print(f"  generated in {time.perf_counter() - start:.1f} s, peak {gen_peak.gib:.2f} GiB", flush=True)
+                gen_cpu = gen_peak.cpu_seconds() - cpu_before
+            generated = {"seconds": round(time.perf_counter() - start, 1), "cpu_s": round(gen_cpu, 1),
+                         "peak_gib": round(gen_peak.gib, 2)}
+            print(f"  generated in {generated['seconds']} s, {gen_cpu:.1f} CPU-s, peak {gen_peak.gib:.2f} GiB",
+                  flush=True)
         init_local_ray(of_kind(config.cluster, LocalCluster))
         with PeakMemory(args.sample_every) as peak:
-            recorder = StageRecorder(peak)
+            recorder = StageRecorder(peak, rows)
             start = time.perf_counter()
             run_pipeline(RunContext(config=config, plain=to_plain(cfg), run_dir=config.output_dir), recorder)
             total = time.perf_counter() - start
         results["datasets"][name] = {"rows": rows, "total_seconds": round(total, 1), "stages": recorder.stages,
+                                     "total_cpu_s": round(sum(s["cpu_s"] for s in recorder.stages), 1),
+                                     "generated": generated,
                                      "peak_gib": round(max(s["peak_gib"] for s in recorder.stages), 2)}
         ray.shutdown()
         out.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps(results, indent=2))
-    print("\n| dataset | rows | stage | wall time (s) | peak memory, all Ray processes (GiB) | spilled (GiB) |")
-    print("|---|---|---|---|---|---|")
+    print("\n| dataset | rows | stage | wall time (s) | CPU-s, every process | rows/s | peak PSS, all processes (GiB) "
+          "| spilled (GiB) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, result in results["datasets"].items():
         for stage in result["stages"]:
-            print(f"| {name} | {result['rows']:,} | {stage['stage']} | {stage['seconds']} | {stage['peak_gib']} |"
-                  f" {stage['spilled_gib']} |")
+            print(f"| {name} | {result['rows']:,} | {stage['stage']} | {stage['seconds']} | {stage.get('cpu_s', '')} "
+                  f"| {stage.get('rows_per_s', ''):,} | {stage['peak_gib']} | {stage['spilled_gib']} |")
     return 0
 
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import yaml
 
-from kon_ray.cluster.auth import WHERE, find_token
+from kon_ray.cluster.auth import WHERE, Token, find_token
 from kon_ray.cluster.config import Ec2Cluster, of_kind
 from kon_ray.config import CONF_DIR, KonConfig
 from kon_ray.errors import ClusterError, ConfigError
@@ -221,9 +221,18 @@ def ensure_up(rendered: Path, runner: Runner = subprocess.run) -> str:
 
 
 def submit_ec2(config: KonConfig, overrides: Sequence[str], runner: Runner = subprocess.run) -> int:
+    """A run on the EC2 cluster: brought up if no head answers, then submitted to it as for cluster=ray."""
     # deferred: Ray's job client stays off the EC2 plan's path (and tests replace jobs.submit_run)
     from kon_ray.cluster.jobs import submit_run
 
+    return on_head(config, lambda address, token: submit_run(config, overrides, address, require_shared=True,
+                                                             token=token), runner)
+
+
+def on_head(config: KonConfig, send: Callable[[str, Token], int], runner: Runner = subprocess.run) -> int:
+    """`send(address, token)` to the head's Jobs API once the cluster is up (a run, or a whole sweep as one job:
+    kon_ray/sweep/job.py): the rendered template validated and the token found before `ray up`, the address
+    cluster.address, the head's IP, or a `ray dashboard` tunnel (cluster.port_forward)."""
     cluster = of_kind(config.cluster, Ec2Cluster)
     cfg = render(cluster, load_template(cluster.cluster_yaml))
     validate(cfg)
@@ -233,9 +242,9 @@ def submit_ec2(config: KonConfig, overrides: Sequence[str], runner: Runner = sub
     rendered = write_rendered(cfg)
     ip = ensure_up(rendered, runner)
     if cluster.address:
-        return submit_run(config, overrides, cluster.address, require_shared=True, token=token)
+        return send(cluster.address, token)
     if not cluster.port_forward:
-        return submit_run(config, overrides, f"http://{ip}:8265", require_shared=True, token=token)
+        return send(f"http://{ip}:8265", token)
     port = free_port()
     tunnel = subprocess.Popen(dashboard_command(rendered, port))
     try:
@@ -244,7 +253,7 @@ def submit_ec2(config: KonConfig, overrides: Sequence[str], runner: Runner = sub
                 f"`ray dashboard` did not open localhost:{port} within 60 s: check SSH access to the head"
                 " (security group port 22, auth.ssh_user)"
             )
-        return submit_run(config, overrides, f"http://127.0.0.1:{port}", require_shared=True, token=token)
+        return send(f"http://127.0.0.1:{port}", token)
     finally:
         tunnel.terminate()
         try:

@@ -2,7 +2,8 @@
 
 The launcher (here) calls CreateTrainingJob with the project image, the execution role, the "data" channel
 (S3 -> /opt/ml/input/data/data on every instance), the run's Hydra overrides as the `kon_overrides`
-hyperparameter (JSON list), and a stopping condition; then it follows the job: status by DescribeTrainingJob
+hyperparameter (JSON list), the command the head runs as `kon_module` (kon_ray.run, or kon_ray.sweep for a whole
+sweep: kon_ray/sweep/job.py), and a stopping condition; then it follows the job: status by DescribeTrainingJob
 (polling with backoff), logs from CloudWatch (/aws/sagemaker/TrainingJobs, one stream per instance; streams
 appear only once instances start, so missing ones are waited for). Completed -> 0; Failed/Stopped -> ClusterError
 (exit 5) with SageMaker's FailureReason. Ctrl-C stops the job and exits 130.
@@ -28,6 +29,7 @@ from typing import IO, Any, Callable, Dict, List, Optional, Sequence, TextIO
 
 from kon_ray import storage
 from kon_ray.cluster.config import SageMakerCluster, carried_overrides, joined_overrides, of_kind
+from kon_ray.cluster.sagemaker_entry import MODULE_HYPERPARAMETER, MODULES
 from kon_ray.config import KonConfig
 from kon_ray.errors import ClusterError, ConfigError, first_line
 from kon_ray.terminal import result_stream
@@ -81,12 +83,15 @@ def container_overrides(overrides: Sequence[str], config: KonConfig, name: str) 
     ]
 
 
-def training_job_request(config: KonConfig, overrides: Sequence[str], name: str) -> Dict[str, Any]:
-    """CreateTrainingJob's arguments (pure: tests compare them with what the service stored)."""
+def training_job_request(config: KonConfig, overrides: Sequence[str], name: str, *, module: str = "kon_ray.run",
+                         container_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """CreateTrainingJob's arguments (pure: tests compare them with what the service stored): the head runs
+    `python -m <module> <container_args>`, by default a run with `container_overrides`."""
+    assert module in MODULES, module
     cluster = _cluster(config)
     out = run_dir(config, name)
     cluster.check_shared_storage(out)
-    args = container_overrides(overrides, config, name)
+    args = container_overrides(overrides, config, name) if container_args is None else list(container_args)
     encoded = json.dumps(args)
     if len(encoded) > HYPERPARAMETER_MAX:
         raise ConfigError(
@@ -100,7 +105,7 @@ def training_job_request(config: KonConfig, overrides: Sequence[str], name: str)
         "TrainingJobName": name,
         "AlgorithmSpecification": {"TrainingImage": cluster.image, "TrainingInputMode": "File"},
         "RoleArn": cluster.role_arn,
-        "HyperParameters": {HYPERPARAMETER: encoded},
+        "HyperParameters": {HYPERPARAMETER: encoded, MODULE_HYPERPARAMETER: module},
         "InputDataConfig": [
             {
                 "ChannelName": CHANNEL,
@@ -226,16 +231,32 @@ def submit_sagemaker(
     sleep: Callable[[float], None] = time.sleep,
     now: Optional[datetime] = None,
 ) -> int:
-    cluster = _cluster(config)
-    name = job_name(cluster.job_name_prefix, config.dataset.name, now)
+    """A run as a training job: started, followed to its end; its exit code."""
+    name = job_name(_cluster(config).job_name_prefix, config.dataset.name, now)
     request = training_job_request(config, overrides, name)
+    return launch(config, request, f"run folder {run_dir(config, name)}", make_clients=make_clients, out=out,
+                  sleep=sleep)
+
+
+def launch(
+    config: KonConfig,
+    request: Dict[str, Any],
+    folder: str,  # where its results land, for the log line ("run folder s3://...")
+    *,
+    make_clients: Callable[[Optional[str]], tuple[Any, Any]] = clients,
+    out: Optional[TextIO] = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """CreateTrainingJob, then follow the job (status, CloudWatch logs) to its end: 0 when Completed, 130 after
+    stopping it on Ctrl-C; a refused or failed job is a ClusterError (exit 5)."""
+    cluster = _cluster(config)
+    name = request["TrainingJobName"]
     sagemaker, logs = make_clients(cluster.region)
     try:
         sagemaker.create_training_job(**request)
     except Exception as exc:
         raise ClusterError(f"SageMaker refused training job {name}: {first_line(exc)}") from None
-    log.info("started SageMaker job %s (%d x %s); run folder %s", name, cluster.instance_count,
-             cluster.instance_type, run_dir(config, name))
+    log.info("started SageMaker job %s (%d x %s); %s", name, cluster.instance_count, cluster.instance_type, folder)
     try:
         return follow(
             lambda: sagemaker.describe_training_job(TrainingJobName=name),
@@ -252,5 +273,3 @@ def submit_sagemaker(
             log.error("interrupted; could not stop SageMaker job %s (%s): stop it in the console", name,
                       first_line(exc))
         return 130
-
-

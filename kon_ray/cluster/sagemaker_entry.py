@@ -2,11 +2,12 @@
 
 Every instance reads /opt/ml/input/config/resourceconfig.json (`current_host`, `hosts`). The first host of
 `hosts`, in the order SageMaker gives, is the head: it starts the Ray head, waits until every host's node has
-joined (or fails after a timeout, naming the hosts that did not), runs `python -m kon_ray.run` with the launcher's
-overrides (joining this Ray: cluster.address=auto; data from the "data" channel; the run folder on S3), then stops
-its Ray. The other hosts wait for the head's port, join it, and stay until the head's port closes, then exit 0:
-a worker outliving its head is the normal end of the job, not a failure (SageMaker would mark the job Failed if
-any instance exited non-zero, which `ray start --block` does when its head goes away).
+joined (or fails after a timeout, naming the hosts that did not), runs `python -m kon_ray.run` (or
+`kon_ray.sweep`: the `kon_module` hyperparameter) with the launcher's overrides (joining this Ray:
+cluster.address=auto; data from the "data" channel; the run folder on S3), then stops its Ray. The other hosts
+wait for the head's port, join it, and stay until the head's port closes, then exit 0: a worker outliving its
+head is the normal end of the job, not a failure (SageMaker would mark the job Failed if any instance exited
+non-zero, which `ray start --block` does when its head goes away).
 
 Each instance runs its Ray node as `ray start ... --block` in a process group of its own and stops it by
 signalling that group: exactly this node's processes, never `ray stop`'s every Ray on the machine.
@@ -58,6 +59,8 @@ HYPERPARAMETERS = "input/config/hyperparameters.json"
 FAILURE_FILE = "output/failure"  # SageMaker shows its text as the job's FailureReason
 RAY_PORT = 6379
 TOKEN_SECRET_ENV = "KON_RAY_TOKEN_SECRET"  # the secret's name or ARN (kon_ray/cluster/sagemaker.py sets it)
+MODULE_HYPERPARAMETER = "kon_module"  # what the head runs: a run, or a whole sweep (kon_ray/sweep/job.py)
+MODULES = ("kon_ray.run", "kon_ray.sweep")  # nothing else: the hyperparameter never names arbitrary code
 JOIN_TIMEOUT_S = 600.0
 # the rehearsal's knobs (module docstring); unset on SageMaker
 ROOT_ENV = "KON_SM_ROOT"
@@ -150,8 +153,16 @@ def run_overrides(environ: Mapping[str, str], hyperparameters: Dict[str, Any],
     return value
 
 
-def pipeline_command(overrides: Sequence[str]) -> List[str]:
-    return [sys.executable, "-m", "kon_ray.run", *overrides]
+def run_module(hyperparameters: Dict[str, Any]) -> str:
+    """The command the head runs: the `kon_module` hyperparameter, kon_ray.run when absent."""
+    module = hyperparameters.get(MODULE_HYPERPARAMETER) or "kon_ray.run"
+    if module not in MODULES:
+        raise ValueError(f"{MODULE_HYPERPARAMETER} must be one of {', '.join(MODULES)}, got {module!r}")
+    return str(module)
+
+
+def pipeline_command(overrides: Sequence[str], module: str = "kon_ray.run") -> List[str]:
+    return [sys.executable, "-m", module, *overrides]
 
 
 def wait_for_hosts(addresses: Dict[str, str], alive: Callable[[], List[str]], timeout_s: float,
@@ -234,12 +245,13 @@ class RayNode:
             return
 
 
-def run_pipeline(overrides: Sequence[str], env: Dict[str, str],
-                 popen: Callable[..., Any] = subprocess.Popen) -> tuple[int, Optional[str]]:
-    """Run the pipeline with its output passed through (to the instance's log, CloudWatch); its exit code and the
-    last one-line error it logged."""
-    log.info("running: %s", shlex.join(pipeline_command(overrides)))
-    proc = popen(pipeline_command(overrides), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+def run_pipeline(overrides: Sequence[str], env: Dict[str, str], popen: Callable[..., Any] = subprocess.Popen,
+                 module: str = "kon_ray.run") -> tuple[int, Optional[str]]:
+    """Run the pipeline (or the sweep) with its output passed through (to the instance's log, CloudWatch); its exit
+    code and the last one-line error it logged."""
+    command = pipeline_command(overrides, module)
+    log.info("running: %s", shlex.join(command))
+    proc = popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                  bufsize=1)
     error = None
     for line in proc.stdout:
@@ -252,7 +264,7 @@ def run_pipeline(overrides: Sequence[str], env: Dict[str, str],
 
 
 def run_head(plan: NodePlan, overrides: Sequence[str], settings: Settings,
-             start: Callable[[Sequence[str]], RayNode] = RayNode) -> int:
+             start: Callable[[Sequence[str]], RayNode] = RayNode, module: str = "kon_ray.run") -> int:
     ip = settings.address(plan.current_host)
     command = [*plan.start_command(ip), *settings.start_args]
     node, attempts = start(command), 1
@@ -277,9 +289,9 @@ def run_head(plan: NodePlan, overrides: Sequence[str], settings: Settings,
         finally:
             ray.shutdown()
         log.info("all %d Ray nodes joined", joined)
-        code, error = run_pipeline(overrides, dict(os.environ, RAY_ADDRESS=address))
+        code, error = run_pipeline(overrides, dict(os.environ, RAY_ADDRESS=address), module=module)
         if code != 0:
-            return _fail(settings, error or f"the kon_ray run exited {code} (see the head's log)", code)
+            return _fail(settings, error or f"python -m {module} exited {code} (see the head's log)", code)
         return 0
     except RuntimeError as exc:
         return _fail(settings, str(exc))
@@ -345,7 +357,9 @@ def main(argv: Sequence[str] = ()) -> int:
         port = settings.port
         plan = plan_node(_read_json(Path(os.environ.get("KON_RESOURCE_CONFIG") or settings.path(RESOURCE_CONFIG))),
                          port)
-        overrides = run_overrides(os.environ, _read_json(settings.path(HYPERPARAMETERS)), str(settings.root))
+        hyperparameters = _read_json(settings.path(HYPERPARAMETERS))
+        overrides = run_overrides(os.environ, hyperparameters, str(settings.root))
+        module = run_module(hyperparameters)
         settings.address(plan.head_host)
     except (ValueError, OSError) as exc:  # json.JSONDecodeError is a ValueError; socket.gaierror an OSError
         return _fail(settings, f"cannot plan the Ray cluster: {exc}")
@@ -355,7 +369,7 @@ def main(argv: Sequence[str] = ()) -> int:
         return _fail(settings, f"cannot set up Ray's token authentication: {exc}")
     log.info("%s is the Ray %s (head %s, %d hosts)", plan.current_host, plan.role, plan.head_address,
              len(plan.hosts))
-    return run_head(plan, overrides, settings) if plan.role == "head" else run_worker(plan, settings)
+    return run_head(plan, overrides, settings, module=module) if plan.role == "head" else run_worker(plan, settings)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ Everything is checked before anything starts (an unknown key, a range on a key t
 model cannot take: exit 2 with one line). Then the stages before training run once (or are reused from the cache),
 each population's trials run on Ray Tune, and the sweep prints per population the best trial's validation mlogloss
 and the `python -m kon_ray.run` command line that reproduces it. Exit codes as kon_ray.run's; 1 when a trial
-failed (the others still ran; each failed trial's one line is printed). With `cluster=ray` the checks run here and
-the whole sweep runs as one Ray Job on the cluster (kon_ray/sweep/job.py), this command exiting with its code.
+failed (the others still ran; each failed trial's one line is printed). With `cluster=ray|ec2|sagemaker` the checks
+run here and the whole sweep runs as one job on the cluster (kon_ray/sweep/job.py), this command exiting with its
+code.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from kon_ray import storage
 from kon_ray.cli import _preflight, guarded, started_work
-from kon_ray.cluster.config import LocalCluster, RayCluster
+from kon_ray.cluster.config import LocalCluster, SageMakerCluster
 from kon_ray.cluster.jobs import leave_ray_working_dir
+from kon_ray.cluster.sagemaker import job_name as sagemaker_job_name
 from kon_ray.config import CONF_DIR, KonConfig, load_config, no_dataset_message, register_configs, to_plain
 from kon_ray.errors import ConfigError
 from kon_ray.storage import check_writable
 from kon_ray.sweep.config import SweepConfig
-from kon_ray.sweep.job import submit_sweep
+from kon_ray.sweep.job import default_sweep_dir, submit_sweep
 from kon_ray.sweep.space import check_space, grid, model_for, parse_command_line
 from kon_ray.sweep.summary import format_summary
 from kon_ray.sweep.track import open_tracker, parent_params
@@ -121,20 +123,23 @@ def _main(args: List[str]) -> int:
         sweep.dir or os.path.join("multirun", dataset_name, stamp))
     cfg = compose(command.fixed, sweep_dir)
     config = load_config(cfg)
+    job_name = None
+    if isinstance(config.cluster, SageMakerCluster):  # the training job's name, and the sweep folder on S3
+        job_name = sagemaker_job_name(config.cluster.job_name_prefix, dataset_name)
+        if not sweep.dir:
+            sweep_dir = default_sweep_dir(config.cluster, job_name)
+            cfg = compose(command.fixed, sweep_dir)
+            config = load_config(cfg)
     plain = to_plain(cfg)
 
-    if not isinstance(config.cluster, (LocalCluster, RayCluster)):
-        raise ConfigError(f"cluster={config.cluster.kind}: python -m kon_ray.sweep runs on a local Ray, one it joins "
-                          "(cluster.address=HOST:PORT), or as one Ray Job on a running Ray cluster (cluster=ray "
-                          "cluster.address=http://HEAD:8265, e.g. the head of an EC2 cluster a run brought up)")
     check_space(command.dimensions, sweep, config.model)
     points = grid(command.dimensions) if sweep.search == "grid" else None
     for point in points or []:
         model_for(config.model, point)  # a value no model takes: exit 2 now, not in a trial
-    if isinstance(config.cluster, RayCluster):  # checked here, run there: the whole sweep as one Ray Job
+    if not isinstance(config.cluster, LocalCluster):  # checked here, run there: the whole sweep as one job
         started_work()
         _console()
-        return submit_sweep(config, overrides, command.fixed, sweep_dir)
+        return submit_sweep(config, overrides, command.fixed, sweep_dir, job_name)
     faults = {name: json.loads(os.environ[env]) for name, env in (("raise", FAIL_ENV), ("die_once", DIE_ONCE_ENV))
               if os.environ.get(env)}
     return _run(config, plain, sweep, command, points, sweep_dir, overrides, faults)

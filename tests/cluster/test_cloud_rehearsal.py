@@ -16,7 +16,8 @@ Manager secret on moto and runs Ray with token authentication on.
 - bad data: the head writes the run's one error line to its `failure` file and exits 3 (DataError); the others 0;
 - a token secret that does not exist: every instance fails closed (exit 1, its `failure` file says why) and no
   Ray starts;
-- an instance that never comes up: the head fails after its join timeout with a line naming that host.
+- an instance that never comes up: the head fails after its join timeout with a line naming that host;
+- a sweep (`python -m kon_ray.sweep cluster=sagemaker`): one job, its trials on two instances, its folder on S3.
 """
 
 from __future__ import annotations
@@ -257,6 +258,57 @@ def test_sagemaker_three_instances_run_the_pipeline_like_one_node(world, single_
     assert_complete_record(mlflow_server, tracked.info.run_id)
     for readable in ("drift/drift_report.html", "models/industrial/metadata.json", "index.json", "run.log"):
         assert storage.exists(storage.join(run, readable)), readable
+
+
+@pytest.mark.rehearsal  # minutes: `make rehearse`, not `make test` (README, Tests)
+def test_sagemaker_a_sweep_is_one_job_whose_trials_spread_over_its_instances(world, mlflow_server,  # noqa: F811
+                                                                            tmp_path, monkeypatch) -> None:
+    """`python -m kon_ray.sweep cluster=sagemaker`: the launcher's one training job (moto stores it and marks it
+    Completed at once), then that job rehearsed on three instances: the head runs the whole sweep, its two trials
+    (2 CPUs each, a whole instance each) on two instances, the summary, page and best model in the sweep folder on
+    S3, MLflow the parent and a child per trial, the reproduce line the user's own command."""
+    from mlflow.tracking import MlflowClient
+
+    from kon_ray.sweep.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    user = ["+dataset=POLA", "debug=tiny", "cluster=sagemaker", f"cluster.image={IMAGE}", f"cluster.role_arn={ROLE}",
+            f"cluster.s3_output=s3://{BUCKET}/jobs", f"dataset.path={world['data']}",
+            "cluster.security_group_id=sg-0123456789abcdef0", "cluster.subnet_id=subnet-0123456789abcdef0",
+            f"cluster.kms_key_id={KEY}", f"cluster.auth_token_secret={world['secret']}",
+            f"cluster.instance_count={len(HOSTS)}", "cluster.poll_s=0.01",
+            "cluster.job_name_prefix=kon-rehearsal-sweep",
+            f"tracking.uri={mlflow_server}", "tracking.experiment=sagemaker-sweep", "sweep.populations=[domestic]",
+            "sweep.cpus_per_trial=2", "sweep.scheduler=none", "model.max_depth=2,3"]
+    assert main(user) == 0
+    client = boto3.client("sagemaker", region_name="eu-west-1")
+    [listed] = client.list_training_jobs(NameContains="kon-rehearsal-sweep")["TrainingJobSummaries"]
+    described = {**client.describe_training_job(TrainingJobName=listed["TrainingJobName"]),
+                 "Environment": {"KON_RAY_TOKEN_SECRET": world["secret"]}}  # moto does not store it
+    job = Job(described, world, tmp_path, HOSTS).start()
+    try:
+        codes = job.wait()
+    finally:
+        job.cleanup()
+    assert codes == {host: 0 for host in HOSTS}, _logs(job)
+    head = job.log("algo-1")
+    assert "-m kon_ray.sweep" in head and "sweep domestic: 2 trial(s), up to 2 at once, 2 CPU(s) each" in head, \
+        head[-3000:]
+    assert "reproduce: python -m kon_ray.run +dataset=POLA debug=tiny cluster=sagemaker" in head, head[-3000:]
+
+    sweep_dir = f"s3://{BUCKET}/jobs/sweeps/{job.name}"
+    summary = storage.read_json(storage.join(sweep_dir, "sweep_summary.json"))
+    trials = summary["trials"]
+    assert [t["status"] for t in trials] == ["FINISHED"] * 2, trials
+    assert len({t["node_id"] for t in trials}) == 2, trials  # a whole instance each: two instances
+    for name in ("sweep.html", "sweep.log", "best/models/domestic/model.ubj"):
+        assert storage.exists(storage.join(sweep_dir, name)), name
+    mlflow = MlflowClient(mlflow_server)
+    runs = mlflow.search_runs([mlflow.get_experiment_by_name("sagemaker-sweep").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    assert {c.data.tags["node_id"] for c in children} == {t["node_id"] for t in trials}
 
 
 def test_sagemaker_bad_data_fails_the_head_with_its_one_line_and_the_others_exit_cleanly(world, tmp_path) -> None:

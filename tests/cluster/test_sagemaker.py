@@ -186,3 +186,50 @@ def test_ctrl_c_stops_the_training_job(tmp_path: Path) -> None:
     fake = FakeSM()
     code = sm.submit_sagemaker(_config(tmp_path), [], make_clients=lambda region: (fake, NoLogs()), now=NOW)
     assert code == 130 and fake.stopped == ["kon-ray-pola-20261126-120000"]
+
+
+def test_a_sweep_is_one_training_job_whose_head_runs_the_whole_sweep(moto_endpoint, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """`python -m kon_ray.sweep cluster=sagemaker`: checked here, then one training job (on moto) whose head runs
+    `python -m kon_ray.sweep` with the data from the job's channel and the sweep folder and cache on S3. The head's
+    side of it runs for real in tests/cluster/test_cloud_rehearsal.py."""
+    from kon_ray.cluster import sagemaker_entry as entry
+    from kon_ray.sweep.__main__ import main
+    from kon_ray.sweep.space import parse_command_line
+
+    monkeypatch.chdir(tmp_path)
+    user = ["+dataset=POLA", "cluster=sagemaker", f"cluster.image={IMAGE}", f"cluster.role_arn={ROLE}",
+            "cluster.s3_output=s3://kon-bucket/kon-ray", "dataset.path=s3://kon-bucket/POLA", *INFRA,
+            "cluster.instance_count=3", "cluster.poll_s=0.01", "tracking.uri=http://mlflow:5000",
+            "model.max_depth=3,4", "sweep.max_concurrent=2", "cluster.job_name_prefix=kon-sweep"]
+    assert main(user) == 0  # moto marks the job Completed at once
+    client = boto3.client("sagemaker", region_name="eu-west-1")
+    [summary] = client.list_training_jobs(NameContains="kon-sweep")["TrainingJobSummaries"]
+    name = summary["TrainingJobName"]
+    stored = client.describe_training_job(TrainingJobName=name)
+    assert stored["ResourceConfig"]["InstanceCount"] == 3
+    assert entry.run_module(stored["HyperParameters"]) == "kon_ray.sweep"
+    *args, submitted = json.loads(stored["HyperParameters"]["kon_overrides"])
+    assert args[:4] == ["+dataset=POLA", "tracking.uri=http://mlflow:5000", "model.max_depth=3,4",
+                        "sweep.max_concurrent=2"] and name.startswith("kon-sweep-pola-")
+    assert args[-3:] == ["dataset.path='/opt/ml/input/data/data'", "cache_dir='s3://kon-bucket/kon-ray/sweeps/.cache'",
+                         f"sweep.dir='s3://kon-bucket/kon-ray/sweeps/{name}'"]
+    assert not any(a.startswith("cluster=sagemaker") for a in args)
+    # what the head composes: a sweep joining the job's Ray, the point swept, the reproduce lines the user's command
+    command = parse_command_line(args + [submitted])
+    head = load_config(compose_config(command.fixed, tmp_path)).cluster
+    assert (type(head).__name__, head.address) == ("LocalCluster", "auto")
+    assert [d.override for d in command.dimensions] == ["model.max_depth"]
+    assert "cluster=sagemaker" in command.sweep["submitted_overrides"]
+
+
+def test_a_sweep_on_sagemaker_with_a_local_sweep_folder_is_exit_2(tmp_path: Path, monkeypatch, caplog) -> None:
+    from kon_ray.sweep.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    user = ["+dataset=POLA", "cluster=sagemaker", f"cluster.image={IMAGE}", f"cluster.role_arn={ROLE}",
+            "cluster.s3_output=s3://kon-bucket/kon-ray", "dataset.path=s3://kon-bucket/POLA", *INFRA,
+            "tracking=off", "model.max_depth=3,4", "sweep.dir=sweeps/here", "cache_dir=s3://kon-bucket/c"]
+    assert main(user) == 2
+    assert f"sweep.dir is '{tmp_path}/sweeps/here', a local path: a sweep on SageMaker writes its folder to S3" \
+        in caplog.text

@@ -52,6 +52,14 @@ def test_overrides_from_environment_or_hyperparameters() -> None:
         entry.run_overrides({}, {"kon_overrides": '{"a": 1}'})
 
 
+def test_the_head_runs_a_run_or_a_sweep_and_nothing_else() -> None:
+    assert entry.run_module({}) == "kon_ray.run"
+    assert entry.run_module({"kon_module": "kon_ray.sweep"}) == "kon_ray.sweep"
+    assert entry.pipeline_command(["a=1"], "kon_ray.sweep")[1:] == ["-m", "kon_ray.sweep", "a=1"]
+    with pytest.raises(ValueError, match=r"^kon_module must be one of kon_ray.run, kon_ray.sweep, got 'os'$"):
+        entry.run_module({"kon_module": "os"})
+
+
 def test_wait_for_hosts_returns_once_all_joined_and_names_the_missing_ones_otherwise() -> None:
     hosts = {"algo-1": "10.0.0.1", "algo-2": "10.0.0.2", "algo-3": "10.0.0.3"}
     seen = iter([["10.0.0.1"], ["10.0.0.1", "10.0.0.3"], list(hosts.values())])
@@ -100,17 +108,17 @@ def test_head_runs_the_pipeline_writes_its_error_line_and_stops_its_node(monkeyp
 
     monkeypatch.setattr(entry, "port_open", lambda *a, **k: True)
     monkeypatch.setattr(entry, "wait_for_hosts", lambda *a, **k: 2)
-    monkeypatch.setattr(entry, "run_pipeline", lambda overrides, env: ran.append((overrides, env["RAY_ADDRESS"]))
-                        or (3, "data error: /d/part-0.parquet is not a Parquet file"))
+    monkeypatch.setattr(entry, "run_pipeline", lambda overrides, env, module: ran.append(
+        (module, overrides, env["RAY_ADDRESS"])) or (3, "data error: /d/part-0.parquet is not a Parquet file"))
     monkeypatch.setitem(__import__("sys").modules, "ray", types.SimpleNamespace(init=lambda **k: None,
                                                                                shutdown=lambda: None))
     settings = entry.Settings(root=tmp_path, addresses={"algo-1": "10.0.0.1", "algo-2": "10.0.0.2"},
                               start_args=("--num-cpus=2",))
     plan = entry.plan_node({"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]})
-    assert entry.run_head(plan, ["+dataset=POLA"], settings, start=Node) == 3  # the pipeline's own exit code
+    assert entry.run_head(plan, ["+dataset=POLA"], settings, start=Node, module="kon_ray.sweep") == 3  # its own code
     assert started == [["ray", "start", "--head", "--port=6379", "--dashboard-host=10.0.0.1",
                         "--node-ip-address=10.0.0.1", "--disable-usage-stats", "--num-cpus=2"]]
-    assert ran == [(["+dataset=POLA"], "10.0.0.1:6379")] and stopped == [True]
+    assert ran == [("kon_ray.sweep", ["+dataset=POLA"], "10.0.0.1:6379")] and stopped == [True]
     assert (tmp_path / "output" / "failure").read_text() == "data error: /d/part-0.parquet is not a Parquet file"
 
 

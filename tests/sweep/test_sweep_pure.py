@@ -210,3 +210,50 @@ def test_a_sweep_that_could_not_work_on_the_cluster_is_refused_before_submitting
     with pytest.raises(ConfigError, match=r"^cache_dir is '/c', a local path, but cluster=ray may run the sweep's "
                                           r"trials on 2 nodes: set cache_dir=s3://BUCKET/PREFIX"):
         job.check_shared_folders(job.RayCluster(address="http://h:8265", nodes=2), "s3://b/s", "/c")
+
+
+EC2 = ["+dataset=POLA", "cluster=ec2", "cluster.image=123456789012.dkr.ecr.eu-west-1.amazonaws.com/kon-ray:0.1.0",
+       "cluster.instance_profile_arn=arn:aws:iam::123456789012:instance-profile/kon-ray-dev-ray-node",
+       "cluster.security_group_id=sg-0123456789abcdef0", "cluster.subnet_id=subnet-0123456789abcdef0",
+       "cluster.kms_key_id=arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555",
+       "cluster.auth_token_secret=arn:aws:secretsmanager:eu-west-1:123456789012:secret:kon-ray-dev-ray-token-AbCdEf",
+       "cluster.port_forward=false", "dataset.path=s3://b/POLA", "tracking.uri=http://mlflow:5000",
+       "model.max_depth=3,4"]
+
+
+def test_cluster_ec2_brings_its_head_up_and_submits_the_whole_sweep_to_it_as_one_job(tmp_path, monkeypatch):
+    """cluster=ec2: the run's own path (template rendered and validated, the token found before `ray up`, the
+    head's address), then the same one job as cluster=ray. `ray up` itself needs AWS: its head is stood in for."""
+    from kon_ray.cluster import ec2
+    from kon_ray.sweep import job
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "t0k3n")
+    monkeypatch.setattr(ec2, "ensure_up", lambda rendered, runner=None: "10.0.0.9")
+    sent = {}
+
+    def submit_job(config, module, args, address, token, env_vars):
+        sent.update(module=module, args=list(args), address=address, token=token.source)
+        return 0
+
+    monkeypatch.setattr(job, "submit_job", submit_job)
+    assert main(EC2 + ["sweep.dir=s3://b/sweeps/s1"]) == 0
+    assert (sent["module"], sent["address"], sent["token"]) == ("kon_ray.sweep", "http://10.0.0.9:8265",
+                                                                "RAY_AUTH_TOKEN")
+    args = sent["args"][:-1]
+    assert args[:3] == ["+dataset=POLA", "tracking.uri=http://mlflow:5000", "model.max_depth=3,4"]
+    assert args[3:5] == ["cluster=local", "cluster.address=auto"]  # the job's driver joins the cluster's Ray
+    assert args[-3:] == ["dataset.path='s3://b/POLA'", "cache_dir='s3://b/sweeps/.cache'",
+                         "sweep.dir='s3://b/sweeps/s1'"]
+    assert not any(a.startswith("cluster=ec2") or a.startswith("cluster.image") for a in args)
+    assert (tmp_path / "outputs" / "cluster" / "kon-ray.yaml").exists()  # the launcher's template, rendered
+
+
+def test_a_sweep_on_ec2_with_a_local_sweep_folder_is_refused_before_the_cluster_starts(tmp_path, monkeypatch, caplog):
+    from kon_ray.cluster import ec2
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ec2, "ensure_up", lambda *a, **k: pytest.fail("ray up"))
+    assert main(EC2) == 2
+    assert (f"sweep.dir is '{tmp_path}/multirun/POLA/" in caplog.text
+            and "a local path, but cluster=ec2 may run the sweep's trials on 5 nodes" in caplog.text)
