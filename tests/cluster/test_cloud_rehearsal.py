@@ -292,7 +292,7 @@ def test_sagemaker_a_sweep_is_one_job_whose_trials_spread_over_its_instances(wor
         job.cleanup()
     assert codes == {host: 0 for host in HOSTS}, _logs(job)
     head = job.log("algo-1")
-    assert "-m kon_ray.sweep" in head and "sweep domestic: 2 trial(s), up to 2 at once, 2 CPU(s) each" in head, \
+    assert "-m kon_ray.sweep" in head and "sweep domestic: 2 trial(s), up to 3 at once, 2 CPU(s) each" in head, \
         head[-3000:]
     assert "reproduce: python -m kon_ray.run +dataset=POLA debug=tiny cluster=sagemaker" in head, head[-3000:]
 
