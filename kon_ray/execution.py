@@ -106,6 +106,15 @@ def cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def cpu_nodes() -> int:
+    """Alive nodes with CPUs in the connected Ray cluster (a head without CPUs does not count); 1 without Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        return 1
+    return max(1, sum(1 for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0))
+
+
 def row_groups(files: Sequence[str]) -> List[RowGroupInfo]:
     """Every row group of `files`, from their footers (no data is read)."""
     out = []

@@ -187,3 +187,9 @@ def test_one_big_row_group_is_decoded_once_and_sliced_by_its_row_units(tmp_path,
     here = list(execution.map_units(_ids_and_sum, units, columns=["id", "c1"]))
     assert on_ray == here == expected
     assert [i for _, ids, _ in here for i in ids] == list(range(ROWS))
+
+
+def test_cpu_nodes_counts_the_alive_nodes_that_have_cpus(ray_session):
+    """The train stage's one-node rule reads it (kon_ray/train/stage.py `distributed`); the three-node cluster's
+    head without CPUs is not counted (tests/cluster/test_multinode.py trains with Ray Train forced)."""
+    assert execution.cpu_nodes() == 1

@@ -1,10 +1,10 @@
 """Training stage (TrainDomestic, TrainIndustrial): one XGBoost model per population.
 
 The train split is turned into numpy blocks {"X", "y", "valid"} (segments assigned, labels encoded, validation
-rows flagged by id hash). A population with fewer than `model.distributed_min_rows` records trains in one process
-(`kon_ray.train.single`: one Ray task, xgboost on the training CPUs, no Ray Train set-up, whose fixed start costs
-more than the whole fit of a small population); a larger one (or any, with `model.distributed_min_rows=0`) trains
-with Ray Train: Ray Data streams the blocks into `cluster.train_workers` XGBoost workers. Both paths run the same
+rows flagged by id hash). A population with fewer than `model.distributed_min_rows` records, or any on a Ray of one
+node, trains in one process (`kon_ray.train.single`: one Ray task, xgboost on the training CPUs, no Ray Train
+set-up, whose fixed start costs more than the whole fit of a small population); a larger one on several nodes (or
+any, with `model.distributed_min_rows=0`) trains with Ray Train: Ray Data streams the blocks into `cluster.train_workers` XGBoost workers. Both paths run the same
 boosting loop and checkpoint under `cluster.storage_path` (default <run folder>/ray_train/), removed once the model
 folder is written. Ctrl-C during a fit stops it on either path (its Ray tasks cancelled, Ray Train's run aborted),
 removes its checkpoints and comes back as KeyboardInterrupt, so the run exits 130. Everything the user can get
@@ -132,7 +132,8 @@ def train_all(ctx: RunContext) -> Dict[str, Any]:
 
     metrics: Dict[str, Any] = {"rows": 0, "train_workers": cluster.train_workers}
     rows = {pop: sum(c["train"] + c["validation"] for c in counts[pop].values()) for pop in POPULATIONS}
-    small = [pop for pop in POPULATIONS if not distributed(rows[pop], model_cfg.distributed_min_rows)]
+    nodes = execution.cpu_nodes()
+    small = [pop for pop in POPULATIONS if not distributed(rows[pop], model_cfg.distributed_min_rows, nodes)]
     outcomes: Dict[str, Tuple[Dict[str, Any], float]] = {}
     with _progress(rows, model_cfg.num_boost_round) as (sink, reporter):
         if small:  # one process, every training CPU, the populations one after another (kon_ray/train/single.py)
@@ -265,9 +266,12 @@ def _progress(rows: Dict[str, int], max_rounds: int) -> Iterator[Any]:
             ray.kill(sink)
 
 
-def distributed(rows: int, min_rows: int) -> bool:
-    """Whether a population of `rows` records trains with Ray Train (`model.distributed_min_rows`; 0: always)."""
-    return rows >= min_rows
+def distributed(rows: int, min_rows: int, nodes: int) -> bool:
+    """Whether a population of `rows` records trains with Ray Train: `model.distributed_min_rows` 0 always (tests
+    force it so); else from that many records, on a Ray of more than one node with CPUs. On one node one process
+    with every CPU's thread beat Ray Train's workers at every size measured (1.05x against 1.35x plain xgboost,
+    BENCHMARKS.md "Training"): they only exchange histograms there, with no more cores to gain."""
+    return min_rows == 0 or (rows >= min_rows and nodes > 1)
 
 
 def train_population(

@@ -61,11 +61,14 @@ def test_both_paths_resume_a_lost_process_and_match_an_uninterrupted_fit(ray_ses
     domestic_rows = int((frame["population"] == "domestic").sum())
     industrial_rows = len(frame) - domestic_rows
     assert industrial_rows < domestic_rows
-    # the threshold between the two: industrial trains in one process, domestic with Ray Train
+    # the threshold between the two: industrial trains in one process, domestic with Ray Train, as on a Ray of two
+    # nodes with CPUs (this one has one: on one node a population of any size trains in one process)
     mixed = replace(NO_EARLY_STOP, distributed_min_rows=domestic_rows)
-    assert train_stage.distributed(domestic_rows, mixed.distributed_min_rows)
-    assert not train_stage.distributed(industrial_rows, mixed.distributed_min_rows)
-    assert train_stage.distributed(1, 0)  # 0 forces Ray Train
+    assert train_stage.distributed(domestic_rows, mixed.distributed_min_rows, nodes=2)
+    assert not train_stage.distributed(domestic_rows, mixed.distributed_min_rows, nodes=1)
+    assert not train_stage.distributed(industrial_rows, mixed.distributed_min_rows, nodes=2)
+    assert train_stage.distributed(1, 0, nodes=1)  # 0 forces Ray Train
+    monkeypatch.setattr(train_stage.execution, "cpu_nodes", lambda: 2)
     ctx = _prepared_run(tmp_path, frame, mixed)
     # rank 0 of domestic's worker group dies after round 6 (0-based 5), industrial's task after round 4: once each.
     # Checkpoints come every 2 rounds; a worker's report waits in a queue of one until the controller takes it (every
