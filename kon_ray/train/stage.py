@@ -1,16 +1,17 @@
 """Training stage (TrainDomestic, TrainIndustrial): one XGBoost model per population.
 
-The train split is turned into numpy blocks {"X", "y", "valid"} (segments assigned, labels encoded, validation
-rows flagged by id hash). A population with fewer than `model.distributed_min_rows` records, or any on a Ray of one
-node, trains in one process (`kon_ray.train.single`: one Ray task, xgboost on the training CPUs, no Ray Train
-set-up, whose fixed start costs more than the whole fit of a small population); a larger one on several nodes (or
-any, with `model.distributed_min_rows=0`) trains with Ray Train: Ray Data streams the blocks into
-`cluster.train_workers` XGBoost workers. Both paths run the same boosting loop and checkpoint under
-`cluster.storage_path` (default <run folder>/ray_train/), removed once the model folder is written. Ctrl-C during a fit stops it on either path (its Ray tasks cancelled, Ray Train's run aborted),
-removes its checkpoints and comes back as KeyboardInterrupt, so the run exits 130. Everything the user can get
-wrong (missing columns, a population with too few records or one class) is checked on the driver before any
-training starts. Each population's model folder, models/<population>/, is self-contained; its files, writer and
-reader are in kon_ray/train/model_folder.py, the metadata.json it holds is `_metadata` below.
+The train split is turned into numpy blocks {"X", "y", "valid"} (segments assigned, labels encoded, validation rows
+flagged by id hash). A population with fewer than `model.distributed_min_rows` records, or any on a Ray of one node,
+trains in one process (`kon_ray.train.single`: one Ray task, xgboost on the training CPUs, no Ray Train set-up,
+whose fixed start costs more than the whole fit of a small population); a larger one on several nodes (or any, with
+`model.distributed_min_rows=0`) trains with Ray Train: Ray Data streams the blocks into `cluster.train_workers`
+XGBoost workers. Both paths run the same boosting loop and checkpoint under `cluster.storage_path` (default <run
+folder>/ray_train/), removed once the model folder is written. Ctrl-C during a fit stops it on either path (its Ray
+tasks cancelled, Ray Train's run aborted), removes its checkpoints and comes back as KeyboardInterrupt, so the run
+exits 130. Everything the user can get wrong (missing columns, a population with too few records or one class) is
+checked on the driver before any training starts. Each population's model folder, models/<population>/, is self-
+contained; its files, writer and reader are in kon_ray/train/model_folder.py, the metadata.json it holds is
+`_metadata` below.
 
 A test can make a population's first fit lose its process (Ray Train worker or one-process task) after a given
 round: it replaces `lost_process_round`, which the driver asks once per fit; production never does.
