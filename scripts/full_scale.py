@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -90,8 +91,11 @@ def main() -> int:
         cfg = compose_for(name, [f"dataset.path={data}", "tracking=off", *args.overrides])
         with open_dict(cfg):
             cfg.output_dir = str(out / "runs" / name)
+            # a stage cache of its own, emptied first: every stage is computed, never reused from an earlier run
+            cfg.cache_dir = str(out / "cache" / name)
             if args.rows:
                 cfg.synth.rows = args.rows
+        shutil.rmtree(cfg.cache_dir, ignore_errors=True)
         config = load_config(cfg)
         rows = config.synth.rows or config.dataset.full_rows
         with open_dict(cfg):
