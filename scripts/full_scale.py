@@ -114,11 +114,15 @@ def main() -> int:
             print(f"  generated in {generated['seconds']} s, {gen_cpu:.1f} CPU-s, peak {gen_peak.gib:.2f} GiB",
                   flush=True)
         init_local_ray(of_kind(config.cluster, LocalCluster))
-        with PeakMemory(args.sample_every) as peak:
-            recorder = StageRecorder(peak, rows)
-            start = time.perf_counter()
-            run_pipeline(RunContext(config=config, plain=to_plain(cfg), run_dir=config.output_dir), recorder)
-            total = time.perf_counter() - start
+        try:
+            with PeakMemory(args.sample_every) as peak:
+                recorder = StageRecorder(peak, rows)
+                start = time.perf_counter()
+                run_pipeline(RunContext(config=config, plain=to_plain(cfg), run_dir=config.output_dir), recorder)
+                total = time.perf_counter() - start
+        except BaseException:
+            ray.shutdown()  # Ctrl-C or a failed stage: no Ray left running to skew the next measurement
+            raise
         results["datasets"][name] = {"rows": rows, "total_seconds": round(total, 1), "stages": recorder.stages,
                                      "total_cpu_s": round(sum(s["cpu_s"] for s in recorder.stages), 1),
                                      "generated": generated,
