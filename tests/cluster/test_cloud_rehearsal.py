@@ -40,7 +40,7 @@ import pytest
 from kon_ray import storage
 from kon_ray.net import free_port, free_ports
 from tests.cluster.conftest import REPO, VENV_BIN, _node_ports, _processes_of
-from tests.cluster.test_multinode import _client_env, _drift, one_node_reference, same_as_one_node
+from tests.cluster.test_multinode import _client_env, _drift, one_node_reference, same_as_one_node, two_finished_trials
 from tests.tracking.conftest import mlflow_server  # noqa: F401  (a real MLflow server, session-scoped)
 from tests.tracking.record import assert_complete_record
 
@@ -267,8 +267,6 @@ def test_sagemaker_a_sweep_is_one_job_whose_trials_spread_over_its_instances(wor
     Completed at once), then that job rehearsed on three instances: the head runs the whole sweep, its two trials
     (2 CPUs each, a whole instance each) on two instances, the summary, page and best model in the sweep folder on
     S3, MLflow the parent and a child per trial, the reproduce line the user's own command."""
-    from mlflow.tracking import MlflowClient
-
     from kon_ray.sweep.__main__ import main
 
     monkeypatch.chdir(tmp_path)
@@ -296,19 +294,8 @@ def test_sagemaker_a_sweep_is_one_job_whose_trials_spread_over_its_instances(wor
         head[-3000:]
     assert "reproduce: python -m kon_ray.run +dataset=POLA debug=tiny cluster=sagemaker" in head, head[-3000:]
 
-    sweep_dir = f"s3://{BUCKET}/jobs/sweeps/{job.name}"
-    summary = storage.read_json(storage.join(sweep_dir, "sweep_summary.json"))
-    trials = summary["trials"]
-    assert [t["status"] for t in trials] == ["FINISHED"] * 2, trials
-    assert len({t["node_id"] for t in trials}) == 2, trials  # a whole instance each: two instances
-    for name in ("sweep.html", "sweep.log", "best/models/domestic/model.ubj"):
-        assert storage.exists(storage.join(sweep_dir, name)), name
-    mlflow = MlflowClient(mlflow_server)
-    runs = mlflow.search_runs([mlflow.get_experiment_by_name("sagemaker-sweep").experiment_id])
-    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "parent"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert parent.info.status == "FINISHED" and len(children) == 2
-    assert {c.data.tags["node_id"] for c in children} == {t["node_id"] for t in trials}
+    _, nodes, _ = two_finished_trials(f"s3://{BUCKET}/jobs/sweeps/{job.name}", mlflow_server, "sagemaker-sweep")
+    assert len(nodes) == 2, nodes  # a whole instance each: two instances
 
 
 def test_sagemaker_bad_data_fails_the_head_with_its_one_line_and_the_others_exit_cleanly(world, tmp_path) -> None:

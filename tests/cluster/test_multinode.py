@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Set, Tuple
 
 import boto3
 import pyarrow.parquet as pq
@@ -255,6 +255,28 @@ def test_a_submission_without_the_token_or_with_a_wrong_one_is_refused(token_clu
     assert token_cluster["token"] not in missing.stderr + refused.stderr + missing.stdout + refused.stdout
 
 
+def two_finished_trials(sweep_dir: str, tracking: str, experiment: str) -> Tuple[Dict[str, Any], Set[str], Any]:
+    """A remote sweep of two trials, both finished: its summary on S3 with the page, log and best model beside it,
+    and in MLflow (`tracking`) its parent (FINISHED) with a FINISHED child per trial, tagged with the node the trial
+    ran on. The summary, the trials' nodes and the parent run."""
+    from mlflow.tracking import MlflowClient
+
+    summary = storage.read_json(storage.join(sweep_dir, "sweep_summary.json"))
+    trials = summary["trials"]
+    assert [t["status"] for t in trials] == ["FINISHED"] * 2, trials
+    for name in ("sweep.html", "sweep.log", "best/models/domestic/model.ubj"):
+        assert storage.exists(storage.join(sweep_dir, name)), name
+    client = MlflowClient(tracking)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    assert {(c.data.tags["trial_status"], c.info.status) for c in children} == {("FINISHED", "FINISHED")}
+    nodes = {t["node_id"] for t in trials}
+    assert {c.data.tags["node_id"] for c in children} == nodes
+    return summary, nodes, parent
+
+
 def test_a_sweep_is_one_ray_job_whose_trials_run_on_both_worker_nodes(token_cluster, data, mlflow_server,  # noqa: F811
                                                                       tmp_path) -> None:
     """`python -m kon_ray.sweep ... cluster=ray`: one Ray Job runs the whole sweep (2 trials of 2 CPUs, each a whole
@@ -287,21 +309,9 @@ def test_a_sweep_is_one_ray_job_whose_trials_run_on_both_worker_nodes(token_clus
     assert ("reproduce: python -m kon_ray.run +dataset=POLA debug=tiny cluster=ray "
             f"cluster.address={token_cluster['address']}") in log and "Traceback" not in log
 
-    summary = storage.read_json(storage.join(sweep_dir, "sweep_summary.json"))
-    trials = summary["trials"]
-    assert [t["status"] for t in trials] == ["FINISHED"] * 2, trials
-    nodes = {t["node_id"] for t in trials}
+    summary, nodes, parent = two_finished_trials(sweep_dir, mlflow_server, "multinode-sweep")
     assert nodes == set(token_cluster["workers"]), (nodes, token_cluster["workers"])
-    for name in ("sweep.html", "sweep.log", "best/models/domestic/model.ubj"):
-        assert storage.exists(storage.join(sweep_dir, name)), name
-
     client = MlflowClient(mlflow_server)
-    runs = client.search_runs([client.get_experiment_by_name("multinode-sweep").experiment_id])
-    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "parent"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert parent.info.status == "FINISHED" and len(children) == 2
-    assert {(c.data.tags["trial_status"], c.info.status) for c in children} == {("FINISHED", "FINISHED")}
-    assert {c.data.tags["node_id"] for c in children} == nodes
     assert parent.data.metrics["best/domestic/validation_mlogloss"] == \
         pytest.approx(summary["best"]["domestic"]["validation_mlogloss"])
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"sweep.html", "sweep_summary.json"}
