@@ -483,9 +483,20 @@ def map_chunks(fn: Callable[[List[Any]], List[Any]], items: Sequence[Any], *, mi
     return [value for part in parts for value in part]
 
 
+def threads_env(threads: int) -> Dict[str, Any]:
+    """The runtime env of a task that holds `threads` CPUs: a worker process of its own, started with
+    OMP_NUM_THREADS=threads. Ray reuses an idle worker for the next task, and a worker that first ran a 1-CPU task
+    (a preprocess or drift unit) started with OMP_NUM_THREADS=1: its OpenMP is fixed at one thread when xgboost
+    loads it, and xgboost caps `nthread` at OpenMP's maximum, so a 2-CPU fit there trains on one thread (found on
+    the full-scale run: 1,018 CPU-s in 954 s of training on 2 cores). Merged into the job's own runtime env (its
+    working_dir stays)."""
+    return {"env_vars": {"OMP_NUM_THREADS": str(max(1, threads))}}
+
+
 def run_remote(fn: Callable[..., Any], *args: Any, num_cpus: float = 1, group: Optional["TaskGroup"] = None,
                **kwargs: Any) -> Any:
     """One call of `fn` as a Ray task when Ray runs (so it may run on any node), else here; user errors unwrapped.
+    A task of more than one CPU runs in a worker started for that many threads (`threads_env`).
 
     `group`: the task belongs to a `TaskGroup` (a call waited on by another thread than the main one, which alone
     sees Ctrl-C): `group.cancel()` ends it and makes this call raise KeyboardInterrupt."""
@@ -493,7 +504,10 @@ def run_remote(fn: Callable[..., Any], *args: Any, num_cpus: float = 1, group: O
 
     if not ray.is_initialized():
         return fn(*args, **kwargs)
-    ref = ray.remote(fn).options(num_cpus=num_cpus, max_retries=0).remote(*args, **kwargs)
+    options: Dict[str, Any] = {"num_cpus": num_cpus, "max_retries": 0}
+    if num_cpus > 1:
+        options["runtime_env"] = threads_env(int(num_cpus))
+    ref = ray.remote(fn).options(**options).remote(*args, **kwargs)
     with cancel_on_interrupt([ref]), (group.member(ref) if group else contextlib.nullcontext()), user_errors():
         return ray.get(ref)
 

@@ -4,6 +4,7 @@ a user error raised inside a task comes back as itself."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Dict, List
@@ -193,3 +194,24 @@ def test_cpu_nodes_counts_the_alive_nodes_that_have_cpus(ray_session):
     """The train stage's one-node rule reads it (kon_ray/train/stage.py `distributed`); the three-node cluster's
     head without CPUs is not counted (tests/cluster/test_multinode.py trains with Ray Train forced)."""
     assert execution.cpu_nodes() == 1
+
+
+def _openmp_threads_and_env(_: int = 0):
+    """In a Ray task: the OpenMP thread cap xgboost trains under in this process, and the job's own environment."""
+    import threadpoolctl
+    import xgboost  # noqa: F401  (loads OpenMP as a fit would)
+
+    caps = [info["num_threads"] for info in threadpoolctl.threadpool_info() if info["internal_api"] == "openmp"]
+    return min(caps), os.environ.get("AWS_ENDPOINT_URL")
+
+
+def test_a_task_of_two_cpus_trains_on_two_threads_even_after_one_cpu_tasks(tasks_defined_here, moto_server):
+    """Ray reuses idle workers, and one started for a 1-CPU task has OpenMP fixed at one thread, which xgboost's
+    `nthread` cannot raise: a 2-CPU task (the one-process training fit) gets a worker started for 2 threads, with
+    the job's environment kept (here the session's moto endpoint)."""
+    import ray
+
+    one_cpu = ray.remote(num_cpus=1)(_openmp_threads_and_env)
+    warm = ray.get([one_cpu.remote(i) for i in range(6)])  # 1-CPU tasks warm the worker pool
+    assert {threads for threads, _ in warm} == {1}
+    assert execution.run_remote(_openmp_threads_and_env, num_cpus=2) == (2, moto_server)
