@@ -542,6 +542,9 @@ class TaskGroup:
         _cancel(refs)
 
 
+CANCEL_WAIT_S = 10.0  # how long a cancellation waits for its force-killed workers to be gone
+
+
 @contextlib.contextmanager
 def cancel_on_interrupt(refs: List[Any]) -> Iterator[None]:
     """When the driver is interrupted while waiting for `refs` (the list may grow inside the block), cancel them:
@@ -562,6 +565,12 @@ def _cancel(refs: Sequence[Any]) -> None:
             ray.cancel(ref, force=True)  # force: kill the worker, also inside xgboost's or Arrow's C++ code
         except Exception:  # noqa: BLE001 - already finished, or Ray is going away: nothing left to stop
             pass
+    # ray.cancel only asks: wait (briefly) until the workers are gone, so that the caller's clean-up (a fit's
+    # checkpoints removed) is not followed by one more file from a task still running
+    try:
+        ray.wait(list(refs), num_returns=len(refs), timeout=CANCEL_WAIT_S)
+    except Exception:  # noqa: BLE001 - Ray going away: its workers go with it
+        pass
 
 
 class Blocks:
