@@ -163,6 +163,7 @@ def main() -> None:
     from kon_ray.infer import stage as infer_stage
     from kon_ray.segment.config import SegmentConfig
     from kon_ray.segment.state import SegmentState
+    from kon_ray.stages import StageResult
     from kon_ray.train.boost import xgb_params
     from kon_ray.train.config import ModelConfig
     from kon_ray.train.data import model_features
@@ -244,7 +245,7 @@ def main() -> None:
             stage_metrics: Dict[str, Any] = {}
 
             def run_stage(stage_metrics=stage_metrics, ctx=ctx):
-                stage_metrics.update(infer_stage.run(ctx))
+                stage_metrics.update(StageResult.of(infer_stage.run(ctx)).metrics)
 
             first = measure(run_stage)
             second = measure(run_stage)
