@@ -436,6 +436,23 @@ def test_identifiers_are_the_integer_and_string_columns_unique_in_every_referenc
     assert identifier_columns([with_null], ["customer_id"]) == {}
 
 
+def test_in_one_big_row_group_only_the_head_is_tried_and_a_late_repeat_still_counts(tmp_path, monkeypatch):
+    """One file of one row group (pyarrow's default): candidates are tried on its first HEAD_ROWS rows only, and a
+    column that repeats a value only after them is still no identifier (the whole column decides)."""
+    from kon_ray.drift import identifiers
+
+    monkeypatch.setattr(identifiers, "HEAD_ROWS", 100)
+    n = 300
+    path = tmp_path / "one_group.parquet"
+    pq.write_table(pa.table({"customer_id": list(range(n)), "repeats_late": list(range(n - 1)) + [5],
+                             "repeats_early": [i % 50 for i in range(n)]}), path)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+    head = identifiers._head(pq.ParquetFile(path), ["customer_id"])
+    assert head is not None and head.num_rows == 100
+    found = identifiers.identifier_columns([str(path)], ["customer_id", "repeats_late", "repeats_early"])
+    assert list(found) == ["customer_id"]
+
+
 @pytest.mark.slow  # one check on the session's Ray (a few Ray Data passes)
 def test_two_samples_of_one_distribution_with_ids_raise_no_flag(tmp_path, ray_session):
     """The issue's case: reference and current drawn from one distribution, each with its own customer ids."""
