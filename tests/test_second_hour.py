@@ -545,9 +545,14 @@ def test_a_drift_check_whose_raylet_dies_ends_in_one_line_and_exit_5(tmp_path):
             in errors[0], stderr
         assert f"named in {run / 'run.log'}" in errors[0]
     else:
+        # the watcher names Ray when Ray's own last words reached the log; once in four loaded runs (2026-12-07) the
+        # core worker ended the process without them, and the watcher's line gave the general reason: still one
+        # line, naming the log
         assert check.returncode == 1, stderr
-        assert errors[0] == ("kon_ray: unexpected error: the command stopped without finishing: its local Ray failed"
-                             f" (the raylet died) and ended it; Ray's messages and the rest are in {run / 'run.log'}")
+        assert errors[0] in [f"kon_ray: unexpected error: the command stopped without finishing: {why}; Ray's messages"
+                             f" and the rest are in {run / 'run.log'}" for why in (
+                                 "its local Ray failed (the raylet died) and ended it",
+                                 "it was killed, or native code ended it")], stderr
     assert [line for line in stderr.splitlines() if line and line not in errors and " INFO " not in line] == [], stderr
 
 
