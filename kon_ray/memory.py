@@ -49,20 +49,9 @@ def _family() -> List[psutil.Process]:
     return list(seen.values())
 
 
-def total_rss() -> int:
-    """Bytes resident in this process, its descendants and all Ray processes (each process once, shared pages
-    split between their sharers)."""
-    total = 0
-    for proc in _family():
-        try:
-            total += _resident(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return total
-
-
 class PeakMemory:
-    """`with PeakMemory() as peak: ...; peak.bytes` — the largest total_rss() seen while the block ran;
+    """`with PeakMemory() as peak: ...; peak.bytes` — the largest summed PSS of this process, its descendants and
+    every Ray process (each once) seen while the block ran;
     `peak.cpu_seconds()` — CPU time used so far by every process seen (user + system)."""
 
     def __init__(self, interval: float = 0.25) -> None:
